@@ -1,0 +1,167 @@
+// Package sinks is the contract between tickflow's consumers and the runtime
+// that feeds them: the Sink interface, the registry sink packages register
+// into, and the environment a sink is built with.
+//
+// A sink package registers a Spec in init(); main blank-imports sinks/all so
+// the compiled-in set is explicit. The bus runtime owns consuming, batching,
+// retries with backoff and offset commits; a sink only writes batches.
+package sinks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/tick"
+)
+
+// Names are the sinks tickflow knows about. A config may name only these; a
+// known name whose package is not compiled in is reported as "not available
+// in this build" rather than rejected.
+var Names = []string{"cache", "store", "push", "strategy", "risk"}
+
+// Sink consumes batches of ticks. The runtime calls Connect before the first
+// batch and again whenever a method returns an error wrapping ErrNotConnected.
+// WriteBatch must return nil only once the batch is durable (or, for
+// best-effort sinks, handed on); only then are its offsets committed. A
+// batch that fails is retried, so WriteBatch must be idempotent.
+type Sink interface {
+	Connect(ctx context.Context) error
+	WriteBatch(ctx context.Context, batch []tick.Tick) error
+	Close(ctx context.Context) error
+}
+
+// ErrNotConnected tells the runtime to call Connect again before retrying.
+var ErrNotConnected = errors.New("sink not connected")
+
+// ErrUnavailable, returned (wrapped) by a Spec's New, means the sink cannot
+// run with this configuration (say, no server address). The host reports it
+// on /readyz and carries on without consuming for it, so nothing is skipped.
+var ErrUnavailable = errors.New("sink unavailable")
+
+// Readier is implemented by sinks that know more about their health than the
+// runtime's view of their last batch (a backend that is down between
+// batches, say). A nil error means ready.
+type Readier interface {
+	Ready(ctx context.Context) error
+}
+
+// BatchPolicy is how many ticks the runtime accumulates before calling
+// WriteBatch: Size ticks, or whatever arrived within MaxWait of the first.
+type BatchPolicy struct {
+	Size    int           `yaml:"size"`
+	MaxWait time.Duration `yaml:"max_wait"`
+}
+
+// Validate checks the policy is usable.
+func (p BatchPolicy) Validate() error {
+	if p.Size <= 0 {
+		return fmt.Errorf("size must be > 0, got %d", p.Size)
+	}
+	if p.MaxWait <= 0 {
+		return fmt.Errorf("max_wait must be > 0, got %s", p.MaxWait)
+	}
+	return nil
+}
+
+// Publisher sends a record to a Kafka topic; strategy and risk use it to
+// publish signals and alerts. Produce returns once the record is
+// acknowledged.
+type Publisher interface {
+	Publish(ctx context.Context, topic string, key, value []byte) error
+}
+
+// Env is what a sink is built with.
+type Env struct {
+	Name    string
+	Logger  *slog.Logger
+	Metrics prometheus.Registerer
+	Clock   clock.Clock
+	// Publisher produces to the bus. Never nil in a running tickflow.
+	Publisher Publisher
+	// Peer returns another enabled sink by name once every sink is built,
+	// so a sink can use a peer's capability (push reads the cache for
+	// snapshots) by type-asserting to an interface it declares itself. Call
+	// it from Connect or later, not from New.
+	Peer func(name string) (Sink, bool)
+}
+
+// Spec describes a sink type to the registry.
+type Spec struct {
+	Name string
+	// Batch is the default batch policy; config may override it.
+	Batch BatchPolicy
+	// Config returns a pointer to a fresh config value with defaults set.
+	// The loader decodes the sink's YAML section into it strictly (unknown
+	// keys are errors); "enabled" and "batch" are handled by the host and
+	// never reach it. If the value has a Validate() error method it is
+	// called after decoding. Nil means the sink takes no settings.
+	Config func() any
+	// New builds the sink from its decoded config. It should not dial
+	// anything; that is Connect's job.
+	New func(env Env, cfg any) (Sink, error)
+}
+
+var (
+	mu       sync.RWMutex
+	registry = map[string]Spec{}
+)
+
+// Register adds a sink type. It panics on an unknown or duplicate name: both
+// are programming errors caught at init.
+func Register(s Spec) {
+	mu.Lock()
+	defer mu.Unlock()
+	if !known(s.Name) {
+		panic(fmt.Sprintf("sinks: register %q: not one of %v", s.Name, Names))
+	}
+	if _, dup := registry[s.Name]; dup {
+		panic(fmt.Sprintf("sinks: %q registered twice", s.Name))
+	}
+	if err := s.Batch.Validate(); err != nil {
+		panic(fmt.Sprintf("sinks: %q default batch: %v", s.Name, err))
+	}
+	registry[s.Name] = s
+}
+
+// Lookup returns the registered spec for name.
+func Lookup(name string) (Spec, bool) {
+	mu.RLock()
+	defer mu.RUnlock()
+	s, ok := registry[name]
+	return s, ok
+}
+
+// Registered lists the compiled-in sink names, sorted.
+func Registered() []string {
+	mu.RLock()
+	defer mu.RUnlock()
+	out := make([]string, 0, len(registry))
+	for n := range registry {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Known reports whether name is a sink tickflow defines.
+func Known(name string) bool { return known(name) }
+
+func known(name string) bool {
+	for _, n := range Names {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Validator is implemented by sink configs with cross-field checks.
+type Validator interface{ Validate() error }
