@@ -165,3 +165,11 @@ func known(name string) bool {
 
 // Validator is implemented by sink configs with cross-field checks.
 type Validator interface{ Validate() error }
+
+// Service is implemented by sinks with work of their own beyond batches (an
+// HTTP listener, a worker pool, a timer). The host runs Run under its
+// errgroup for the life of the process, after New and before the first
+// Connect; Run returns nil when ctx is cancelled.
+type Service interface {
+	Run(ctx context.Context) error
+}
