@@ -1,0 +1,28 @@
+package tick
+
+import (
+	"time"
+
+	"github.com/cockroachdb/apd/v3"
+)
+
+// Candle is one OHLC bucket of a pair's trade prices. It has no volume: a
+// ticker's volume is a rolling 24 h figure, not a per-bucket one.
+type Candle struct {
+	// Start is the bucket's first instant, aligned to UTC.
+	Start time.Time
+	Open  apd.Decimal // first price in the bucket by event time
+	High  apd.Decimal
+	Low   apd.Decimal
+	Close apd.Decimal // last price in the bucket by event time
+	// Ticks is how many ticks fell in the bucket.
+	Ticks uint64
+}
+
+// CandleQuery asks for one pair's candles of one interval over [From, To).
+// Buckets with no ticks are absent from the answer.
+type CandleQuery struct {
+	Exchange, Symbol string
+	Interval         time.Duration
+	From, To         time.Time
+}

@@ -1,0 +1,18 @@
+package tick
+
+import "time"
+
+// Query selects a page of one pair's ticks, newest first. It lives here,
+// not in api, so a history provider (the store sink) and the API handler
+// that uses it can share the type without importing each other.
+type Query struct {
+	Exchange, Symbol string
+	// From and To bound the event time, inclusive; a zero value leaves
+	// that side open.
+	From, To time.Time
+	// Limit caps the number of ticks returned.
+	Limit int
+	// Before is a paging cursor: only ticks with Timestamp < Before (Unix
+	// ms) are returned. Zero means no cursor.
+	Before int64
+}
