@@ -1,0 +1,163 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tickflow/tickflow/tick"
+)
+
+// ProducerOptions configure a Producer.
+type ProducerOptions struct {
+	Topic string
+	// Linger trades a little latency for larger batches; 5 ms by default.
+	Linger time.Duration
+	// MaxBuffered bounds records waiting for acks; Produce blocks beyond it,
+	// which is the backpressure the ingestors measure.
+	MaxBuffered int
+	Logger      *slog.Logger
+	Metrics     prometheus.Registerer
+}
+
+// Producer publishes ticks (and, for strategy and risk, other records) to
+// Kafka. It is idempotent with acks=all, so a retried batch is never
+// duplicated by the broker.
+type Producer struct {
+	cl    *kgo.Client
+	topic string
+	log   *slog.Logger
+
+	produced *prometheus.CounterVec
+	failed   *prometheus.CounterVec
+
+	mu      sync.Mutex
+	lastErr error
+}
+
+// NewProducer connects a producer. It does not block on the network.
+func NewProducer(cc ClientConfig, o ProducerOptions) (*Producer, error) {
+	if o.Topic == "" {
+		return nil, errors.New("producer: no topic")
+	}
+	if o.Linger <= 0 {
+		o.Linger = 5 * time.Millisecond
+	}
+	if o.MaxBuffered <= 0 {
+		o.MaxBuffered = 100_000
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	opts, err := cc.opts()
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts,
+		kgo.DefaultProduceTopic(o.Topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(o.Linger),
+		kgo.MaxBufferedRecords(o.MaxBuffered),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("producer: %w", err)
+	}
+	p := &Producer{
+		cl: cl, topic: o.Topic, log: o.Logger,
+		produced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tickflow_bus_produced_total", Help: "Records acknowledged by the broker, by topic.",
+		}, []string{"topic"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tickflow_bus_produce_errors_total", Help: "Records the broker did not acknowledge, by topic.",
+		}, []string{"topic"}),
+	}
+	if o.Metrics != nil {
+		for _, c := range []prometheus.Collector{p.produced, p.failed} {
+			if err := o.Metrics.Register(c); err != nil {
+				cl.Close()
+				return nil, fmt.Errorf("producer metrics: %w", err)
+			}
+		}
+	}
+	return p, nil
+}
+
+// Produce queues a tick for the tick topic, keyed by pair, and returns once
+// the client holds it; it blocks while MaxBuffered records await acks. The
+// client retries delivery until it succeeds or the producer is closed;
+// Flush waits for every queued tick to be acknowledged. A tick that still
+// fails is logged and counted, and reported by the next Err.
+func (p *Producer) Produce(ctx context.Context, t *tick.Tick) error {
+	r := &kgo.Record{
+		Key:   t.AppendKey(make([]byte, 0, len(t.Exchange)+len(t.Symbol)+1)),
+		Value: t.AppendJSON(make([]byte, 0, 320)),
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var perr error
+	done := make(chan struct{})
+	p.cl.Produce(ctx, r, func(r *kgo.Record, err error) {
+		if err != nil {
+			p.failed.WithLabelValues(r.Topic).Inc()
+			p.setErr(err)
+			p.log.Error("produce failed", "topic", r.Topic, "key", string(r.Key), "err", err)
+		} else {
+			p.produced.WithLabelValues(r.Topic).Inc()
+		}
+		perr = err
+		close(done)
+	})
+	// The promise runs synchronously when the record could not be buffered
+	// (ctx cancelled while blocked, client closed); report that directly.
+	select {
+	case <-done:
+		return perr
+	default:
+		return nil
+	}
+}
+
+func (p *Producer) setErr(err error) {
+	p.mu.Lock()
+	p.lastErr = err
+	p.mu.Unlock()
+}
+
+// Err returns the most recent delivery failure, if any.
+func (p *Producer) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastErr
+}
+
+// Publish sends one record to topic and waits for the acknowledgement. It
+// is for low-rate records (signals, alerts) whose caller must know they are
+// durable before committing its own input.
+func (p *Producer) Publish(ctx context.Context, topic string, key, value []byte) error {
+	res := p.cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: key, Value: value})
+	if err := res.FirstErr(); err != nil {
+		p.failed.WithLabelValues(topic).Inc()
+		return fmt.Errorf("publish to %s: %w", topic, err)
+	}
+	p.produced.WithLabelValues(topic).Inc()
+	return nil
+}
+
+// Flush waits until every queued record is acknowledged or ctx ends.
+func (p *Producer) Flush(ctx context.Context) error { return p.cl.Flush(ctx) }
+
+// Close flushes what it can within ctx and closes the client.
+func (p *Producer) Close(ctx context.Context) error {
+	err := p.cl.Flush(ctx)
+	p.cl.Close()
+	return err
+}
