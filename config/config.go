@@ -236,7 +236,6 @@ func decodeStrict(n *yaml.Node, v any) error {
 	return nil
 }
 
-
 // cleanYAMLError drops yaml's "yaml: unmarshal errors:\n  " prefix; the line
 // numbers it keeps refer to the re-encoded document, so they are dropped too
 // in favour of the key names the messages already quote.

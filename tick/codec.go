@@ -46,7 +46,7 @@ func (t *Tick) UnmarshalJSON(b []byte) error { return Unmarshal(b, t) }
 
 func appendDec(b []byte, prefix string, d *apd.Decimal) []byte {
 	b = append(b, prefix...)
-	b = d.Append(b, 'f')
+	b = appendDecimal(b, d)
 	return append(b, '"')
 }
 

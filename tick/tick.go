@@ -110,6 +110,9 @@ func ParseDecimal(d *apd.Decimal, s string) error {
 	if s == "" {
 		return errors.New("empty decimal")
 	}
+	if parseDecimalFast(d, s) {
+		return nil
+	}
 	if _, _, err := d.SetString(s); err != nil {
 		return fmt.Errorf("bad decimal %q", s)
 	}
