@@ -170,14 +170,13 @@ func Load(path string, getenv func(string) string) (Config, error) {
 	return cfg, nil
 }
 
-// file is the top level as written; sinks stay raw until each sink's spec
-// decodes its own section.
+// file is the top level as written, less the sinks section, which each
+// sink's spec decodes on its own.
 type file struct {
-	Ingest *Ingest               `yaml:"ingest"`
-	Bus    *Bus                  `yaml:"bus"`
-	API    *API                  `yaml:"api"`
-	Log    *Log                  `yaml:"log"`
-	Sinks  map[string]*yaml.Node `yaml:"sinks"`
+	Ingest *Ingest `yaml:"ingest"`
+	Bus    *Bus    `yaml:"bus"`
+	API    *API    `yaml:"api"`
+	Log    *Log    `yaml:"log"`
 }
 
 // Parse decodes YAML text into a validated Config.
@@ -192,21 +191,43 @@ func Parse(b []byte, getenv func(string) string) (Config, error) {
 	if root.Kind == 0 { // empty file: all defaults
 		root = yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{{Kind: yaml.MappingNode, Tag: "!!map"}}}
 	}
+	top := root.Content[0]
+	if top.Kind != yaml.MappingNode {
+		return Config{}, errors.New("top level must be a mapping")
+	}
 	if err := applyEnv(&root, getenv); err != nil {
 		return Config{}, err
 	}
+	// Split off sinks: its keys are sink names, each decoded by its spec.
+	var sinksNode *yaml.Node
+	rest := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		if top.Content[i].Value == "sinks" {
+			sinksNode = top.Content[i+1]
+			continue
+		}
+		rest.Content = append(rest.Content, top.Content[i], top.Content[i+1])
+	}
 	cfg := Default()
 	f := file{Ingest: &cfg.Ingest, Bus: &cfg.Bus, API: &cfg.API, Log: &cfg.Log}
-	if err := decodeStrict(&root, &f); err != nil {
+	if err := decodeStrict(rest, &f, ""); err != nil {
 		return Config{}, err
 	}
-	for name := range f.Sinks {
-		if !sinks.Known(name) {
-			return Config{}, fmt.Errorf("sinks.%s: unknown sink (known: %s)", name, strings.Join(sinks.Names, ", "))
+	entries := map[string]*yaml.Node{}
+	if sinksNode != nil && !isNull(sinksNode) {
+		if sinksNode.Kind != yaml.MappingNode {
+			return Config{}, errors.New("sinks: must be a mapping of sink name to settings")
+		}
+		for i := 0; i+1 < len(sinksNode.Content); i += 2 {
+			name := sinksNode.Content[i].Value
+			if !sinks.Known(name) {
+				return Config{}, fmt.Errorf("sinks.%s: unknown sink (known: %s)", name, strings.Join(sinks.Names, ", "))
+			}
+			entries[name] = sinksNode.Content[i+1]
 		}
 	}
 	for _, name := range sinks.Names {
-		node, ok := f.Sinks[name]
+		node, ok := entries[name]
 		if !ok {
 			continue
 		}
@@ -222,37 +243,86 @@ func Parse(b []byte, getenv func(string) string) (Config, error) {
 	return cfg, nil
 }
 
-func decodeStrict(n *yaml.Node, v any) error {
+func blockStyle(n *yaml.Node) {
+	if n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode {
+		n.Style &^= yaml.FlowStyle
+	}
+	for _, c := range n.Content {
+		blockStyle(c)
+	}
+}
+
+func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
+
+// decodeStrict decodes n into v rejecting unknown keys. yaml.v3 only checks
+// unknown keys when decoding from text, so n is re-encoded first; errors
+// then carry line numbers of that text, which are mapped back to key paths
+// (prefix.key.sub) so each error quotes the key it is about.
+func decodeStrict(n *yaml.Node, v any, prefix string) error {
+	blockStyle(n) // one key per line, so a line number names one key
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	if err := enc.Encode(n); err != nil {
 		return err
 	}
-	dec := yaml.NewDecoder(&buf)
+	text := buf.Bytes()
+	dec := yaml.NewDecoder(bytes.NewReader(text))
 	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return cleanYAMLError(err)
+	err := dec.Decode(v)
+	if err == nil || errors.Is(err, io.EOF) {
+		return nil
 	}
-	return nil
-}
-
-// cleanYAMLError drops yaml's "yaml: unmarshal errors:\n  " prefix; the line
-// numbers it keeps refer to the re-encoded document, so they are dropped too
-// in favour of the key names the messages already quote.
-func cleanYAMLError(err error) error {
-	msg := err.Error()
-	msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:\n")
+	var again yaml.Node
+	paths, parents := map[int]string{}, map[int]string{}
+	if yaml.Unmarshal(text, &again) == nil && len(again.Content) > 0 {
+		linePaths(again.Content[0], prefix, paths, parents)
+	}
+	msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n")
 	var parts []string
 	for _, l := range strings.Split(msg, "\n") {
-		l = strings.TrimSpace(l)
-		if i := strings.Index(l, ": "); strings.HasPrefix(l, "line ") && i > 0 {
-			l = l[i+2:]
+		l = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "yaml: "))
+		var line int
+		if _, serr := fmt.Sscanf(l, "line %d:", &line); serr == nil {
+			if i := strings.Index(l, ": "); i > 0 {
+				l = l[i+2:]
+			}
+			p := paths[line]
+			if strings.HasPrefix(l, "field ") { // names the key already
+				p = parents[line]
+			}
+			if p != "" {
+				l = p + ": " + l
+			}
 		}
 		if l != "" {
 			parts = append(parts, l)
 		}
 	}
 	return errors.New(strings.Join(parts, "; "))
+}
+
+// linePaths records, for each line holding a key, the dotted path of that
+// key (type errors name only the value) and of the mapping it sits in
+// (unknown-field errors name the key themselves).
+func linePaths(n *yaml.Node, prefix string, out, parents map[int]string) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if prefix != "" {
+				p = prefix + "." + k.Value
+			}
+			if _, ok := out[k.Line]; !ok {
+				out[k.Line], parents[k.Line] = p, prefix
+			}
+			linePaths(v, p, out, parents)
+		}
+	case yaml.SequenceNode:
+		for _, c := range n.Content {
+			linePaths(c, prefix, out, parents)
+		}
+	}
 }
 
 // decodeSink splits a sink's section into the host's keys (enabled, batch)
@@ -265,24 +335,22 @@ func decodeSink(name string, node *yaml.Node) (Sink, error) {
 		s.Batch = spec.Batch
 	}
 	own := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
-	if node != nil && node.Kind != yaml.MappingNode && !(node.Kind == yaml.ScalarNode && node.Tag == "!!null") {
+	if node.Kind != yaml.MappingNode && !isNull(node) {
 		return s, errors.New("must be a mapping")
 	}
-	if node != nil && node.Kind == yaml.MappingNode {
-		for i := 0; i+1 < len(node.Content); i += 2 {
-			k, v := node.Content[i], node.Content[i+1]
-			switch k.Value {
-			case "enabled":
-				if err := v.Decode(&s.Enabled); err != nil {
-					return s, fmt.Errorf("enabled: %w", cleanYAMLError(err))
-				}
-			case "batch":
-				if err := decodeStrict(v, &s.Batch); err != nil {
-					return s, fmt.Errorf("batch: %w", err)
-				}
-			default:
-				own.Content = append(own.Content, k, v)
+	for i := 0; node.Kind == yaml.MappingNode && i+1 < len(node.Content); i += 2 {
+		k, v := node.Content[i], node.Content[i+1]
+		switch k.Value {
+		case "enabled":
+			if err := v.Decode(&s.Enabled); err != nil {
+				return s, fmt.Errorf("enabled: must be true or false, got %q", v.Value)
 			}
+		case "batch":
+			if err := decodeStrict(v, &s.Batch, "batch"); err != nil {
+				return s, err
+			}
+		default:
+			own.Content = append(own.Content, k, v)
 		}
 	}
 	if !registered {
@@ -293,12 +361,12 @@ func decodeSink(name string, node *yaml.Node) (Sink, error) {
 	}
 	if spec.Config == nil {
 		if len(own.Content) > 0 {
-			return s, fmt.Errorf("field %s not allowed: this sink takes no settings", own.Content[0].Value)
+			return s, fmt.Errorf("%s: not allowed, this sink takes no settings", own.Content[0].Value)
 		}
 		return s, nil
 	}
 	s.Settings = spec.Config()
-	if err := decodeStrict(own, s.Settings); err != nil {
+	if err := decodeStrict(own, s.Settings, ""); err != nil {
 		return s, err
 	}
 	if v, ok := s.Settings.(sinks.Validator); ok && s.Enabled {

@@ -1,0 +1,180 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tickflow/tickflow/sinks"
+	"github.com/tickflow/tickflow/tick"
+)
+
+// A stand-in registration for the cache sink: config only needs a spec with
+// settings to decode, and importing the real sink would pull in Redis.
+type testCacheConfig struct {
+	TTL   time.Duration `yaml:"ttl"`
+	Redis struct {
+		Addrs []string `yaml:"addrs"`
+	} `yaml:"redis"`
+}
+
+func (c *testCacheConfig) Validate() error {
+	if c.TTL <= 0 {
+		return errors.New("ttl: must be > 0")
+	}
+	return nil
+}
+
+
+
+func init() {
+	sinks.Register(sinks.Spec{
+		Name:   "cache",
+		Batch:  sinks.BatchPolicy{Size: 100, MaxWait: 10 * time.Millisecond},
+		Config: func() any { return &testCacheConfig{TTL: time.Hour} },
+		New:    func(sinks.Env, any) (sinks.Sink, error) { return nil, errors.New("not used") },
+	})
+}
+
+const full = `
+ingest:
+  binance:
+    enabled: true
+    url: wss://stream.binance.com:9443
+    symbols: [BTCUSDT, ETHUSDT]
+bus:
+  brokers: []
+  listen: 127.0.0.1:9092
+  data_dir: ./data/kafka
+  topic: market_data.ticks
+  partitions: 12
+sinks:
+  cache:    {enabled: true, ttl: 30m, batch: {size: 7, max_wait: 3ms}}
+  store:    {enabled: true}
+  push:     {enabled: false}
+  strategy: {enabled: true}
+  risk:     {enabled: true}
+api:
+  listen: 127.0.0.1:8080
+`
+
+func noEnv(string) string { return "" }
+
+func TestParseFull(t *testing.T) {
+	cfg, err := Parse([]byte(full), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Ingest.Binance.Symbols; len(got) != 2 || got[1] != "ETHUSDT" {
+		t.Fatalf("symbols %v", got)
+	}
+	if cfg.Ingest.Binance.StaleAfter != 60*time.Second {
+		t.Fatalf("default stale_after not kept: %v", cfg.Ingest.Binance.StaleAfter)
+	}
+	c, ok := cfg.Sink("cache")
+	if !ok || !c.Enabled || !c.Available || c.Batch.Size != 7 || c.Batch.MaxWait != 3*time.Millisecond {
+		t.Fatalf("cache entry %+v", c)
+	}
+	if s := c.Settings.(*testCacheConfig); s.TTL != 30*time.Minute {
+		t.Fatalf("cache ttl %v", s.TTL)
+	}
+	st, ok := cfg.Sink("store")
+	if !ok || !st.Enabled {
+		t.Fatalf("store entry %+v", st)
+	}
+	if p, _ := cfg.Sink("push"); p.Enabled {
+		t.Fatal("push should be disabled")
+	}
+}
+
+func TestEmptyFileIsDefaults(t *testing.T) {
+	cfg, err := Parse(nil, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Bus.Topic != "market_data.ticks" || cfg.Bus.Partitions != 12 || cfg.API.Listen != "127.0.0.1:8080" {
+		t.Fatalf("defaults %+v", cfg.Bus)
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	env := map[string]string{
+		"TICKFLOW_BUS_BROKERS":       "k1:9092, k2:9092",
+		"TICKFLOW_BUS_SASL_USERNAME": "u",
+		"TICKFLOW_API_LISTEN":        "0.0.0.0:9000",
+		"TICKFLOW_CACHE_REDIS_ADDRS": "r1:6379,r2:6379",
+	}
+	cfg, err := Parse([]byte(full), func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(cfg.Bus.Brokers, ",") != "k1:9092,k2:9092" || cfg.API.Listen != "0.0.0.0:9000" || cfg.Bus.SASL.Username != "u" {
+		t.Fatalf("overrides not applied: %+v %+v", cfg.Bus, cfg.API)
+	}
+	c, _ := cfg.Sink("cache")
+	if got := c.Settings.(*testCacheConfig).Redis.Addrs; strings.Join(got, ",") != "r1:6379,r2:6379" {
+		t.Fatalf("cache addrs %v", got)
+	}
+	// An override for a section the file does not have creates it.
+	cfg, err = Parse([]byte("api: {listen: 'x:1'}"), func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.API.Listen != "0.0.0.0:9000" {
+		t.Fatalf("listen %q", cfg.API.Listen)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"unknown top-level key", "bogus: 1", "field bogus not found"},
+		{"unknown nested key", "bus: {topik: x}", "field topik not found"},
+		{"bad duration", "ingest: {binance: {stale_after: 5 parsecs}}", "stale_after"},
+		{"bad duration in batch", "sinks: {cache: {enabled: true, batch: {size: 1, max_wait: soon}}}", "sinks.cache: batch"},
+		{"empty symbols", "ingest: {binance: {enabled: true, symbols: []}}", "ingest.binance.symbols: empty"},
+		{"empty sim symbols", "ingest: {sim: {enabled: true, symbols: []}}", "ingest.sim.symbols: empty"},
+		{"duplicate symbol", "ingest: {binance: {symbols: [BTCUSDT, btcusdt]}}", "listed twice"},
+		{"bad symbol", "ingest: {binance: {symbols: ['BTC/USDT']}}", `bad symbol "BTC/USDT"`},
+		{"unknown sink", "sinks: {cache: {enabled: true}, redis: {enabled: true}}", "sinks.redis: unknown sink"},
+		{"unknown sink setting", "sinks: {cache: {enabled: true, tll: 1h}}", "sinks.cache: field tll not found"},
+		{"sink validate", "sinks: {cache: {enabled: true, ttl: 0s}}", "sinks.cache: ttl: must be > 0"},
+		{"zero batch size", "sinks: {cache: {enabled: true, batch: {size: 0}}}", "sinks.cache: batch: size must be > 0"},
+		{"sink not a mapping", "sinks: {cache: 5}", "sinks.cache: must be a mapping"},
+		{"bad url", "ingest: {binance: {url: 'http://x'}}", "ingest.binance.url"},
+		{"too many streams per conn", "ingest: {binance: {streams_per_conn: 2000}}", "1..1024"},
+		{"lifetime past 24h", "ingest: {binance: {max_lifetime: 25h}}", "24h"},
+		{"no partitions", "bus: {partitions: 0}", "bus.partitions"},
+		{"embedded without data dir", "bus: {data_dir: ''}", "bus.data_dir"},
+		{"bad broker", "bus: {brokers: [localhost]}", "not host:port"},
+		{"bad sasl", "bus: {sasl: {mechanism: GSSAPI}}", "bus.sasl.mechanism"},
+		{"bad log level", "log: {level: loud}", "log.level"},
+		{"not yaml", "ingest: [", "yaml"},
+		{"enabled not bool", "sinks: {cache: {enabled: maybe}}", "sinks.cache: enabled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml), noEnv)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestUnregisteredKnownSinkIsAcceptedButUnavailable(t *testing.T) {
+	cfg, err := Parse([]byte("sinks: {risk: {enabled: true, anything: 1}}"), noEnv)
+	if _, registered := sinks.Lookup("risk"); registered {
+		t.Skip("risk is compiled into this test binary")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := cfg.Sink("risk")
+	if r.Available || !r.Enabled {
+		t.Fatalf("risk entry %+v", r)
+	}
+}
+
+var _ = tick.Pair{}
