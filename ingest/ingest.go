@@ -1,0 +1,155 @@
+// Package ingest is where ticks enter tickflow: exchange sources (one
+// package each, plus a simulated exchange) and the hand-off from a source's
+// read loop to the Kafka producer.
+//
+// A source decodes frames and hands each tick to a bounded Queue. The Queue
+// never drops: when it is full the read loop blocks, and that wait is logged
+// and measured. A Pump drains the Queue into a Publisher (the bus producer)
+// with bounded concurrency, keeping each pair's ticks in order, and on
+// shutdown produces everything the Queue accepted before it returns.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/tick"
+)
+
+// Feed is a tick source. Run reads until ctx ends, reconnecting on its own;
+// it returns nil on cancellation and an error only when it cannot go on.
+type Feed interface {
+	Run(ctx context.Context) error
+}
+
+// Publisher is the producer side the Pump feeds; *bus.Producer satisfies
+// it. Produce returns once the record is the producer's responsibility (or
+// acknowledged), or ctx ends.
+type Publisher interface {
+	Produce(ctx context.Context, t *tick.Tick) error
+}
+
+// Enqueuer is what a source hands its ticks to; *Queue is the real one.
+// Enqueue returns nil once the tick is accepted, and may block until there
+// is room. The tick is copied, so the caller may reuse it.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, t *tick.Tick) error
+}
+
+// Metrics are the ingest collectors, shared by every source, queue and
+// pump in a process. NewMetrics with the same registry returns collectors
+// that are already registered, so each component can ask for them itself.
+type Metrics struct {
+	Received      *prometheus.CounterVec // exchange, symbol
+	Produced      *prometheus.CounterVec // exchange, symbol
+	Malformed     *prometheus.CounterVec // exchange, reason
+	Reconnects    *prometheus.CounterVec // exchange, reason
+	DialErrors    *prometheus.CounterVec // exchange
+	Connections   *prometheus.GaugeVec   // exchange
+	ServerEvents  *prometheus.CounterVec // exchange, event
+	PingsDropped  *prometheus.CounterVec // exchange
+	QueueBlocked  *prometheus.CounterVec // exchange
+	QueueWaiting  prometheus.Gauge
+	QueueDepth    prometheus.Gauge
+	QueueCapacity prometheus.Gauge
+	ProduceErrors *prometheus.CounterVec // exchange
+	Unproduced    *prometheus.CounterVec // exchange
+}
+
+// NewMetrics builds the ingest collectors and registers them with reg
+// (none when reg is nil). Collectors reg already holds under the same name
+// are reused rather than being an error.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tickflow_ingest_" + name, Help: help}, labels)
+	}
+	gauge := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Name: "tickflow_ingest_" + name, Help: help})
+	}
+	m := &Metrics{
+		Received:   counter("ticks_received_total", "Valid ticks decoded from a source, by exchange and symbol.", "exchange", "symbol"),
+		Produced:   counter("ticks_produced_total", "Ticks handed to the bus producer, by exchange and symbol.", "exchange", "symbol"),
+		Malformed:  counter("malformed_frames_total", "Frames skipped because they were malformed or unexpected, by exchange and reason.", "exchange", "reason"),
+		Reconnects: counter("reconnects_total", "Connections replaced, by exchange and why the old one ended.", "exchange", "reason"),
+		DialErrors: counter("dial_errors_total", "Failed connection attempts, by exchange.", "exchange"),
+		Connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tickflow_ingest_connections", Help: "Open exchange connections, by exchange.",
+		}, []string{"exchange"}),
+		ServerEvents:  counter("server_events_total", "Control messages from an exchange (error frames, shutdown notices), by exchange and event.", "exchange", "event"),
+		PingsDropped:  counter("pings_unanswered_total", "Server pings left unanswered to stay under the exchange's client message rate limit.", "exchange"),
+		QueueBlocked:  counter("queue_blocked_seconds_total", "Time sources spent blocked on a full ingest queue, by exchange.", "exchange"),
+		QueueWaiting:  gauge("queue_blocked_writers", "Sources blocked on a full ingest queue right now."),
+		QueueDepth:    gauge("queue_depth", "Ticks waiting in ingest queues for the producer."),
+		QueueCapacity: gauge("queue_capacity", "Capacity of the ingest queues."),
+		ProduceErrors: counter("produce_errors_total", "Produce calls that failed and were retried, by exchange.", "exchange"),
+		Unproduced:    counter("unproduced_total", "Accepted ticks not produced before the shutdown drain deadline, by exchange.", "exchange"),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	err := errors.Join(
+		register(reg, &m.Received), register(reg, &m.Produced), register(reg, &m.Malformed),
+		register(reg, &m.Reconnects), register(reg, &m.DialErrors), register(reg, &m.Connections),
+		register(reg, &m.ServerEvents), register(reg, &m.PingsDropped), register(reg, &m.QueueBlocked),
+		register(reg, &m.QueueWaiting), register(reg, &m.QueueDepth), register(reg, &m.QueueCapacity),
+		register(reg, &m.ProduceErrors), register(reg, &m.Unproduced),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("ingest metrics: %w", err)
+	}
+	return m, nil
+}
+
+// register registers *c, or points *c at the collector reg already holds
+// under that name.
+func register[T prometheus.Collector](reg prometheus.Registerer, c *T) error {
+	err := reg.Register(*c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		existing, ok := are.ExistingCollector.(T)
+		if !ok {
+			return fmt.Errorf("%T registered where %T was expected", are.ExistingCollector, *c)
+		}
+		*c = existing
+		return nil
+	}
+	return err
+}
+
+// Sometimes rate-limits a log line: frames from a misbehaving exchange can
+// arrive thousands a second, and the log must stay readable. The zero value
+// allows one event per second on the real clock.
+type Sometimes struct {
+	Every time.Duration
+	Clock clock.Clock
+
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+// Allow reports whether to log now, and how many events were suppressed
+// since the last one that was allowed.
+func (s *Sometimes) Allow() (ok bool, suppressed int) {
+	every := s.Every
+	if every <= 0 {
+		every = time.Second
+	}
+	now := clock.OrReal(s.Clock).Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.last.IsZero() && now.Sub(s.last) < every {
+		s.suppressed++
+		return false, 0
+	}
+	s.last = now
+	n := s.suppressed
+	s.suppressed = 0
+	return true, n
+}
