@@ -1,0 +1,7 @@
+// Package all compiles in every sink: main blank-imports it, so the set of
+// sinks in a build is listed here and nowhere else.
+package all
+
+import (
+	_ "github.com/tickflow/tickflow/sinks/cache"
+)

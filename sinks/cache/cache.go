@@ -1,0 +1,442 @@
+// Package cache is the cache sink: it keeps every pair's latest tick and its
+// recent history where the API can read them in well under a millisecond.
+//
+// With Redis addresses configured it writes to Redis through rueidis (a
+// single node, or a Redis Cluster when several addresses are given);
+// without, it keeps the same data in process memory, so an embedded run
+// needs no server. Both backends present the same behaviour and pass the
+// same tests.
+//
+// The Redis layout is the seed's:
+//
+//	market_data:tick:<exchange>:<symbol>          the tick JSON, TTL 1 h
+//	market_data:tick_history:<exchange>:<symbol>  sorted set of tick JSON scored by event time (ms),
+//	                                              trimmed to the newest 1000, TTL 1 h
+//
+// plus one index, market_data:pairs, a sorted set of "exchange:symbol"
+// scored by the wall-clock time of the pair's last write, so listing pairs
+// needs no SCAN over the keyspace (which a cluster would make per-node).
+package cache
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tickflow/tickflow/api"
+	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/sinks"
+	"github.com/tickflow/tickflow/tick"
+)
+
+func init() {
+	sinks.Register(sinks.Spec{
+		Name: "cache",
+		// Small batches keep the cache close to live; a batch of 500 is
+		// still one pipelined round trip.
+		Batch:  sinks.BatchPolicy{Size: 500, MaxWait: 20 * time.Millisecond},
+		Config: func() any { return DefaultConfig() },
+		New: func(env sinks.Env, cfg any) (sinks.Sink, error) {
+			c, ok := cfg.(*Config)
+			if !ok {
+				return nil, fmt.Errorf("cache: config is %T, want *cache.Config", cfg)
+			}
+			return New(env, *c)
+		},
+	})
+}
+
+// MaxHistory bounds the history setting: each member is a few hundred
+// bytes, and a history query reads the set's tail.
+const MaxHistory = 100_000
+
+// Config is the cache sink's section of config.yaml.
+type Config struct {
+	Redis RedisConfig `yaml:"redis"`
+	// TTL is how long a pair's keys live after its last tick.
+	TTL time.Duration `yaml:"ttl"`
+	// History is how many of a pair's newest ticks the history keeps.
+	History int `yaml:"history"`
+}
+
+// RedisConfig selects Redis; no addresses means the in-process backend.
+type RedisConfig struct {
+	// Addrs are host:port seeds. One address of a non-cluster server is a
+	// single node; a cluster is detected from the server.
+	Addrs    []string `yaml:"addrs"`
+	Password string   `yaml:"password"`
+	DB       int      `yaml:"db"`
+	// ClientCacheTTL is how long a read may be served from process memory
+	// (rueidis client-side caching; Redis invalidates it on every write).
+	// It bounds staleness only if an invalidation is lost with its
+	// connection, which rueidis also handles by dropping the cache.
+	ClientCacheTTL time.Duration `yaml:"client_cache_ttl"`
+}
+
+// DefaultConfig is the documented default.
+func DefaultConfig() *Config {
+	return &Config{TTL: time.Hour, History: 1000, Redis: RedisConfig{ClientCacheTTL: time.Minute}}
+}
+
+// Validate checks the settings; it is called by the config loader.
+func (c *Config) Validate() error {
+	if c.TTL <= 0 {
+		return fmt.Errorf("ttl: must be > 0, got %s", c.TTL)
+	}
+	if c.History < 1 || c.History > MaxHistory {
+		return fmt.Errorf("history: must be in 1..%d, got %d", MaxHistory, c.History)
+	}
+	for _, a := range c.Redis.Addrs {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			return fmt.Errorf("redis.addrs: %q is not host:port", a)
+		}
+	}
+	if c.Redis.DB < 0 {
+		return fmt.Errorf("redis.db: must be >= 0, got %d", c.Redis.DB)
+	}
+	if c.Redis.DB != 0 && len(c.Redis.Addrs) > 1 {
+		return fmt.Errorf("redis.db: %d with several addrs (a cluster only has db 0)", c.Redis.DB)
+	}
+	if c.Redis.ClientCacheTTL < 0 {
+		return fmt.Errorf("redis.client_cache_ttl: must be >= 0 (0 disables it), got %s", c.Redis.ClientCacheTTL)
+	}
+	return nil
+}
+
+// Key layout; see the package comment.
+const (
+	tickPrefix    = "market_data:tick:"
+	historyPrefix = "market_data:tick_history:"
+	pairsKey      = "market_data:pairs"
+)
+
+func tickKey(p tick.Pair) string    { return tickPrefix + p.Exchange + ":" + p.Symbol }
+func historyKey(p tick.Pair) string { return historyPrefix + p.Exchange + ":" + p.Symbol }
+
+// errNotConnected is what reads return before Connect has built a backend.
+var errNotConnected = fmt.Errorf("cache: %w", sinks.ErrNotConnected)
+
+// backend is where the ticks live: Redis or process memory.
+type backend interface {
+	// write applies one batch, grouped by pair. stale counts pairs whose
+	// latest tick was not replaced because a newer one was already there.
+	write(ctx context.Context, groups []group) (stale int, err error)
+	latest(ctx context.Context, p tick.Pair) (tick.Tick, bool, error)
+	history(ctx context.Context, q tick.Query) (api.CachedTicks, error)
+	// putLatest sets p's latest tick unless a newer one is there.
+	putLatest(ctx context.Context, t *tick.Tick, js []byte) error
+	pairs(ctx context.Context) ([]tick.Tick, error)
+	ping(ctx context.Context) error
+	close()
+}
+
+// group is one pair's share of a batch.
+type group struct {
+	pair tick.Pair
+	// newest indexes the tick with the greatest event time (the first of
+	// equals, matching "only a strictly newer tick replaces latest").
+	newest  int
+	entries []entry
+}
+
+type entry struct {
+	t    *tick.Tick
+	json string // the history member: same tick, same bytes
+}
+
+// Sink is the cache sink. It also serves the API's reads (api.TickCache).
+type Sink struct {
+	cfg   Config
+	log   *slog.Logger
+	clk   clock.Clock
+	m     *metrics
+	be    atomic.Pointer[backendBox]
+	state stateLog
+
+	connectMu sync.Mutex
+}
+
+type backendBox struct{ backend }
+
+var (
+	_ sinks.Sink      = (*Sink)(nil)
+	_ sinks.Readier   = (*Sink)(nil)
+	_ api.TickCache   = (*Sink)(nil)
+	_ sinks.Validator = (*Config)(nil)
+)
+
+// New builds the sink. With no Redis address it is ready at once (process
+// memory); with Redis it dials in Connect.
+func New(env sinks.Env, cfg Config) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	log := env.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Sink{cfg: cfg, log: log, clk: clock.OrReal(env.Clock)}
+	s.state.log = log
+	m, err := newMetrics(env.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	s.m = m
+	s.state.up = m.up
+	if len(cfg.Redis.Addrs) == 0 {
+		s.be.Store(&backendBox{newMemory(s.clk, cfg.TTL, cfg.History)})
+		s.log.Info("cache: no redis.addrs configured, keeping ticks in process memory")
+	}
+	return s, nil
+}
+
+// Backend names the backend in use, for logs and /readyz.
+func (s *Sink) Backend() string {
+	if len(s.cfg.Redis.Addrs) == 0 {
+		return "memory"
+	}
+	return "redis " + strings.Join(s.cfg.Redis.Addrs, ",")
+}
+
+// Connect dials Redis (once; rueidis reconnects by itself afterwards).
+func (s *Sink) Connect(ctx context.Context) error {
+	s.connectMu.Lock()
+	defer s.connectMu.Unlock()
+	if s.be.Load() != nil {
+		return nil
+	}
+	r, err := dialRedis(ctx, s.cfg, s.log)
+	if err != nil {
+		err = fmt.Errorf("cache: connect %s: %w", s.Backend(), err)
+		s.state.observe(err)
+		return err
+	}
+	s.be.Store(&backendBox{r})
+	s.state.observe(nil)
+	return nil
+}
+
+func (s *Sink) backend() (backend, error) {
+	b := s.be.Load()
+	if b == nil {
+		return nil, errNotConnected
+	}
+	return b.backend, nil
+}
+
+// WriteBatch stores the batch: per pair one conditional latest update, one
+// multi-member ZADD, one trim and one expire, all pipelined in one round
+// trip. Invalid ticks are dropped and counted (retrying them could never
+// succeed); any backend error fails the whole batch, which is idempotent to
+// retry.
+func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
+	b, err := s.backend()
+	if err != nil {
+		return err
+	}
+	groups, invalid := s.group(batch)
+	if invalid > 0 {
+		s.m.invalid.Add(float64(invalid))
+	}
+	if len(groups) == 0 {
+		return nil
+	}
+	stale, err := b.write(ctx, groups)
+	if err != nil {
+		s.m.batchErrors.Inc()
+		if ctx.Err() == nil {
+			s.state.observe(err)
+		}
+		return fmt.Errorf("cache: write %d ticks: %w", len(batch)-invalid, err)
+	}
+	s.state.observe(nil)
+	s.m.written.Add(float64(len(batch) - invalid))
+	s.m.stale.Add(float64(stale))
+	return nil
+}
+
+func (s *Sink) group(batch []tick.Tick) ([]group, int) {
+	var (
+		groups  []group
+		idx     = make(map[tick.Pair]int, 8)
+		invalid int
+		buf     []byte
+	)
+	for i := range batch {
+		t := &batch[i]
+		if err := validTick(t); err != nil {
+			invalid++
+			s.log.Warn("cache: dropping invalid tick", "pair", t.Key(), "ts", t.Timestamp, "err", err)
+			continue
+		}
+		p := t.Pair()
+		gi, ok := idx[p]
+		if !ok {
+			gi = len(groups)
+			idx[p] = gi
+			groups = append(groups, group{pair: p})
+		}
+		g := &groups[gi]
+		buf = t.AppendJSON(buf[:0])
+		g.entries = append(g.entries, entry{t: t, json: string(buf)})
+		if t.Timestamp > g.entries[g.newest].t.Timestamp {
+			g.newest = len(g.entries) - 1
+		}
+	}
+	return groups, invalid
+}
+
+// validTick rejects what cannot be stored under the key layout: a ':' in a
+// name would make two pairs share a key.
+func validTick(t *tick.Tick) error {
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	for _, s := range [...]string{t.Exchange, t.Symbol} {
+		for _, c := range []byte(s) {
+			if c <= ' ' || c == ':' || c == 0x7f {
+				return fmt.Errorf("name %q has a character not allowed in a key", s)
+			}
+		}
+	}
+	return nil
+}
+
+// Close releases the backend.
+func (s *Sink) Close(context.Context) error {
+	if b := s.be.Swap(nil); b != nil {
+		b.close()
+	}
+	return nil
+}
+
+// Ready pings the backend, so /readyz notices Redis going away between
+// batches too.
+func (s *Sink) Ready(ctx context.Context) error {
+	b, err := s.backend()
+	if err != nil {
+		return err
+	}
+	if err := b.ping(ctx); err != nil {
+		err = fmt.Errorf("cache: %s: %w", s.Backend(), err)
+		if ctx.Err() == nil {
+			s.state.observe(err)
+		}
+		return err
+	}
+	s.state.observe(nil)
+	return nil
+}
+
+// Latest implements api.TickCache.
+func (s *Sink) Latest(ctx context.Context, exchange, symbol string) (tick.Tick, bool, error) {
+	b, err := s.backend()
+	if err != nil {
+		return tick.Tick{}, false, err
+	}
+	return b.latest(ctx, tick.Pair{Exchange: exchange, Symbol: symbol})
+}
+
+// History implements api.TickCache.
+func (s *Sink) History(ctx context.Context, q tick.Query) (api.CachedTicks, error) {
+	b, err := s.backend()
+	if err != nil {
+		return api.CachedTicks{}, err
+	}
+	if q.Limit <= 0 || q.Limit > s.cfg.History {
+		q.Limit = s.cfg.History
+	}
+	return b.history(ctx, q)
+}
+
+// Put implements api.TickCache: the API re-populates the cache with what
+// the history store returned. Like a write, it never moves latest back.
+func (s *Sink) Put(ctx context.Context, t tick.Tick) error {
+	b, err := s.backend()
+	if err != nil {
+		return err
+	}
+	if err := validTick(&t); err != nil {
+		return fmt.Errorf("cache: put: %w", err)
+	}
+	return b.putLatest(ctx, &t, t.AppendJSON(nil))
+}
+
+// Pairs implements api.TickCache.
+func (s *Sink) Pairs(ctx context.Context) ([]tick.Tick, error) {
+	b, err := s.backend()
+	if err != nil {
+		return nil, err
+	}
+	return b.pairs(ctx)
+}
+
+// stateLog logs the backend's health once per change, not once per batch.
+type stateLog struct {
+	log *slog.Logger
+	up  prometheus.Gauge
+
+	mu     sync.Mutex
+	known  bool
+	down   bool
+	reason string
+}
+
+func (l *stateLog) observe(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	down := err != nil
+	if l.known && down == l.down {
+		return
+	}
+	wasKnown := l.known
+	l.known, l.down = true, down
+	if down {
+		l.reason = err.Error()
+		l.up.Set(0)
+		l.log.Warn("cache: backend unavailable; batches will be retried", "err", err)
+		return
+	}
+	l.up.Set(1)
+	if wasKnown {
+		l.log.Info("cache: backend available again", "was", l.reason)
+	}
+	l.reason = ""
+}
+
+type metrics struct {
+	written, invalid, stale, batchErrors prometheus.Counter
+	up                                   prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		written: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_cache_ticks_written_total", Help: "Ticks the cache sink stored."}),
+		invalid: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_cache_ticks_invalid_total", Help: "Ticks the cache sink dropped as invalid."}),
+		stale: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_cache_latest_stale_total",
+			Help: "Per-pair latest updates not applied because a newer tick was already cached (replays, out-of-order)."}),
+		batchErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_cache_batch_errors_total", Help: "Batches the cache backend failed to store."}),
+		up: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tickflow_cache_backend_up", Help: "1 when the last cache backend operation succeeded."}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.written, m.invalid, m.stale, m.batchErrors, m.up} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,227 @@
+package cache
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tickflow/tickflow/api"
+	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/tick"
+)
+
+// memory is the in-process backend. It mirrors the Redis backend's
+// semantics exactly (ordering of equal scores, trimming, expiry), so the
+// API behaves the same whichever is configured.
+type memory struct {
+	clk clock.Clock
+	ttl time.Duration
+	cap int
+
+	mu        sync.RWMutex
+	byPair    map[tick.Pair]*memPair
+	nextSweep time.Time
+}
+
+type memPair struct {
+	latest    tick.Tick
+	latestExp time.Time
+	hasLatest bool
+	hist      []memEntry // ascending by (ts, member), like a Redis sorted set
+	histExp   time.Time
+}
+
+type memEntry struct {
+	ts     int64
+	member string
+	t      tick.Tick
+}
+
+func (a memEntry) less(b memEntry) bool {
+	if a.ts != b.ts {
+		return a.ts < b.ts
+	}
+	return a.member < b.member
+}
+
+func newMemory(clk clock.Clock, ttl time.Duration, capacity int) *memory {
+	return &memory{clk: clk, ttl: ttl, cap: capacity, byPair: map[tick.Pair]*memPair{}}
+}
+
+func (mp *memPair) latestLive(now time.Time) bool { return mp.hasLatest && now.Before(mp.latestExp) }
+func (mp *memPair) histLive(now time.Time) bool   { return len(mp.hist) > 0 && now.Before(mp.histExp) }
+
+func (m *memory) write(_ context.Context, groups []group) (int, error) {
+	now := m.clk.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweep(now)
+	stale := 0
+	for gi := range groups {
+		g := &groups[gi]
+		mp := m.byPair[g.pair]
+		if mp == nil {
+			mp = &memPair{}
+			m.byPair[g.pair] = mp
+		}
+		if !mp.setLatest(g.entries[g.newest].t, now, m.ttl) {
+			stale++
+		}
+		if !mp.histLive(now) {
+			mp.hist = mp.hist[:0]
+		}
+		for _, e := range g.entries {
+			mp.add(memEntry{ts: e.t.Timestamp, member: e.json, t: *e.t})
+		}
+		if over := len(mp.hist) - m.cap; over > 0 {
+			mp.hist = append(mp.hist[:0], mp.hist[over:]...)
+		}
+		mp.histExp = now.Add(m.ttl)
+	}
+	return stale, nil
+}
+
+// setLatest is the Lua script's rule: replace only with a strictly newer
+// event time; the TTL is renewed only when the value changes.
+func (mp *memPair) setLatest(t *tick.Tick, now time.Time, ttl time.Duration) bool {
+	if mp.latestLive(now) && mp.latest.Timestamp >= t.Timestamp {
+		return false
+	}
+	mp.latest, mp.hasLatest, mp.latestExp = *t, true, now.Add(ttl)
+	return true
+}
+
+func (mp *memPair) add(e memEntry) {
+	i := sort.Search(len(mp.hist), func(i int) bool { return !mp.hist[i].less(e) })
+	if i < len(mp.hist) && mp.hist[i].ts == e.ts && mp.hist[i].member == e.member {
+		return // same tick, same member: ZADD would only rewrite its score
+	}
+	mp.hist = append(mp.hist, memEntry{})
+	copy(mp.hist[i+1:], mp.hist[i:])
+	mp.hist[i] = e
+}
+
+// sweep drops pairs whose keys have all expired, at most once per TTL, so
+// memory stays bounded by the live pairs.
+func (m *memory) sweep(now time.Time) {
+	if now.Before(m.nextSweep) {
+		return
+	}
+	m.nextSweep = now.Add(m.ttl)
+	for p, mp := range m.byPair {
+		if !mp.latestLive(now) && !mp.histLive(now) {
+			delete(m.byPair, p)
+		}
+	}
+}
+
+func (m *memory) latest(_ context.Context, p tick.Pair) (tick.Tick, bool, error) {
+	now := m.clk.Now()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	mp := m.byPair[p]
+	if mp == nil || !mp.latestLive(now) {
+		return tick.Tick{}, false, nil
+	}
+	return mp.latest, true, nil
+}
+
+func (m *memory) history(_ context.Context, q tick.Query) (api.CachedTicks, error) {
+	now := m.clk.Now()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	mp := m.byPair[tick.Pair{Exchange: q.Exchange, Symbol: q.Symbol}]
+	if mp == nil || !mp.histLive(now) {
+		return api.CachedTicks{}, nil
+	}
+	since := coverageStart(mp.hist[0].ts, len(mp.hist), m.cap)
+	lo, hi := scoreBounds(q)
+	lo = max(lo, since)
+	var out []tick.Tick
+	for i := len(mp.hist) - 1; i >= 0 && len(out) < q.Limit; i-- {
+		e := &mp.hist[i]
+		if e.ts > hi {
+			continue
+		}
+		if e.ts < lo {
+			break
+		}
+		out = append(out, e.t)
+	}
+	return api.CachedTicks{Ticks: out, Since: since}, nil
+}
+
+func (m *memory) putLatest(_ context.Context, t *tick.Tick, _ []byte) error {
+	now := m.clk.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mp := m.byPair[t.Pair()]
+	if mp == nil {
+		mp = &memPair{}
+		m.byPair[t.Pair()] = mp
+	}
+	mp.setLatest(t, now, m.ttl)
+	return nil
+}
+
+func (m *memory) pairs(_ context.Context) ([]tick.Tick, error) {
+	now := m.clk.Now()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]tick.Tick, 0, len(m.byPair))
+	for _, mp := range m.byPair {
+		if mp.latestLive(now) {
+			out = append(out, mp.latest)
+		}
+	}
+	sortPairs(out)
+	return out, nil
+}
+
+func (m *memory) ping(context.Context) error { return nil }
+func (m *memory) close()                     {}
+
+// sortPairs orders by exchange then symbol, so both backends list pairs
+// the same way.
+func sortPairs(ts []tick.Tick) {
+	sort.Slice(ts, func(i, j int) bool {
+		if c := strings.Compare(ts[i].Exchange, ts[j].Exchange); c != 0 {
+			return c < 0
+		}
+		return ts[i].Symbol < ts[j].Symbol
+	})
+}
+
+// coverageStart is CachedTicks.Since for a history whose oldest member has
+// event time oldest: everything from there on is held, unless the set is
+// full, when trimming may have cut among ticks sharing that time.
+func coverageStart(oldest int64, n, capacity int) int64 {
+	if n >= capacity {
+		return oldest + 1
+	}
+	return oldest
+}
+
+// scoreBounds turns a query into an inclusive event-time range.
+func scoreBounds(q tick.Query) (lo, hi int64) {
+	lo, hi = minScore, maxScore
+	if !q.From.IsZero() {
+		lo = q.From.UnixMilli()
+	}
+	if !q.To.IsZero() {
+		hi = q.To.UnixMilli()
+	}
+	if q.Before != 0 && q.Before-1 < hi {
+		hi = q.Before - 1
+	}
+	return lo, hi
+}
+
+// Event times are Unix ms: positive and far below 2^53, so they are exact
+// as Redis scores (float64).
+const (
+	minScore int64 = 0
+	maxScore int64 = 1 << 53
+)
