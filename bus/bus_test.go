@@ -21,7 +21,7 @@ const topic = "market_data.ticks"
 
 // startBroker starts an embedded broker on a free loopback port with the
 // tick topic created.
-func startBroker(t *testing.T, dir string) (*Embedded, ClientConfig) {
+func startBroker(t testing.TB, dir string) (*Embedded, ClientConfig) {
 	t.Helper()
 	emb, err := StartEmbedded(EmbeddedConfig{Listen: "127.0.0.1:0", DataDir: dir})
 	if err != nil {
