@@ -1,0 +1,70 @@
+// Package signal is the strategy engine's output: the Signal value published
+// to the strategy.signals topic, the push sink's "signal" channel and the
+// REST API. It imports only tick, so consumers of signals do not depend on
+// the engine that produces them.
+package signal
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+
+	"github.com/tickflow/tickflow/tick"
+)
+
+// Topic is the Kafka topic signals are published to, keyed "exchange:symbol".
+const Topic = "strategy.signals"
+
+// Channel is the push sink channel signals are fanned out on.
+const Channel = "signal"
+
+// Side is the direction a signal points.
+type Side string
+
+const (
+	Buy  Side = "buy"
+	Sell Side = "sell"
+)
+
+// ParseSide accepts buy or sell.
+func ParseSide(s string) (Side, error) {
+	switch Side(s) {
+	case Buy, Sell:
+		return Side(s), nil
+	}
+	return "", fmt.Errorf("side %q is not buy or sell", s)
+}
+
+// Signal is one decision of one strategy. Price is an exact decimal string.
+// No order is ever placed from it; the engine's paper executor only
+// simulates one.
+type Signal struct {
+	// ID is derived from the strategy, pair, side and the event time of the
+	// tick that triggered it, so replays yield the same ID.
+	ID       string `json:"id"`
+	Strategy string `json:"strategy"`
+	// Type is the strategy's type (price_cross, sma_cross, ...).
+	Type     string `json:"type"`
+	Exchange string `json:"exchange"`
+	Symbol   string `json:"symbol"`
+	Side     Side   `json:"side"`
+	Price    string `json:"price"`
+	Reason   string `json:"reason"`
+	// Timestamp is the event time (Unix ms) of the triggering tick.
+	Timestamp int64 `json:"timestamp"`
+}
+
+// Key is the Kafka record key: "exchange:symbol".
+func (s *Signal) Key() string { return s.Exchange + ":" + s.Symbol }
+
+// ID derives a signal ID from what triggered it.
+func ID(strategy string, p tick.Pair, side Side, at int64) string {
+	h := sha256.New()
+	for _, part := range []string{strategy, p.Exchange, p.Symbol, string(side)} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	h.Write(strconv.AppendInt(nil, at, 10))
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}

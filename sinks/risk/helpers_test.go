@@ -1,0 +1,201 @@
+package risk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tickflow/tickflow/alert"
+	"github.com/tickflow/tickflow/sinks"
+	"github.com/tickflow/tickflow/tick"
+)
+
+// record is one message a fake publisher accepted.
+type record struct {
+	topic, key string
+	alert      alert.Alert
+}
+
+// fakeBus stands in for the bus producer; failNext makes the next n
+// publishes fail.
+type fakeBus struct {
+	mu       sync.Mutex
+	records  []record
+	failNext int
+}
+
+func (b *fakeBus) Publish(_ context.Context, topic string, key, value []byte) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.failNext > 0 {
+		b.failNext--
+		return errors.New("broker unavailable")
+	}
+	var a alert.Alert
+	if err := json.Unmarshal(value, &a); err != nil {
+		return err
+	}
+	b.records = append(b.records, record{topic: topic, key: string(key), alert: a})
+	return nil
+}
+
+func (b *fakeBus) alerts() []alert.Alert {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]alert.Alert, len(b.records))
+	for i, r := range b.records {
+		out[i] = r.alert
+	}
+	return out
+}
+
+// fakePush stands in for the push sink's channel fan-out.
+type fakePush struct {
+	sinks.Sink
+	mu   sync.Mutex
+	msgs map[string][]string
+}
+
+func (p *fakePush) Publish(channel, key string, payload []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.msgs == nil {
+		p.msgs = map[string][]string{}
+	}
+	p.msgs[channel] = append(p.msgs[channel], key)
+}
+
+type harness struct {
+	t    *testing.T
+	sink *Sink
+	bus  *fakeBus
+	push *fakePush
+	reg  *prometheus.Registry
+}
+
+func newHarness(t *testing.T, cfg *Config) *harness {
+	t.Helper()
+	h := &harness{t: t, bus: &fakeBus{}, push: &fakePush{}, reg: prometheus.NewRegistry()}
+	env := sinks.Env{
+		Name:      "risk",
+		Metrics:   h.reg,
+		Publisher: h.bus,
+		Peer: func(name string) (sinks.Sink, bool) {
+			if name == "push" {
+				return h.push, true
+			}
+			return nil, false
+		},
+	}
+	s, err := New(env, cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if err := s.Connect(context.Background()); err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	h.sink = s
+	return h
+}
+
+func (h *harness) write(ticks ...tick.Tick) {
+	h.t.Helper()
+	if err := h.sink.WriteBatch(context.Background(), ticks); err != nil {
+		h.t.Fatalf("WriteBatch: %v", err)
+	}
+}
+
+func (h *harness) counter(name string, labels ...string) float64 {
+	h.t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue metric
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				total += c.GetValue()
+			}
+		}
+	}
+	return total
+}
+
+// onlyRules is the default config with just the named rules enabled.
+func onlyRules(rules ...string) *Config {
+	c := DefaultConfig()
+	c.Volatility.Enabled, c.StaleFeed.Enabled, c.CrossedBook.Enabled, c.PriceSpike.Enabled = false, false, false, false
+	for _, r := range rules {
+		switch r {
+		case alert.PriceVolatility:
+			c.Volatility.Enabled = true
+		case alert.StaleFeed:
+			c.StaleFeed.Enabled = true
+		case alert.CrossedBook:
+			c.CrossedBook.Enabled = true
+		case alert.PriceSpike:
+			c.PriceSpike.Enabled = true
+		}
+	}
+	return c
+}
+
+// t0 is an arbitrary event time (ms).
+const t0 = int64(1_700_000_000_000)
+
+func tk(exchange, symbol string, at time.Duration, price string) tick.Tick {
+	return tick.Tick{Exchange: exchange, Symbol: symbol, Timestamp: t0 + at.Milliseconds(), Price: tick.MustDecimal(price)}
+}
+
+func book(t tick.Tick, bid, ask string) tick.Tick {
+	t.Bid, t.Ask = tick.MustDecimal(bid), tick.MustDecimal(ask)
+	return t
+}
+
+// path is one pair's prices at the given offsets from t0.
+func path(exchange, symbol string, step time.Duration, prices ...string) []tick.Tick {
+	out := make([]tick.Tick, len(prices))
+	for i, p := range prices {
+		out[i] = tk(exchange, symbol, time.Duration(i)*step, p)
+	}
+	return out
+}
+
+func firing(as []alert.Alert) []alert.Alert {
+	var out []alert.Alert
+	for _, a := range as {
+		if a.Status == alert.Firing {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func ids(as []alert.Alert) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.DedupKey()
+	}
+	return out
+}

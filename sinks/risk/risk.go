@@ -1,0 +1,290 @@
+// Package risk is the risk monitor sink: it watches every pair for price
+// volatility (the seed's rule), stale feeds, crossed or locked books and
+// price spikes against other exchanges, and publishes alerts to the
+// risk.alerts topic, the push sink's "alert" channel, an optional webhook
+// and the REST API.
+//
+// # Time
+//
+// Every window, cooldown and staleness judgement uses the ticks' event time,
+// never the wall clock, so replaying the same ticks gives the same alerts
+// with the same IDs. That includes the stale-feed rule: a pair is stale when
+// the newest event time seen on its exchange is more than stale_feed.after
+// past the pair's last tick. "While its source is connected" falls out of
+// this: a source that is down sends nothing, its exchange's event time stops,
+// and none of its pairs is reported (the ingest health check reports the
+// source itself). Sweeps run every stale_feed.check_every of the exchange's
+// event time, so no timer is needed and the result does not depend on batch
+// boundaries.
+//
+// Volatility and crossed-book alerts depend only on one pair's ticks, which
+// Kafka keeps in order, so they are exactly reproducible. Stale-feed and
+// price-spike alerts compare pairs that may sit in different partitions;
+// their IDs are stable (a stale alert's ID derives from the silent pair's
+// last tick) but a borderline case can be judged differently when a
+// consumer catching up reads one partition ahead of another.
+//
+// # Delivery
+//
+// WriteBatch returns nil only after the batch's alerts are acknowledged by
+// the bus; the push channel, the REST list and the webhook are fed after
+// that and are best effort. Alert IDs are deterministic, and a bounded set
+// of recently published IDs plus per-pair event-time ordering keeps a
+// retried or replayed batch from publishing an alert twice.
+package risk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tickflow/tickflow/alert"
+	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/sinks"
+	"github.com/tickflow/tickflow/tick"
+)
+
+func init() {
+	sinks.Register(sinks.Spec{
+		Name: "risk",
+		// Small batches: an alert waits for its batch to fill or time out.
+		Batch:  sinks.BatchPolicy{Size: 500, MaxWait: 50 * time.Millisecond},
+		Config: func() any { return DefaultConfig() },
+		New: func(env sinks.Env, cfg any) (sinks.Sink, error) {
+			c, ok := cfg.(*Config)
+			if !ok {
+				return nil, fmt.Errorf("risk: config is %T, want *risk.Config", cfg)
+			}
+			return New(env, c)
+		},
+	})
+}
+
+// Pusher is what the risk monitor needs from the push sink: fan a payload
+// out to a channel's subscribers without waiting for them.
+type Pusher interface {
+	Publish(channel, key string, payload []byte)
+}
+
+// Sink is the risk monitor.
+type Sink struct {
+	cfg    *Config
+	env    sinks.Env
+	log    *slog.Logger
+	m      *metrics
+	recent *recent
+	hook   *notifier // nil without a webhook URL
+
+	mu      sync.Mutex // serialises batches, guards everything below
+	eng     *engine
+	outbox  []alert.Alert // raised, not yet acknowledged by the bus
+	loaded  bool
+	push    Pusher
+	lookups bool
+}
+
+var (
+	_ sinks.Sink    = (*Sink)(nil)
+	_ sinks.Service = (*Sink)(nil)
+)
+
+// New builds the monitor. It reads nothing and dials nothing; the state
+// snapshot is loaded on the first Connect.
+func New(env sinks.Env, cfg *Config) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("risk: %w", err)
+	}
+	if env.Publisher == nil {
+		return nil, fmt.Errorf("risk: %w: %w", sinks.ErrUnavailable, errNoPublisher)
+	}
+	if env.Logger == nil {
+		env.Logger = slog.New(slog.DiscardHandler)
+	}
+	env.Clock = clock.OrReal(env.Clock)
+	if env.Metrics == nil {
+		env.Metrics = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(env.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("risk: metrics: %w", err)
+	}
+	s := &Sink{
+		cfg:    cfg,
+		env:    env,
+		log:    env.Logger.With("sink", "risk"),
+		m:      m,
+		recent: newRecent(cfg.Recent),
+		eng:    newEngine(cfg, m),
+	}
+	if cfg.Webhook.URL != "" {
+		s.hook = newNotifier(cfg.Webhook, env.Clock, s.log, m)
+	}
+	return s, nil
+}
+
+// Connect loads the state snapshot (once) and finds the push sink, if one
+// is running.
+func (s *Sink) Connect(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.lookups && s.env.Peer != nil {
+		s.lookups = true
+		if p, ok := s.env.Peer("push"); ok {
+			if pp, ok := p.(Pusher); ok {
+				s.push = pp
+			} else {
+				s.log.Warn("risk: the push sink cannot publish to channels; alerts go to Kafka and the API only", "type", fmt.Sprintf("%T", p))
+			}
+		}
+	}
+	if s.loaded || s.cfg.StateDir == "" {
+		s.loaded = true
+		return nil
+	}
+	snap, err := loadState(s.cfg.StateDir)
+	switch {
+	case errors.Is(err, errCorrupt):
+		// A bad snapshot costs a window's worth of history, not the
+		// monitor: keep the file for inspection and start afresh.
+		bad := filepath.Join(s.cfg.StateDir, stateFile+".corrupt")
+		s.log.Error("risk: state snapshot unusable, starting with empty windows", "err", err, "moved_to", bad)
+		s.m.stateErrors.Inc()
+		if rerr := os.Rename(filepath.Join(s.cfg.StateDir, stateFile), bad); rerr != nil {
+			s.log.Error("risk: move bad snapshot aside", "err", rerr)
+		}
+	case err != nil:
+		s.m.stateErrors.Inc()
+		return fmt.Errorf("risk: %w", err)
+	case snap != nil:
+		s.eng.restore(snap)
+		for _, a := range snap.Recent {
+			s.recent.add(a)
+		}
+		s.log.Info("risk: state restored", "pairs", len(snap.Pairs), "alerts", len(snap.Recent))
+	}
+	s.loaded = true
+	return nil
+}
+
+// WriteBatch applies the rules to the batch and publishes the alerts it
+// raises. A failed publish keeps the unpublished alerts for the retry, and
+// the retried ticks are recognised by event time and skipped, so a batch
+// never raises an alert twice.
+func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.loaded {
+		return sinks.ErrNotConnected
+	}
+	changed := false
+	for i := range batch {
+		if s.eng.apply(&batch[i]) {
+			changed = true
+		}
+	}
+	s.outbox = append(s.outbox, s.eng.drain()...)
+	if err := s.flush(ctx); err != nil {
+		return err
+	}
+	if changed && s.cfg.StateDir != "" {
+		snap := s.eng.snapshot()
+		snap.Recent = s.recent.all()
+		if err := saveState(s.cfg.StateDir, &snap); err != nil {
+			s.m.stateErrors.Inc()
+			return fmt.Errorf("risk: %w", err)
+		}
+	}
+	return nil
+}
+
+// flush publishes the outbox in order, dropping each alert once acked.
+func (s *Sink) flush(ctx context.Context) error {
+	for len(s.outbox) > 0 {
+		a := &s.outbox[0]
+		b, err := json.Marshal(a)
+		if err != nil {
+			return fmt.Errorf("risk: encode alert: %w", err)
+		}
+		key := a.Key()
+		if err := s.env.Publisher.Publish(ctx, alert.Topic, []byte(key), b); err != nil {
+			s.m.publishErrors.Inc()
+			return fmt.Errorf("risk: publish to %s: %w", alert.Topic, err)
+		}
+		s.recent.add(*a)
+		if s.push != nil {
+			s.push.Publish(alert.Channel, key, b)
+		}
+		if s.hook != nil {
+			s.hook.enqueue(*a)
+		}
+		s.log.Info("risk: alert", "id", a.ID, "rule", a.Rule, "status", a.Status, "severity", a.Severity, "pair", key, "msg", a.Message)
+		s.outbox = s.outbox[1:]
+	}
+	s.outbox = nil
+	return nil
+}
+
+// Close has nothing to release: the state is saved after every batch.
+func (s *Sink) Close(context.Context) error { return nil }
+
+// Run delivers webhooks for the life of the process.
+func (s *Sink) Run(ctx context.Context) error {
+	if s.hook == nil {
+		<-ctx.Done()
+		return nil
+	}
+	return s.hook.run(ctx)
+}
+
+// RecentAlerts lists recent alerts at or after since (event time, Unix ms)
+// with at least severity min ("" for any), newest first, at most limit (0
+// for all kept).
+func (s *Sink) RecentAlerts(since int64, min alert.Severity, limit int) []alert.Alert {
+	return s.recent.list(since, min, limit)
+}
+
+type metrics struct {
+	ticks, duplicates, publishErrors, stateErrors, webhookRetries prometheus.Counter
+	skipped, suppressed, alerts, webhook                          *prometheus.CounterVec
+	pairs                                                         prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		ticks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_risk_ticks_total", Help: "Ticks the risk rules were applied to."}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_risk_alerts_duplicate_total", Help: "Alerts raised again by a replay and not republished."}),
+		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_risk_publish_errors_total", Help: "Failed publishes of alerts to the bus (the batch is retried)."}),
+		stateErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_risk_state_errors_total", Help: "Failures to read or write the state snapshot."}),
+		webhookRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_risk_webhook_retries_total", Help: "Webhook delivery attempts after the first."}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tickflow_risk_ticks_skipped_total", Help: "Ticks not applied: invalid, or replayed (event time not after the pair's last)."}, []string{"reason"}),
+		suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tickflow_risk_alerts_suppressed_total", Help: "Conditions held back by a rule's cooldown."}, []string{"rule"}),
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tickflow_risk_alerts_total", Help: "Alerts raised, by rule and status."}, []string{"rule", "status"}),
+		webhook: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tickflow_risk_webhook_deliveries_total", Help: "Webhook deliveries by result: ok, failed (after retries), dropped (queue full)."}, []string{"result"}),
+		pairs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tickflow_risk_pairs", Help: "Pairs the monitor tracks."}),
+	}
+	for _, c := range []prometheus.Collector{m.ticks, m.duplicates, m.publishErrors, m.stateErrors, m.webhookRetries,
+		m.skipped, m.suppressed, m.alerts, m.webhook, m.pairs} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

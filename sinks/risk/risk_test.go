@@ -1,0 +1,419 @@
+package risk
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tickflow/tickflow/alert"
+	"github.com/tickflow/tickflow/tick"
+)
+
+func TestVolatilityCrossingFiresOnce(t *testing.T) {
+	h := newHarness(t, onlyRules(alert.PriceVolatility))
+	// +5 % exactly is not above the threshold; 105.01 is. The price then
+	// stays up: still one alert.
+	h.write(path("binance", "BTCUSDT", 20*time.Second, "100", "102", "104", "105", "105.01", "106", "107", "106.5")...)
+	got := h.bus.alerts()
+	if len(got) != 1 {
+		t.Fatalf("got %d alerts, want 1: %+v", len(got), got)
+	}
+	a := got[0]
+	want := alert.Alert{
+		ID:   alert.ID(alert.PriceVolatility, tick.Pair{Exchange: "binance", Symbol: "BTCUSDT"}, t0+80_000),
+		Rule: alert.PriceVolatility, Status: alert.Firing, Severity: alert.Warning,
+		Exchange: "binance", Symbol: "BTCUSDT", Timestamp: t0 + 80_000,
+		ChangePercent: "5.01", Window: "5m0s", FromPrice: "100", ToPrice: "105.01",
+	}
+	a.Message = ""
+	if !reflect.DeepEqual(a, want) {
+		t.Fatalf("alert\n got %+v\nwant %+v", a, want)
+	}
+	if h.bus.records[0].topic != alert.Topic || h.bus.records[0].key != "binance:BTCUSDT" {
+		t.Fatalf("published to %s key %s", h.bus.records[0].topic, h.bus.records[0].key)
+	}
+	if got := h.push.msgs[alert.Channel]; len(got) != 1 || got[0] != "binance:BTCUSDT" {
+		t.Fatalf("push channel got %v", got)
+	}
+	if l := h.sink.RecentAlerts(0, "", 0); len(l) != 1 || l[0].ID != want.ID {
+		t.Fatalf("recent = %+v", l)
+	}
+}
+
+func TestVolatilityWindowIsEventTime(t *testing.T) {
+	h := newHarness(t, onlyRules(alert.PriceVolatility))
+	// The same +10 % spread over more than the window never fires: at each
+	// tick the window's first price is within 5 %.
+	var ticks []tick.Tick
+	for i := 0; i <= 10; i++ {
+		ticks = append(ticks, tk("binance", "ETHUSDT", time.Duration(i)*3*time.Minute, []string{"100", "101", "102", "103", "104", "105", "106", "107", "108", "109", "110"}[i]))
+	}
+	h.write(ticks...)
+	if got := h.bus.alerts(); len(got) != 0 {
+		t.Fatalf("slow drift raised %d alerts: %+v", len(got), got)
+	}
+}
+
+func TestVolatilityDownMove(t *testing.T) {
+	h := newHarness(t, onlyRules(alert.PriceVolatility))
+	h.write(path("binance", "SOLUSDT", time.Second, "200", "189.9")...)
+	got := h.bus.alerts()
+	if len(got) != 1 || got[0].ChangePercent != "-5.05" {
+		t.Fatalf("got %+v, want one alert at -5.05 %%", got)
+	}
+}
+
+func TestVolatilityOscillationCooldown(t *testing.T) {
+	// Around the threshold, dipping below the clearing level (4 %) each
+	// time: without a cooldown every swing fires; with one only the first.
+	prices := []string{"100", "105.5", "100.5", "105.6", "100.2", "105.7", "100.1", "105.8"}
+	tests := []struct {
+		name         string
+		cooldown     time.Duration
+		wantFiring   int
+		wantResolved int
+	}{
+		{"no cooldown", 0, 4, 3},
+		{"cooldown longer than the swings", 5 * time.Minute, 1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := onlyRules(alert.PriceVolatility)
+			cfg.Volatility.Cooldown = tt.cooldown
+			h := newHarness(t, cfg)
+			h.write(path("binance", "BTCUSDT", 10*time.Second, prices...)...)
+			got := h.bus.alerts()
+			f := len(firing(got))
+			if f != tt.wantFiring || len(got)-f != tt.wantResolved {
+				t.Fatalf("firing %d resolved %d, want %d and %d: %+v", f, len(got)-f, tt.wantFiring, tt.wantResolved, got)
+			}
+			if tt.cooldown > 0 && h.counter("tickflow_risk_alerts_suppressed_total", "rule", alert.PriceVolatility) != 3 {
+				t.Fatalf("suppressed = %v, want 3", h.counter("tickflow_risk_alerts_suppressed_total"))
+			}
+		})
+	}
+}
+
+func TestVolatilityHysteresis(t *testing.T) {
+	h := newHarness(t, onlyRules(alert.PriceVolatility))
+	// 4.5 % is below the threshold but above the clearing level: the alert
+	// stays firing; 3.9 % resolves it.
+	h.write(path("binance", "BTCUSDT", 10*time.Second, "100", "105.5", "104.5", "105.9", "103.9")...)
+	got := h.bus.alerts()
+	if len(got) != 2 || got[0].Status != alert.Firing || got[1].Status != alert.Resolved || got[0].ID != got[1].ID {
+		t.Fatalf("want firing then resolved with one ID, got %+v", got)
+	}
+	if got[1].ChangePercent != "3.9" || got[1].Timestamp != t0+40_000 {
+		t.Fatalf("resolved = %+v", got[1])
+	}
+}
+
+func TestVolatilityVsOpen24h(t *testing.T) {
+	cfg := onlyRules()
+	cfg.Volatility.Enabled = true
+	cfg.Volatility.Open24hThreshold = "0.1"
+	h := newHarness(t, cfg)
+	a := tk("binance", "BTCUSDT", 0, "100")
+	a.Open24h = tick.MustDecimal("90")
+	b := tk("binance", "BTCUSDT", time.Second, "100")
+	b.Open24h = tick.MustDecimal("91")
+	h.write(a, b)
+	got := h.bus.alerts()
+	if len(got) != 1 || got[0].Rule != alert.PriceVolatility24h || got[0].Window != "24h" || got[0].FromPrice != "90" {
+		t.Fatalf("got %+v, want one 24h alert from 90", got)
+	}
+}
+
+func TestReplayGivesNoNewAlert(t *testing.T) {
+	cfg := onlyRules(alert.PriceVolatility, alert.CrossedBook)
+	ticks := path("binance", "BTCUSDT", 10*time.Second, "100", "105.5", "100.5", "99", "92", "96", "97", "98")
+	ticks = append(ticks, book(tk("binance", "BTCUSDT", 100*time.Second, "98"), "98.1", "98"), book(tk("binance", "BTCUSDT", 110*time.Second, "98"), "97.9", "98"))
+
+	h := newHarness(t, cfg)
+	h.write(ticks...)
+	first := ids(h.bus.alerts())
+	if len(first) < 4 {
+		t.Fatalf("scenario raised only %v", first)
+	}
+
+	// The same ticks again, as the runtime redelivers after a failed commit.
+	h.write(ticks...)
+	if again := ids(h.bus.alerts()); !reflect.DeepEqual(again, first) {
+		t.Fatalf("replay published more: %v, first run %v", again, first)
+	}
+	if n := h.counter("tickflow_risk_ticks_skipped_total", "reason", "replayed"); n != float64(len(ticks)) {
+		t.Fatalf("skipped %v replayed ticks, want %d", n, len(ticks))
+	}
+
+	// A fresh monitor fed the same ticks derives the same IDs.
+	h2 := newHarness(t, cfg)
+	h2.write(ticks...)
+	if got := ids(h2.bus.alerts()); !reflect.DeepEqual(got, first) {
+		t.Fatalf("fresh monitor: %v, want %v", got, first)
+	}
+}
+
+// A restart with a state dir, replaying from an offset before the last
+// snapshot, publishes exactly what an uninterrupted run publishes.
+func TestRestartReplayFromSnapshot(t *testing.T) {
+	cfg := func(dir string) *Config {
+		c := onlyRules(alert.PriceVolatility, alert.StaleFeed)
+		c.StateDir = dir
+		return c
+	}
+	var ticks []tick.Tick
+	prices := []string{"100", "101", "103", "104", "106", "104", "100", "99", "98", "92", "93", "94"}
+	for i, p := range prices {
+		at := time.Duration(i) * 15 * time.Second
+		ticks = append(ticks, tk("binance", "BTCUSDT", at, p))
+		if i < 5 || i > 8 { // ETHUSDT goes quiet for a minute
+			ticks = append(ticks, tk("binance", "ETHUSDT", at, "2000"))
+		}
+	}
+
+	whole := newHarness(t, cfg(t.TempDir()))
+	whole.write(ticks...)
+	want := ids(whole.bus.alerts())
+
+	dir := t.TempDir()
+	first := newHarness(t, cfg(dir))
+	first.write(ticks[:8]...)
+	first.write(ticks[8:14]...)
+	// Crash: the last batch was saved but its offsets never committed, so
+	// the restarted monitor sees it again, followed by the rest.
+	second := newHarness(t, cfg(dir))
+	second.write(ticks[8:]...)
+	got := append(ids(first.bus.alerts()), ids(second.bus.alerts())...)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("with restart %v\nuninterrupted %v", got, want)
+	}
+	if l := second.sink.RecentAlerts(0, "", 0); len(l) != len(got) {
+		t.Fatalf("REST list after restart has %d alerts, want %d", len(l), len(got))
+	}
+}
+
+func TestCorruptStateStartsCold(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, stateFile), []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := onlyRules(alert.PriceVolatility)
+	cfg.StateDir = dir
+	h := newHarness(t, cfg)
+	if h.counter("tickflow_risk_state_errors_total") != 1 {
+		t.Fatal("state error not counted")
+	}
+	if _, err := os.Stat(filepath.Join(dir, stateFile+".corrupt")); err != nil {
+		t.Fatalf("bad snapshot not kept aside: %v", err)
+	}
+	h.write(path("binance", "BTCUSDT", time.Second, "100", "110")...)
+	if len(h.bus.alerts()) != 1 {
+		t.Fatal("monitor does not work after a corrupt snapshot")
+	}
+}
+
+func TestStaleFeed(t *testing.T) {
+	cfg := onlyRules(alert.StaleFeed)
+	cfg.StaleFeed.After = 30 * time.Second
+	h := newHarness(t, cfg)
+	var ticks []tick.Tick
+	for s := 0; s <= 60; s++ {
+		at := time.Duration(s) * time.Second
+		ticks = append(ticks, tk("binance", "BTCUSDT", at, "100"))
+		if s <= 10 || s >= 55 { // ETHUSDT silent from 10 s to 55 s
+			ticks = append(ticks, tk("binance", "ETHUSDT", at, "10"))
+		}
+		if s <= 5 { // the okx source goes down entirely at 5 s: not stale
+			ticks = append(ticks, tk("okx", "BTCUSDT", at, "100"), tk("okx", "ETHUSDT", at, "10"))
+		}
+	}
+	h.write(ticks[:40]...) // batch boundaries must not matter
+	h.write(ticks[40:]...)
+	got := h.bus.alerts()
+	if len(got) != 2 {
+		t.Fatalf("got %d alerts, want firing and resolved for binance:ETHUSDT: %+v", len(got), got)
+	}
+	f, r := got[0], got[1]
+	eth := tick.Pair{Exchange: "binance", Symbol: "ETHUSDT"}
+	if f.Status != alert.Firing || f.Pair() != eth || f.LastTick != t0+10_000 || f.Timestamp != t0+41_000 ||
+		f.ID != alert.ID(alert.StaleFeed, eth, t0+10_000) {
+		t.Fatalf("firing = %+v", f)
+	}
+	if r.Status != alert.Resolved || r.ID != f.ID || r.Timestamp != t0+55_000 {
+		t.Fatalf("resolved = %+v", r)
+	}
+	if !strings.Contains(f.Message, "31s") {
+		t.Fatalf("message %q does not say how long", f.Message)
+	}
+}
+
+func TestCrossedBook(t *testing.T) {
+	h := newHarness(t, onlyRules(alert.CrossedBook))
+	h.write(
+		book(tk("binance", "BTCUSDT", 0, "100"), "99.9", "100.1"),
+		book(tk("binance", "BTCUSDT", time.Second, "100"), "100", "100"),     // locked
+		book(tk("binance", "BTCUSDT", 2*time.Second, "100"), "100.2", "100"), // crossed: still the same alert
+		tk("binance", "BTCUSDT", 3*time.Second, "100"),                       // no book: no judgement
+		book(tk("binance", "BTCUSDT", 4*time.Second, "100"), "99.9", "100"),  // normal
+	)
+	got := h.bus.alerts()
+	if len(got) != 2 {
+		t.Fatalf("got %+v, want firing and resolved", got)
+	}
+	if got[0].Status != alert.Firing || got[0].Severity != alert.Critical || got[0].Bid != "100" || got[0].Ask != "100" ||
+		!strings.Contains(got[0].Message, "locked") || got[0].Timestamp != t0+1000 {
+		t.Fatalf("firing = %+v", got[0])
+	}
+	if got[1].Status != alert.Resolved || got[1].ID != got[0].ID || got[1].Timestamp != t0+4000 {
+		t.Fatalf("resolved = %+v", got[1])
+	}
+}
+
+func TestPriceSpike(t *testing.T) {
+	h := newHarness(t, onlyRules(alert.PriceSpike))
+	h.write(
+		tk("binance", "BTCUSDT", 0, "100"),
+		tk("okx", "BTC-USDT", 0, "100.5"),
+		tk("bybit", "BTCUSDT", 0, "99.8"),
+		tk("bybit", "BTCUSDT", time.Second, "103"), // median of 100, 100.5 is 100.25: +2.74 %
+		tk("binance", "BTCUSDT", 2*time.Second, "100.1"),
+		tk("bybit", "BTCUSDT", 3*time.Second, "100.2"), // back in line
+		tk("kraken", "BTCUSDT", 60*time.Second, "150"), // others are all older than max_age
+	)
+	got := h.bus.alerts()
+	if len(got) != 2 {
+		t.Fatalf("got %+v, want bybit firing and resolved", got)
+	}
+	f := got[0]
+	if f.Exchange != "bybit" || f.Status != alert.Firing || f.Reference != "100.25" || f.DeviationPercent != "2.7431" ||
+		!reflect.DeepEqual(f.Others, []string{"binance", "okx"}) {
+		t.Fatalf("firing = %+v", f)
+	}
+	if got[1].Exchange != "bybit" || got[1].Status != alert.Resolved {
+		t.Fatalf("resolved = %+v", got[1])
+	}
+}
+
+func TestPublishFailureIsRetriedWithoutDuplicates(t *testing.T) {
+	h := newHarness(t, onlyRules(alert.PriceVolatility, alert.CrossedBook))
+	batch := []tick.Tick{
+		tk("binance", "BTCUSDT", 0, "100"),
+		book(tk("binance", "BTCUSDT", time.Second, "106"), "107", "106"),
+	}
+	h.bus.failNext = 1
+	if err := h.sink.WriteBatch(context.Background(), batch); err == nil {
+		t.Fatal("WriteBatch succeeded although the bus refused the alert")
+	}
+	if len(h.bus.alerts()) != 0 || len(h.sink.RecentAlerts(0, "", 0)) != 0 {
+		t.Fatal("alert listed before the bus acknowledged it")
+	}
+	h.write(batch...) // the runtime's retry
+	got := h.bus.alerts()
+	if len(got) != 2 || got[0].Rule != alert.PriceVolatility || got[1].Rule != alert.CrossedBook {
+		t.Fatalf("after retry got %+v, want the two alerts once, in order", got)
+	}
+	if h.counter("tickflow_risk_publish_errors_total") != 1 {
+		t.Fatal("publish error not counted")
+	}
+}
+
+func TestInvalidTicksAreCountedNotFatal(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	bad := tk("binance", "BTCUSDT", 0, "100")
+	bad.Price = tick.MustDecimal("-1")
+	h.write(bad, tick.Tick{}, tk("binance", "BTCUSDT", time.Second, "100"))
+	if n := h.counter("tickflow_risk_ticks_skipped_total", "reason", "invalid"); n != 2 {
+		t.Fatalf("invalid skipped = %v, want 2", n)
+	}
+	if n := h.counter("tickflow_risk_ticks_total"); n != 1 {
+		t.Fatalf("applied = %v, want 1", n)
+	}
+}
+
+func TestRecentAlertsFilters(t *testing.T) {
+	h := newHarness(t, onlyRules(alert.PriceVolatility, alert.CrossedBook))
+	h.write(
+		tk("binance", "BTCUSDT", 0, "100"),
+		tk("binance", "BTCUSDT", time.Second, "110"),                   // warning at +1 s
+		book(tk("binance", "ETHUSDT", 2*time.Second, "10"), "10", "9"), // critical at +2 s
+	)
+	tests := []struct {
+		since int64
+		min   alert.Severity
+		limit int
+		want  []string
+	}{
+		{0, "", 0, []string{alert.CrossedBook, alert.PriceVolatility}},
+		{0, alert.Critical, 0, []string{alert.CrossedBook}},
+		{0, alert.Warning, 0, []string{alert.CrossedBook, alert.PriceVolatility}},
+		{t0 + 1500, "", 0, []string{alert.CrossedBook}},
+		{0, "", 1, []string{alert.CrossedBook}},
+	}
+	for _, tt := range tests {
+		var got []string
+		for _, a := range h.sink.RecentAlerts(tt.since, tt.min, tt.limit) {
+			got = append(got, a.Rule)
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("since %d min %q limit %d: got %v, want %v", tt.since, tt.min, tt.limit, got, tt.want)
+		}
+	}
+}
+
+func TestRecentIsBounded(t *testing.T) {
+	r := newRecent(3)
+	for i := 1; i <= 5; i++ {
+		r.add(alert.Alert{Timestamp: int64(i)})
+	}
+	var got []int64
+	for _, a := range r.all() {
+		got = append(got, a.Timestamp)
+	}
+	if !reflect.DeepEqual(got, []int64{3, 4, 5}) {
+		t.Fatalf("kept %v", got)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*Config)
+		wantErr string
+	}{
+		{"defaults", func(*Config) {}, ""},
+		{"bad threshold", func(c *Config) { c.Volatility.Threshold = "5%" }, "volatility.threshold"},
+		{"zero threshold", func(c *Config) { c.Volatility.Threshold = "0" }, "volatility.threshold: must be > 0"},
+		{"clear ratio above one", func(c *Config) { c.Volatility.ClearRatio = "1.5" }, "volatility.clear_ratio"},
+		{"short window", func(c *Config) { c.Volatility.Window = time.Millisecond }, "volatility.window"},
+		{"bad 24h threshold", func(c *Config) { c.Volatility.Open24hThreshold = "x" }, "volatility.open_24h_threshold"},
+		{"bad severity", func(c *Config) { c.CrossedBook.Severity = "loud" }, "crossed_book.severity"},
+		{"negative cooldown", func(c *Config) { c.PriceSpike.Cooldown = -time.Second }, "price_spike.cooldown"},
+		{"stale after", func(c *Config) { c.StaleFeed.After = 0 }, "stale_feed.after"},
+		{"spike max age", func(c *Config) { c.PriceSpike.MaxAge = 0 }, "price_spike.max_age"},
+		{"recent", func(c *Config) { c.Recent = 0 }, "recent"},
+		{"webhook url", func(c *Config) { c.Webhook.URL = "ftp://x" }, "webhook.url"},
+		{"webhook timeout", func(c *Config) { c.Webhook.URL = "http://x"; c.Webhook.Timeout = 0 }, "webhook.timeout"},
+		{"webhook backoff", func(c *Config) { c.Webhook.URL = "http://x"; c.Webhook.MaxBackoff = time.Millisecond }, "webhook.max_backoff"},
+		{"webhook ok", func(c *Config) { c.Webhook.URL = "https://hooks.example/x" }, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := DefaultConfig()
+			tt.mutate(c)
+			err := c.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error %v, want one mentioning %q", err, tt.wantErr)
+			}
+		})
+	}
+}
