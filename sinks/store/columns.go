@@ -1,0 +1,152 @@
+package store
+
+import (
+	"fmt"
+
+	"github.com/ClickHouse/ch-go/proto"
+	"github.com/cockroachdb/apd/v3"
+
+	"github.com/tickflow/tickflow/tick"
+)
+
+// decimalField is one of a tick's decimal fields and its column name.
+type decimalField struct {
+	name string
+	get  func(*tick.Tick) *apd.Decimal
+}
+
+// decimalFields are the tick's decimal fields in column order.
+var decimalFields = [...]decimalField{
+	{"price", func(t *tick.Tick) *apd.Decimal { return &t.Price }},
+	{"volume", func(t *tick.Tick) *apd.Decimal { return &t.Volume }},
+	{"bid", func(t *tick.Tick) *apd.Decimal { return &t.Bid }},
+	{"ask", func(t *tick.Tick) *apd.Decimal { return &t.Ask }},
+	{"open_24h", func(t *tick.Tick) *apd.Decimal { return &t.Open24h }},
+	{"high_24h", func(t *tick.Tick) *apd.Decimal { return &t.High24h }},
+	{"low_24h", func(t *tick.Tick) *apd.Decimal { return &t.Low24h }},
+	{"quote_volume", func(t *tick.Tick) *apd.Decimal { return &t.QuoteVolume }},
+}
+
+const numDecimals = len(decimalFields)
+
+// layout is how the two string columns are typed in the table: plain
+// String, or LowCardinality(String) where the server has it.
+type layout struct {
+	lowCardExchange bool
+	lowCardSymbol   bool
+}
+
+// columns is a batch of ticks as ch-go columns, reused batch after batch.
+type columns struct {
+	layout     layout
+	exchange   proto.ColumnOf[string]
+	symbol     proto.ColumnOf[string]
+	timestamp  proto.ColInt64
+	receivedAt proto.ColInt64
+	decimals   [numDecimals]proto.ColDecimal128
+	input      proto.Input
+}
+
+func stringColumn(lowCard bool) proto.ColumnOf[string] {
+	if lowCard {
+		return proto.NewLowCardinality[string](new(proto.ColStr))
+	}
+	return new(proto.ColStr)
+}
+
+func newColumns(l layout) *columns {
+	c := &columns{layout: l, exchange: stringColumn(l.lowCardExchange), symbol: stringColumn(l.lowCardSymbol)}
+	c.input = proto.Input{
+		{Name: "exchange", Data: c.exchange},
+		{Name: "symbol", Data: c.symbol},
+		{Name: "timestamp", Data: &c.timestamp},
+		{Name: "received_at", Data: &c.receivedAt},
+	}
+	for i, f := range decimalFields {
+		// ch-go names the type "Decimal128", which servers before
+		// Decimal128 became an alias reject; spell it out.
+		c.input = append(c.input, proto.InputColumn{Name: f.name, Data: proto.Alias(&c.decimals[i], decimalType)})
+	}
+	return c
+}
+
+func (c *columns) reset() { c.input.Reset() }
+
+func (c *columns) rows() int { return c.timestamp.Rows() }
+
+// fieldError says which field of a tick does not fit its column.
+type fieldError struct {
+	field string
+	err   error
+}
+
+func (e *fieldError) Error() string { return fmt.Sprintf("%s: %v", e.field, e.err) }
+func (e *fieldError) Unwrap() error { return e.err }
+
+// append adds t as a row, or leaves every column untouched and says why
+// it does not fit: a partial row would misalign the columns.
+func (c *columns) append(t *tick.Tick) error {
+	var dec [numDecimals]proto.Decimal128
+	for i, f := range decimalFields {
+		v, err := toDecimal128(f.get(t))
+		if err != nil {
+			return &fieldError{f.name, err}
+		}
+		dec[i] = v
+	}
+	c.exchange.Append(t.Exchange)
+	c.symbol.Append(t.Symbol)
+	c.timestamp.Append(t.Timestamp)
+	c.receivedAt.Append(t.ReceivedAt)
+	for i := range dec {
+		c.decimals[i].Append(dec[i])
+	}
+	return nil
+}
+
+// tickResult decodes rows of (timestamp, received_at, the eight decimals)
+// into ticks; exchange and symbol are the query's, not read back.
+type tickResult struct {
+	timestamp  proto.ColInt64
+	receivedAt proto.ColInt64
+	decimals   [numDecimals]proto.ColDecimal128
+}
+
+// selectList is the SELECT list tickResult decodes, collapsing the copies
+// of one tick a replay may have written (GROUP BY the tick's identity).
+func tickSelectList(aggregate bool) string {
+	s := "timestamp, received_at"
+	for _, f := range decimalFields {
+		if aggregate {
+			s += ", any(" + f.name + ") AS _" + f.name
+		} else {
+			s += ", " + f.name
+		}
+	}
+	return s
+}
+
+func (r *tickResult) results() proto.Results {
+	res := proto.Results{
+		{Data: &r.timestamp},
+		{Data: &r.receivedAt},
+	}
+	for i := range r.decimals {
+		res = append(res, proto.ResultColumn{Data: proto.Alias(&r.decimals[i], decimalType)})
+	}
+	return res
+}
+
+// appendTo appends the decoded block's rows to out as ticks of pair p.
+func (r *tickResult) appendTo(out []tick.Tick, p tick.Pair) []tick.Tick {
+	for i := 0; i < r.timestamp.Rows(); i++ {
+		out = append(out, tick.Tick{Exchange: p.Exchange, Symbol: p.Symbol})
+		t := &out[len(out)-1]
+		t.Timestamp = r.timestamp.Row(i)
+		t.ReceivedAt = r.receivedAt.Row(i)
+		for j, f := range decimalFields {
+			fromDecimal128(f.get(t), r.decimals[j].Row(i))
+		}
+	}
+	return out
+}

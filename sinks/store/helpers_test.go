@@ -1,0 +1,202 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/ch-go/proto"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tickflow/tickflow/sinks"
+	"github.com/tickflow/tickflow/testsvc"
+	"github.com/tickflow/tickflow/tick"
+)
+
+// One clickhouse-server serves the package's tests (each in its own
+// database); tests that kill the server start their own.
+var (
+	sharedOnce sync.Once
+	sharedCH   *testsvc.ClickHouse
+	sharedErr  error
+	sharedDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if sharedCH != nil {
+		_ = sharedCH.Kill()
+	}
+	if sharedDir != "" {
+		os.RemoveAll(sharedDir)
+	}
+	os.Exit(code)
+}
+
+func clickHouse(t *testing.T) *testsvc.ClickHouse {
+	t.Helper()
+	testsvc.NeedBinary(t, "clickhouse-server", "clickhouse-server")
+	sharedOnce.Do(func() {
+		sharedDir, sharedErr = os.MkdirTemp("", "tickflow-store-clickhouse-")
+		if sharedErr == nil {
+			sharedCH, sharedErr = testsvc.LaunchClickHouse(sharedDir)
+		}
+	})
+	if sharedErr != nil {
+		t.Fatalf("clickhouse: %v", sharedErr)
+	}
+	return sharedCH
+}
+
+var nonIdent = regexp.MustCompile(`[^A-Za-z0-9_]`)
+
+// testDB is a database name unique to the test.
+func testDB(t *testing.T) string {
+	return "t_" + nonIdent.ReplaceAllString(t.Name(), "_")
+}
+
+// testEnv is a sink environment with the test's own metrics registry and
+// a logger that writes into buf (nil: discard).
+func testEnv(buf *syncBuffer) (sinks.Env, *prometheus.Registry) {
+	reg := prometheus.NewRegistry()
+	log := slog.New(slog.DiscardHandler)
+	if buf != nil {
+		log = slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return sinks.Env{Name: "store", Logger: log, Metrics: reg}, reg
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// newSink builds and connects a store sink on the test's own database.
+func newSink(t *testing.T, rawURL string, mod func(*Config)) (*Sink, *prometheus.Registry) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.ClickHouse.URL = rawURL
+	cfg.ClickHouse.Database = testDB(t)
+	if mod != nil {
+		mod(cfg)
+	}
+	env, reg := testEnv(nil)
+	s, err := New(env, *cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Connect(ctx); err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	return s, reg
+}
+
+// sql runs a statement over HTTP with the plain text formats, for checks
+// that must not go through the code under test.
+func sql(t *testing.T, ch *testsvc.ClickHouse, q string) string {
+	t.Helper()
+	return sqlWith(t, ch, q, "")
+}
+
+// sqlWith is sql with extra URL-encoded settings.
+func sqlWith(t *testing.T, ch *testsvc.ClickHouse, q, settings string) string {
+	t.Helper()
+	u := ch.HTTPURL() + "/?query=" + url.QueryEscape(q)
+	if settings != "" {
+		u += "&" + settings
+	}
+	resp, err := http.Post(u, "text/plain", nil)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: %s: %s", q, resp.Status, b)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// mkTick is a tick of pair ex:sym at ts (ms) with the given price; the
+// other decimals are edge cases of their own (negative, zero, the largest
+// value, 18 places).
+func mkTick(ex, sym string, ts int64, price string) tick.Tick {
+	t := tick.Tick{Exchange: ex, Symbol: sym, Timestamp: ts, ReceivedAt: ts*1000 + 7}
+	t.Price = tick.MustDecimal(price)
+	t.Bid = tick.MustDecimal("-" + price)
+	t.Ask = tick.MustDecimal("0.5")
+	t.Volume = tick.MustDecimal("123456.000000000000000001")
+	t.Open24h = tick.MustDecimal("99999999999999999999.999999999999999999")
+	t.High24h = tick.MustDecimal("-0.5")
+	t.Low24h = tick.MustDecimal("0")
+	t.QuoteVolume = tick.MustDecimal(fmt.Sprintf("%d.%018d", ts, ts%1000))
+	return t
+}
+
+// sameTick compares every field, decimals by value.
+func sameTick(a, b *tick.Tick) error {
+	if a.Exchange != b.Exchange || a.Symbol != b.Symbol || a.Timestamp != b.Timestamp || a.ReceivedAt != b.ReceivedAt {
+		return fmt.Errorf("identity %s@%d/%d != %s@%d/%d", a.Key(), a.Timestamp, a.ReceivedAt, b.Key(), b.Timestamp, b.ReceivedAt)
+	}
+	for _, f := range decimalFields {
+		x, y := f.get(a), f.get(b)
+		if x.Cmp(y) != 0 {
+			return fmt.Errorf("%s@%d %s: %s != %s", a.Key(), a.Timestamp, f.name, x.String(), y.String())
+		}
+	}
+	return nil
+}
+
+// countingTransport counts INSERTs and the rows in each.
+type countingTransport struct {
+	transport
+	mu      sync.Mutex
+	inserts []int
+}
+
+func (c *countingTransport) insert(ctx context.Context, table string, in proto.Input) error {
+	err := c.transport.insert(ctx, table, in)
+	if err == nil {
+		c.mu.Lock()
+		c.inserts = append(c.inserts, in[0].Data.Rows())
+		c.mu.Unlock()
+	}
+	return err
+}
+
+func (c *countingTransport) counts() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]int(nil), c.inserts...)
+}
+
+func bg(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}

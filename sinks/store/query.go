@@ -1,0 +1,146 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/ch-go/proto"
+
+	"github.com/tickflow/tickflow/tick"
+)
+
+// Limits on what one API query may ask of ClickHouse.
+const (
+	defaultTickLimit = 1000
+	maxTickLimit     = 10000
+	// MaxCandles bounds the buckets one candle query may span.
+	MaxCandles = 10000
+)
+
+// pairFilter is the WHERE clause for one pair. Every read filters on the
+// primary key's prefix, so ClickHouse reads only that pair's granules.
+func pairFilter(exchange, symbol string) string {
+	return "exchange = " + quoteString(exchange) + " AND symbol = " + quoteString(symbol)
+}
+
+// LatestTick is the pair's newest tick by event time (receive time breaking
+// ties). A replayed copy is identical, so it needs no deduplication.
+func (s *Sink) LatestTick(ctx context.Context, exchange, symbol string) (tick.Tick, bool, error) {
+	sql := "SELECT " + tickSelectList(false) + " FROM " + s.table +
+		" WHERE " + pairFilter(exchange, symbol) +
+		" ORDER BY timestamp DESC, received_at DESC LIMIT 1"
+	var r tickResult
+	var out []tick.Tick
+	p := tick.Pair{Exchange: exchange, Symbol: symbol}
+	if err := s.tr.query(ctx, sql, r.results(), func() error {
+		out = r.appendTo(out, p)
+		return nil
+	}); err != nil {
+		return tick.Tick{}, false, fmt.Errorf("store: latest tick: %w", err)
+	}
+	if len(out) == 0 {
+		return tick.Tick{}, false, nil
+	}
+	return out[0], true, nil
+}
+
+// Ticks answers a page of one pair's ticks, newest first, each tick once
+// however often a replay wrote it.
+func (s *Sink) Ticks(ctx context.Context, q tick.Query) ([]tick.Tick, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = defaultTickLimit
+	}
+	limit = min(limit, maxTickLimit)
+	where := []string{pairFilter(q.Exchange, q.Symbol)}
+	if !q.From.IsZero() {
+		where = append(where, "timestamp >= "+strconv.FormatInt(q.From.UnixMilli(), 10))
+	}
+	if !q.To.IsZero() {
+		where = append(where, "timestamp <= "+strconv.FormatInt(q.To.UnixMilli(), 10))
+	}
+	if q.Before != 0 {
+		where = append(where, "timestamp < "+strconv.FormatInt(q.Before, 10))
+	}
+	sql := "SELECT " + tickSelectList(true) + " FROM " + s.table +
+		" WHERE " + strings.Join(where, " AND ") +
+		" GROUP BY timestamp, received_at" +
+		" ORDER BY timestamp DESC, received_at DESC LIMIT " + strconv.Itoa(limit)
+	var r tickResult
+	out := make([]tick.Tick, 0, min(limit, 256))
+	p := tick.Pair{Exchange: q.Exchange, Symbol: q.Symbol}
+	if err := s.tr.query(ctx, sql, r.results(), func() error {
+		out = r.appendTo(out, p)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("store: ticks: %w", err)
+	}
+	return out, nil
+}
+
+// ErrBadCandleQuery wraps the reasons Candles refuses a query; the API
+// checks its own bounds first, so this is a guard, not a user message.
+var ErrBadCandleQuery = errors.New("bad candle query")
+
+// Candles computes OHLC buckets in ClickHouse over [From, To): open is the
+// first price in the bucket by event time, close the last (receive time
+// breaking ties), high and low the extremes, and the tick count. Buckets
+// are aligned to the Unix epoch, hence to UTC midnight for every interval
+// that divides a day. Buckets with no ticks are absent.
+func (s *Sink) Candles(ctx context.Context, q tick.CandleQuery) ([]tick.Candle, error) {
+	iv := q.Interval.Milliseconds()
+	switch {
+	case iv <= 0 || q.Interval%time.Millisecond != 0:
+		return nil, fmt.Errorf("%w: interval %s is not a positive whole number of milliseconds", ErrBadCandleQuery, q.Interval)
+	case !q.From.Before(q.To):
+		return nil, fmt.Errorf("%w: from %s is not before to %s", ErrBadCandleQuery, q.From, q.To)
+	case q.To.Sub(q.From)/q.Interval > MaxCandles:
+		return nil, fmt.Errorf("%w: more than %d buckets", ErrBadCandleQuery, MaxCandles)
+	}
+	ivs := strconv.FormatInt(iv, 10)
+	// The inner query collapses replayed copies to one row per tick, so
+	// the count is of ticks, not of rows.
+	sql := "SELECT intDiv(timestamp, " + ivs + ") * " + ivs + " AS bucket," +
+		" argMin(p, (timestamp, received_at)) AS open," +
+		" max(p) AS high, min(p) AS low," +
+		" argMax(p, (timestamp, received_at)) AS close," +
+		" count() AS ticks" +
+		" FROM (SELECT timestamp, received_at, any(price) AS p FROM " + s.table +
+		" WHERE " + pairFilter(q.Exchange, q.Symbol) +
+		" AND timestamp >= " + strconv.FormatInt(q.From.UnixMilli(), 10) +
+		" AND timestamp < " + strconv.FormatInt(q.To.UnixMilli(), 10) +
+		" GROUP BY timestamp, received_at)" +
+		" GROUP BY bucket ORDER BY bucket"
+	var (
+		bucket              proto.ColInt64
+		opn, high, low, cls proto.ColDecimal128
+		ticks               proto.ColUInt64
+	)
+	res := proto.Results{
+		{Name: "bucket", Data: &bucket},
+		{Name: "open", Data: proto.Alias(&opn, decimalType)},
+		{Name: "high", Data: proto.Alias(&high, decimalType)},
+		{Name: "low", Data: proto.Alias(&low, decimalType)},
+		{Name: "close", Data: proto.Alias(&cls, decimalType)},
+		{Name: "ticks", Data: &ticks},
+	}
+	var out []tick.Candle
+	if err := s.tr.query(ctx, sql, res, func() error {
+		for i := 0; i < bucket.Rows(); i++ {
+			out = append(out, tick.Candle{Start: time.UnixMilli(bucket.Row(i)).UTC(), Ticks: ticks.Row(i)})
+			c := &out[len(out)-1]
+			fromDecimal128(&c.Open, opn.Row(i))
+			fromDecimal128(&c.High, high.Row(i))
+			fromDecimal128(&c.Low, low.Row(i))
+			fromDecimal128(&c.Close, cls.Row(i))
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("store: candles: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,168 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/ClickHouse/ch-go/proto"
+)
+
+// features are what the server supports beyond ClickHouse 18.16, detected
+// once per Connect.
+type features struct {
+	version string
+	// lowCardinality: LowCardinality(String) works without an experimental
+	// setting (18.16 has it only behind one, so it is not used there).
+	lowCardinality bool
+	// codecs: per-column CODEC(...) clauses.
+	codecs bool
+	// ttl: a table TTL clause for retention.
+	ttl bool
+}
+
+// modernVersion is where codecs and TTL are taken as given. Both arrived
+// during 19.x; 20.3 (an LTS) is a conservative line that avoids guessing
+// at the exact minor version. Older servers get the plain schema.
+var modernVersion = [2]int{20, 3}
+
+func parseVersion(v string) (major, minor int, ok bool) {
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return 0, 0, false
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(parts[1])
+	return major, minor, err1 == nil && err2 == nil
+}
+
+func detectFeatures(ctx context.Context, tr transport) (features, error) {
+	var f features
+	var str proto.ColStr
+	if err := tr.query(ctx, "SELECT version()", proto.Results{{Data: &str}}, func() error {
+		f.version = str.Row(0)
+		return nil
+	}); err != nil {
+		return f, fmt.Errorf("server version: %w", err)
+	}
+	major, minor, ok := parseVersion(f.version)
+	if !ok {
+		return f, fmt.Errorf("server version %q not understood", f.version)
+	}
+	modern := major > modernVersion[0] || (major == modernVersion[0] && minor >= modernVersion[1])
+	f.codecs, f.ttl = modern, modern
+
+	// The experimental switch exists (set to 0) where LowCardinality is
+	// still experimental; later servers enable it or dropped the setting.
+	f.lowCardinality = true
+	var val proto.ColStr
+	if err := tr.query(ctx, "SELECT value FROM system.settings WHERE name = 'allow_experimental_low_cardinality_type'",
+		proto.Results{{Data: &val}}, func() error {
+			if val.Row(0) == "0" {
+				f.lowCardinality = false
+			}
+			return nil
+		}); err != nil {
+		return f, fmt.Errorf("server settings: %w", err)
+	}
+	return f, nil
+}
+
+// tableDDL is the CREATE TABLE statement for the server's features.
+//
+// ReplacingMergeTree keyed by the whole tick identity (pair, event time,
+// receive time) makes a replayed tick a duplicate row that merges collapse;
+// until they do, every query the API runs groups by the same identity, so
+// no copy is ever visible. Receive time is part of the identity because two
+// distinct updates can share an exchange millisecond; a replay of a Kafka
+// record carries the same receive time, so it still collapses.
+func tableDDL(table string, f features, retentionDays int) string {
+	str := "String"
+	if f.lowCardinality {
+		str = "LowCardinality(String)"
+	}
+	intCodec, decCodec := "", ""
+	if f.codecs {
+		intCodec, decCodec = " CODEC(Delta, ZSTD(1))", " CODEC(ZSTD(1))"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (\n", table)
+	fmt.Fprintf(&b, "    exchange %s,\n    symbol %s,\n", str, str)
+	fmt.Fprintf(&b, "    timestamp Int64%s,\n", intCodec) // exchange event time, Unix ms
+	fmt.Fprintf(&b, "    received_at Int64%s", intCodec)  // tickflow receive time, Unix µs
+	for _, d := range decimalFields {
+		fmt.Fprintf(&b, ",\n    %s %s%s", d.name, decimalType, decCodec)
+	}
+	b.WriteString("\n) ENGINE = ReplacingMergeTree\n")
+	b.WriteString("PARTITION BY toYYYYMM(toDateTime(intDiv(timestamp, 1000), 'UTC'))\n")
+	b.WriteString("ORDER BY (exchange, symbol, timestamp, received_at)")
+	if f.ttl && retentionDays > 0 {
+		fmt.Fprintf(&b, "\nTTL toDateTime(intDiv(timestamp, 1000), 'UTC') + INTERVAL %d DAY", retentionDays)
+	}
+	return b.String()
+}
+
+// checkTable verifies an existing table (ours, or one made by hand or by an
+// older tickflow) can take the sink's rows and keeps duplicates invisible,
+// and returns how its string columns are typed.
+func checkTable(ctx context.Context, tr transport, database, table string) (layout, error) {
+	var l layout
+	var engine proto.ColStr
+	found := false
+	if err := tr.query(ctx, fmt.Sprintf("SELECT engine FROM system.tables WHERE database = %s AND name = %s",
+		quoteString(database), quoteString(table)), proto.Results{{Data: &engine}}, func() error {
+		found = true
+		if e := engine.Row(0); !strings.Contains(e, "ReplacingMergeTree") {
+			return fmt.Errorf("table %s.%s has engine %s; the store needs a ReplacingMergeTree to hide replayed duplicates", database, table, e)
+		}
+		return nil
+	}); err != nil {
+		return l, err
+	}
+	if !found {
+		return l, fmt.Errorf("table %s.%s missing after CREATE", database, table)
+	}
+	var name, typ proto.ColStr
+	types := map[string]string{}
+	if err := tr.query(ctx, fmt.Sprintf("SELECT name, type FROM system.columns WHERE database = %s AND table = %s",
+		quoteString(database), quoteString(table)), proto.Results{{Data: &name}, {Data: &typ}}, func() error {
+		for i := 0; i < name.Rows(); i++ {
+			types[name.Row(i)] = typ.Row(i)
+		}
+		return nil
+	}); err != nil {
+		return l, err
+	}
+	var problems []string
+	want := func(col string, ok func(string) bool, expect string) {
+		got, present := types[col]
+		switch {
+		case !present:
+			problems = append(problems, fmt.Sprintf("no column %s (want %s)", col, expect))
+		case !ok(got):
+			problems = append(problems, fmt.Sprintf("column %s is %s, want %s", col, got, expect))
+		}
+	}
+	isStr := func(t string) bool { return t == "String" || t == "LowCardinality(String)" }
+	want("exchange", isStr, "String")
+	want("symbol", isStr, "String")
+	isInt64 := func(t string) bool { return t == "Int64" }
+	want("timestamp", isInt64, "Int64")
+	want("received_at", isInt64, "Int64")
+	for _, d := range decimalFields {
+		want(d.name, sameDecimal, string(decimalType))
+	}
+	if len(problems) > 0 {
+		return l, fmt.Errorf("table %s.%s does not match the store's schema: %s", database, table, strings.Join(problems, "; "))
+	}
+	l.lowCardExchange = types["exchange"] != "String"
+	l.lowCardSymbol = types["symbol"] != "String"
+	return l, nil
+}
+
+// sameDecimal reports whether t is Decimal(38, 18) however the server
+// spells it: a different scale would be misread silently.
+func sameDecimal(t string) bool {
+	return strings.ReplaceAll(t, " ", "") == strings.ReplaceAll(string(decimalType), " ", "")
+}

@@ -1,0 +1,552 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/tickflow/tickflow/sinks"
+	"github.com/tickflow/tickflow/testsvc"
+	"github.com/tickflow/tickflow/tick"
+)
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(*ClickHouseConfig)
+		want string // substring of the error; "" means valid
+	}{
+		{"defaults without url", func(*ClickHouseConfig) {}, ""},
+		{"http", func(c *ClickHouseConfig) { c.URL = "http://127.0.0.1:8123" }, ""},
+		{"native", func(c *ClickHouseConfig) { c.URL = "clickhouse://u:p@127.0.0.1:9000/db" }, ""},
+		{"bad scheme", func(c *ClickHouseConfig) { c.URL = "tcp://127.0.0.1:9000" }, "scheme must be"},
+		{"no host", func(c *ClickHouseConfig) { c.URL = "http:///x" }, "no host"},
+		{"bad table", func(c *ClickHouseConfig) { c.Table = "ticks; DROP TABLE x" }, "clickhouse.table"},
+		{"empty table", func(c *ClickHouseConfig) { c.Table = "" }, "clickhouse.table"},
+		{"bad database", func(c *ClickHouseConfig) { c.Database = "a-b" }, "clickhouse.database"},
+		{"zero timeout", func(c *ClickHouseConfig) { c.Timeout = 0 }, "clickhouse.timeout"},
+		{"negative retention", func(c *ClickHouseConfig) { c.RetentionDays = -1 }, "retention_days"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			tc.mod(&cfg.ClickHouse)
+			err := cfg.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestNewWithoutURLIsUnavailable(t *testing.T) {
+	env, _ := testEnv(nil)
+	_, err := New(env, *DefaultConfig())
+	if !errors.Is(err, sinks.ErrUnavailable) || !strings.Contains(err.Error(), "no clickhouse.url configured") {
+		t.Fatalf("New without url: %v", err)
+	}
+	spec, ok := sinks.Lookup("store")
+	if !ok {
+		t.Fatal("store not registered")
+	}
+	if spec.Batch != (sinks.BatchPolicy{Size: 1000, MaxWait: 5 * time.Second}) {
+		t.Fatalf("default batch %+v", spec.Batch)
+	}
+	if _, err := spec.New(env, spec.Config()); !errors.Is(err, sinks.ErrUnavailable) {
+		t.Fatalf("spec.New: %v", err)
+	}
+}
+
+func TestParseEndpoint(t *testing.T) {
+	for _, tc := range []struct {
+		cfg                  ClickHouseConfig
+		user, password, db   string
+		scheme, redactedHost string
+	}{
+		{ClickHouseConfig{URL: "http://h:8123"}, "default", "", "default", "http", "h:8123"},
+		{ClickHouseConfig{URL: "https://a:b@h:8443/ch"}, "a", "b", "default", "https", "h:8443"},
+		{ClickHouseConfig{URL: "https://a:b@h:8443", Username: "c", Password: "d", Database: "x"}, "c", "d", "x", "https", "h:8443"},
+		{ClickHouseConfig{URL: "clickhouse://h:9000/hist"}, "default", "", "hist", "clickhouse", "h:9000"},
+		{ClickHouseConfig{URL: "clickhouse://h:9000/hist", Database: "y"}, "default", "", "y", "clickhouse", "h:9000"},
+	} {
+		t.Run(tc.cfg.URL, func(t *testing.T) {
+			e, err := parseEndpoint(tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.user != tc.user || e.password != tc.password || e.database != tc.db || e.scheme != tc.scheme || e.url.Host != tc.redactedHost {
+				t.Fatalf("got %+v", e)
+			}
+		})
+	}
+}
+
+func TestQuoteString(t *testing.T) {
+	for in, want := range map[string]string{
+		"BTCUSDT":       `'BTCUSDT'`,
+		`a'b`:           `'a\'b'`,
+		`a\'); DROP --`: `'a\\\'); DROP --'`,
+		"nul\x00":       `'nul\0'`,
+	} {
+		if got := quoteString(in); got != want {
+			t.Errorf("quoteString(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+func TestTableDDLByFeatures(t *testing.T) {
+	old := tableDDL("`db`.`t`", features{version: "18.16.1"}, 30)
+	modern := tableDDL("`db`.`t`", features{version: "24.8.1", lowCardinality: true, codecs: true, ttl: true}, 30)
+	for _, tc := range []struct {
+		ddl      string
+		has, not []string
+	}{
+		{old, []string{"ReplacingMergeTree", "ORDER BY (exchange, symbol, timestamp, received_at)", "exchange String", "price Decimal(38, 18),"},
+			[]string{"LowCardinality", "CODEC", "TTL", "DateTime64"}},
+		{modern, []string{"exchange LowCardinality(String)", "CODEC(Delta, ZSTD(1))", "Decimal(38, 18) CODEC(ZSTD(1))", "INTERVAL 30 DAY"}, nil},
+	} {
+		for _, s := range tc.has {
+			if !strings.Contains(tc.ddl, s) {
+				t.Errorf("DDL lacks %q:\n%s", s, tc.ddl)
+			}
+		}
+		for _, s := range tc.not {
+			if strings.Contains(tc.ddl, s) {
+				t.Errorf("DDL has %q:\n%s", s, tc.ddl)
+			}
+		}
+	}
+	if strings.Contains(tableDDL("t", features{ttl: true}, 0), "TTL") {
+		t.Error("TTL without retention")
+	}
+}
+
+func TestParseVersion(t *testing.T) {
+	for v, want := range map[string][3]int{"18.16.1": {18, 16, 1}, "24.8.4.13": {24, 8, 1}, "23.3": {23, 3, 1}, "x": {0, 0, 0}} {
+		major, minor, ok := parseVersion(v)
+		if major != want[0] || minor != want[1] || ok != (want[2] == 1) {
+			t.Errorf("parseVersion(%q) = %d %d %v", v, major, minor, ok)
+		}
+	}
+}
+
+// TestWriteReadExact writes ticks with decimals at the edges of the column
+// type and reads them back through the API's queries, exact to the digit.
+func TestWriteReadExact(t *testing.T) {
+	ch := clickHouse(t)
+	s, reg := newSink(t, ch.HTTPURL(), nil)
+	ctx := bg(t)
+	if s.features.lowCardinality || s.features.codecs {
+		t.Fatalf("18.16 features detected as %+v", s.features)
+	}
+	var in []tick.Tick
+	for i, p := range []string{"67432.12345678", "0.000000000000000001", "99999999999999999999.999999999999999999", "1", "50100.00"} {
+		in = append(in, mkTick("binance", "BTCUSDT", 1_700_000_000_000+int64(i)*1000, p))
+	}
+	other := mkTick("okx", "BTC-USDT", 1_700_000_000_500, "3")
+	if err := s.WriteBatch(ctx, append(in, other)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Ticks(ctx, tick.Query{Exchange: "binance", Symbol: "BTCUSDT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(in) {
+		t.Fatalf("got %d ticks, want %d", len(got), len(in))
+	}
+	for i := range got {
+		want := &in[len(in)-1-i] // newest first
+		if err := sameTick(&got[i], want); err != nil {
+			t.Error(err)
+		}
+	}
+	latest, found, err := s.LatestTick(ctx, "binance", "BTCUSDT")
+	if err != nil || !found {
+		t.Fatalf("latest: %v %v", found, err)
+	}
+	if err := sameTick(&latest, &in[len(in)-1]); err != nil {
+		t.Error(err)
+	}
+	if _, found, err := s.LatestTick(ctx, "binance", "NOPE"); found || err != nil {
+		t.Fatalf("latest of unknown pair: %v %v", found, err)
+	}
+	// Pair names are quoted, never spliced: an injection attempt is just
+	// a pair with no ticks.
+	if got, err := s.Ticks(ctx, tick.Query{Exchange: "binance", Symbol: `BTCUSDT' OR 1=1 --`}); err != nil || len(got) != 0 {
+		t.Fatalf("injection: %d ticks, %v", len(got), err)
+	}
+	if n := testutil.ToFloat64(s.m.rows); n != 6 {
+		t.Fatalf("rows metric %v", n)
+	}
+	_ = reg
+}
+
+func TestTicksPaging(t *testing.T) {
+	ch := clickHouse(t)
+	s, _ := newSink(t, ch.HTTPURL(), nil)
+	ctx := bg(t)
+	const n = 25
+	var in []tick.Tick
+	for i := range n {
+		in = append(in, mkTick("sim", "ETHUSDT", 1_700_000_000_000+int64(i)*100, fmt.Sprintf("%d.5", 2000+i)))
+	}
+	if err := s.WriteBatch(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	base := time.UnixMilli(1_700_000_000_000)
+	for _, tc := range []struct {
+		name                string
+		q                   tick.Query
+		wantNewest, wantLen int // index into in of the first answer, and the count
+	}{
+		{"limit", tick.Query{Limit: 10}, 24, 10},
+		{"cursor", tick.Query{Limit: 10, Before: in[15].Timestamp}, 14, 10},
+		{"cursor tail", tick.Query{Limit: 10, Before: in[5].Timestamp}, 4, 5},
+		{"from", tick.Query{From: base.Add(2000 * time.Millisecond)}, 24, 5},
+		{"to inclusive", tick.Query{To: base.Add(300 * time.Millisecond)}, 3, 4},
+		{"window", tick.Query{From: base.Add(500 * time.Millisecond), To: base.Add(900 * time.Millisecond), Limit: 2}, 9, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := tc.q
+			q.Exchange, q.Symbol = "sim", "ETHUSDT"
+			got, err := s.Ticks(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != tc.wantLen {
+				t.Fatalf("got %d ticks, want %d", len(got), tc.wantLen)
+			}
+			for i := range got {
+				if err := sameTick(&got[i], &in[tc.wantNewest-i]); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestRejectsDecimalsThatDoNotFit: a value that would need rounding is
+// rejected and counted; the rest of the batch lands.
+func TestRejectsDecimalsThatDoNotFit(t *testing.T) {
+	ch := clickHouse(t)
+	s, reg := newSink(t, ch.HTTPURL(), nil)
+	ctx := bg(t)
+	good := mkTick("sim", "X", 1_700_000_000_000, "1.5")
+	precise := mkTick("sim", "X", 1_700_000_001_000, "1.5")
+	precise.Bid = tick.MustDecimal("1.0000000000000000001")
+	huge := mkTick("sim", "X", 1_700_000_002_000, "1.5")
+	huge.QuoteVolume = tick.MustDecimal("1E+25")
+	if err := s.WriteBatch(ctx, []tick.Tick{precise, good, huge}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Ticks(ctx, tick.Query{Exchange: "sim", Symbol: "X"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || sameTick(&got[0], &good) != nil {
+		t.Fatalf("stored %v", got)
+	}
+	for reason, want := range map[string]float64{"too_precise": 1, "too_large": 1} {
+		if n := testutil.ToFloat64(s.m.rejected.WithLabelValues(reason)); n != want {
+			t.Errorf("rejected{%s} = %v, want %v", reason, n, want)
+		}
+	}
+	// A batch of nothing but rejects succeeds without an INSERT.
+	if err := s.WriteBatch(ctx, []tick.Tick{precise}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := testutil.GatherAndCount(reg, "tickflow_store_ticks_rejected_total"); err != nil || n != 2 {
+		t.Fatalf("exposed reject series %d, %v", n, err)
+	}
+}
+
+// TestOneInsertPerBatch: the runtime hands over a batch; the sink sends it
+// as exactly one INSERT of that many rows.
+func TestOneInsertPerBatch(t *testing.T) {
+	ch := clickHouse(t)
+	s, _ := newSink(t, ch.HTTPURL(), nil)
+	ct := &countingTransport{transport: s.tr}
+	s.tr = ct
+	ctx := bg(t)
+	sizes := []int{1000, 1000, 1, 437}
+	ts := int64(1_700_000_000_000)
+	for _, n := range sizes {
+		batch := make([]tick.Tick, n)
+		for i := range batch {
+			batch[i] = mkTick("sim", "BATCH", ts, "42.42")
+			ts++
+		}
+		if err := s.WriteBatch(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := ct.counts(); fmt.Sprint(got) != fmt.Sprint(sizes) {
+		t.Fatalf("inserts %v, want %v", got, sizes)
+	}
+	if got := sql(t, ch, "SELECT count() FROM "+testDB(t)+".market_ticks"); got != "2438" {
+		t.Fatalf("rows %s", got)
+	}
+}
+
+// TestReplayInvisible writes the same ticks again, in different batch
+// boundaries, as a replay after a lost commit does; no query the API runs
+// sees a copy, although the rows are physically there until a merge.
+func TestReplayInvisible(t *testing.T) {
+	ch := clickHouse(t)
+	s, _ := newSink(t, ch.HTTPURL(), nil)
+	ctx := bg(t)
+	var in []tick.Tick
+	for i := range 100 {
+		in = append(in, mkTick("sim", "DUP", 1_700_000_000_000+int64(i)*1000, fmt.Sprintf("%d", 100+i%7)))
+	}
+	table := testDB(t) + ".market_ticks"
+	// Hold merges so the copies stay on disk while the queries run: a
+	// background merge would otherwise hide them before the test looks.
+	sql(t, ch, "SYSTEM STOP MERGES "+table)
+	for _, b := range [][]tick.Tick{in[:60], in[40:], in[10:30]} {
+		if err := s.WriteBatch(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if raw := sql(t, ch, "SELECT count() FROM "+table); raw != "140" {
+		t.Fatalf("raw rows %s, want 140 (the test needs the duplicates on disk)", raw)
+	}
+	got, err := s.Ticks(ctx, tick.Query{Exchange: "sim", Symbol: "DUP", Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(in) {
+		t.Fatalf("visible ticks %d, want %d", len(got), len(in))
+	}
+	candles, err := s.Candles(ctx, tick.CandleQuery{Exchange: "sim", Symbol: "DUP", Interval: time.Minute,
+		From: time.UnixMilli(1_700_000_000_000), To: time.UnixMilli(1_700_000_100_000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total uint64
+	for _, c := range candles {
+		total += c.Ticks
+	}
+	if total != 100 {
+		t.Fatalf("candle tick count %d, want 100", total)
+	}
+	// And the engine does collapse them for good.
+	sql(t, ch, "SYSTEM START MERGES "+table)
+	sql(t, ch, "OPTIMIZE TABLE "+table+" FINAL")
+	if raw := sql(t, ch, "SELECT count() FROM "+table); raw != "100" {
+		t.Fatalf("rows after merge %s, want 100", raw)
+	}
+}
+
+func TestCandles(t *testing.T) {
+	ch := clickHouse(t)
+	s, _ := newSink(t, ch.HTTPURL(), nil)
+	ctx := bg(t)
+	day := time.Date(2024, 3, 5, 0, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) int64 { return day.Add(d).UnixMilli() }
+	mk := func(d time.Duration, recv int64, price string) tick.Tick {
+		tk := mkTick("binance", "BTCUSDT", at(d), price)
+		tk.ReceivedAt = recv
+		return tk
+	}
+	ticks := []tick.Tick{
+		mk(-time.Millisecond, 1, "1"), // the last instant before the window
+		// 00:00 bucket: open at the exact boundary.
+		mk(0, 2, "100.5"),
+		mk(20*time.Second, 3, "101.25"),
+		mk(40*time.Second, 4, "99.125"),
+		mk(59*time.Second+999*time.Millisecond, 5, "100"), // close: last ms of the bucket
+		// 00:01 bucket: nothing.
+		// 00:02 bucket: two ticks in the same millisecond; receive time orders them.
+		mk(2*time.Minute, 7, "200"),
+		mk(2*time.Minute, 6, "201"),
+		mk(2*time.Minute+30*time.Second, 8, "0.000000000000000001"),
+		// 00:03 opens on the boundary of the window's end: excluded.
+		mk(3*time.Minute, 9, "300"),
+	}
+	// Insert out of order and twice: neither may matter.
+	if err := s.WriteBatch(ctx, []tick.Tick{ticks[3], ticks[1], ticks[8], ticks[0], ticks[5]}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteBatch(ctx, ticks); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Candles(ctx, tick.CandleQuery{Exchange: "binance", Symbol: "BTCUSDT", Interval: time.Minute,
+		From: day, To: day.Add(3 * time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		start                  time.Duration
+		open, high, low, close string
+		n                      uint64
+	}{
+		{0, "100.5", "101.25", "99.125", "100", 4},
+		{2 * time.Minute, "201", "201", "0.000000000000000001", "0.000000000000000001", 3},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d candles, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		c := got[i]
+		if !c.Start.Equal(day.Add(w.start)) || c.Start.Location() != time.UTC {
+			t.Errorf("candle %d starts %s, want %s", i, c.Start, day.Add(w.start))
+		}
+		for _, f := range []struct {
+			name string
+			got  string
+			want string
+		}{{"open", c.Open.String(), w.open}, {"high", c.High.String(), w.high}, {"low", c.Low.String(), w.low}, {"close", c.Close.String(), w.close}} {
+			d := tick.MustDecimal(f.want)
+			if g := tick.MustDecimal(f.got); g.Cmp(&d) != 0 {
+				t.Errorf("candle %d %s = %s, want %s", i, f.name, f.got, f.want)
+			}
+		}
+		if c.Ticks != w.n {
+			t.Errorf("candle %d ticks = %d, want %d", i, c.Ticks, w.n)
+		}
+	}
+	// Daily buckets align to UTC midnight.
+	daily, err := s.Candles(ctx, tick.CandleQuery{Exchange: "binance", Symbol: "BTCUSDT", Interval: 24 * time.Hour,
+		From: day.Add(-24 * time.Hour), To: day.Add(24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(daily) != 2 || !daily[0].Start.Equal(day.Add(-24*time.Hour)) || !daily[1].Start.Equal(day) || daily[1].Ticks != 8 {
+		t.Fatalf("daily candles %+v", daily)
+	}
+	for _, q := range []tick.CandleQuery{
+		{Interval: 0, From: day, To: day.Add(time.Hour)},
+		{Interval: time.Minute, From: day, To: day},
+		{Interval: time.Second, From: day, To: day.Add(24 * time.Hour)},
+	} {
+		if _, err := s.Candles(ctx, q); !errors.Is(err, ErrBadCandleQuery) {
+			t.Errorf("Candles(%+v) = %v, want ErrBadCandleQuery", q, err)
+		}
+	}
+}
+
+// TestAdoptsExistingTable: a table made by hand (or by another version)
+// is used as it is when it fits, LowCardinality columns included, and
+// refused with a clear reason when it does not.
+func TestAdoptsExistingTable(t *testing.T) {
+	ch := clickHouse(t)
+	db := testDB(t)
+	sql(t, ch, "CREATE DATABASE "+db)
+	cols := "exchange LowCardinality(String), symbol LowCardinality(String), timestamp Int64, received_at Int64"
+	for _, f := range decimalFields {
+		cols += ", " + f.name + " Decimal(38, 18)"
+	}
+	// 18.16 makes LowCardinality columns only with the experimental
+	// switch; the sink does not use it there, but adopts such a table.
+	sqlWith(t, ch, "CREATE TABLE "+db+".lc ("+cols+") ENGINE = ReplacingMergeTree ORDER BY (exchange, symbol, timestamp, received_at)",
+		"allow_experimental_low_cardinality_type=1")
+	t.Run("low cardinality", func(t *testing.T) {
+		s, _ := newSink(t, ch.HTTPURL(), func(c *Config) { c.ClickHouse.Database, c.ClickHouse.Table = db, "lc" })
+		if !s.cols.layout.lowCardExchange || !s.cols.layout.lowCardSymbol {
+			t.Fatalf("layout %+v", s.cols.layout)
+		}
+		ctx := bg(t)
+		in := []tick.Tick{mkTick("binance", "A", 1_700_000_000_000, "1"), mkTick("okx", "B", 1_700_000_000_001, "2"), mkTick("binance", "A", 1_700_000_000_002, "3")}
+		if err := s.WriteBatch(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+		if got := sql(t, ch, "SELECT exchange, symbol, toString(price) FROM "+db+".lc ORDER BY timestamp FORMAT CSV"); got != "\"binance\",\"A\",\"1.000000000000000000\"\n\"okx\",\"B\",\"2.000000000000000000\"\n\"binance\",\"A\",\"3.000000000000000000\"" {
+			t.Fatalf("stored:\n%s", got)
+		}
+	})
+	for _, tc := range []struct{ name, ddl, want string }{
+		{"merge tree", "CREATE TABLE " + db + ".mt (" + strings.ReplaceAll(cols, "LowCardinality(String)", "String") + ") ENGINE = MergeTree ORDER BY (exchange, symbol, timestamp)", "ReplacingMergeTree"},
+		{"scale", "CREATE TABLE " + db + ".sc (" + strings.Replace(strings.ReplaceAll(cols, "LowCardinality(String)", "String"), "price Decimal(38, 18)", "price Decimal(38, 8)", 1) + ") ENGINE = ReplacingMergeTree ORDER BY (exchange, symbol, timestamp)", "column price is Decimal(38, 8)"},
+		{"missing", "CREATE TABLE " + db + ".mi (exchange String, symbol String, timestamp Int64) ENGINE = ReplacingMergeTree ORDER BY (exchange, symbol, timestamp)", "no column received_at"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sql(t, ch, tc.ddl)
+			cfg := DefaultConfig()
+			cfg.ClickHouse.URL, cfg.ClickHouse.Database = ch.HTTPURL(), db
+			cfg.ClickHouse.Table = strings.Fields(strings.SplitN(tc.ddl, ".", 2)[1])[0]
+			env, _ := testEnv(nil)
+			s, err := New(env, *cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.Connect(bg(t))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Connect = %v, want an error containing %q", err, tc.want)
+			}
+			if err := s.WriteBatch(bg(t), []tick.Tick{mkTick("a", "b", 1, "1")}); !errors.Is(err, sinks.ErrNotConnected) {
+				t.Fatalf("WriteBatch before a good Connect = %v", err)
+			}
+		})
+	}
+}
+
+// TestClickHouseDownAndBack takes the real server away: writes fail with
+// ErrNotConnected (the runtime then reconnects with backoff), Ready says
+// so, the failure is logged once however many attempts fail, and all is
+// well once the server is back.
+func TestClickHouseDownAndBack(t *testing.T) {
+	clickHouse(t) // the skip rule
+	ch := testsvc.StartClickHouse(t)
+	var logs syncBuffer
+	cfg := DefaultConfig()
+	cfg.ClickHouse.URL, cfg.ClickHouse.Database = ch.HTTPURL(), "down"
+	cfg.ClickHouse.Timeout = 5 * time.Second
+	env, _ := testEnv(&logs)
+	s, err := New(env, *cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	ctx := bg(t)
+	if err := s.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ready(ctx); err != nil {
+		t.Fatalf("ready: %v", err)
+	}
+	batch := []tick.Tick{mkTick("sim", "D", 1_700_000_000_000, "1")}
+	if err := ch.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		err := s.WriteBatch(ctx, batch)
+		if !errors.Is(err, sinks.ErrNotConnected) {
+			t.Fatalf("write with server down: %v", err)
+		}
+		if err := s.Connect(ctx); err == nil {
+			t.Fatal("connect with server down succeeded")
+		}
+	}
+	if err := s.Ready(ctx); err == nil {
+		t.Fatal("ready with server down")
+	}
+	if n := strings.Count(logs.String(), "clickhouse failing"); n != 1 {
+		t.Fatalf("failure logged %d times, want once:\n%s", n, logs.String())
+	}
+	if err := ch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteBatch(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ready(ctx); err != nil {
+		t.Fatalf("ready after restart: %v", err)
+	}
+	if n := strings.Count(logs.String(), "clickhouse answering"); n != 2 { // first contact, then recovery
+		t.Fatalf("recovery logged %d times:\n%s", n, logs.String())
+	}
+	if got := sql(t, ch, "SELECT count() FROM down.market_ticks"); got != "1" {
+		t.Fatalf("rows %s", got)
+	}
+}
