@@ -4,4 +4,5 @@ package all
 
 import (
 	_ "github.com/tickflow/tickflow/sinks/cache"
+	_ "github.com/tickflow/tickflow/sinks/store"
 )
