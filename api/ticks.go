@@ -2,6 +2,15 @@ package api
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
 
 	"github.com/tickflow/tickflow/tick"
 )
@@ -44,4 +53,466 @@ type CachedTicks struct {
 	// tick of the pair it was given; older ticks, if any, are only in the
 	// history. Zero when the cache holds nothing for the pair.
 	Since int64
+}
+
+// Limits of the tick endpoints, documented in the OpenAPI description.
+const (
+	DefaultTicksLimit = 100
+	MaxTicksLimit     = 1000
+	maxNameLen        = 64
+)
+
+// Layer deadlines. A cache read that takes longer than this is treated as
+// a failed layer so the request can still be answered from the store.
+const (
+	cacheTimeout = 250 * time.Millisecond
+	storeTimeout = 5 * time.Second
+)
+
+// Layer names in responses and errors.
+const (
+	layerCache = "cache"
+	layerStore = "store"
+)
+
+// SourceHeader tells a client which layer answered.
+const SourceHeader = "X-Tickflow-Source"
+
+func init() {
+	addRoutes(func(s *Server) {
+		s.e.GET("/api/v1/tick/:exchange/:symbol", s.getTick)
+		s.e.GET("/api/v1/ticks/:exchange/:symbol", s.getTicks)
+		s.e.GET("/api/v1/symbols", s.getSymbols)
+	})
+	describeTickRoutes()
+}
+
+// layerFailure is one layer that could not answer, as reported in a 503.
+type layerFailure struct {
+	Layer string `json:"layer"`
+	Error string `json:"error"`
+}
+
+var errNotConfigured = errors.New("not configured")
+
+func unavailable(failed []layerFailure) *apiError {
+	parts := make([]string, len(failed))
+	for i, f := range failed {
+		parts[i] = f.Layer + ": " + f.Error
+	}
+	return &apiError{
+		Status:  http.StatusServiceUnavailable,
+		Code:    "unavailable",
+		Message: "no layer could answer (" + strings.Join(parts, "; ") + ")",
+		Details: map[string]any{"layers": failed},
+	}
+}
+
+// tickLayers finds the providers: the first cache, and every history in
+// the order the host passed them.
+func (s *Server) tickLayers() (TickCache, []TickHistory) {
+	var cache TickCache
+	if cs := components[TickCache](s); len(cs) > 0 {
+		cache = cs[0]
+	}
+	return cache, components[TickHistory](s)
+}
+
+// getTick answers the latest tick: cache, then the history store (whose
+// answer re-populates the cache), else 404 when the authoritative layer
+// does not know the pair, else 503 naming the layers that failed.
+func (s *Server) getTick(c echo.Context) error {
+	ex, sym, err := pairParams(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	cache, stores := s.tickLayers()
+	var failed []layerFailure
+	cacheMiss := false
+	if cache == nil {
+		failed = append(failed, layerFailure{layerCache, errNotConfigured.Error()})
+	} else {
+		cctx, cancel := context.WithTimeout(ctx, cacheTimeout)
+		t, found, err := cache.Latest(cctx, ex, sym)
+		cancel()
+		switch {
+		case err != nil:
+			failed = append(failed, layerFailure{layerCache, err.Error()})
+		case found:
+			return writeTick(c, &t, layerCache)
+		default:
+			cacheMiss = true
+		}
+	}
+	if len(stores) == 0 {
+		if cacheMiss {
+			return pairNotFound(ex, sym)
+		}
+		return unavailable(append(failed, layerFailure{layerStore, errNotConfigured.Error()}))
+	}
+	storeMiss := false
+	for _, h := range stores {
+		sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		t, found, err := h.LatestTick(sctx, ex, sym)
+		cancel()
+		switch {
+		case err != nil:
+			failed = append(failed, layerFailure{layerStore, err.Error()})
+			continue
+		case !found:
+			storeMiss = true
+			continue
+		}
+		if cache != nil {
+			s.repopulate(ctx, cache, t)
+		}
+		return writeTick(c, &t, layerStore)
+	}
+	// The store holds everything durable: if it does not know the pair,
+	// nobody does. A cache miss alone is not enough while the store is
+	// down, since the cache forgets quiet pairs after its TTL.
+	if storeMiss {
+		return pairNotFound(ex, sym)
+	}
+	return unavailable(failed)
+}
+
+func (s *Server) repopulate(ctx context.Context, cache TickCache, t tick.Tick) {
+	cctx, cancel := context.WithTimeout(ctx, cacheTimeout)
+	defer cancel()
+	if err := cache.Put(cctx, t); err != nil {
+		s.log.Debug("api: re-populate cache", "pair", t.Key(), "err", err)
+	}
+}
+
+func pairNotFound(ex, sym string) *apiError {
+	return errorf(http.StatusNotFound, "pair_not_found", fmt.Sprintf("no ticks known for %s on %s", sym, ex))
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// writeTick writes the envelope by hand: this is the hottest endpoint, and
+// tick.AppendJSON is already the exact encoding of the data.
+func writeTick(c echo.Context, t *tick.Tick, source string) error {
+	bp := bufPool.Get().(*[]byte)
+	b := append((*bp)[:0], `{"success":true,"data":`...)
+	b = t.AppendJSON(b)
+	b = append(b, '}')
+	c.Response().Header().Set(SourceHeader, source)
+	err := c.Blob(http.StatusOK, echo.MIMEApplicationJSON, b)
+	*bp = b
+	bufPool.Put(bp)
+	return err
+}
+
+// ticksPage is the data of GET /api/v1/ticks.
+type ticksPage struct {
+	Exchange string      `json:"exchange"`
+	Symbol   string      `json:"symbol"`
+	Ticks    []tick.Tick `json:"ticks"`
+	// Source is "cache", "store" or "cache+store".
+	Source string `json:"source"`
+	// NextBefore, when set, is the "before" value for the next page.
+	NextBefore int64 `json:"next_before,omitempty"`
+	// Partial means part of the range could not be read (the store was
+	// down); Unavailable says which layer.
+	Partial     bool           `json:"partial,omitempty"`
+	Unavailable []layerFailure `json:"unavailable,omitempty"`
+}
+
+// getTicks answers recent history from the cache's sorted set, and from
+// the store for whatever reaches past what the cache holds.
+func (s *Server) getTicks(c echo.Context) error {
+	ex, sym, err := pairParams(c)
+	if err != nil {
+		return err
+	}
+	q, err := ticksQuery(c)
+	if err != nil {
+		return err
+	}
+	q.Exchange, q.Symbol = ex, sym
+	ctx := c.Request().Context()
+	cache, stores := s.tickLayers()
+
+	var (
+		failed           []layerFailure
+		page             = ticksPage{Exchange: ex, Symbol: sym, Ticks: []tick.Tick{}}
+		cacheOK, storeOK bool
+		cacheN, storeN   int
+		since            int64
+	)
+	if cache == nil {
+		failed = append(failed, layerFailure{layerCache, errNotConfigured.Error()})
+	} else {
+		cctx, cancel := context.WithTimeout(ctx, cacheTimeout)
+		ct, err := cache.History(cctx, q)
+		cancel()
+		if err != nil {
+			failed = append(failed, layerFailure{layerCache, err.Error()})
+		} else {
+			cacheOK, since, cacheN = true, ct.Since, len(ct.Ticks)
+			page.Ticks = append(page.Ticks, ct.Ticks...)
+		}
+	}
+	// The store is needed when the cache could not answer, or when the
+	// page is not full and the range reaches back past the cache's
+	// coverage.
+	reachesPast := since == 0 || q.From.IsZero() || q.From.UnixMilli() < since
+	if !cacheOK || (len(page.Ticks) < q.Limit && reachesPast) {
+		hq := q
+		hq.Limit = q.Limit - len(page.Ticks)
+		if since > 0 && (hq.Before == 0 || since < hq.Before) {
+			hq.Before = since // the cache answered everything from since on
+		}
+		for _, h := range stores {
+			sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+			more, err := h.Ticks(sctx, hq)
+			cancel()
+			if err != nil {
+				failed = append(failed, layerFailure{layerStore, err.Error()})
+				continue
+			}
+			if len(more) > hq.Limit {
+				more = more[:hq.Limit]
+			}
+			page.Ticks = append(page.Ticks, more...)
+			storeOK, storeN = true, len(more)
+			break
+		}
+		switch {
+		case !cacheOK && !storeOK:
+			if len(stores) == 0 {
+				failed = append(failed, layerFailure{layerStore, errNotConfigured.Error()})
+			}
+			return unavailable(failed)
+		case !storeOK && len(stores) > 0:
+			// The cache's part is still worth having; say what is missing.
+			page.Partial, page.Unavailable = true, failed
+		}
+	}
+	// Source names the layers whose ticks are in the page; an empty page
+	// is the answer of the last layer asked.
+	switch {
+	case cacheN > 0 && storeN > 0:
+		page.Source = layerCache + "+" + layerStore
+	case storeOK && cacheN == 0:
+		page.Source = layerStore
+	default:
+		page.Source = layerCache
+	}
+	if n := len(page.Ticks); n == q.Limit && n > 0 {
+		page.NextBefore = page.Ticks[n-1].Timestamp
+	}
+	c.Response().Header().Set(SourceHeader, page.Source)
+	return ok(c, page)
+}
+
+// symbolInfo is one entry of GET /api/v1/symbols.
+type symbolInfo struct {
+	Exchange  string `json:"exchange"`
+	Symbol    string `json:"symbol"`
+	Price     string `json:"price"`
+	Timestamp int64  `json:"timestamp"`
+	// AgeMS is how old the latest tick's event time is, by this server's
+	// clock.
+	AgeMS int64 `json:"age_ms"`
+}
+
+func (s *Server) getSymbols(c echo.Context) error {
+	cache, _ := s.tickLayers()
+	if cache == nil {
+		return unavailable([]layerFailure{{layerCache, errNotConfigured.Error()}})
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), storeTimeout)
+	defer cancel()
+	pairs, err := cache.Pairs(ctx)
+	if err != nil {
+		return unavailable([]layerFailure{{layerCache, err.Error()}})
+	}
+	now := s.opts.Clock.Now().UnixMilli()
+	out := make([]symbolInfo, len(pairs))
+	for i, t := range pairs {
+		out[i] = symbolInfo{Exchange: t.Exchange, Symbol: t.Symbol, Price: t.Price.String(),
+			Timestamp: t.Timestamp, AgeMS: max(0, now-t.Timestamp)}
+	}
+	return ok(c, out)
+}
+
+// pairParams reads and normalizes :exchange and :symbol. Names are
+// case-insensitive on input; odd characters are refused before they can
+// reach a key or a query.
+func pairParams(c echo.Context) (exchange, symbol string, err error) {
+	exchange, symbol = c.Param("exchange"), c.Param("symbol")
+	if !validName(exchange) {
+		return "", "", errorf(http.StatusBadRequest, "invalid_exchange",
+			fmt.Sprintf("exchange %q: want 1..%d of A-Z a-z 0-9 . _ -", exchange, maxNameLen))
+	}
+	if !validName(symbol) {
+		return "", "", errorf(http.StatusBadRequest, "invalid_symbol",
+			fmt.Sprintf("symbol %q: want 1..%d of A-Z a-z 0-9 . _ -", symbol, maxNameLen))
+	}
+	return tick.NormalizeExchange(exchange), tick.NormalizeSymbol(symbol), nil
+}
+
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > maxNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// ticksQuery parses limit, from, to and before.
+func ticksQuery(c echo.Context) (TickQuery, error) {
+	q := TickQuery{Limit: DefaultTicksLimit}
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxTicksLimit {
+			return q, errorf(http.StatusBadRequest, "invalid_limit",
+				fmt.Sprintf("limit %q: want an integer in 1..%d", v, MaxTicksLimit))
+		}
+		q.Limit = n
+	}
+	var err error
+	if q.From, err = timeParam(c, "from"); err != nil {
+		return q, err
+	}
+	if q.To, err = timeParam(c, "to"); err != nil {
+		return q, err
+	}
+	if !q.From.IsZero() && !q.To.IsZero() && q.From.After(q.To) {
+		return q, errorf(http.StatusBadRequest, "invalid_range", "from is after to")
+	}
+	if v := c.QueryParam("before"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 || n > maxMillis {
+			return q, errorf(http.StatusBadRequest, "invalid_before",
+				fmt.Sprintf("before %q: want a positive Unix time in milliseconds (next_before of the previous page)", v))
+		}
+		q.Before = n
+	}
+	return q, nil
+}
+
+// maxMillis bounds numeric times: beyond 2^53 ms they are not exact as
+// Redis scores, and no exchange will send them (that is year 285 000).
+const maxMillis = 1 << 53
+
+// timeParam parses an RFC 3339 time or Unix milliseconds; absent is zero.
+func timeParam(c echo.Context, name string) (time.Time, error) {
+	v := c.QueryParam(name)
+	if v == "" {
+		return time.Time{}, nil
+	}
+	bad := errorf(http.StatusBadRequest, "invalid_"+name,
+		fmt.Sprintf("%s %q: want RFC 3339 (2026-01-02T15:04:05Z) or Unix milliseconds", name, v))
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 || n > maxMillis {
+			return time.Time{}, bad
+		}
+		return time.UnixMilli(n), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil || t.UnixMilli() <= 0 || t.UnixMilli() > maxMillis {
+		return time.Time{}, bad
+	}
+	return t, nil
+}
+
+func describeTickRoutes() {
+	dec := func(d string) Schema { return Schema{"type": "string", "description": d, "example": "50100.00"} }
+	defineSchema("Tick", Schema{
+		"type":     "object",
+		"required": []string{"exchange", "symbol", "timestamp", "price", "volume", "bid", "ask"},
+		"properties": map[string]any{
+			"exchange":       Schema{"type": "string", "example": "binance"},
+			"symbol":         Schema{"type": "string", "example": "BTCUSDT"},
+			"timestamp":      Schema{"type": "integer", "format": "int64", "description": "exchange event time, Unix ms"},
+			"price":          dec("last price (decimal string)"),
+			"volume":         dec("rolling 24 h base volume"),
+			"bid":            dec("best bid"),
+			"ask":            dec("best ask"),
+			"open_24h":       dec("24 h open, when the exchange sends it"),
+			"high_24h":       dec("24 h high, when the exchange sends it"),
+			"low_24h":        dec("24 h low, when the exchange sends it"),
+			"quote_volume":   dec("rolling 24 h quote volume, when the exchange sends it"),
+			"received_at_us": Schema{"type": "integer", "format": "int64", "description": "when tickflow received it, Unix µs"},
+		},
+	})
+	pair := []Param{
+		PathParam("exchange", "exchange name, case-insensitive (binance); 1..64 of A-Z a-z 0-9 . _ -"),
+		PathParam("symbol", "pair as the exchange names it, case-insensitive (BTCUSDT); 1..64 of A-Z a-z 0-9 . _ -"),
+	}
+	timeSchema := Schema{"type": "string", "description": "RFC 3339 time or Unix milliseconds", "example": "2026-01-02T15:04:05Z"}
+	describe("GET", "/api/v1/tick/:exchange/:symbol", Operation{
+		Summary: "Latest tick of a pair",
+		Description: "Read from the cache (Redis or in-process); on a miss or a cache failure from the history store, " +
+			"whose answer re-populates the cache. The " + SourceHeader + " header says which layer answered.",
+		Tags:   []string{"ticks"},
+		Params: pair,
+		Data:   Ref("Tick"),
+		Errors: map[int]string{
+			400: "invalid_exchange or invalid_symbol: a path segment with characters outside A-Z a-z 0-9 . _ -",
+			404: "pair_not_found: no layer knows the pair",
+			503: "unavailable: neither the cache nor the store could answer; details.layers lists each failure",
+		},
+	})
+	describe("GET", "/api/v1/ticks/:exchange/:symbol", Operation{
+		Summary: "Recent ticks of a pair, newest first",
+		Description: "Served from the cache's history (the newest ticks per pair); the part of the range reaching past " +
+			"what the cache holds, or everything when the cache is down, comes from the history store. " +
+			"Page backwards by passing next_before as before. If the store fails while the cache answered, the " +
+			"cache's part is returned with partial=true. Paging is by millisecond, so ticks sharing the millisecond " +
+			"at a page boundary may be skipped.",
+		Tags: []string{"ticks"},
+		Params: append(append([]Param(nil), pair...),
+			QueryParam("limit", "how many ticks, 1.."+strconv.Itoa(MaxTicksLimit)+" (default "+strconv.Itoa(DefaultTicksLimit)+")",
+				Schema{"type": "integer", "minimum": 1, "maximum": MaxTicksLimit, "default": DefaultTicksLimit}),
+			QueryParam("from", "oldest event time to include", timeSchema),
+			QueryParam("to", "newest event time to include", timeSchema),
+			QueryParam("before", "paging cursor: only ticks with timestamp < before (Unix ms)", Schema{"type": "integer", "format": "int64", "minimum": 1}),
+		),
+		Data: Schema{
+			"type":     "object",
+			"required": []string{"exchange", "symbol", "ticks", "source"},
+			"properties": map[string]any{
+				"exchange":    Schema{"type": "string"},
+				"symbol":      Schema{"type": "string"},
+				"ticks":       ArrayOf(Ref("Tick")),
+				"source":      Schema{"type": "string", "enum": []string{"cache", "store", "cache+store"}},
+				"next_before": Schema{"type": "integer", "format": "int64", "description": "present when the page is full: pass it as before for the next page"},
+				"partial":     Schema{"type": "boolean", "description": "true when the store could not be read and only the cache's part is returned"},
+				"unavailable": ArrayOf(Schema{"type": "object", "properties": map[string]any{"layer": Schema{"type": "string"}, "error": Schema{"type": "string"}}}),
+			},
+		},
+		Errors: map[int]string{
+			400: "invalid_exchange, invalid_symbol, invalid_limit, invalid_from, invalid_to, invalid_range (from after to) or invalid_before",
+			503: "unavailable: neither the cache nor the store could answer; details.layers lists each failure",
+		},
+	})
+	describe("GET", "/api/v1/symbols", Operation{
+		Summary: "Pairs currently known, with their latest price and its age",
+		Description: "The pairs the cache holds (ticks within its TTL), sorted by exchange then symbol. " +
+			"age_ms is the server's clock minus the tick's event time.",
+		Tags: []string{"ticks"},
+		Data: ArrayOf(Schema{
+			"type":     "object",
+			"required": []string{"exchange", "symbol", "price", "timestamp", "age_ms"},
+			"properties": map[string]any{
+				"exchange":  Schema{"type": "string"},
+				"symbol":    Schema{"type": "string"},
+				"price":     dec("latest price"),
+				"timestamp": Schema{"type": "integer", "format": "int64"},
+				"age_ms":    Schema{"type": "integer", "format": "int64"},
+			},
+		}),
+		Errors: map[int]string{503: "unavailable: the cache could not answer"},
+	})
 }
