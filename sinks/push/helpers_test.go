@@ -1,0 +1,254 @@
+package push
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tickflow/tickflow/sinks"
+	"github.com/tickflow/tickflow/tick"
+)
+
+// testSink is a running push sink on a loopback port with its own metrics
+// registry.
+type testSink struct {
+	*Sink
+	reg *prometheus.Registry
+}
+
+func startSink(t testing.TB, mutate func(*Config), env ...func(*sinks.Env)) *testSink {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	mutate(cfg)
+	reg := prometheus.NewRegistry()
+	e := sinks.Env{Name: "push", Metrics: reg}
+	for _, f := range env {
+		f(&e)
+	}
+	s, err := New(e, cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	if err := s.Connect(ctx); err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	waitFor(t, 5*time.Second, "listener serving", func() bool { return s.Ready(ctx) == nil })
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("Run did not return after cancel")
+		}
+		_ = s.Close(context.Background())
+	})
+	return &testSink{Sink: s, reg: reg}
+}
+
+func (ts *testSink) url() string { return "ws://" + ts.Addr() + ts.cfg.Path }
+
+func dial(t testing.TB, ts *testSink, origin string) *websocket.Conn {
+	t.Helper()
+	c, err := tryDial(ts, origin)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { _ = c.CloseNow() })
+	return c
+}
+
+func tryDial(ts *testSink, origin string) (*websocket.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h := http.Header{}
+	if origin != "" {
+		h.Set("Origin", origin)
+	}
+	c, resp, err := websocket.Dial(ctx, ts.url(), &websocket.DialOptions{HTTPHeader: h})
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.SetReadLimit(1 << 20)
+	return c, nil
+}
+
+// frame is any server message.
+type frame struct {
+	Type          string          `json:"type"`
+	Data          json.RawMessage `json:"data"`
+	Key           string          `json:"key"`
+	Code          string          `json:"code"`
+	Message       string          `json:"message"`
+	Channels      []string        `json:"channels"`
+	Exchanges     []string        `json:"exchanges"`
+	Symbols       []string        `json:"symbols"`
+	Subscriptions int             `json:"subscriptions"`
+	Snapshot      int             `json:"snapshot"`
+	Skipped       uint64          `json:"skipped"`
+}
+
+func (f frame) tick(t testing.TB) tick.Tick {
+	t.Helper()
+	var tk tick.Tick
+	if err := tick.Unmarshal(f.Data, &tk); err != nil {
+		t.Fatalf("tick frame %s: %v", f.Data, err)
+	}
+	return tk
+}
+
+func read(t testing.TB, c *websocket.Conn) frame {
+	t.Helper()
+	f, err := tryRead(c, 10*time.Second)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return f
+}
+
+func tryRead(c *websocket.Conn, d time.Duration) (frame, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	typ, b, err := c.Read(ctx)
+	if err != nil {
+		return frame{}, err
+	}
+	if typ != websocket.MessageText {
+		return frame{}, errors.New("binary frame from server")
+	}
+	var f frame
+	if err := json.Unmarshal(b, &f); err != nil {
+		return frame{}, err
+	}
+	return f, nil
+}
+
+func send(t testing.TB, c *websocket.Conn, msg string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+		t.Fatalf("write %s: %v", msg, err)
+	}
+}
+
+// subscribe sends msg and returns the "subscribed" reply and the snapshot
+// ticks that follow it.
+func subscribe(t testing.TB, c *websocket.Conn, msg string) (frame, []tick.Tick) {
+	t.Helper()
+	send(t, c, msg)
+	f := read(t, c)
+	if f.Type != "subscribed" {
+		t.Fatalf("after %s: got %+v, want subscribed", msg, f)
+	}
+	var snap []tick.Tick
+	for range f.Snapshot {
+		g := read(t, c)
+		if g.Type != "tick" {
+			t.Fatalf("snapshot: got %+v, want tick", g)
+		}
+		snap = append(snap, g.tick(t))
+	}
+	return f, snap
+}
+
+// expectClose reads until the connection closes and returns the close
+// error, skipping any data frames before it except that it returns the
+// last error frame seen.
+func expectClose(t testing.TB, c *websocket.Conn) (websocket.CloseError, frame) {
+	t.Helper()
+	var lastErr frame
+	for {
+		f, err := tryRead(c, 15*time.Second)
+		if err != nil {
+			var ce websocket.CloseError
+			if !errors.As(err, &ce) {
+				t.Fatalf("expected a close frame, got %v", err)
+			}
+			return ce, lastErr
+		}
+		if f.Type == "error" {
+			lastErr = f
+		}
+	}
+}
+
+func mkTick(ex, sym, price string, ts int64) tick.Tick {
+	p := tick.MustDecimal(price)
+	return tick.Tick{
+		Exchange: ex, Symbol: sym, Timestamp: ts, Price: p, Bid: p, Ask: p,
+		Volume: tick.MustDecimal("1"), ReceivedAt: time.Now().UnixMicro(),
+	}
+}
+
+func write(t testing.TB, s *Sink, ticks ...tick.Tick) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.WriteBatch(ctx, ticks); err != nil {
+		t.Fatalf("WriteBatch: %v", err)
+	}
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(2 * time.Millisecond) // polling a real condition, not synchronising
+	}
+}
+
+func counter(ts *testSink, name string, labels ...string) float64 {
+	mfs, err := ts.reg.Gather()
+	if err != nil {
+		return -1
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			switch {
+			case m.GetCounter() != nil:
+				return m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return 0
+}

@@ -1,0 +1,70 @@
+package push
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	connections  prometheus.Gauge
+	accepted     *prometheus.CounterVec // result: accepted, origin_rejected, limit_rejected
+	disconnects  *prometheus.CounterVec // reason
+	clientErrors *prometheus.CounterVec // code
+	ticks        prometheus.Counter
+	events       *prometheus.CounterVec // channel
+	enqueued     prometheus.Counter
+	sent         prometheus.Counter
+	conflated    prometheus.Counter
+	latency      prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tickflow_push_connections", Help: "Open WebSocket connections.",
+		}),
+		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tickflow_push_connections_total", Help: "WebSocket handshakes by result.",
+		}, []string{"result"}),
+		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tickflow_push_disconnects_total", Help: "Closed connections by reason.",
+		}, []string{"reason"}),
+		clientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tickflow_push_client_errors_total", Help: "Error frames sent to clients, by code.",
+		}, []string{"code"}),
+		ticks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_push_ticks_total", Help: "Ticks handed to the hub.",
+		}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tickflow_push_events_total", Help: "Alerts and signals published to the hub.",
+		}, []string{"channel"}),
+		enqueued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_push_enqueued_total", Help: "Messages queued to clients by the hub (one per client per message).",
+		}),
+		sent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_push_frames_sent_total", Help: "Frames written to clients.",
+		}),
+		conflated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_push_conflated_ticks_total", Help: "Queued ticks replaced by a newer tick of the same pair for a slow client.",
+		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tickflow_push_delivery_latency_seconds",
+			Help:    "From a tick's receive time to its frame being written, sampled once per writer batch.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 5},
+		}),
+	}
+	for _, r := range []string{"accepted", "origin_rejected", "limit_rejected"} {
+		m.accepted.WithLabelValues(r)
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.connections, m.accepted, m.disconnects, m.clientErrors,
+		m.ticks, m.events, m.enqueued, m.sent, m.conflated, m.latency} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("push: metrics: %w", err)
+		}
+	}
+	return m, nil
+}

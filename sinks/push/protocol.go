@@ -1,0 +1,276 @@
+package push
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/tickflow/tickflow/tick"
+)
+
+// The wire protocol. Clients send JSON text frames:
+//
+//	{"type":"subscribe","channels":["tick"],"symbols":["BTCUSDT"],"exchanges":["binance"]}
+//	{"type":"unsubscribe", ...same shape...}
+//	{"type":"ping"}
+//
+// A missing or empty list means "all" for that dimension. A subscription is
+// the set of (channel, exchange, symbol) combinations the lists expand to;
+// subscribes add combinations, unsubscribes remove exactly the combinations
+// their lists expand to.
+//
+// The server sends:
+//
+//	{"type":"subscribed","channels":[..],"exchanges":[..],"symbols":[..],"subscriptions":N,"snapshot":M}
+//	  followed at once by M tick messages: the latest tick of every matching pair
+//	{"type":"unsubscribed", ...same fields, snapshot 0...}
+//	{"type":"tick","data":{tick}}
+//	{"type":"alert","key":"exchange:symbol","data":{...}} and {"type":"signal",...}
+//	{"type":"conflated","skipped":N}   N ticks were replaced by newer ones (slow client)
+//	{"type":"pong"}
+//	{"type":"error","code":"...","message":"..."}
+
+// channel is what a message is about.
+type channel uint8
+
+const (
+	chTick channel = iota
+	chAlert
+	chSignal
+	numChannels
+)
+
+var channelNames = [numChannels]string{"tick", "alert", "signal"}
+
+func (c channel) String() string { return channelNames[c] }
+
+func parseChannel(s string) (channel, bool) {
+	for i, n := range channelNames {
+		if n == s {
+			return channel(i), true
+		}
+	}
+	return 0, false
+}
+
+// subKey is one subscription combination; "" in a dimension is the
+// wildcard.
+type subKey struct {
+	ch       channel
+	exchange string
+	symbol   string
+}
+
+// Error codes sent in {"type":"error"} frames. The ones marked "closes" are
+// followed by a close frame with the given status.
+const (
+	codeBadJSON          = "bad_json"               // stays open
+	codeUnknownType      = "unknown_type"           // stays open
+	codeUnknownChannel   = "unknown_channel"        // stays open
+	codeBadFilter        = "bad_filter"             // stays open
+	codeTooManySubs      = "too_many_subscriptions" // stays open; the subscribe is refused whole
+	codeRateLimited      = "rate_limited"           // closes 1008
+	codeTooBig           = "message_too_big"        // closes 1009
+	codeBinary           = "binary_not_supported"   // closes 1003
+	codeTooManyConns     = "too_many_connections"   // closes 1013
+	codeSlowConsumer     = "slow_consumer"          // closes 1008
+	codeShutdown         = "shutting_down"          // closes 1001
+	maxFilterValueLength = 64
+)
+
+// request is a client message.
+type request struct {
+	Type      string   `json:"type"`
+	Channels  []string `json:"channels"`
+	Exchanges []string `json:"exchanges"`
+	Symbols   []string `json:"symbols"`
+}
+
+// filter is a validated, normalised subscribe or unsubscribe.
+type filter struct {
+	channels  []channel
+	exchanges []string // nil = all
+	symbols   []string // nil = all
+}
+
+// protoError is a client mistake reported in an error frame.
+type protoError struct {
+	code, msg string
+}
+
+func (e *protoError) Error() string { return e.code + ": " + e.msg }
+
+func perr(code, format string, args ...any) *protoError {
+	return &protoError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// parseFilter validates the lists of a subscribe or unsubscribe. maxCombos
+// bounds the expansion before it is built, so a request naming thousands of
+// symbols costs nothing.
+func parseFilter(r *request, maxCombos int) (filter, *protoError) {
+	var f filter
+	seen := map[channel]bool{}
+	for _, s := range r.Channels {
+		c, ok := parseChannel(s)
+		if !ok {
+			return f, perr(codeUnknownChannel, "unknown channel %q (known: tick, alert, signal)", s)
+		}
+		if !seen[c] {
+			seen[c] = true
+			f.channels = append(f.channels, c)
+		}
+	}
+	if len(f.channels) == 0 {
+		f.channels = []channel{chTick, chAlert, chSignal}
+	}
+	var err *protoError
+	if f.exchanges, err = normalizeList("exchanges", r.Exchanges, tick.NormalizeExchange); err != nil {
+		return f, err
+	}
+	if f.symbols, err = normalizeList("symbols", r.Symbols, tick.NormalizeSymbol); err != nil {
+		return f, err
+	}
+	if n := f.combos(); n > maxCombos {
+		return f, perr(codeTooManySubs, "request expands to %d subscriptions; the limit per connection is %d", n, maxCombos)
+	}
+	return f, nil
+}
+
+func normalizeList(field string, in []string, norm func(string) string) ([]string, *protoError) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	out := make([]string, 0, len(in))
+	seen := make(map[string]bool, len(in))
+	for _, s := range in {
+		n := norm(s)
+		if n == "" || len(n) > maxFilterValueLength || strings.ContainsAny(n, ": \t\"\\") {
+			return nil, perr(codeBadFilter, "%s: bad value %q", field, truncate(s, maxFilterValueLength))
+		}
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+func (f *filter) combos() int {
+	return len(f.channels) * max(1, len(f.exchanges)) * max(1, len(f.symbols))
+}
+
+// keys expands the filter into subscription combinations.
+func (f *filter) keys() []subKey {
+	exs, syms := f.exchanges, f.symbols
+	if exs == nil {
+		exs = []string{""}
+	}
+	if syms == nil {
+		syms = []string{""}
+	}
+	out := make([]subKey, 0, f.combos())
+	for _, c := range f.channels {
+		for _, e := range exs {
+			for _, s := range syms {
+				out = append(out, subKey{c, e, s})
+			}
+		}
+	}
+	return out
+}
+
+// matchesPair reports whether a tick of (exchange, symbol) matches the
+// filter's tick subscriptions.
+func (f *filter) matchesPair(exchange, symbol string) bool {
+	return (f.exchanges == nil || contains(f.exchanges, exchange)) &&
+		(f.symbols == nil || contains(f.symbols, symbol))
+}
+
+func (f *filter) hasChannel(c channel) bool {
+	for _, x := range f.channels {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Server messages. Ticks, alerts and signals are built once per message by
+// the hub (encodeTick, encodeEvent) and the same bytes go to every
+// subscriber; the rest are per client and rare.
+
+func encodeTick(b []byte, t *tick.Tick) []byte {
+	b = append(b, `{"type":"tick","data":`...)
+	b = t.AppendJSON(b)
+	return append(b, '}')
+}
+
+func encodeEvent(c channel, key string, payload []byte) []byte {
+	b := make([]byte, 0, len(payload)+len(key)+40)
+	b = append(b, `{"type":"`...)
+	b = append(b, c.String()...)
+	b = append(b, `","key":`...)
+	k, _ := json.Marshal(key)
+	b = append(b, k...)
+	b = append(b, `,"data":`...)
+	b = append(b, payload...)
+	return append(b, '}')
+}
+
+type subscribedMsg struct {
+	Type          string   `json:"type"`
+	Channels      []string `json:"channels"`
+	Exchanges     []string `json:"exchanges"`
+	Symbols       []string `json:"symbols"`
+	Subscriptions int      `json:"subscriptions"`
+	Snapshot      int      `json:"snapshot"`
+}
+
+func encodeSubscribed(typ string, f *filter, total, snapshot int) []byte {
+	m := subscribedMsg{Type: typ, Exchanges: f.exchanges, Symbols: f.symbols, Subscriptions: total, Snapshot: snapshot}
+	for _, c := range f.channels {
+		m.Channels = append(m.Channels, c.String())
+	}
+	// An empty list on the wire means "all", as in the request.
+	if m.Exchanges == nil {
+		m.Exchanges = []string{}
+	}
+	if m.Symbols == nil {
+		m.Symbols = []string{}
+	}
+	b, _ := json.Marshal(m)
+	return b
+}
+
+func encodeError(code, msg string) []byte {
+	b, _ := json.Marshal(struct {
+		Type    string `json:"type"`
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}{"error", code, msg})
+	return b
+}
+
+func encodeConflated(skipped uint64) []byte {
+	b := append([]byte(`{"type":"conflated","skipped":`), strconv.FormatUint(skipped, 10)...)
+	return append(b, '}')
+}
+
+var pongFrame = []byte(`{"type":"pong"}`)

@@ -1,0 +1,338 @@
+// Package push is the push sink: it fans ticks, alerts and signals out to
+// browsers over WebSocket (github.com/coder/websocket).
+//
+// The sink consumes in its own group. WriteBatch encodes each tick once and
+// hands it to a hub sharded by pair; the same bytes then go to every
+// subscribed connection's queue. Enqueueing never waits for a client: each
+// connection has its own writer and a queue bounded in bytes, slow clients
+// get conflated ticks (the newest per pair) and then get disconnected, so
+// one stalled browser delays neither other clients nor the sink's commits.
+// Delivery to browsers is best-effort by nature, so a batch counts as
+// written once the hub has it; after a crash the group resumes from Kafka.
+//
+// Besides Sink it implements sinks.Service (Run serves the WebSocket
+// listener), sinks.Readier, PushURL (for the web page) and Publish (the
+// alert and signal channels, for the risk and strategy sinks).
+package push
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/sinks"
+	"github.com/tickflow/tickflow/tick"
+)
+
+func init() {
+	sinks.Register(sinks.Spec{
+		Name: "push",
+		// Small and quick: browsers should see a tick within milliseconds.
+		Batch:  sinks.BatchPolicy{Size: 256, MaxWait: 2 * time.Millisecond},
+		Config: func() any { return DefaultConfig() },
+		New: func(env sinks.Env, cfg any) (sinks.Sink, error) {
+			c, ok := cfg.(*Config)
+			if !ok {
+				return nil, fmt.Errorf("push: config is %T, want *push.Config", cfg)
+			}
+			return New(env, c)
+		},
+	})
+}
+
+var (
+	_ sinks.Sink    = (*Sink)(nil)
+	_ sinks.Service = (*Sink)(nil)
+	_ sinks.Readier = (*Sink)(nil)
+)
+
+// latestSource is what the push sink needs from the cache sink: the latest
+// tick of every pair it holds, for snapshots after a restart, before the
+// hub has seen every pair again.
+type latestSource interface {
+	Pairs(ctx context.Context) ([]tick.Tick, error)
+}
+
+// cacheTTL is how long one answer from the cache serves snapshots, so a
+// thousand browsers reconnecting at once ask the cache once.
+const cacheTTL = time.Second
+
+// Sink is the push sink.
+type Sink struct {
+	cfg  Config
+	log  *slog.Logger
+	clk  clock.Clock
+	m    *metrics
+	hub  *hub
+	peer func(string) (sinks.Sink, bool)
+
+	cacheMu   sync.Mutex
+	cache     latestSource
+	cacheAt   time.Time
+	cacheMsgs []*message
+
+	lnMu    sync.Mutex
+	ln      net.Listener
+	serving atomic.Bool
+
+	connMu   sync.Mutex
+	conns    map[*client]struct{}
+	handlers sync.WaitGroup
+	closed   atomic.Bool
+}
+
+// New builds the sink. It binds nothing: Listen (or Run) does.
+func New(env sinks.Env, cfg *Config) (*Sink, error) {
+	if cfg == nil {
+		cfg = DefaultConfig()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("push: %w", err)
+	}
+	log := env.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(env.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	return &Sink{
+		cfg:   *cfg,
+		log:   log.With("sink", "push"),
+		clk:   clock.OrReal(env.Clock),
+		m:     m,
+		hub:   newHub(cfg.Shards, m),
+		peer:  env.Peer,
+		conns: map[*client]struct{}{},
+	}, nil
+}
+
+func (s *Sink) now() int64 { return s.clk.Now().UnixNano() }
+
+// Connect starts the hub and looks up the cache for snapshots. Nothing in it
+// can fail: without a cache the hub's own last ticks serve snapshots.
+func (s *Sink) Connect(context.Context) error {
+	if s.closed.Load() {
+		return errHubClosed
+	}
+	s.hub.run()
+	if s.peer != nil {
+		if p, ok := s.peer("cache"); ok {
+			if src, ok := p.(latestSource); ok {
+				s.cacheMu.Lock()
+				s.cache = src
+				s.cacheMu.Unlock()
+			} else {
+				s.log.Warn("push: the cache sink has no Pairs method; snapshots use the hub's own last ticks")
+			}
+		}
+	}
+	return nil
+}
+
+// WriteBatch encodes each tick once and hands it to the hub. It returns
+// once the hub has taken the batch; it never waits for a client.
+// Redelivered batches reach clients twice: acceptable for a best-effort
+// feed, and a client can drop a tick older than the one it shows.
+func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
+	if s.closed.Load() {
+		return errHubClosed
+	}
+	s.hub.run()
+	at := s.now()
+	msgs := make([]*message, 0, len(batch))
+	for i := range batch {
+		t := &batch[i]
+		if t.Exchange == "" || t.Symbol == "" {
+			continue // not a pair: nothing could subscribe to it
+		}
+		msgs = append(msgs, &message{
+			data: encodeTick(make([]byte, 0, 320), t), ch: chTick,
+			exchange: t.Exchange, symbol: t.Symbol, pair: t.Key(),
+			ts: t.Timestamp, at: at, recvUS: t.ReceivedAt,
+		})
+	}
+	if err := s.hub.dispatch(ctx, msgs); err != nil {
+		return fmt.Errorf("push: %w", err)
+	}
+	s.m.ticks.Add(float64(len(msgs)))
+	return nil
+}
+
+// Publish fans an alert or signal out to the subscribers of channel
+// ("alert" or "signal"). key is "exchange:symbol" when the event is about a
+// pair (subscriptions filter on it) and anything else otherwise (then only
+// subscriptions without exchange and symbol filters get it). payload is the
+// event's JSON; clients receive {"type":channel,"key":key,"data":payload}.
+// It never waits for a client; a bad channel or payload is logged and
+// dropped.
+func (s *Sink) Publish(channel, key string, payload []byte) {
+	ch, ok := parseChannel(channel)
+	if !ok || ch == chTick {
+		s.log.Error("push: publish to an unknown channel", "channel", channel)
+		return
+	}
+	if !json.Valid(payload) {
+		s.log.Error("push: publish: payload is not JSON", "channel", channel, "key", key)
+		return
+	}
+	if s.closed.Load() {
+		return
+	}
+	m := &message{data: encodeEvent(ch, key, payload), ch: ch, pair: key, at: s.now()}
+	if ex, sym, ok := strings.Cut(key, ":"); ok && ex != "" && sym != "" && !strings.Contains(sym, ":") {
+		m.exchange, m.symbol = tick.NormalizeExchange(ex), tick.NormalizeSymbol(sym)
+	}
+	s.m.events.WithLabelValues(channel).Inc()
+	s.hub.publish(m)
+}
+
+// Close stops the hub. The listener stops with Run's context.
+func (s *Sink) Close(context.Context) error {
+	s.closed.Store(true)
+	s.hub.close()
+	return nil
+}
+
+// Ready reports whether the WebSocket listener is serving.
+func (s *Sink) Ready(context.Context) error {
+	if !s.serving.Load() {
+		return errors.New("push: WebSocket listener not running")
+	}
+	return nil
+}
+
+// Listen binds the listener; Addr is valid afterwards. Run calls it if it
+// has not been called.
+func (s *Sink) Listen() error {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	if s.ln != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("push: listen %s: %w", s.cfg.Listen, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr is the bound address, or the configured one before Listen.
+func (s *Sink) Addr() string {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	if s.ln == nil {
+		return s.cfg.Listen
+	}
+	return s.ln.Addr().String()
+}
+
+// PushURL is the WebSocket URL for the web page: public_url when set,
+// otherwise ws://<bound address><path>. A wildcard or loopback host in it
+// stands for "the host the page was loaded from"; the API replaces it.
+func (s *Sink) PushURL() string {
+	if s.cfg.PublicURL != "" {
+		return s.cfg.PublicURL
+	}
+	return "ws://" + s.Addr() + s.cfg.Path
+}
+
+// Run serves WebSocket clients until ctx ends, then closes every
+// connection with 1001 (going away).
+func (s *Sink) Run(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	s.hub.run()
+	mux := http.NewServeMux()
+	mux.HandleFunc(s.cfg.Path, s.serveWS)
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "tickflow push: connect a WebSocket to "+s.cfg.Path, http.StatusNotFound)
+	})
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, netConnKey{}, c)
+		},
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	s.serving.Store(true)
+	s.log.Info("push: serving WebSocket clients", "addr", s.Addr(), "path", s.cfg.Path)
+	go func() { errc <- srv.Serve(s.ln) }()
+	var err error
+	select {
+	case err = <-errc:
+		err = fmt.Errorf("push: serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.serving.Store(false)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
+	defer cancel()
+	if serr := srv.Shutdown(sctx); serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = fmt.Errorf("push: shutdown: %w", serr)
+	}
+	s.closeAll()
+	return err
+}
+
+// closeAll says goodbye to every client and waits for their handlers; each
+// is bounded by its kill timer.
+func (s *Sink) closeAll() {
+	s.connMu.Lock()
+	for c := range s.conns {
+		c.closeWith(&closeInfo{
+			status: websocket.StatusGoingAway, code: codeShutdown, msg: "server shutting down; reconnect shortly",
+			reason: "server shutting down", label: "shutdown",
+		})
+	}
+	s.connMu.Unlock()
+	s.handlers.Wait()
+}
+
+// cacheSeed returns the cache's latest ticks as messages, from a copy at
+// most cacheTTL old. Without a cache, or when it fails, it returns what it
+// had (possibly nothing): the hub's own last ticks still serve.
+func (s *Sink) cacheSeed() []*message {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	if s.cache == nil || s.clk.Now().Sub(s.cacheAt) < cacheTTL {
+		return s.cacheMsgs
+	}
+	s.cacheAt = s.clk.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	ticks, err := s.cache.Pairs(ctx)
+	if err != nil {
+		s.log.Warn("push: snapshot from the cache failed; using the hub's last ticks", "err", err)
+		return s.cacheMsgs
+	}
+	at := s.now()
+	msgs := make([]*message, 0, len(ticks))
+	for i := range ticks {
+		t := &ticks[i]
+		if t.Exchange == "" || t.Symbol == "" {
+			continue
+		}
+		msgs = append(msgs, &message{
+			data: encodeTick(nil, t), ch: chTick, exchange: t.Exchange, symbol: t.Symbol,
+			pair: t.Key(), ts: t.Timestamp, at: at,
+		})
+	}
+	s.cacheMsgs = msgs
+	return msgs
+}

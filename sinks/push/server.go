@@ -1,0 +1,123 @@
+package push
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// netConnKey carries the TCP connection under a request, so a connection
+// whose closing handshake hangs can be cut.
+type netConnKey struct{}
+
+func (s *Sink) serveWS(w http.ResponseWriter, r *http.Request) {
+	if !originAllowed(r, s.cfg.AllowedOrigins) {
+		s.m.accepted.WithLabelValues("origin_rejected").Inc()
+		s.log.Debug("push: origin rejected", "origin", r.Header.Get("Origin"), "host", r.Host, "remote", r.RemoteAddr)
+		http.Error(w, "origin not allowed (see sinks.push.allowed_origins)", http.StatusForbidden)
+		return
+	}
+	// The origin is checked above with our own rule (same host name on any
+	// port, so the page on the API port may connect); the library's rule
+	// compares host and port.
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		s.log.Debug("push: handshake failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	nc, _ := r.Context().Value(netConnKey{}).(net.Conn)
+	c := newClient(s, ws, nc)
+	if !s.track(c) {
+		s.m.accepted.WithLabelValues("limit_rejected").Inc()
+		s.m.clientErrors.WithLabelValues(codeTooManyConns).Inc()
+		s.m.disconnects.WithLabelValues(codeTooManyConns).Inc()
+		s.reject(ws, nc)
+		return
+	}
+	defer s.untrack(c)
+	s.m.accepted.WithLabelValues("accepted").Inc()
+	s.m.connections.Inc()
+	defer s.m.connections.Dec()
+	reason := c.serve()
+	s.m.disconnects.WithLabelValues(reason).Inc()
+	s.log.Debug("push: client disconnected", "remote", r.RemoteAddr, "reason", reason)
+}
+
+// track registers c unless the connection limit is reached or the server
+// is shutting down.
+func (s *Sink) track(c *client) bool {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if len(s.conns) >= s.cfg.Limits.MaxConnections || !s.serving.Load() {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.handlers.Add(1)
+	return true
+}
+
+func (s *Sink) untrack(c *client) {
+	s.connMu.Lock()
+	delete(s.conns, c)
+	s.connMu.Unlock()
+	s.handlers.Done()
+}
+
+// reject tells a client over the connection limit why before closing: a
+// browser cannot read the body of a refused handshake.
+func (s *Sink) reject(ws *websocket.Conn, nc net.Conn) {
+	kill := time.AfterFunc(s.cfg.WriteTimeout, func() {
+		if nc != nil {
+			_ = nc.Close()
+		}
+	})
+	defer kill.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
+	defer cancel()
+	_ = ws.Write(ctx, websocket.MessageText, encodeError(codeTooManyConns, "the server is at its connection limit; try again later"))
+	_ = ws.Close(websocket.StatusTryAgainLater, "too many connections")
+}
+
+// originAllowed applies sinks.push.allowed_origins. A request without an
+// Origin header is not from a browser page and is allowed: origin checks
+// protect browsers' users from other sites' pages, not the server from
+// other programs (limits do that).
+func originAllowed(r *http.Request, patterns []string) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Hostname(), hostname(r.Host)) {
+		return true
+	}
+	for _, p := range patterns {
+		if p == "*" {
+			return true
+		}
+		target := u.Host
+		if strings.Contains(p, "://") {
+			target = u.Scheme + "://" + u.Host
+		}
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(target)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func hostname(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return strings.Trim(hostport, "[]")
+}
