@@ -4,5 +4,6 @@ package all
 
 import (
 	_ "github.com/tickflow/tickflow/sinks/cache"
+	_ "github.com/tickflow/tickflow/sinks/push"
 	_ "github.com/tickflow/tickflow/sinks/store"
 )
