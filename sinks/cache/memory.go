@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cockroachdb/apd/v3"
+
 	"github.com/tickflow/tickflow/api"
 	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/tick"
@@ -73,7 +75,7 @@ func (m *memory) write(_ context.Context, groups []group) (int, error) {
 			mp.hist = mp.hist[:0]
 		}
 		for _, e := range g.entries {
-			mp.add(memEntry{ts: e.t.Timestamp, member: e.json, t: *e.t})
+			mp.add(memEntry{ts: e.t.Timestamp, member: e.json, t: cloneTick(e.t)})
 		}
 		if over := len(mp.hist) - m.cap; over > 0 {
 			mp.hist = append(mp.hist[:0], mp.hist[over:]...)
@@ -89,8 +91,23 @@ func (mp *memPair) setLatest(t *tick.Tick, now time.Time, ttl time.Duration) boo
 	if mp.latestLive(now) && mp.latest.Timestamp >= t.Timestamp {
 		return false
 	}
-	mp.latest, mp.hasLatest, mp.latestExp = *t, true, now.Add(ttl)
+	mp.latest, mp.hasLatest, mp.latestExp = cloneTick(t), true, now.Add(ttl)
 	return true
+}
+
+// cloneTick deep-copies t: an apd.Decimal copied by assignment may share
+// its coefficient's storage with the caller's, whose batch buffer is
+// reused.
+func cloneTick(t *tick.Tick) tick.Tick {
+	c := *t
+	for _, p := range [...]struct{ dst, src *apd.Decimal }{
+		{&c.Price, &t.Price}, {&c.Volume, &t.Volume}, {&c.Bid, &t.Bid}, {&c.Ask, &t.Ask},
+		{&c.Open24h, &t.Open24h}, {&c.High24h, &t.High24h}, {&c.Low24h, &t.Low24h}, {&c.QuoteVolume, &t.QuoteVolume},
+	} {
+		*p.dst = apd.Decimal{}
+		p.dst.Set(p.src)
+	}
+	return c
 }
 
 func (mp *memPair) add(e memEntry) {
