@@ -50,10 +50,11 @@ func (n *nativeTransport) get(ctx context.Context) (*ch.Client, error) {
 	}
 }
 
-// put returns c to the idle set, or closes it after a failure: a broken
-// query can leave unread packets behind on the connection.
+// put returns c to the idle set, or closes it after any failure: a query
+// cut short (an exception mid-INSERT, say) can leave packets in flight that
+// the next query would misread.
 func (n *nativeTransport) put(c *ch.Client, err error) {
-	if err != nil && !isServerError(err) {
+	if err != nil {
 		_ = c.Close()
 		return
 	}
@@ -62,11 +63,6 @@ func (n *nativeTransport) put(c *ch.Client, err error) {
 	default:
 		_ = c.Close()
 	}
-}
-
-func isServerError(err error) bool {
-	_, ok := ch.AsException(err)
-	return ok
 }
 
 // nativeError sorts ch-go's errors into the sink's kinds.
