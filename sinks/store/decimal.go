@@ -89,9 +89,9 @@ func toDecimal128(d *apd.Decimal) (proto.Decimal128, error) {
 	}, nil
 }
 
-// fromDecimal128 sets d to the column value v, with trailing zeros removed:
-// ClickHouse keeps no per-value scale, so "50100.00" reads back as "50100",
-// the same number.
+// fromDecimal128 sets d to the column value v, with trailing fractional
+// zeros removed: ClickHouse keeps no per-value scale, so "50100.00" reads
+// back as "50100", the same number.
 func fromDecimal128(d *apd.Decimal, v proto.Decimal128) {
 	neg := v.High>>63 == 1
 	lo, hi := v.Low, v.High
@@ -110,6 +110,12 @@ func fromDecimal128(d *apd.Decimal, v proto.Decimal128) {
 	d.Negative = neg && d.Coeff.Sign() != 0
 	d.Exponent = -decimalScale
 	d.Reduce(d)
+	if d.Exponent > 0 {
+		// Keep integers integral ("50100", not "501E+2") for consumers
+		// that print with String.
+		d.Coeff.Mul(&d.Coeff, apd.NewBigInt(0).Exp(apd.NewBigInt(10), apd.NewBigInt(int64(d.Exponent)), nil))
+		d.Exponent = 0
+	}
 }
 
 // negate128 is two's-complement negation of hi:lo.

@@ -124,3 +124,23 @@ func TestFromDecimal128Zero(t *testing.T) {
 		t.Fatalf("got %s want %s", d.String(), exp.String())
 	}
 }
+
+// TestFromDecimal128Text: values read back print as plain decimals with
+// String for integers too, and with Text('f') always.
+func TestFromDecimal128Text(t *testing.T) {
+	for in, want := range map[string]string{"50100.00": "50100", "1E+5": "100000", "0.00000001": "0.00000001", "-42.4200": "-42.42"} {
+		d, _, _ := apd.NewFromString(in)
+		v, err := toDecimal128(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out apd.Decimal
+		fromDecimal128(&out, v)
+		if got := out.Text('f'); got != want {
+			t.Errorf("%s reads back as %s, want %s", in, got, want)
+		}
+		if out.Exponent > 0 {
+			t.Errorf("%s reads back with exponent %d", in, out.Exponent)
+		}
+	}
+}

@@ -1,0 +1,221 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tickflow/tickflow/api"
+	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/sinks"
+	"github.com/tickflow/tickflow/sinks/store"
+	"github.com/tickflow/tickflow/testsvc"
+	"github.com/tickflow/tickflow/tick"
+)
+
+// recordingCandles is a CandleReader that records the query it was given.
+type recordingCandles struct {
+	mu   sync.Mutex
+	last tick.CandleQuery
+	out  []tick.Candle
+	err  error
+}
+
+func (r *recordingCandles) Candles(_ context.Context, q tick.CandleQuery) ([]tick.Candle, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.last = q
+	return r.out, r.err
+}
+
+type candlesResponse struct {
+	Success bool `json:"success"`
+	Data    struct {
+		Exchange, Symbol, Interval string
+		From, To                   int64
+		Candles                    []struct {
+			Start                  int64
+			Open, High, Low, Close string
+			Ticks                  uint64
+		}
+	} `json:"data"`
+	Error *struct{ Code, Message string } `json:"error"`
+}
+
+func getCandles(t *testing.T, srv *api.Server, target string) (int, candlesResponse) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, target, nil))
+	var body candlesResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+		t.Fatalf("GET %s: %d, not the envelope: %s", target, rec.Code, rec.Body)
+	}
+	return rec.Code, body
+}
+
+func TestCandlesQueryParsing(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 600_000_000, time.UTC)
+	ms := func(s string) time.Time {
+		tt, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tt
+	}
+	for _, tc := range []struct {
+		name     string
+		query    string
+		status   int
+		code     string // error code when status != 200
+		interval time.Duration
+		from, to time.Time
+	}{
+		{"defaults: 1m, 500 buckets up to the end of the current one", "", 200, "", time.Minute,
+			ms("2026-01-01T18:45:00Z"), ms("2026-01-02T03:05:00Z")},
+		{"rfc3339 widened to whole buckets", "?interval=5m&from=2026-01-01T10:02:00Z&to=2026-01-01T10:21:00Z", 200, "", 5 * time.Minute,
+			ms("2026-01-01T10:00:00Z"), ms("2026-01-01T10:25:00Z")},
+		{"unix ms on boundaries stay", "?interval=1h&from=1767225600000&to=1767229200000", 200, "", time.Hour,
+			time.UnixMilli(1767225600000), time.UnixMilli(1767229200000)},
+		{"1d aligned to UTC midnight", "?interval=1d&from=2026-01-01T23:00:00%2B02:00&to=2026-01-02T01:00:00Z", 200, "", 24 * time.Hour,
+			ms("2026-01-01T00:00:00Z"), ms("2026-01-03T00:00:00Z")},
+		{"15m", "?interval=15m&to=2026-01-01T00:00:00Z&from=2025-12-31T23:00:00Z", 200, "", 15 * time.Minute,
+			ms("2025-12-31T23:00:00Z"), ms("2026-01-01T00:00:00Z")},
+		{"bad interval", "?interval=2m", 400, "invalid_interval", 0, time.Time{}, time.Time{}},
+		{"interval case matters", "?interval=1H", 400, "invalid_interval", 0, time.Time{}, time.Time{}},
+		{"bad from", "?from=yesterday", 400, "invalid_from", 0, time.Time{}, time.Time{}},
+		{"bad to", "?to=-5", 400, "invalid_to", 0, time.Time{}, time.Time{}},
+		{"from after to", "?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", 400, "invalid_range", 0, time.Time{}, time.Time{}},
+		{"same bucket is not empty", "?from=2026-01-01T00:00:10Z&to=2026-01-01T00:00:20Z", 200, "", time.Minute,
+			ms("2026-01-01T00:00:00Z"), ms("2026-01-01T00:01:00Z")},
+		{"too many buckets", "?interval=1m&from=2025-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", 400, "invalid_range", 0, time.Time{}, time.Time{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := &recordingCandles{}
+			srv := api.New(api.Options{Clock: clock.NewFake(now), Components: []any{rc}})
+			status, body := getCandles(t, srv, "/api/v1/candles/Binance/btcusdt"+tc.query)
+			if status != tc.status {
+				t.Fatalf("status %d, want %d (%+v)", status, tc.status, body.Error)
+			}
+			if tc.status != 200 {
+				if body.Success || body.Error == nil || body.Error.Code != tc.code {
+					t.Fatalf("error %+v, want code %s", body.Error, tc.code)
+				}
+				return
+			}
+			q := rc.last
+			if q.Exchange != "binance" || q.Symbol != "BTCUSDT" || q.Interval != tc.interval || !q.From.Equal(tc.from) || !q.To.Equal(tc.to) {
+				t.Fatalf("query %+v, want %s %s..%s", q, tc.interval, tc.from, tc.to)
+			}
+			if body.Data.From != tc.from.UnixMilli() || body.Data.To != tc.to.UnixMilli() || body.Data.Candles == nil {
+				t.Fatalf("page %+v", body.Data)
+			}
+		})
+	}
+}
+
+func TestCandlesUnavailable(t *testing.T) {
+	status, body := getCandles(t, api.New(api.Options{}), "/api/v1/candles/binance/BTCUSDT")
+	if status != http.StatusServiceUnavailable || body.Error == nil || body.Error.Code != "unavailable" {
+		t.Fatalf("no store: %d %+v", status, body.Error)
+	}
+	rc := &recordingCandles{err: errors.New("clickhouse unreachable (test)")}
+	status, body = getCandles(t, api.New(api.Options{Components: []any{rc}}), "/api/v1/candles/binance/BTCUSDT")
+	if status != http.StatusServiceUnavailable || !strings.Contains(body.Error.Message, "clickhouse unreachable") {
+		t.Fatalf("store down: %d %+v", status, body.Error)
+	}
+}
+
+// TestCandlesAndTicksFromClickHouse runs the API against the real store
+// sink on a real ClickHouse: candles are computed there, and with no cache
+// configured the tick endpoints fall back to it.
+func TestCandlesAndTicksFromClickHouse(t *testing.T) {
+	ch := testsvc.StartClickHouse(t)
+	cfg := store.DefaultConfig()
+	cfg.ClickHouse.URL, cfg.ClickHouse.Database = ch.HTTPURL(), "api_test"
+	s, err := store.New(sinks.Env{Name: "store"}, *cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 1, 2, 10, 0, 0, 0, time.UTC).UnixMilli()
+	mkT := func(offset time.Duration, price string) tick.Tick {
+		tk := tick.Tick{Exchange: "binance", Symbol: "BTCUSDT", Timestamp: base + offset.Milliseconds(),
+			ReceivedAt: (base + offset.Milliseconds()) * 1000, Price: tick.MustDecimal(price)}
+		tk.Bid, tk.Ask, tk.Volume = tk.Price, tk.Price, tick.MustDecimal("10")
+		return tk
+	}
+	ticks := []tick.Tick{
+		mkT(0, "50100.00"), mkT(30*time.Second, "50200.5"), mkT(59*time.Second, "50000.12345678"),
+		// 10:01 empty
+		mkT(2*time.Minute, "49999.99"), mkT(2*time.Minute+time.Second, "0.00000001"),
+	}
+	// Written twice: a replay must not show in any answer.
+	for range 2 {
+		if err := s.WriteBatch(ctx, ticks); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := api.New(api.Options{Components: []any{s}})
+	status, body := getCandles(t, srv, "/api/v1/candles/binance/BTCUSDT?interval=1m&from=2026-01-02T10:00:00Z&to=2026-01-02T10:03:00Z")
+	if status != 200 {
+		t.Fatalf("candles: %d %+v", status, body.Error)
+	}
+	type c struct {
+		start                  int64
+		open, high, low, close string
+		ticks                  uint64
+	}
+	var got []c
+	for _, k := range body.Data.Candles {
+		got = append(got, c{k.Start, k.Open, k.High, k.Low, k.Close, k.Ticks})
+	}
+	want := []c{
+		{base, "50100", "50200.5", "50000.12345678", "50000.12345678", 3},
+		{base + 120_000, "49999.99", "49999.99", "0.00000001", "0.00000001", 2},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("candles %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("candle %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+
+	// The tick endpoints with no cache: answered by the store, each once.
+	rec := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/ticks/binance/BTCUSDT?limit=10", nil))
+	var page struct {
+		Data struct {
+			Ticks []tick.Tick `json:"ticks"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &page); err != nil || rec.Code != 200 {
+		t.Fatalf("ticks: %d %s", rec.Code, rec.Body)
+	}
+	if len(page.Data.Ticks) != len(ticks) {
+		t.Fatalf("ticks page has %d, want %d: %s", len(page.Data.Ticks), len(ticks), rec.Body)
+	}
+	for i, tk := range page.Data.Ticks {
+		w := ticks[len(ticks)-1-i]
+		if tk.Timestamp != w.Timestamp || tk.Price.Cmp(&w.Price) != 0 {
+			t.Errorf("tick %d = %d %s, want %d %s", i, tk.Timestamp, tk.Price.String(), w.Timestamp, w.Price.String())
+		}
+	}
+	rec = httptest.NewRecorder()
+	srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/tick/binance/BTCUSDT", nil))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"price":"0.00000001"`) {
+		t.Fatalf("latest tick: %d %s", rec.Code, rec.Body)
+	}
+}
