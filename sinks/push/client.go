@@ -90,6 +90,12 @@ func (c *client) enqueue(m *message, now int64) {
 	if c.final != nil {
 		return
 	}
+	// The writer has not taken anything for max_lag: conflation keeps the
+	// queue small, but the client is still not reading.
+	if len(c.queue) > 0 && now-c.headAt > c.maxLag {
+		c.closeLocked(slowConsumer(fmt.Sprintf("nothing read for more than %s", time.Duration(c.maxLag))))
+		return
+	}
 	if c.conflating && m.ch == chTick {
 		if i, ok := c.slots[m.pair]; ok {
 			c.qbytes += len(m.data) - len(c.queue[i].data)
@@ -98,10 +104,6 @@ func (c *client) enqueue(m *message, now int64) {
 			c.s.m.conflated.Inc()
 			return
 		}
-	}
-	if len(c.queue) > 0 && now-c.headAt > c.maxLag {
-		c.closeLocked(slowConsumer(fmt.Sprintf("a queued message waited more than %s", time.Duration(c.maxLag))))
-		return
 	}
 	c.queue = append(c.queue, m)
 	c.qbytes += len(m.data)
@@ -163,10 +165,12 @@ func (c *client) closeLocked(ci *closeInfo) {
 		return
 	}
 	c.final = ci
+	c.s.m.disconnects.WithLabelValues(ci.label).Inc()
 	if !ci.flush {
 		c.dropping.Store(true)
 		clear(c.queue)
 		c.queue, c.qbytes = c.queue[:0], 0
+		c.conflating = false
 		clear(c.slots)
 	}
 	c.signal()
@@ -186,11 +190,12 @@ func (c *client) closing() bool {
 
 // kill cuts the TCP connection, unblocking every read and write on it.
 func (c *client) kill() {
-	if c.netConn != nil {
+	switch {
+	case c.netConn != nil:
 		_ = c.netConn.Close()
-		return
+	case c.ws != nil:
+		_ = c.ws.CloseNow()
 	}
-	_ = c.ws.CloseNow()
 }
 
 // take hands the writer everything queued.
@@ -274,7 +279,7 @@ func (c *client) finish(ci *closeInfo) {
 	_ = c.ws.Close(ci.status, ci.reason)
 }
 
-// serve runs the connection until it ends and returns the disconnect reason.
+// serve runs the connection until it ends and returns why it ended.
 func (c *client) serve() string {
 	go c.writeLoop()
 	c.mu.Lock()

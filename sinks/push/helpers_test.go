@@ -22,19 +22,24 @@ type testSink struct {
 	reg *prometheus.Registry
 }
 
-func startSink(t testing.TB, mutate func(*Config), env ...func(*sinks.Env)) *testSink {
+// startSink starts a sink with the default config changed by mutate; opts
+// adjust it before it runs.
+func startSink(t testing.TB, mutate func(*Config), opts ...func(*sinks.Env, *Sink)) *testSink {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
 	mutate(cfg)
 	reg := prometheus.NewRegistry()
 	e := sinks.Env{Name: "push", Metrics: reg}
-	for _, f := range env {
-		f(&e)
+	for _, f := range opts {
+		f(&e, nil)
 	}
 	s, err := New(e, cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
+	}
+	for _, f := range opts {
+		f(nil, s)
 	}
 	if err := s.Listen(); err != nil {
 		t.Fatalf("Listen: %v", err)
@@ -191,11 +196,15 @@ func expectClose(t testing.TB, c *websocket.Conn) (websocket.CloseError, frame) 
 	}
 }
 
+// mkTick is a tick with every field set, about 330 bytes on the wire like
+// a real exchange's.
 func mkTick(ex, sym, price string, ts int64) tick.Tick {
 	p := tick.MustDecimal(price)
 	return tick.Tick{
 		Exchange: ex, Symbol: sym, Timestamp: ts, Price: p, Bid: p, Ask: p,
-		Volume: tick.MustDecimal("1"), ReceivedAt: time.Now().UnixMicro(),
+		Volume: tick.MustDecimal("12345.67890000"), Open24h: tick.MustDecimal("0.50000000"),
+		High24h: tick.MustDecimal("99999.99000000"), Low24h: tick.MustDecimal("0.10000000"),
+		QuoteVolume: tick.MustDecimal("987654321.12345678"), ReceivedAt: time.Now().UnixMicro(),
 	}
 }
 

@@ -28,7 +28,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "tickflow_push_connections_total", Help: "WebSocket handshakes by result.",
 		}, []string{"result"}),
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tickflow_push_disconnects_total", Help: "Closed connections by reason.",
+			Name: "tickflow_push_disconnects_total", Help: "Connections closed, by reason, counted when the close is decided.",
 		}, []string{"reason"}),
 		clientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tickflow_push_client_errors_total", Help: "Error frames sent to clients, by code.",

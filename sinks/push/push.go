@@ -86,6 +86,11 @@ type Sink struct {
 	ln      net.Listener
 	serving atomic.Bool
 
+	// tcpWriteBuffer, when set, shrinks each connection's kernel send
+	// buffer: tests use it to make a client that stops reading block the
+	// server's writes after kilobytes rather than megabytes.
+	tcpWriteBuffer int
+
 	connMu   sync.Mutex
 	conns    map[*client]struct{}
 	handlers sync.WaitGroup
@@ -266,6 +271,9 @@ func (s *Sink) Run(ctx context.Context) error {
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if tc, ok := c.(*net.TCPConn); ok && s.tcpWriteBuffer > 0 {
+				_ = tc.SetWriteBuffer(s.tcpWriteBuffer)
+			}
 			return context.WithValue(ctx, netConnKey{}, c)
 		},
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),

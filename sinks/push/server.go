@@ -45,7 +45,6 @@ func (s *Sink) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.m.connections.Inc()
 	defer s.m.connections.Dec()
 	reason := c.serve()
-	s.m.disconnects.WithLabelValues(reason).Inc()
 	s.log.Debug("push: client disconnected", "remote", r.RemoteAddr, "reason", reason)
 }
 

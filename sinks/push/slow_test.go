@@ -1,0 +1,168 @@
+package push
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/tickflow/tickflow/sinks"
+	"github.com/tickflow/tickflow/tick"
+)
+
+// dialSmallBuffer connects with a tiny kernel receive buffer, so a client
+// that stops reading stalls the server's writes quickly.
+func dialSmallBuffer(t testing.TB, ts *testSink) *websocket.Conn {
+	t.Helper()
+	d := &net.Dialer{}
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err == nil {
+			err = c.(*net.TCPConn).SetReadBuffer(4096)
+		}
+		return c, err
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, ts.url(), &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	c.SetReadLimit(1 << 20)
+	t.Cleanup(func() { _ = c.CloseNow() })
+	return c
+}
+
+// One client that never reads and 100 that do: the 100 get every tick in
+// order with bounded latency, the stalled one is conflated and then
+// disconnected with a reason, and WriteBatch stays prompt throughout.
+func TestSlowConsumerIsolation(t *testing.T) {
+	const (
+		normal = 100
+		pairs  = 20
+		ticks  = 150 // one every 20 ms: 3 s of feed
+		maxLag = time.Second
+	)
+	ts := startSink(t, func(c *Config) {
+		c.Limits.QueueBytes = 16 << 10 // conflate past 8 KiB, about 25 ticks
+		c.Limits.MaxLag = maxLag
+		c.PingInterval = time.Hour // this test is about lag, not liveness
+	}, func(_ *sinks.Env, s *Sink) {
+		if s != nil {
+			s.tcpWriteBuffer = 4096
+		}
+	})
+
+	slow := dialSmallBuffer(t, ts)
+	subscribe(t, slow, `{"type":"subscribe","channels":["tick"]}`)
+	clients := make([]*websocket.Conn, normal)
+	for i := range clients {
+		clients[i] = dial(t, ts, "")
+		subscribe(t, clients[i], `{"type":"subscribe","channels":["tick"]}`)
+	}
+
+	results := make([]received, normal)
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = receiveAll(c, ticks)
+		}()
+	}
+
+	var slowest time.Duration
+	for seq := int64(1); seq <= ticks; seq++ {
+		tk := mkTick("sim", fmt.Sprintf("P%02dUSDT", seq%pairs), fmt.Sprint(seq), seq)
+		start := time.Now()
+		write(t, ts.Sink, tk)
+		slowest = max(slowest, time.Since(start))
+		time.Sleep(20 * time.Millisecond) // paces the feed (load shape), not a synchronisation
+	}
+	wg.Wait()
+
+	var all []time.Duration
+	for i, r := range results {
+		if r.err != nil {
+			t.Fatalf("client %d: %v", i, r.err)
+		}
+		all = append(all, r.latency...)
+	}
+	slices.Sort(all)
+	p50, p99, worst := all[len(all)/2], all[len(all)*99/100], all[len(all)-1]
+	t.Logf("%d normal clients got all %d ticks in order; latency p50 %s p99 %s max %s; slowest WriteBatch %s",
+		normal, ticks, p50, p99, worst, slowest)
+	if worst >= maxLag {
+		t.Errorf("a normal client waited %s for a tick, beyond max_lag %s", worst, maxLag)
+	}
+	// A WriteBatch that waited for the stalled client would take seconds;
+	// the bound leaves room for a loaded 2-core machine under -race.
+	if slowest > time.Second {
+		t.Errorf("WriteBatch took %s with a stalled client connected", slowest)
+	}
+
+	waitFor(t, 10*time.Second, "the stalled client to be disconnected", func() bool {
+		return counter(ts, "tickflow_push_disconnects_total", "reason", "slow_consumer") == 1
+	})
+	if got := counter(ts, "tickflow_push_conflated_ticks_total"); got == 0 {
+		t.Error("the stalled client was disconnected without being conflated first")
+	}
+	// Reading now drains the stale backlog and ends with the reason.
+	ce, last := expectClose(t, slow)
+	if ce.Code != websocket.StatusPolicyViolation || !strings.HasPrefix(ce.Reason, "too slow") {
+		t.Errorf("close = %d %q, want 1008 \"too slow...\"", ce.Code, ce.Reason)
+	}
+	if last.Code != codeSlowConsumer {
+		t.Errorf("last error frame = %+v, want %s", last, codeSlowConsumer)
+	}
+	waitFor(t, 5*time.Second, "the stalled client's handler to finish", func() bool {
+		return counter(ts, "tickflow_push_connections") == normal
+	})
+}
+
+type received struct {
+	err     error
+	latency []time.Duration
+}
+
+// receiveAll reads n ticks and checks each pair's ticks arrive in order
+// without gaps (ticks carry a global sequence as their timestamp).
+func receiveAll(c *websocket.Conn, n int) (r received) {
+	last := map[string]int64{}
+	var prev int64
+	for got := 0; got < n; {
+		f, err := tryRead(c, 20*time.Second)
+		if err != nil {
+			r.err = fmt.Errorf("after %d ticks: %w", got, err)
+			return r
+		}
+		if f.Type != "tick" {
+			r.err = fmt.Errorf("unexpected %+v", f)
+			return r
+		}
+		var tk tick.Tick
+		if err := tick.Unmarshal(f.Data, &tk); err != nil {
+			r.err = err
+			return r
+		}
+		r.latency = append(r.latency, time.Since(time.UnixMicro(tk.ReceivedAt)))
+		if p, ok := last[tk.Symbol]; ok && tk.Timestamp <= p {
+			r.err = fmt.Errorf("%s: tick %d after %d", tk.Symbol, tk.Timestamp, p)
+			return r
+		}
+		last[tk.Symbol] = tk.Timestamp
+		prev = max(prev, tk.Timestamp)
+		got++
+	}
+	if prev != int64(n) {
+		r.err = fmt.Errorf("newest tick %d, want %d", prev, n)
+	}
+	return r
+}
