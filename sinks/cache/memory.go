@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
@@ -35,10 +36,12 @@ type memPair struct {
 	histExp   time.Time
 }
 
+// memEntry is a history member: like Redis, the history keeps the JSON
+// and decodes it on read, which keeps entries small enough to merge a
+// batch in cheaply.
 type memEntry struct {
 	ts     int64
 	member string
-	t      tick.Tick
 }
 
 func (a memEntry) less(b memEntry) bool {
@@ -72,14 +75,9 @@ func (m *memory) write(_ context.Context, groups []group) (int, error) {
 			stale++
 		}
 		if !mp.histLive(now) {
-			mp.hist = mp.hist[:0]
+			mp.hist = nil
 		}
-		for _, e := range g.entries {
-			mp.add(memEntry{ts: e.t.Timestamp, member: e.json, t: cloneTick(e.t)})
-		}
-		if over := len(mp.hist) - m.cap; over > 0 {
-			mp.hist = append(mp.hist[:0], mp.hist[over:]...)
-		}
+		mp.merge(g.entries, m.cap)
 		mp.histExp = now.Add(m.ttl)
 	}
 	return stale, nil
@@ -110,14 +108,36 @@ func cloneTick(t *tick.Tick) tick.Tick {
 	return c
 }
 
-func (mp *memPair) add(e memEntry) {
-	i := sort.Search(len(mp.hist), func(i int) bool { return !mp.hist[i].less(e) })
-	if i < len(mp.hist) && mp.hist[i].ts == e.ts && mp.hist[i].member == e.member {
-		return // same tick, same member: ZADD would only rewrite its score
+// merge is ZADD then ZREMRANGEBYRANK 0 -(cap+1): the batch's ticks join
+// the history (a member already there is not added twice) and only the
+// newest cap stay.
+func (mp *memPair) merge(entries []entry, capacity int) {
+	add := make([]memEntry, len(entries))
+	for i, e := range entries {
+		add[i] = memEntry{ts: e.t.Timestamp, member: e.json}
 	}
-	mp.hist = append(mp.hist, memEntry{})
-	copy(mp.hist[i+1:], mp.hist[i:])
-	mp.hist[i] = e
+	sort.Slice(add, func(i, j int) bool { return add[i].less(add[j]) })
+	out := make([]memEntry, 0, len(mp.hist)+len(add))
+	i, j := 0, 0
+	for i < len(mp.hist) || j < len(add) {
+		var next memEntry
+		switch {
+		case j == len(add) || (i < len(mp.hist) && mp.hist[i].less(add[j])):
+			next = mp.hist[i]
+			i++
+		default:
+			next = add[j]
+			j++
+		}
+		if n := len(out); n > 0 && out[n-1] == next {
+			continue
+		}
+		out = append(out, next)
+	}
+	if over := len(out) - capacity; over > 0 {
+		out = out[over:]
+	}
+	mp.hist = out
 }
 
 // sweep drops pairs whose keys have all expired, at most once per TTL, so
@@ -165,7 +185,11 @@ func (m *memory) history(_ context.Context, q tick.Query) (api.CachedTicks, erro
 		if e.ts < lo {
 			break
 		}
-		out = append(out, e.t)
+		var t tick.Tick
+		if err := tick.Unmarshal([]byte(e.member), &t); err != nil {
+			return api.CachedTicks{}, fmt.Errorf("memory history of %s:%s: %w", q.Exchange, q.Symbol, err)
+		}
+		out = append(out, t)
 	}
 	return api.CachedTicks{Ticks: out, Since: since}, nil
 }

@@ -1,0 +1,110 @@
+package cache
+
+import (
+	"context"
+	"encoding/csv"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/sinks"
+	"github.com/tickflow/tickflow/testsvc"
+	"github.com/tickflow/tickflow/tick"
+)
+
+// BenchmarkWriteBatchRedis measures the sink's ticks/s into a real Redis
+// (no persistence), one batch at a time as the runtime calls it, in
+// batches of the spec's default size. BenchmarkRedisBaseline measures the
+// raw pipelined rate of the same server kind in the same run:
+//
+//	go test -run '^$' -bench 'WriteBatchRedis|RedisBaseline' ./sinks/cache/
+func BenchmarkWriteBatchRedis(b *testing.B) {
+	srv := testsvc.StartRedis(b, "--appendonly", "no")
+	for _, pairs := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("pairs=%d", pairs), func(b *testing.B) {
+			benchWrite(b, []string{srv.Addr()}, pairs)
+		})
+	}
+}
+
+// BenchmarkWriteBatchMemory is the in-process backend, for comparison.
+func BenchmarkWriteBatchMemory(b *testing.B) {
+	for _, pairs := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("pairs=%d", pairs), func(b *testing.B) { benchWrite(b, nil, pairs) })
+	}
+}
+
+func benchWrite(b *testing.B, addrs []string, pairs int) {
+	cfg := *DefaultConfig()
+	cfg.Redis.Addrs = addrs
+	s, err := New(sinks.Env{Clock: clock.Real}, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Connect(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close(ctx)
+	size := 500
+	// Pre-built batches with rising event times, ticks spread round-robin
+	// over the pairs, as a backlog replay looks.
+	const nBatches = 64
+	batches := make([][]tick.Tick, nBatches)
+	ts := int64(1_767_000_000_000)
+	for i := range batches {
+		batches[i] = make([]tick.Tick, size)
+		for j := range batches[i] {
+			ts++
+			t := &batches[i][j]
+			*t = tick.Tick{Exchange: "binance", Symbol: fmt.Sprintf("SYM%03dUSDT", j%pairs), Timestamp: ts,
+				Price: tick.MustDecimal("50123.45"), Volume: tick.MustDecimal("12345.678"),
+				Bid: tick.MustDecimal("50123.44"), Ask: tick.MustDecimal("50123.46"),
+				Open24h: tick.MustDecimal("49000.01"), High24h: tick.MustDecimal("51000.00"),
+				Low24h: tick.MustDecimal("48000.99"), QuoteVolume: tick.MustDecimal("618000000.12"),
+				ReceivedAt: ts*1000 + 123}
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	written := 0
+	for i := 0; written < b.N; i++ {
+		batch := batches[i%nBatches]
+		if err := s.WriteBatch(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+		written += len(batch)
+	}
+	b.ReportMetric(float64(written)/time.Since(start).Seconds(), "ticks/s")
+}
+
+// BenchmarkRedisBaseline runs redis-benchmark -P 64 for SET (200-byte
+// values, about a tick's JSON) and ZADD against a fresh server and reports
+// its requests/s; the benchmark loop itself does nothing.
+func BenchmarkRedisBaseline(b *testing.B) {
+	bin := testsvc.NeedBinary(b, "redis-benchmark", "redis-tools")
+	srv := testsvc.StartRedis(b, "--appendonly", "no")
+	_, port, _ := strings.Cut(srv.Addr(), ":")
+	out, err := exec.Command(bin, "-p", port, "-P", "64", "-t", "set,zadd", "-n", "1000000", "-d", "200", "-q", "--csv").Output()
+	if err != nil {
+		b.Fatalf("redis-benchmark: %v\n%s", err, out)
+	}
+	rows, err := csv.NewReader(strings.NewReader(string(out))).ReadAll()
+	if err != nil {
+		b.Fatalf("redis-benchmark output: %v\n%s", err, out)
+	}
+	for _, row := range rows[1:] {
+		rps, err := strconv.ParseFloat(row[1], 64)
+		if err != nil {
+			b.Fatalf("redis-benchmark row %v: %v", row, err)
+		}
+		b.ReportMetric(rps, strings.ToLower(row[0])+"/s")
+	}
+	for range b.N {
+	}
+}
