@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -146,4 +147,55 @@ func ping(ctx context.Context, addr string) error {
 		return errors.New("unexpected reply " + strconv.Quote(line))
 	}
 	return nil
+}
+
+// RedisCluster is a Redis Cluster of primaries without replicas, each a
+// Redis owned by the test.
+type RedisCluster struct {
+	Nodes []*Redis
+}
+
+// Addrs are the nodes' addresses, to seed a cluster client.
+func (c *RedisCluster) Addrs() []string {
+	out := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		out[i] = n.Addr()
+	}
+	return out
+}
+
+// StartRedisCluster starts n (at least 3) cluster-enabled redis-servers,
+// joins them with redis-cli --cluster create and waits until every node
+// reports cluster_state:ok.
+func StartRedisCluster(t testing.TB, n int) *RedisCluster {
+	t.Helper()
+	if n < 3 {
+		t.Fatalf("a Redis Cluster needs at least 3 primaries, got %d", n)
+	}
+	cli := NeedBinary(t, "redis-cli", "redis-tools")
+	c := &RedisCluster{}
+	for range n {
+		c.Nodes = append(c.Nodes, StartRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--appendonly", "no"))
+	}
+	args := append([]string{"--cluster", "create"}, c.Addrs()...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, node := range c.Nodes {
+		_, port, _ := net.SplitHostPort(node.Addr())
+		for {
+			out, err := exec.Command(cli, "-p", port, "cluster", "info").Output()
+			if err == nil && strings.Contains(string(out), "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("redis cluster node %s not ok after 20s: %v\n%s", node.Addr(), err, out)
+			}
+			time.Sleep(50 * time.Millisecond) // poll interval while the cluster converges
+		}
+	}
+	return c
 }

@@ -63,6 +63,43 @@ var backends = []backendCase{
 			return h
 		}
 	}},
+	{name: "redis-cluster", setup: func(t *testing.T) func(*testing.T, Config) *harness {
+		cl := testsvc.StartRedisCluster(t, 3)
+		admin := rawClient(t, cl.Addrs()...)
+		if admin.Mode() != rueidis.ClientModeCluster {
+			t.Fatalf("client mode %q against a cluster", admin.Mode())
+		}
+		total := func(cmd func(rueidis.Client) rueidis.Completed) (int64, error) {
+			var sum int64
+			for _, n := range admin.Nodes() {
+				v, err := n.Do(context.Background(), cmd(n)).AsInt64()
+				if err != nil {
+					return 0, err
+				}
+				sum += v
+			}
+			return sum, nil
+		}
+		return func(t *testing.T, cfg Config) *harness {
+			for _, n := range admin.Nodes() {
+				if err := n.Do(context.Background(), n.B().Flushall().Build()).Error(); err != nil {
+					t.Fatalf("flushall: %v", err)
+				}
+			}
+			cfg.Redis.Addrs = cl.Addrs()
+			h := newHarness(t, cfg, clock.Real)
+			if m := h.sink.be.Load().backend.(*redisBackend).c.Mode(); m != rueidis.ClientModeCluster {
+				t.Fatalf("the sink's client is in %q mode against a cluster", m)
+			}
+			h.passTTL = func(t *testing.T) {
+				waitFor(t, 10*time.Second, "keys to expire", func() bool {
+					n, err := total(func(c rueidis.Client) rueidis.Completed { return c.B().Dbsize().Build() })
+					return err == nil && n == 0
+				})
+			}
+			return h
+		}
+	}},
 }
 
 func newHarness(t *testing.T, cfg Config, clk clock.Clock) *harness {
@@ -361,9 +398,9 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-func rawClient(t testing.TB, addr string) rueidis.Client {
+func rawClient(t testing.TB, addrs ...string) rueidis.Client {
 	t.Helper()
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true})
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: addrs, DisableCache: true})
 	if err != nil {
 		t.Fatalf("redis client: %v", err)
 	}
