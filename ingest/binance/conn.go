@@ -199,6 +199,10 @@ func (c *conn) serve(ctx context.Context, ws *websocket.Conn) (end ending) {
 				f.log.Warn("binance: error frame from server", "conn", c.id, "error", info, "suppressed", n)
 			}
 		case frameShutdown:
+			// Binance sends this some minutes before it cuts the
+			// connection. Replacing it now loses only what is in flight
+			// here, and the next ticker snapshot (every second)
+			// supersedes that.
 			f.m.ServerEvents.WithLabelValues(Exchange, "server_shutdown").Inc()
 			f.log.Info("binance: server announced shutdown; reconnecting now", "conn", c.id)
 			end.err = errShutdown
