@@ -408,8 +408,8 @@ func (c *Config) Validate() error {
 				return fmt.Errorf("ingest.binance.%s: must be > 0, got %s", key, d)
 			}
 		}
-		if b.MaxLifetime > 24*time.Hour {
-			return fmt.Errorf("ingest.binance.max_lifetime: %s is past Binance's 24h cut-off", b.MaxLifetime)
+		if b.MaxLifetime >= 24*time.Hour {
+			return fmt.Errorf("ingest.binance.max_lifetime: %s must be under Binance's 24h cut-off", b.MaxLifetime)
 		}
 		if b.BackoffMin > b.BackoffMax {
 			return errors.New("ingest.binance.backoff_min: larger than backoff_max")

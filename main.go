@@ -1,0 +1,306 @@
+// Command tickflow runs the whole market-data pipeline from one binary and
+// one YAML file: exchange ingestors → Kafka (embedded or external) → sinks,
+// each in its own consumer group, with the REST API and web page on top.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tickflow/tickflow/api"
+	"github.com/tickflow/tickflow/bus"
+	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/config"
+	"github.com/tickflow/tickflow/health"
+	"github.com/tickflow/tickflow/ingest"
+	"github.com/tickflow/tickflow/sinks"
+	_ "github.com/tickflow/tickflow/sinks/all" // the compiled-in sinks
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stderr, os.Getenv)
+	stop()
+	os.Exit(code)
+}
+
+// Topics tickflow publishes besides the tick topic.
+var sideTopics = []string{"risk.alerts", "strategy.signals"}
+
+// run is main without the process: it returns the exit code, so tests can
+// run tickflow in-process.
+func run(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) int {
+	fs := flag.NewFlagSet("tickflow", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "config.yaml", "path to the YAML config file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path, getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "tickflow: %v\n", err)
+		return 2
+	}
+	log := newLogger(cfg.Log, stderr)
+	if err := start(ctx, cfg, log); err != nil {
+		log.Error("tickflow stopped with an error", "err", err)
+		return 1
+	}
+	log.Info("tickflow stopped cleanly")
+	return 0
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level)) // validated by config
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// start runs every component until ctx ends or one fails, then shuts down in
+// order: ingest stops and the producer flushes what it accepted, each sink
+// writes and commits its batch in hand, and the broker closes last.
+func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	hr := health.New()
+
+	// Bus: the embedded broker unless external brokers are configured.
+	cc, err := clientConfig(cfg.Bus, log)
+	if err != nil {
+		return fmt.Errorf("bus: %w", err)
+	}
+	if len(cfg.Bus.Brokers) == 0 {
+		emb, err := bus.StartEmbedded(bus.EmbeddedConfig{
+			Listen: cfg.Bus.Listen, DataDir: cfg.Bus.DataDir, SyncWrites: cfg.Bus.SyncWrites, Logger: log,
+		})
+		if err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+		defer func() {
+			emb.Close()
+			log.Info("broker closed", "component", "broker")
+		}()
+		cc.Brokers = emb.Addrs()
+		log.Info("started", "component", "broker", "kind", "embedded", "addr", strings.Join(cc.Brokers, ","), "data_dir", cfg.Bus.DataDir)
+	} else {
+		log.Info("using external Kafka", "component", "broker", "brokers", strings.Join(cc.Brokers, ","))
+	}
+	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, t := range append([]string{cfg.Bus.Topic}, sideTopics...) {
+		if err := bus.EnsureTopic(setupCtx, cc, t, int32(cfg.Bus.Partitions), int16(cfg.Bus.Replication)); err != nil {
+			return fmt.Errorf("broker: topic %s: %w", t, err)
+		}
+	}
+	hr.Set("broker", nil)
+
+	producer, err := bus.NewProducer(cc, bus.ProducerOptions{Topic: cfg.Bus.Topic, Linger: cfg.Bus.Linger, Logger: log.With("component", "producer"), Metrics: reg})
+	if err != nil {
+		return fmt.Errorf("producer: %w", err)
+	}
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if ferr := producer.Close(fctx); ferr != nil {
+			log.Error("producer: flush at shutdown incomplete", "component", "producer", "err", ferr)
+			err = errors.Join(err, fmt.Errorf("producer flush: %w", ferr))
+		}
+	}()
+
+	built, err := buildSinks(cfg, cc, log, reg, hr, producer)
+	if err != nil {
+		return err
+	}
+
+	// Ingest: every enabled source feeds one bounded queue drained by the pump.
+	queue, err := ingest.NewQueue(cfg.Ingest.Queue, log.With("component", "ingest"), reg)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	feeds, err := buildFeeds(cfg, queue, log, reg, hr)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	pump, err := ingest.NewPump(queue, producer, ingest.PumpOptions{Logger: log.With("component", "ingest"), Metrics: reg})
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+
+	components := make([]any, 0, len(built))
+	for _, b := range built {
+		components = append(components, b.sink)
+	}
+	srv := api.New(api.Options{
+		Listen: cfg.API.Listen, Logger: log.With("component", "api"), Health: hr, Gatherer: reg,
+		Components: components, ShutdownTimeout: cfg.API.ShutdownTimeout,
+	})
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	log.Info("started", "component", "api", "addr", "http://"+srv.Addr())
+
+	// Sinks and the API run until ctx ends. Ingest runs under its own
+	// context so that, at shutdown, the pump drains the queue into the
+	// producer before anything downstream stops.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Run(gctx) })
+	for _, b := range built {
+		if svc, ok := b.sink.(sinks.Service); ok {
+			g.Go(func() error {
+				if err := svc.Run(gctx); err != nil {
+					return fmt.Errorf("sink %s: %w", b.name, err)
+				}
+				return nil
+			})
+		}
+		g.Go(func() error { return b.rt.Run(gctx) })
+	}
+	ig, ictx := errgroup.WithContext(gctx)
+	for _, f := range feeds {
+		ig.Go(func() error { return f.feed.Run(ictx) })
+	}
+	g.Go(func() error {
+		err := ig.Wait()
+		queue.Close()
+		return err
+	})
+	g.Go(func() error { return pump.Run(gctx) })
+	err = g.Wait()
+	received, produced, unproduced := ingestTotals(reg)
+	log.Info("ingest summary", "component", "ingest", "received", received, "produced", produced, "unproduced", unproduced)
+	return err
+}
+
+// ingestTotals sums the ingest counters, for the shutdown summary: the
+// number of ticks accepted and handed to the producer in this run.
+func ingestTotals(g prometheus.Gatherer) (received, produced, unproduced int64) {
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0, 0, 0
+	}
+	for _, mf := range mfs {
+		var dst *int64
+		switch mf.GetName() {
+		case "tickflow_ingest_ticks_received_total":
+			dst = &received
+		case "tickflow_ingest_ticks_produced_total":
+			dst = &produced
+		case "tickflow_ingest_unproduced_total":
+			dst = &unproduced
+		default:
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			*dst += int64(m.GetCounter().GetValue())
+		}
+	}
+	return received, produced, unproduced
+}
+
+func clientConfig(b config.Bus, log *slog.Logger) (bus.ClientConfig, error) {
+	cc := bus.ClientConfig{
+		// franz-go logs every group step at info; keep its warnings only.
+		Brokers: b.Brokers, ClientID: b.ClientID, Logger: slog.New(minLevel{log.Handler(), slog.LevelWarn}).With("component", "kafka"),
+		SASL: bus.SASL{Mechanism: b.SASL.Mechanism, Username: b.SASL.Username, Password: b.SASL.Password},
+	}
+	if b.TLS.Enabled {
+		tc, err := bus.TLSFiles(b.TLS.CAFile, b.TLS.CertFile, b.TLS.KeyFile, b.TLS.ServerName, b.TLS.InsecureSkipVerify)
+		if err != nil {
+			return cc, err
+		}
+		cc.TLS = tc
+	}
+	return cc, nil
+}
+
+type builtSink struct {
+	name string
+	sink sinks.Sink
+	rt   *bus.Runtime
+}
+
+// buildSinks builds every enabled, compiled-in sink and its runtime. A sink
+// the config names but this build lacks, or one with no backend configured,
+// is reported (log and /readyz) and skipped without consuming, so nothing
+// is committed on its behalf.
+func buildSinks(cfg config.Config, cc bus.ClientConfig, log *slog.Logger, reg *prometheus.Registry, hr *health.Registry, pub sinks.Publisher) ([]builtSink, error) {
+	rm := bus.NewRuntimeMetrics(reg)
+	var out []builtSink
+	byName := map[string]sinks.Sink{}
+	peer := func(name string) (sinks.Sink, bool) { s, ok := byName[name]; return s, ok }
+	for _, sc := range cfg.Sinks {
+		slog := log.With("component", "sink", "sink", sc.Name)
+		if !sc.Enabled {
+			continue
+		}
+		if !sc.Available {
+			slog.Warn("not available in this build; skipped")
+			hr.Register("sink:"+sc.Name, false, "not available in this build")
+			continue
+		}
+		spec, _ := sinks.Lookup(sc.Name)
+		s, err := spec.New(sinks.Env{
+			Name: sc.Name, Logger: slog, Metrics: reg,
+			Clock: clock.Real, Publisher: pub, Peer: peer,
+		}, sc.Settings)
+		if errors.Is(err, sinks.ErrUnavailable) {
+			slog.Warn("unavailable; not consuming", "reason", err)
+			hr.Register("sink:"+sc.Name, false, err.Error())
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sink %s: %w", sc.Name, err)
+		}
+		rt, err := bus.NewRuntime(bus.RuntimeConfig{
+			Client: cc, Topic: cfg.Bus.Topic, Group: "tickflow." + sc.Name, Name: sc.Name, Sink: s, Batch: sc.Batch,
+			Logger: log.With("component", "sink"), Metrics: rm, Health: hr,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("sink %s: %w", sc.Name, err)
+		}
+		if r, ok := s.(sinks.Readier); ok {
+			hr.Check("sink:"+sc.Name+":backend", r.Ready)
+		}
+		byName[sc.Name] = s
+		out = append(out, builtSink{name: sc.Name, sink: s, rt: rt})
+		attrs := []any{"component", "sink", "sink", sc.Name, "group", "tickflow." + sc.Name, "batch_size", sc.Batch.Size, "max_wait", sc.Batch.MaxWait}
+		if a, ok := s.(interface{ Addr() string }); ok {
+			attrs = append(attrs, "addr", a.Addr())
+		}
+		log.Info("started", attrs...)
+	}
+	return out, nil
+}
+
+// minLevel raises a handler's threshold for a chatty library.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.min}
+}
+
+func (h minLevel) WithGroup(n string) slog.Handler { return minLevel{h.Handler.WithGroup(n), h.min} }

@@ -1,0 +1,324 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tickflow/tickflow/bus"
+	"github.com/tickflow/tickflow/testsvc"
+)
+
+// The test binary doubles as tickflow: with TICKFLOW_TEST_MAIN=1 it runs
+// main, so shutdown is tested on a real process receiving a real SIGTERM.
+func TestMain(m *testing.M) {
+	if os.Getenv("TICKFLOW_TEST_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	logs chan map[string]any
+	raw  *bytes.Buffer
+	done chan error
+}
+
+// startTickflow runs tickflow with the given config text in dir and
+// streams its JSON log lines.
+func startTickflow(t *testing.T, dir, cfg string, env ...string) *proc {
+	t.Helper()
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-config", path)
+	cmd.Env = append(os.Environ(), append(env, "TICKFLOW_TEST_MAIN=1")...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, logs: make(chan map[string]any, 10000), raw: &bytes.Buffer{}, done: make(chan error, 1)}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			p.raw.Write(append(sc.Bytes(), '\n'))
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil {
+				p.logs <- m
+			}
+		}
+		close(p.logs)
+		p.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("tickflow output:\n%s", p.raw.String())
+		}
+	})
+	return p
+}
+
+// waitLog returns the first log line satisfying match.
+func (p *proc) waitLog(t *testing.T, what string, match func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.After(60 * time.Second)
+	for {
+		select {
+		case m, ok := <-p.logs:
+			if !ok {
+				t.Fatalf("tickflow exited before logging %s", what)
+			}
+			if match(m) {
+				return m
+			}
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func msgIs(msg string, kv ...string) func(map[string]any) bool {
+	return func(m map[string]any) bool {
+		if m["msg"] != msg {
+			return false
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			if fmt.Sprint(m[kv[i]]) != kv[i+1] {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func demoConfig(dir string, busPort, apiPort, pushPort int) string {
+	return fmt.Sprintf(`
+ingest:
+  binance: {enabled: false}
+  sim: {enabled: true, symbols: [BTCUSDT, ETHUSDT, SOLUSDT], interval: 5ms, seed: 42}
+bus:
+  listen: 127.0.0.1:%d
+  data_dir: %s
+  partitions: 4
+sinks:
+  cache: {enabled: true}
+  push: {enabled: true, listen: "127.0.0.1:%d"}
+api:
+  listen: 127.0.0.1:%d
+log: {format: json}
+`, busPort, filepath.Join(dir, "kafka"), pushPort, apiPort)
+}
+
+// TestSIGTERMLosesNothingAccepted runs tickflow on the simulated exchange,
+// sends SIGTERM while ticks flow, and checks: exit code 0; every tick the
+// sources accepted is in Kafka; every sink group committed no further than
+// the log end; and a restart on the same data dir resumes each group from
+// its commit until it has everything.
+func TestSIGTERMLosesNothingAccepted(t *testing.T) {
+	dir := t.TempDir()
+	busPort, apiPort, pushPort := testsvc.FreePort(t), testsvc.FreePort(t), testsvc.FreePort(t)
+	cfg := demoConfig(dir, busPort, apiPort, pushPort)
+	p := startTickflow(t, dir, cfg)
+	p.waitLog(t, "api start", msgIs("started", "component", "api"))
+
+	// Wait until ticks have gone all the way through the cache sink.
+	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/api/v1/tick/sim/BTCUSDT", apiPort), http.StatusOK)
+
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	summary := p.waitLog(t, "ingest summary", msgIs("ingest summary"))
+	for range p.logs { // drain until exit
+	}
+	if err := <-p.done; err != nil {
+		t.Fatalf("tickflow exit: %v (want exit code 0)", err)
+	}
+	received := int64(summary["received"].(float64))
+	if received == 0 || summary["unproduced"].(float64) != 0 {
+		t.Fatalf("summary %v", summary)
+	}
+
+	// Reopen the broker's data dir and compare.
+	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "kafka")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(emb.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, "market_data.ticks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
+	if total != received {
+		t.Fatalf("Kafka holds %d ticks, the sources accepted %d", total, received)
+	}
+	for _, group := range []string{"tickflow.cache", "tickflow.push"} {
+		committed, err := adm.FetchOffsets(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum int64
+		committed.Each(func(o kadm.OffsetResponse) {
+			sum += o.At
+			if end, ok := ends.Lookup(o.Topic, o.Partition); ok && o.At > end.Offset {
+				t.Errorf("%s committed %d past the end %d of partition %d", group, o.At, end.Offset, o.Partition)
+			}
+		})
+		if sum == 0 {
+			t.Errorf("%s committed nothing", group)
+		}
+	}
+	emb.Close()
+
+	// Restart without sources: the sinks catch up on whatever they had not
+	// committed, so every group ends at the log end.
+	cfg = strings.Replace(cfg, "sim: {enabled: true", "sim: {enabled: false", 1)
+	p2 := startTickflow(t, dir, cfg)
+	p2.waitLog(t, "api start", msgIs("started", "component", "api"))
+	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/api/v1/tick/sim/SOLUSDT", apiPort), http.StatusOK)
+	if err := p2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for range p2.logs {
+	}
+	if err := <-p2.done; err != nil {
+		t.Fatalf("second run exit: %v", err)
+	}
+	emb2, err := bus.StartEmbedded(bus.EmbeddedConfig{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "kafka")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb2.Close()
+	cl2, err := kgo.NewClient(kgo.SeedBrokers(emb2.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl2.Close()
+	adm2 := kadm.NewClient(cl2)
+	for _, group := range []string{"tickflow.cache", "tickflow.push"} {
+		committed, err := adm2.FetchOffsets(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum int64
+		committed.Each(func(o kadm.OffsetResponse) { sum += o.At })
+		if sum != total {
+			t.Errorf("after restart %s committed %d of %d ticks", group, sum, total)
+		}
+	}
+}
+
+// waitHTTP polls url until it answers with status (a real condition, with
+// a deadline).
+func waitHTTP(t *testing.T, url string, status int) []byte {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == status {
+				return body
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: no %d within 30s (last err %v)", url, status, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestBadConfigExitsBeforeStarting(t *testing.T) {
+	for _, tc := range []struct{ name, cfg, want string }{
+		{"unknown key", "bus: {topicz: x}", "field topicz not found"},
+		{"unknown sink", "sinks: {cach: {enabled: true}}", "sinks.cach: unknown sink"},
+		{"empty symbols", "ingest: {binance: {enabled: true, symbols: []}}", "ingest.binance.symbols"},
+		{"bad duration", "sinks: {cache: {enabled: true, batch: {max_wait: fast}}}", "sinks.cache: batch.max_wait"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "c.yaml")
+			os.WriteFile(path, []byte(tc.cfg), 0o644)
+			var stderr bytes.Buffer
+			code := run(context.Background(), []string{"-config", path}, &stderr, func(string) string { return "" })
+			if code != 2 || !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 and %q", code, stderr.String(), tc.want)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "data")); err == nil {
+				t.Fatal("something started: data dir created")
+			}
+		})
+	}
+	var stderr bytes.Buffer
+	if code := run(context.Background(), []string{"-config", "/nonexistent.yaml"}, &stderr, os.Getenv); code != 2 {
+		t.Fatalf("missing file: exit %d", code)
+	}
+}
+
+// TestExternalBrokers: with bus.brokers set (here through the environment)
+// no embedded broker starts and ticks go to the configured cluster.
+func TestExternalBrokers(t *testing.T) {
+	ext, err := bus.StartEmbedded(bus.EmbeddedConfig{Listen: "127.0.0.1:0", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ext.Close()
+	dir := t.TempDir()
+	busPort, apiPort, pushPort := testsvc.FreePort(t), testsvc.FreePort(t), testsvc.FreePort(t)
+	p := startTickflow(t, dir, demoConfig(dir, busPort, apiPort, pushPort), "TICKFLOW_BUS_BROKERS="+strings.Join(ext.Addrs(), ","))
+	p.waitLog(t, "external broker", msgIs("using external Kafka", "component", "broker"))
+	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/api/v1/tick/sim/ETHUSDT", apiPort), http.StatusOK)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(ext.Addrs()...), kgo.ConsumeTopics("market_data.ticks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if fs := cl.PollRecords(ctx, 1); fs.NumRecords() == 0 {
+		t.Fatalf("no ticks in the external broker: %v", fs.Err())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "kafka")); err == nil {
+		t.Fatal("embedded broker data dir created although brokers are configured")
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	for range p.logs {
+	}
+	if err := <-p.done; err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+}
