@@ -26,8 +26,6 @@ func (c *testCacheConfig) Validate() error {
 	return nil
 }
 
-
-
 func init() {
 	sinks.Register(sinks.Spec{
 		Name:   "cache",
