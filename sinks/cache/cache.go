@@ -212,6 +212,10 @@ func (s *Sink) Connect(ctx context.Context) error {
 	if s.be.Load() != nil {
 		return nil
 	}
+	if len(s.cfg.Redis.Addrs) == 0 { // connecting again after Close
+		s.be.Store(&backendBox{newMemory(s.clk, s.cfg.TTL, s.cfg.History)})
+		return nil
+	}
 	r, err := dialRedis(ctx, s.cfg, s.log)
 	if err != nil {
 		err = fmt.Errorf("cache: connect %s: %w", s.Backend(), err)
@@ -264,16 +268,26 @@ func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
 
 func (s *Sink) group(batch []tick.Tick) ([]group, int) {
 	var (
-		groups  []group
-		idx     = make(map[tick.Pair]int, 8)
-		invalid int
-		buf     []byte
+		groups   []group
+		idx      = make(map[tick.Pair]int, 8)
+		invalid  int
+		firstBad error
+		buf      []byte
 	)
+	defer func() {
+		// One line per batch, not per tick: a misbehaving producer must
+		// not flood the log.
+		if invalid > 0 {
+			s.log.Warn("cache: dropped invalid ticks", "count", invalid, "first", firstBad)
+		}
+	}()
 	for i := range batch {
 		t := &batch[i]
 		if err := validTick(t); err != nil {
+			if invalid == 0 {
+				firstBad = fmt.Errorf("%s at %d: %w", t.Key(), t.Timestamp, err)
+			}
 			invalid++
-			s.log.Warn("cache: dropping invalid tick", "pair", t.Key(), "ts", t.Timestamp, "err", err)
 			continue
 		}
 		p := t.Pair()

@@ -286,6 +286,9 @@ var suite = []struct {
 		if got := metric(t, h.reg, "tickflow_cache_ticks_invalid_total"); got != 3 {
 			t.Errorf("invalid counter = %v, want 3", got)
 		}
+		if n := h.logs.count("cache: dropped invalid ticks"); n != 1 {
+			t.Errorf("invalid ticks logged %d times for one batch, want once", n)
+		}
 		if err := h.sink.WriteBatch(context.Background(), []tick.Tick{noPrice}); err != nil {
 			t.Errorf("an all-invalid batch must not fail (retrying cannot fix it): %v", err)
 		}
