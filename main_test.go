@@ -34,10 +34,29 @@ func TestMain(m *testing.M) {
 }
 
 type proc struct {
-	cmd  *exec.Cmd
-	logs chan map[string]any
-	raw  *bytes.Buffer
-	done chan error
+	cmd    *exec.Cmd
+	logs   chan map[string]any
+	raw    *bytes.Buffer // written until exited is closed
+	exited chan struct{}
+	err    error // the exit status, once exited is closed
+}
+
+// stop sends SIGTERM and returns the exit status once the process is gone.
+func (p *proc) stop(t *testing.T) error {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	return p.wait()
+}
+
+// wait returns the exit status once the process is gone, discarding logs
+// nobody waited for.
+func (p *proc) wait() error {
+	for range p.logs {
+	}
+	<-p.exited
+	return p.err
 }
 
 // startTickflow runs tickflow with the given config text in dir and
@@ -57,7 +76,7 @@ func startTickflow(t *testing.T, dir, cfg string, env ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, logs: make(chan map[string]any, 10000), raw: &bytes.Buffer{}, done: make(chan error, 1)}
+	p := &proc{cmd: cmd, logs: make(chan map[string]any, 10000), raw: &bytes.Buffer{}, exited: make(chan struct{})}
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -69,12 +88,12 @@ func startTickflow(t *testing.T, dir, cfg string, env ...string) *proc {
 			}
 		}
 		close(p.logs)
-		p.done <- cmd.Wait()
+		p.err = cmd.Wait()
+		close(p.exited)
 	}()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-		}
+		_ = cmd.Process.Kill() // already gone unless the test failed early
+		_ = p.wait()
 		if t.Failed() {
 			t.Logf("tickflow output:\n%s", p.raw.String())
 		}
@@ -152,9 +171,7 @@ func TestSIGTERMLosesNothingAccepted(t *testing.T) {
 		t.Fatal(err)
 	}
 	summary := p.waitLog(t, "ingest summary", msgIs("ingest summary"))
-	for range p.logs { // drain until exit
-	}
-	if err := <-p.done; err != nil {
+	if err := p.wait(); err != nil {
 		t.Fatalf("tickflow exit: %v (want exit code 0)", err)
 	}
 	received := int64(summary["received"].(float64))
@@ -209,12 +226,7 @@ func TestSIGTERMLosesNothingAccepted(t *testing.T) {
 	p2 := startTickflow(t, dir, cfg)
 	p2.waitLog(t, "api start", msgIs("started", "component", "api"))
 	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/api/v1/tick/sim/SOLUSDT", apiPort), http.StatusOK)
-	if err := p2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	for range p2.logs {
-	}
-	if err := <-p2.done; err != nil {
+	if err := p2.stop(t); err != nil {
 		t.Fatalf("second run exit: %v", err)
 	}
 	emb2, err := bus.StartEmbedded(bus.EmbeddedConfig{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "kafka")})
@@ -315,10 +327,7 @@ func TestExternalBrokers(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "kafka")); err == nil {
 		t.Fatal("embedded broker data dir created although brokers are configured")
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	for range p.logs {
-	}
-	if err := <-p.done; err != nil {
+	if err := p.stop(t); err != nil {
 		t.Fatalf("exit: %v", err)
 	}
 }
