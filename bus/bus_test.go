@@ -371,3 +371,43 @@ func TestUndecodableRecordsAreCountedAndSkipped(t *testing.T) {
 	}
 	checkExactlyOnceInOrder(t, sent, s.got)
 }
+
+// blockSink never finishes a batch until released.
+type blockSink struct {
+	*recSink
+	release chan struct{}
+	entered chan struct{}
+}
+
+func (s *blockSink) WriteBatch(ctx context.Context, b []tick.Tick) error {
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
+	select {
+	case <-s.release:
+		return s.recSink.WriteBatch(ctx, b)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func TestStalledSinkDoesNotDelayAnother(t *testing.T) {
+	_, cc := startBroker(t, t.TempDir())
+	stalled := &blockSink{recSink: newRecSink(0), release: make(chan struct{}), entered: make(chan struct{}, 1)}
+	rs := runSink(t, cc, "tickflow.stalled", stalled, sinks.BatchPolicy{Size: 10, MaxWait: time.Millisecond}, nil, nil)
+	healthy := newRecSink(0)
+	rh := runSink(t, cc, "tickflow.healthy", healthy, sinks.BatchPolicy{Size: 10, MaxWait: time.Millisecond}, nil, nil)
+	defer rh.stop(t)
+
+	sent := produce(t, cc, 5, 200)
+	<-stalled.entered // the stalled sink holds its first batch
+	healthy.waitFor(t, len(sent))
+	checkExactlyOnceInOrder(t, sent, healthy.got)
+
+	// Released, the stalled sink catches up with nothing skipped.
+	close(stalled.release)
+	stalled.waitFor(t, len(sent))
+	rs.stop(t)
+	checkExactlyOnceInOrder(t, sent, stalled.got)
+}
