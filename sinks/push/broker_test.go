@@ -135,8 +135,23 @@ func TestFedThroughBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "every offset committed", func() bool { return committed() == int64(len(sent)) })
-	// The stalled client's queue passed half its bound: it is conflated,
+	// The stalled client's writer is stuck (the reading client has got
+	// everything, so a client with a queue is the stalled one), and its
+	// queue passed half its bound at least once: it was conflated, and is
 	// not yet dropped.
+	waitFor(t, 10*time.Second, "the stalled client's queue to back up", func() bool {
+		ts.connMu.Lock()
+		defer ts.connMu.Unlock()
+		for c := range ts.conns {
+			c.mu.Lock()
+			backed := len(c.queue) > 0
+			c.mu.Unlock()
+			if backed {
+				return true
+			}
+		}
+		return false
+	})
 	if n := counter(ts, "tickflow_push_conflated_ticks_total"); n == 0 {
 		t.Fatal("the stalled client was not conflated")
 	}

@@ -208,12 +208,17 @@ func mkTick(ex, sym, price string, ts int64) tick.Tick {
 	}
 }
 
+// write hands ticks to the sink and waits until the hub has queued them
+// to every subscriber, so what a client reads next is deterministic.
 func write(t testing.TB, s *Sink, ticks ...tick.Tick) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := s.WriteBatch(ctx, ticks); err != nil {
 		t.Fatalf("WriteBatch: %v", err)
+	}
+	if err := s.hub.flush(ctx); err != nil {
+		t.Fatalf("flush: %v", err)
 	}
 }
 

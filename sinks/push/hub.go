@@ -47,7 +47,14 @@ type shard struct {
 	mu   sync.Mutex
 	subs map[subKey]map[*client]struct{}
 	last map[string]*message // pair → newest tick
-	in   chan []*message
+	in   chan shardWork
+}
+
+// shardWork is a batch for one shard; done, when set, is closed once the
+// shard has fanned out everything sent before it.
+type shardWork struct {
+	msgs []*message
+	done chan struct{}
 }
 
 func newHub(shards int, m *metrics) *hub {
@@ -56,7 +63,7 @@ func newHub(shards int, m *metrics) *hub {
 		h.shards = append(h.shards, &shard{
 			subs: map[subKey]map[*client]struct{}{},
 			last: map[string]*message{},
-			in:   make(chan []*message, 64),
+			in:   make(chan shardWork, 64),
 		})
 	}
 	return h
@@ -116,13 +123,40 @@ func (h *hub) dispatch(ctx context.Context, msgs []*message) error {
 }
 
 func (h *hub) send(ctx context.Context, i int, msgs []*message) error {
+	return h.sendWork(ctx, i, shardWork{msgs: msgs})
+}
+
+// flush returns once every shard has fanned out what was dispatched before
+// the call: what a caller needs before it can say a client got, or did
+// not get, a message.
+func (h *hub) flush(ctx context.Context) error {
+	dones := make([]chan struct{}, len(h.shards))
+	for i := range h.shards {
+		dones[i] = make(chan struct{})
+		if err := h.sendWork(ctx, i, shardWork{done: dones[i]}); err != nil {
+			return err
+		}
+	}
+	for _, d := range dones {
+		select {
+		case <-d:
+		case <-h.done:
+			return errHubClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (h *hub) sendWork(ctx context.Context, i int, w shardWork) error {
 	select {
 	case <-h.done:
 		return errHubClosed
 	default:
 	}
 	select {
-	case h.shards[i].in <- msgs:
+	case h.shards[i].in <- w:
 		return nil
 	case <-h.done:
 		return errHubClosed
@@ -136,10 +170,14 @@ func (s *shard) loop(h *hub) {
 		select {
 		case <-h.done:
 			return
-		case batch := <-s.in:
+		case w := <-s.in:
+			if w.done != nil {
+				close(w.done)
+				continue
+			}
 			s.mu.Lock()
 			n := 0
-			for _, m := range batch {
+			for _, m := range w.msgs {
 				if m.ch == chTick {
 					if old := s.last[m.pair]; old == nil || m.ts >= old.ts {
 						s.last[m.pair] = m

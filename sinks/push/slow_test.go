@@ -2,12 +2,14 @@ package push
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,14 +23,17 @@ import (
 // that stops reading stalls the server's writes quickly.
 func dialSmallBuffer(t testing.TB, ts *testSink) *websocket.Conn {
 	t.Helper()
-	d := &net.Dialer{}
-	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := d.DialContext(ctx, network, addr)
-		if err == nil {
-			err = c.(*net.TCPConn).SetReadBuffer(4096)
-		}
-		return c, err
+	// Before connect, so the window advertised in the handshake is small
+	// too; set afterwards, the kernel may still accept a large window's
+	// worth of data.
+	d := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		return errors.Join(err, serr)
 	}}
+	tr := &http.Transport{DialContext: d.DialContext}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, _, err := websocket.Dial(ctx, ts.url(), &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
@@ -82,7 +87,9 @@ func TestSlowConsumerIsolation(t *testing.T) {
 	for seq := int64(1); seq <= ticks; seq++ {
 		tk := mkTick("sim", fmt.Sprintf("P%02dUSDT", seq%pairs), fmt.Sprint(seq), seq)
 		start := time.Now()
-		write(t, ts.Sink, tk)
+		if err := ts.WriteBatch(t.Context(), []tick.Tick{tk}); err != nil {
+			t.Fatal(err)
+		}
 		slowest = max(slowest, time.Since(start))
 		time.Sleep(20 * time.Millisecond) // paces the feed (load shape), not a synchronisation
 	}
