@@ -227,12 +227,17 @@ func (c *client) recycle(batch []*message) {
 
 func (c *client) writeLoop() {
 	defer close(c.writerDone)
+	cork, _ := c.netConn.(*corkConn)
 	for range c.wake {
 		batch, skipped, final := c.take()
+		corked := cork != nil && len(batch) > 1
+		if corked {
+			cork.cork()
+		}
 		if skipped > 0 && !c.write(encodeConflated(skipped)) {
 			return
 		}
-		sent, sampled := 0, false
+		sent, firstRecv := 0, int64(0)
 		for _, m := range batch {
 			if c.dropping.Load() {
 				break
@@ -242,10 +247,18 @@ func (c *client) writeLoop() {
 				return
 			}
 			sent++
-			if !sampled && m.recvUS != 0 {
-				sampled = true
-				c.s.m.latency.Observe(float64(c.s.now()/1e3-m.recvUS) / 1e6)
+			if firstRecv == 0 {
+				firstRecv = m.recvUS
 			}
+		}
+		if corked {
+			if err := cork.uncork(); err != nil {
+				c.closeWith(&closeInfo{label: "write_error", silent: true})
+				return
+			}
+		}
+		if firstRecv != 0 {
+			c.s.m.latency.Observe(float64(c.s.now()/1e3-firstRecv) / 1e6)
 		}
 		c.s.m.sent.Add(float64(sent))
 		c.recycle(batch)

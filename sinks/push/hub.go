@@ -27,7 +27,7 @@ type message struct {
 	recvUS int64
 }
 
-var errHubClosed = errors.New("push: hub closed")
+var errHubClosed = errors.New("hub closed")
 
 // hub fans messages out to subscribed clients. It is sharded by pair: each
 // shard has its own goroutine, subscription index and last-tick map behind
@@ -294,8 +294,7 @@ func (h *hub) unsubscribe(c *client, keys []subKey) {
 	}
 }
 
-// lastTicks returns the hub's newest tick of every pair, for tests and the
-// cache fallback.
+// lastTicks returns the hub's newest tick of every pair.
 func (h *hub) lastTicks() []*message {
 	var out []*message
 	for _, s := range h.shards {

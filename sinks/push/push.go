@@ -130,7 +130,7 @@ func (s *Sink) now() int64 { return s.clk.Now().UnixNano() }
 // can fail: without a cache the hub's own last ticks serve snapshots.
 func (s *Sink) Connect(context.Context) error {
 	if s.closed.Load() {
-		return errHubClosed
+		return fmt.Errorf("push: %w", errHubClosed)
 	}
 	s.hub.run()
 	if s.peer != nil {
@@ -153,7 +153,7 @@ func (s *Sink) Connect(context.Context) error {
 // feed, and a client can drop a tick older than the one it shows.
 func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
 	if s.closed.Load() {
-		return errHubClosed
+		return fmt.Errorf("push: %w", errHubClosed)
 	}
 	s.hub.run()
 	at := s.now()
@@ -271,7 +271,11 @@ func (s *Sink) Run(ctx context.Context) error {
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if tc, ok := c.(*net.TCPConn); ok && s.tcpWriteBuffer > 0 {
+			raw := c
+			if cc, ok := c.(*corkConn); ok {
+				raw = cc.Conn
+			}
+			if tc, ok := raw.(*net.TCPConn); ok && s.tcpWriteBuffer > 0 {
 				_ = tc.SetWriteBuffer(s.tcpWriteBuffer)
 			}
 			return context.WithValue(ctx, netConnKey{}, c)
@@ -281,7 +285,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	s.serving.Store(true)
 	s.log.Info("push: serving WebSocket clients", "addr", s.Addr(), "path", s.cfg.Path)
-	go func() { errc <- srv.Serve(s.ln) }()
+	go func() { errc <- srv.Serve(corkListener{s.ln}) }()
 	var err error
 	select {
 	case err = <-errc:

@@ -33,11 +33,16 @@ func (s *Sink) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	nc, _ := r.Context().Value(netConnKey{}).(net.Conn)
 	c := newClient(s, ws, nc)
-	if !s.track(c) {
+	if ok, shuttingDown := s.track(c); !ok {
+		if shuttingDown {
+			s.reject(ws, nc, codeShutdown, "server shutting down; reconnect shortly", websocket.StatusGoingAway, "server shutting down")
+			return
+		}
 		s.m.accepted.WithLabelValues("limit_rejected").Inc()
 		s.m.clientErrors.WithLabelValues(codeTooManyConns).Inc()
 		s.m.disconnects.WithLabelValues(codeTooManyConns).Inc()
-		s.reject(ws, nc)
+		s.reject(ws, nc, codeTooManyConns, "the server is at its connection limit; try again later",
+			websocket.StatusTryAgainLater, "too many connections")
 		return
 	}
 	defer s.untrack(c)
@@ -48,17 +53,20 @@ func (s *Sink) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.log.Debug("push: client disconnected", "remote", r.RemoteAddr, "reason", reason)
 }
 
-// track registers c unless the connection limit is reached or the server
-// is shutting down.
-func (s *Sink) track(c *client) bool {
+// track registers c unless the server is shutting down or the connection
+// limit is reached.
+func (s *Sink) track(c *client) (ok, shuttingDown bool) {
 	s.connMu.Lock()
 	defer s.connMu.Unlock()
-	if len(s.conns) >= s.cfg.Limits.MaxConnections || !s.serving.Load() {
-		return false
+	if !s.serving.Load() {
+		return false, true
+	}
+	if len(s.conns) >= s.cfg.Limits.MaxConnections {
+		return false, false
 	}
 	s.conns[c] = struct{}{}
 	s.handlers.Add(1)
-	return true
+	return true, false
 }
 
 func (s *Sink) untrack(c *client) {
@@ -68,9 +76,9 @@ func (s *Sink) untrack(c *client) {
 	s.handlers.Done()
 }
 
-// reject tells a client over the connection limit why before closing: a
+// reject tells a client it cannot be served, and why, before closing: a
 // browser cannot read the body of a refused handshake.
-func (s *Sink) reject(ws *websocket.Conn, nc net.Conn) {
+func (s *Sink) reject(ws *websocket.Conn, nc net.Conn, code, msg string, status websocket.StatusCode, reason string) {
 	kill := time.AfterFunc(s.cfg.WriteTimeout, func() {
 		if nc != nil {
 			_ = nc.Close()
@@ -79,8 +87,8 @@ func (s *Sink) reject(ws *websocket.Conn, nc net.Conn) {
 	defer kill.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
 	defer cancel()
-	_ = ws.Write(ctx, websocket.MessageText, encodeError(codeTooManyConns, "the server is at its connection limit; try again later"))
-	_ = ws.Close(websocket.StatusTryAgainLater, "too many connections")
+	_ = ws.Write(ctx, websocket.MessageText, encodeError(code, msg))
+	_ = ws.Close(status, reason)
 }
 
 // originAllowed applies sinks.push.allowed_origins. A request without an
