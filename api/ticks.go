@@ -44,16 +44,9 @@ type TickCache interface {
 	Pairs(ctx context.Context) ([]tick.Tick, error)
 }
 
-// CachedTicks is the cache's answer to a history query.
-type CachedTicks struct {
-	// Ticks are the matching ticks the cache holds, newest first, all with
-	// Timestamp >= Since.
-	Ticks []tick.Tick
-	// Since is the event time (Unix ms) from which the cache holds every
-	// tick of the pair it was given; older ticks, if any, are only in the
-	// history. Zero when the cache holds nothing for the pair.
-	Since int64
-}
+// CachedTicks is what the cache holds of a pair for a query (see
+// tick.Window); it lives in tick so the cache sink need not import api.
+type CachedTicks = tick.Window
 
 // Limits of the tick endpoints, documented in the OpenAPI description.
 const (

@@ -16,3 +16,12 @@ type Query struct {
 	// ms) are returned. Zero means no cursor.
 	Before int64
 }
+
+// Window is what a cache holds of one pair for a Query: the matching ticks,
+// newest first, and Since, the event time (Unix ms) from which it holds
+// every tick of the pair it was given (zero when it holds nothing). A reader
+// that needs ticks older than Since must ask the history store.
+type Window struct {
+	Ticks []Tick
+	Since int64
+}

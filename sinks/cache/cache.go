@@ -30,7 +30,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tickflow/tickflow/api"
 	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/tick"
@@ -129,7 +128,7 @@ type backend interface {
 	// latest tick was not replaced because a newer one was already there.
 	write(ctx context.Context, groups []group) (stale int, err error)
 	latest(ctx context.Context, p tick.Pair) (tick.Tick, bool, error)
-	history(ctx context.Context, q tick.Query) (api.CachedTicks, error)
+	history(ctx context.Context, q tick.Query) (tick.Window, error)
 	// putLatest sets p's latest tick unless a newer one is there.
 	putLatest(ctx context.Context, t *tick.Tick, js []byte) error
 	pairs(ctx context.Context) ([]tick.Tick, error)
@@ -151,7 +150,7 @@ type entry struct {
 	json string // the history member: same tick, same bytes
 }
 
-// Sink is the cache sink. It also serves the API's reads (api.TickCache).
+// Sink is the cache sink. It also serves the API's reads (the API's TickCache).
 type Sink struct {
 	cfg   Config
 	log   *slog.Logger
@@ -168,7 +167,6 @@ type backendBox struct{ backend }
 var (
 	_ sinks.Sink      = (*Sink)(nil)
 	_ sinks.Readier   = (*Sink)(nil)
-	_ api.TickCache   = (*Sink)(nil)
 	_ sinks.Validator = (*Config)(nil)
 )
 
@@ -349,7 +347,7 @@ func (s *Sink) Ready(ctx context.Context) error {
 	return nil
 }
 
-// Latest implements api.TickCache.
+// Latest serves the API's TickCache.
 func (s *Sink) Latest(ctx context.Context, exchange, symbol string) (tick.Tick, bool, error) {
 	b, err := s.backend()
 	if err != nil {
@@ -358,11 +356,11 @@ func (s *Sink) Latest(ctx context.Context, exchange, symbol string) (tick.Tick, 
 	return b.latest(ctx, tick.Pair{Exchange: exchange, Symbol: symbol})
 }
 
-// History implements api.TickCache.
-func (s *Sink) History(ctx context.Context, q tick.Query) (api.CachedTicks, error) {
+// History serves the API's TickCache.
+func (s *Sink) History(ctx context.Context, q tick.Query) (tick.Window, error) {
 	b, err := s.backend()
 	if err != nil {
-		return api.CachedTicks{}, err
+		return tick.Window{}, err
 	}
 	if q.Limit <= 0 || q.Limit > s.cfg.History {
 		q.Limit = s.cfg.History
@@ -370,7 +368,7 @@ func (s *Sink) History(ctx context.Context, q tick.Query) (api.CachedTicks, erro
 	return b.history(ctx, q)
 }
 
-// Put implements api.TickCache: the API re-populates the cache with what
+// Put serves the API's TickCache: the API re-populates the cache with what
 // the history store returned. Like a write, it never moves latest back.
 func (s *Sink) Put(ctx context.Context, t tick.Tick) error {
 	b, err := s.backend()
@@ -383,7 +381,7 @@ func (s *Sink) Put(ctx context.Context, t tick.Tick) error {
 	return b.putLatest(ctx, &t, t.AppendJSON(nil))
 }
 
-// Pairs implements api.TickCache.
+// Pairs serves the API's TickCache.
 func (s *Sink) Pairs(ctx context.Context) ([]tick.Tick, error) {
 	b, err := s.backend()
 	if err != nil {

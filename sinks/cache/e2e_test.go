@@ -302,3 +302,7 @@ func rawClient(t testing.TB, addr string) rueidis.Client {
 	t.Cleanup(c.Close)
 	return c
 }
+
+// The sink serves the API's cache layer without importing api; this guard
+// keeps the method sets in step.
+var _ api.TickCache = (*cache.Sink)(nil)

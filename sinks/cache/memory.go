@@ -10,7 +10,6 @@ import (
 
 	"github.com/cockroachdb/apd/v3"
 
-	"github.com/tickflow/tickflow/api"
 	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/tick"
 )
@@ -165,13 +164,13 @@ func (m *memory) latest(_ context.Context, p tick.Pair) (tick.Tick, bool, error)
 	return mp.latest, true, nil
 }
 
-func (m *memory) history(_ context.Context, q tick.Query) (api.CachedTicks, error) {
+func (m *memory) history(_ context.Context, q tick.Query) (tick.Window, error) {
 	now := m.clk.Now()
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	mp := m.byPair[tick.Pair{Exchange: q.Exchange, Symbol: q.Symbol}]
 	if mp == nil || !mp.histLive(now) {
-		return api.CachedTicks{}, nil
+		return tick.Window{}, nil
 	}
 	since := coverageStart(mp.hist[0].ts, len(mp.hist), m.cap)
 	lo, hi := scoreBounds(q)
@@ -187,11 +186,11 @@ func (m *memory) history(_ context.Context, q tick.Query) (api.CachedTicks, erro
 		}
 		var t tick.Tick
 		if err := tick.Unmarshal([]byte(e.member), &t); err != nil {
-			return api.CachedTicks{}, fmt.Errorf("memory history of %s:%s: %w", q.Exchange, q.Symbol, err)
+			return tick.Window{}, fmt.Errorf("memory history of %s:%s: %w", q.Exchange, q.Symbol, err)
 		}
 		out = append(out, t)
 	}
-	return api.CachedTicks{Ticks: out, Since: since}, nil
+	return tick.Window{Ticks: out, Since: since}, nil
 }
 
 func (m *memory) putLatest(_ context.Context, t *tick.Tick, _ []byte) error {

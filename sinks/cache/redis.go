@@ -13,7 +13,6 @@ import (
 
 	"github.com/redis/rueidis"
 
-	"github.com/tickflow/tickflow/api"
 	"github.com/tickflow/tickflow/tick"
 )
 
@@ -200,7 +199,7 @@ func (r *redisBackend) latest(ctx context.Context, p tick.Pair) (tick.Tick, bool
 	return t, true, nil
 }
 
-func (r *redisBackend) history(ctx context.Context, q tick.Query) (api.CachedTicks, error) {
+func (r *redisBackend) history(ctx context.Context, q tick.Query) (tick.Window, error) {
 	p := tick.Pair{Exchange: q.Exchange, Symbol: q.Symbol}
 	hk := historyKey(p)
 	lo, hi := scoreBounds(q)
@@ -214,32 +213,32 @@ func (r *redisBackend) history(ctx context.Context, q tick.Query) (api.CachedTic
 			Limit(0, int64(q.Limit)).Build())
 	n, err := res[0].AsInt64()
 	if err != nil {
-		return api.CachedTicks{}, err
+		return tick.Window{}, err
 	}
 	oldest, err := res[1].AsZScores()
 	if err != nil {
-		return api.CachedTicks{}, err
+		return tick.Window{}, err
 	}
 	members, err := res[2].AsStrSlice()
 	if err != nil {
-		return api.CachedTicks{}, err
+		return tick.Window{}, err
 	}
 	if n == 0 || len(oldest) == 0 {
-		return api.CachedTicks{}, nil
+		return tick.Window{}, nil
 	}
 	since := coverageStart(int64(oldest[0].Score), int(n), r.cap)
 	out := make([]tick.Tick, 0, len(members))
 	for _, m := range members {
 		var t tick.Tick
 		if err := tick.Unmarshal([]byte(m), &t); err != nil {
-			return api.CachedTicks{}, fmt.Errorf("%s holds a bad tick: %w", hk, err)
+			return tick.Window{}, fmt.Errorf("%s holds a bad tick: %w", hk, err)
 		}
 		if t.Timestamp < since {
 			break // newest first: the rest are older still
 		}
 		out = append(out, t)
 	}
-	return api.CachedTicks{Ticks: out, Since: since}, nil
+	return tick.Window{Ticks: out, Since: since}, nil
 }
 
 func (r *redisBackend) putLatest(ctx context.Context, t *tick.Tick, js []byte) error {
