@@ -1,0 +1,104 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tickflow/tickflow/api"
+	"github.com/tickflow/tickflow/testsvc"
+)
+
+// TestFullStack runs tickflow as a user would with real backends: the
+// simulated exchange, the embedded broker, Redis for the cache and
+// ClickHouse (over HTTP) for the store. It checks the API answers from the
+// cache, candles come from the store, and when Redis dies (the real process)
+// the latest tick is still served, from the store, while /readyz says why.
+func TestFullStack(t *testing.T) {
+	redis := testsvc.StartRedis(t)
+	ch := testsvc.StartClickHouse(t)
+	dir := t.TempDir()
+	busPort, apiPort, pushPort := testsvc.FreePort(t), testsvc.FreePort(t), testsvc.FreePort(t)
+	cfg := fmt.Sprintf(`
+ingest:
+  binance: {enabled: false}
+  sim: {enabled: true, symbols: [BTCUSDT, ETHUSDT], interval: 10ms, seed: 7}
+bus: {listen: "127.0.0.1:%d", data_dir: %q, partitions: 4}
+sinks:
+  cache: {enabled: true, redis: {addrs: [%q]}}
+  store: {enabled: true, batch: {size: 200, max_wait: 100ms}, clickhouse: {url: %q, database: fullstack}}
+  push: {enabled: true, listen: "127.0.0.1:%d"}
+api: {listen: "127.0.0.1:%d"}
+log: {format: json}
+`, busPort, filepath.Join(dir, "kafka"), redis.Addr(), ch.HTTPURL(), pushPort, apiPort)
+	p := startTickflow(t, dir, cfg)
+	base := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
+
+	waitHTTP(t, base+"/readyz", http.StatusOK)
+	latest := base + "/api/v1/tick/sim/BTCUSDT"
+	waitHTTP(t, latest, http.StatusOK)
+	if src := header(t, latest, api.SourceHeader); src != "cache" {
+		t.Fatalf("latest tick served by %q, want cache", src)
+	}
+
+	// Candles come from ClickHouse once the store has flushed a batch.
+	var candles struct {
+		Success bool
+		Data    struct{ Candles []map[string]any }
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(candles.Data.Candles) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no candles from the store within 30s")
+		}
+		body := waitHTTP(t, base+"/api/v1/candles/sim/BTCUSDT?interval=1m", http.StatusOK)
+		if err := json.Unmarshal(body, &candles); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a real condition with a deadline
+	}
+	c := candles.Data.Candles[len(candles.Data.Candles)-1]
+	if _, ok := c["open"].(string); !ok {
+		t.Fatalf("candle %v: prices must be decimal strings", c)
+	}
+
+	// Redis dies: the latest tick now comes from the store.
+	redis.Stop()
+	waitHTTP(t, base+"/readyz", http.StatusServiceUnavailable)
+	body := waitHTTP(t, latest, http.StatusOK)
+	if src := header(t, latest, api.SourceHeader); src != "store" {
+		t.Fatalf("with Redis down the latest tick came from %q (%s), want store", src, body)
+	}
+	ready := string(waitHTTP(t, base+"/readyz", http.StatusServiceUnavailable))
+	if !strings.Contains(ready, "sink:cache") {
+		t.Fatalf("/readyz does not name the cache: %s", ready)
+	}
+
+	// Redis returns: the cache catches up and serves again.
+	redis.Restart()
+	waitHTTP(t, base+"/readyz", http.StatusOK)
+	deadline = time.Now().Add(30 * time.Second)
+	for header(t, latest, api.SourceHeader) != "cache" {
+		if time.Now().After(deadline) {
+			t.Fatal("cache never served again after Redis came back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := p.stop(t); err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+}
+
+func header(t *testing.T, url, name string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.Header.Get(name)
+}
