@@ -29,7 +29,7 @@ type pipeline struct {
 	prod *bus.Producer
 }
 
-func startPipeline(t *testing.T, partitions int32) *pipeline {
+func startPipeline(t testing.TB, partitions int32) *pipeline {
 	t.Helper()
 	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{Listen: "127.0.0.1:0", DataDir: t.TempDir()})
 	if err != nil {
@@ -37,7 +37,9 @@ func startPipeline(t *testing.T, partitions int32) *pipeline {
 	}
 	t.Cleanup(emb.Close)
 	cc := bus.ClientConfig{Brokers: emb.Addrs()}
-	if err := bus.EnsureTopic(bg(t), cc, e2eTopic, partitions, -1); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := bus.EnsureTopic(ctx, cc, e2eTopic, partitions, -1); err != nil {
 		t.Fatal(err)
 	}
 	prod, err := bus.NewProducer(cc, bus.ProducerOptions{Topic: e2eTopic})
@@ -48,9 +50,10 @@ func startPipeline(t *testing.T, partitions int32) *pipeline {
 	return &pipeline{cc: cc, prod: prod}
 }
 
-func (p *pipeline) produce(t *testing.T, ts []tick.Tick) {
+func (p *pipeline) produce(t testing.TB, ts []tick.Tick) {
 	t.Helper()
-	ctx := bg(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
 	for i := range ts {
 		if err := p.prod.Produce(ctx, &ts[i]); err != nil {
 			t.Fatal(err)
@@ -70,11 +73,15 @@ type runtime struct {
 	hr   *health.Registry
 }
 
-func (p *pipeline) run(t *testing.T, sink sinks.Sink, batch sinks.BatchPolicy, clk clock.Clock) *runtime {
+func (p *pipeline) run(t testing.TB, sink sinks.Sink, batch sinks.BatchPolicy, clk clock.Clock) *runtime {
+	return p.runGroup(t, "tickflow.store", sink, batch, clk)
+}
+
+func (p *pipeline) runGroup(t testing.TB, group string, sink sinks.Sink, batch sinks.BatchPolicy, clk clock.Clock) *runtime {
 	t.Helper()
 	r := &runtime{done: make(chan error, 1), reg: prometheus.NewRegistry(), hr: health.New()}
 	rt, err := bus.NewRuntime(bus.RuntimeConfig{
-		Client: p.cc, Topic: e2eTopic, Group: "tickflow.store", Name: "store", Sink: sink, Batch: batch, Clock: clk,
+		Client: p.cc, Topic: e2eTopic, Group: group, Name: "store", Sink: sink, Batch: batch, Clock: clk,
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
 		Metrics: bus.NewRuntimeMetrics(r.reg), Health: r.hr,
 	})
@@ -203,7 +210,7 @@ func visibleCount(t *testing.T, s *Sink, want []tick.Tick) int {
 }
 
 // newE2ESink builds the sink through its registered spec, as main does.
-func newE2ESink(t *testing.T, rawURL, db string) *Sink {
+func newE2ESink(t testing.TB, rawURL, db string) *Sink {
 	t.Helper()
 	spec, ok := sinks.Lookup("store")
 	if !ok {

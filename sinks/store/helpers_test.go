@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func clickHouse(t *testing.T) *testsvc.ClickHouse {
+func clickHouse(t testing.TB) *testsvc.ClickHouse {
 	t.Helper()
 	testsvc.NeedBinary(t, "clickhouse-server", "clickhouse-server")
 	sharedOnce.Do(func() {
@@ -61,7 +61,7 @@ func clickHouse(t *testing.T) *testsvc.ClickHouse {
 var nonIdent = regexp.MustCompile(`[^A-Za-z0-9_]`)
 
 // testDB is a database name unique to the test.
-func testDB(t *testing.T) string {
+func testDB(t testing.TB) string {
 	return "t_" + nonIdent.ReplaceAllString(t.Name(), "_")
 }
 
@@ -118,13 +118,13 @@ func newSink(t *testing.T, rawURL string, mod func(*Config)) (*Sink, *prometheus
 
 // sql runs a statement over HTTP with the plain text formats, for checks
 // that must not go through the code under test.
-func sql(t *testing.T, ch *testsvc.ClickHouse, q string) string {
+func sql(t testing.TB, ch *testsvc.ClickHouse, q string) string {
 	t.Helper()
 	return sqlWith(t, ch, q, "")
 }
 
 // sqlWith is sql with extra URL-encoded settings.
-func sqlWith(t *testing.T, ch *testsvc.ClickHouse, q, settings string) string {
+func sqlWith(t testing.TB, ch *testsvc.ClickHouse, q, settings string) string {
 	t.Helper()
 	u := ch.HTTPURL() + "/?query=" + url.QueryEscape(q)
 	if settings != "" {
@@ -195,7 +195,7 @@ func (c *countingTransport) counts() []int {
 	return append([]int(nil), c.inserts...)
 }
 
-func bg(t *testing.T) context.Context {
+func bg(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
