@@ -7,6 +7,7 @@ package signal
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strconv"
 
@@ -67,4 +68,36 @@ func ID(strategy string, p tick.Pair, side Side, at int64) string {
 	}
 	h.Write(strconv.AppendInt(nil, at, 10))
 	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// StrategyStatus is one configured strategy as the API shows it: its
+// configuration, its state, and its paper account.
+type StrategyStatus struct {
+	Name     string            `json:"name"`
+	Type     string            `json:"type"`
+	Exchange string            `json:"exchange"`
+	Symbol   string            `json:"symbol"`
+	Params   map[string]string `json:"params"`
+	// State is the strategy's own state (moving-average windows, the side
+	// of the last cross, ...), as it is snapshotted.
+	State json.RawMessage `json:"state"`
+	// Signals counts the signals it has published.
+	Signals int          `json:"signals"`
+	Paper   PaperAccount `json:"paper"`
+}
+
+// PaperAccount is a strategy's simulated trading: every signal is filled at
+// the triggering tick's price, no fees, no slippage; no order is placed.
+// Decimals are exact strings.
+type PaperAccount struct {
+	Quantity   string `json:"quantity"`
+	AllowShort bool   `json:"allow_short"`
+	// Position is signed: negative is short.
+	Position   string `json:"position"`
+	EntryPrice string `json:"entry_price"`
+	// MarkPrice is the pair's latest price, which UnrealizedPnL uses.
+	MarkPrice     string `json:"mark_price"`
+	RealizedPnL   string `json:"realized_pnl"`
+	UnrealizedPnL string `json:"unrealized_pnl"`
+	Fills         int    `json:"fills"`
 }

@@ -5,5 +5,7 @@ package all
 import (
 	_ "github.com/tickflow/tickflow/sinks/cache"
 	_ "github.com/tickflow/tickflow/sinks/push"
+	_ "github.com/tickflow/tickflow/sinks/risk"
 	_ "github.com/tickflow/tickflow/sinks/store"
+	_ "github.com/tickflow/tickflow/sinks/strategy"
 )

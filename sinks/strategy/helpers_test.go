@@ -1,0 +1,215 @@
+package strategy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/signal"
+	"github.com/tickflow/tickflow/sinks"
+	"github.com/tickflow/tickflow/tick"
+)
+
+type record struct {
+	topic, key string
+	sig        signal.Signal
+}
+
+type fakeBus struct {
+	mu       sync.Mutex
+	records  []record
+	failNext int
+}
+
+func (b *fakeBus) Publish(_ context.Context, topic string, key, value []byte) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.failNext > 0 {
+		b.failNext--
+		return errors.New("broker unavailable")
+	}
+	var s signal.Signal
+	if err := json.Unmarshal(value, &s); err != nil {
+		return err
+	}
+	b.records = append(b.records, record{topic: topic, key: string(key), sig: s})
+	return nil
+}
+
+func (b *fakeBus) signals() []signal.Signal {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]signal.Signal, len(b.records))
+	for i, r := range b.records {
+		out[i] = r.sig
+	}
+	return out
+}
+
+type fakePush struct {
+	sinks.Sink
+	mu   sync.Mutex
+	keys map[string][]string
+}
+
+func (p *fakePush) Publish(channel, key string, _ []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.keys == nil {
+		p.keys = map[string][]string{}
+	}
+	p.keys[channel] = append(p.keys[channel], key)
+}
+
+// parseConfig decodes a sinks.strategy section the way the config loader
+// does, over the defaults.
+func parseConfig(t *testing.T, src string) *Config {
+	t.Helper()
+	c := DefaultConfig()
+	dec := yaml.NewDecoder(stringsReader(src))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		t.Fatalf("decode config: %v", err)
+	}
+	return c
+}
+
+type harness struct {
+	t    *testing.T
+	sink *Sink
+	bus  *fakeBus
+	push *fakePush
+	reg  *prometheus.Registry
+}
+
+// newHarness builds a connected engine with its pool running until the
+// test ends.
+func newHarness(t *testing.T, cfg *Config, clk clock.Clock) *harness {
+	t.Helper()
+	h := &harness{t: t, bus: &fakeBus{}, push: &fakePush{}, reg: prometheus.NewRegistry()}
+	s, err := New(sinks.Env{
+		Name: "strategy", Metrics: h.reg, Publisher: h.bus, Clock: clk,
+		Peer: func(name string) (sinks.Sink, bool) { return h.push, name == "push" },
+	}, cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	waitFor(t, "the pool to start", s.pool.running.Load)
+	if err := s.Connect(context.Background()); err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	h.sink = s
+	return h
+}
+
+func (h *harness) write(ticks ...tick.Tick) {
+	h.t.Helper()
+	if err := h.sink.WriteBatch(context.Background(), ticks); err != nil {
+		h.t.Fatalf("WriteBatch: %v", err)
+	}
+}
+
+func (h *harness) counter(name string, labels ...string) float64 {
+	h.t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue metric
+				}
+			}
+			total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return total
+}
+
+const t0 = int64(1_700_000_000_000)
+
+func tk(exchange, symbol string, at time.Duration, price string) tick.Tick {
+	return tick.Tick{Exchange: exchange, Symbol: symbol, Timestamp: t0 + at.Milliseconds(), Price: tick.MustDecimal(price)}
+}
+
+func path(exchange, symbol string, step time.Duration, prices ...string) []tick.Tick {
+	out := make([]tick.Tick, len(prices))
+	for i, p := range prices {
+		out[i] = tk(exchange, symbol, time.Duration(i)*step, p)
+	}
+	return out
+}
+
+// sig is the comparable part of a signal.
+type sig struct {
+	name  string
+	side  signal.Side
+	price string
+	at    int64
+}
+
+func sigs(ss []signal.Signal) []sig {
+	out := []sig{}
+	for _, s := range ss {
+		out = append(out, sig{s.Strategy, s.Side, s.Price, s.Timestamp - t0})
+	}
+	return out
+}
+
+func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func indent(s, prefix string) string {
+	lines := strings.Split(strings.Trim(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = prefix + l
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+func senv() sinks.Env {
+	return sinks.Env{Name: "strategy", Metrics: prometheus.NewRegistry(), Publisher: &fakeBus{}}
+}
+
+// waitFor polls a real condition until a deadline.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

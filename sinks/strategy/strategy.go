@@ -1,0 +1,509 @@
+// Package strategy is the strategy engine sink: configured strategies of
+// pluggable types (price_cross, sma_cross, breakout, momentum, or any type
+// registered with RegisterType) watch their pair's ticks and publish
+// signals to the strategy.signals topic, the push sink's "signal" channel
+// and the REST API. A built-in paper executor keeps simulated positions and
+// PnL per strategy; no real order is ever placed.
+//
+// # Per tick
+//
+// ShouldTrigger runs inline on the consuming goroutine for every tick of a
+// strategy's pair, in event-time order (Kafka keeps a pair in one
+// partition). Triggers go to a bounded worker pool for Execute (see
+// pool.go for how a full pool is handled). WriteBatch waits for its jobs,
+// publishes the signals in trigger order, applies them to the paper
+// accounts, and returns nil only once the signals are acknowledged by the
+// bus.
+//
+// # State across restarts
+//
+// With state_dir set, the engine's whole state (every strategy's windows
+// and sides, the paper accounts, each pair's last event time, recently
+// published signal IDs and the REST list) is written to a file after every
+// batch, once its signals are on the bus and before WriteBatch returns, so
+// before the batch's offsets are committed. A restart loads it, and the
+// runtime replays from the last committed offset; ticks the snapshot
+// already reflects are skipped by event time, so moving averages, channels
+// and positions carry on exactly. A crash between publishing and writing
+// the file republishes that batch's signals with the same IDs
+// (at-least-once). A file rather than the cache backend because it must be
+// written in step with the offset commit, and the cache is an optional,
+// best-effort layer; a strategy whose type, pair or parameters changed
+// starts afresh rather than from state that meant something else.
+//
+// Without state_dir, state lives in memory only: after a restart each
+// strategy is rebuilt from the ticks replayed since the last commit, which
+// for a running system is almost nothing, so windows refill from scratch
+// and paper accounts start at zero.
+package strategy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/apd/v3"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/signal"
+	"github.com/tickflow/tickflow/sinks"
+	"github.com/tickflow/tickflow/tick"
+)
+
+func init() {
+	sinks.Register(sinks.Spec{
+		Name: "strategy",
+		// Small batches: a signal waits for its batch to fill or time out.
+		Batch:  sinks.BatchPolicy{Size: 500, MaxWait: 50 * time.Millisecond},
+		Config: func() any { return DefaultConfig() },
+		New: func(env sinks.Env, cfg any) (sinks.Sink, error) {
+			c, ok := cfg.(*Config)
+			if !ok {
+				return nil, fmt.Errorf("strategy: config is %T, want *strategy.Config", cfg)
+			}
+			return New(env, c)
+		},
+	})
+}
+
+// Pusher is what the engine needs from the push sink: fan a payload out to
+// a channel's subscribers without waiting for them.
+type Pusher interface {
+	Publish(channel, key string, payload []byte)
+}
+
+type instance struct {
+	entry Entry
+	*built
+	fp      string
+	paper   paper
+	mark    apd.Decimal // the pair's latest price
+	signals int
+}
+
+type route struct {
+	last  int64 // event time of the last tick applied
+	insts []*instance
+}
+
+// Sink is the strategy engine.
+type Sink struct {
+	cfg    *Config
+	env    sinks.Env
+	log    *slog.Logger
+	m      *metrics
+	pool   *pool
+	recent *recent
+
+	batchMu sync.Mutex // serialises WriteBatch and Connect
+	outbox  []signal.Signal
+	loaded  bool
+	lookups bool
+	push    Pusher
+
+	mu     sync.RWMutex // guards strategy and paper state against API reads
+	insts  []*instance
+	routes map[tick.Pair]*route
+	seen   *seenSet
+}
+
+var (
+	_ sinks.Sink    = (*Sink)(nil)
+	_ sinks.Service = (*Sink)(nil)
+)
+
+// New builds the engine and every configured strategy.
+func New(env sinks.Env, cfg *Config) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("strategy: %w", err)
+	}
+	if env.Publisher == nil {
+		return nil, fmt.Errorf("strategy: %w: no publisher to send signals to", sinks.ErrUnavailable)
+	}
+	if env.Logger == nil {
+		env.Logger = slog.New(slog.DiscardHandler)
+	}
+	env.Clock = clock.OrReal(env.Clock)
+	if env.Metrics == nil {
+		env.Metrics = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(env.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("strategy: metrics: %w", err)
+	}
+	s := &Sink{
+		cfg:    cfg,
+		env:    env,
+		log:    env.Logger.With("sink", "strategy"),
+		m:      m,
+		recent: newRecent(cfg.Recent),
+		routes: map[tick.Pair]*route{},
+		seen:   newSeenSet(seenSize),
+	}
+	s.pool = newPool(cfg, env.Clock, m, s.log)
+	busy := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tickflow_strategy_workers_busy", Help: "Workers running an Execute."},
+		func() float64 { return float64(s.pool.busy.Load()) })
+	if err := env.Metrics.Register(busy); err != nil {
+		return nil, fmt.Errorf("strategy: metrics: %w", err)
+	}
+	for i := range cfg.Strategies {
+		e := cfg.Strategies[i]
+		b, err := e.build()
+		if err != nil {
+			return nil, fmt.Errorf("strategy: strategies[%d] %s: %w", i, e.label(), err)
+		}
+		in := &instance{entry: e, built: b, fp: fingerprint(&e)}
+		s.insts = append(s.insts, in)
+		r := s.routes[b.pair]
+		if r == nil {
+			r = &route{}
+			s.routes[b.pair] = r
+		}
+		r.insts = append(r.insts, in)
+	}
+	return s, nil
+}
+
+// Run serves the worker pool for the life of the process.
+func (s *Sink) Run(ctx context.Context) error { return s.pool.run(ctx) }
+
+// errNoPool: WriteBatch before the host started Run.
+var errNoPool = errors.New("worker pool not running yet")
+
+// Connect loads the state snapshot (once) and finds the push sink.
+func (s *Sink) Connect(ctx context.Context) error {
+	s.batchMu.Lock()
+	defer s.batchMu.Unlock()
+	if !s.lookups && s.env.Peer != nil {
+		s.lookups = true
+		if p, ok := s.env.Peer("push"); ok {
+			if pp, ok := p.(Pusher); ok {
+				s.push = pp
+			} else {
+				s.log.Warn("strategy: the push sink cannot publish to channels; signals go to Kafka and the API only", "type", fmt.Sprintf("%T", p))
+			}
+		}
+	}
+	if s.loaded || s.cfg.StateDir == "" {
+		s.loaded = true
+		return nil
+	}
+	snap, err := loadState(s.cfg.StateDir)
+	switch {
+	case errors.Is(err, errCorrupt):
+		bad := filepath.Join(s.cfg.StateDir, stateFile+".corrupt")
+		s.log.Error("strategy: state snapshot unusable, starting strategies afresh", "err", err, "moved_to", bad)
+		s.m.stateErrors.Inc()
+		if rerr := os.Rename(filepath.Join(s.cfg.StateDir, stateFile), bad); rerr != nil {
+			s.log.Error("strategy: move bad snapshot aside", "err", rerr)
+		}
+	case err != nil:
+		s.m.stateErrors.Inc()
+		return fmt.Errorf("strategy: %w", err)
+	case snap != nil:
+		s.restore(snap)
+	}
+	s.loaded = true
+	return nil
+}
+
+func (s *Sink) restore(snap *snapshot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	restored := 0
+	for _, in := range s.insts {
+		ss := snap.Strategies[in.entry.Name]
+		if ss == nil {
+			continue
+		}
+		if ss.Fingerprint != in.fp {
+			s.log.Info("strategy: configuration changed since the snapshot, starting afresh", "strategy", in.entry.Name)
+			continue
+		}
+		if err := in.strategy.Restore(ss.State); err != nil {
+			s.m.stateErrors.Inc()
+			s.log.Error("strategy: cannot restore state, starting afresh", "strategy", in.entry.Name, "err", err)
+			continue
+		}
+		in.paper = ss.Paper
+		in.mark.Set(&ss.Mark)
+		in.signals = ss.Signals
+		restored++
+	}
+	for p, r := range s.routes {
+		r.last = snap.Pairs[p.String()]
+	}
+	for _, k := range snap.Seen {
+		s.seen.add(k)
+	}
+	for _, sig := range snap.Recent {
+		s.recent.add(sig)
+	}
+	s.log.Info("strategy: state restored", "strategies", restored, "signals", len(snap.Recent))
+}
+
+type pending struct {
+	inst *instance
+	tr   Trigger
+}
+
+// WriteBatch feeds the batch to the strategies, runs their triggers on the
+// pool and publishes the resulting signals. Retried ticks are recognised by
+// event time and skipped; signals not yet acknowledged stay queued for the
+// retry, so none is lost or published twice.
+func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
+	s.batchMu.Lock()
+	defer s.batchMu.Unlock()
+	if !s.loaded {
+		return sinks.ErrNotConnected
+	}
+	if !s.pool.running.Load() {
+		return fmt.Errorf("strategy: %w: %w", sinks.ErrNotConnected, errNoPool)
+	}
+	var triggers []pending
+	changed := false
+	s.mu.Lock()
+	for i := range batch {
+		t := &batch[i]
+		if err := t.Validate(); err != nil {
+			s.m.skipped.WithLabelValues("invalid").Inc()
+			continue
+		}
+		s.m.ticks.Inc()
+		r := s.routes[tick.Pair{Exchange: t.Exchange, Symbol: t.Symbol}]
+		if r == nil {
+			continue
+		}
+		if t.Timestamp <= r.last {
+			s.m.skipped.WithLabelValues("replayed").Inc()
+			continue
+		}
+		r.last = t.Timestamp
+		changed = true
+		for _, in := range r.insts {
+			in.mark.Set(&t.Price)
+			if tr, ok := in.strategy.ShouldTrigger(t); ok {
+				s.m.triggers.WithLabelValues(in.entry.Name).Inc()
+				triggers = append(triggers, pending{in, tr})
+			}
+		}
+	}
+	s.mu.Unlock()
+
+	if len(triggers) > 0 {
+		b := jobBatch{p: s.pool}
+		for _, p := range triggers {
+			b.submit(ctx, p.inst, p.tr)
+		}
+		b.wait(ctx)
+		if err := ctx.Err(); err != nil {
+			// Shutting down mid-batch: do not let the offsets commit.
+			return err
+		}
+		s.decide(b.jobs)
+	}
+	if err := s.flush(ctx); err != nil {
+		return err
+	}
+	if changed && s.cfg.StateDir != "" {
+		if err := s.save(); err != nil {
+			s.m.stateErrors.Inc()
+			return fmt.Errorf("strategy: %w", err)
+		}
+	}
+	return nil
+}
+
+// decide turns finished jobs into signals, in trigger order, and fills
+// them on paper.
+func (s *Sink) decide(jobs []*job) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range jobs {
+		name := j.inst.entry.Name
+		switch {
+		case errors.Is(j.err, errTimeout), errors.Is(j.err, errDropped), errors.Is(j.err, errAbandoned):
+			s.log.Warn("strategy: trigger lost", "strategy", name, "err", j.err)
+			continue
+		case j.err != nil:
+			s.m.execErrors.Inc()
+			s.log.Error("strategy: execute failed", "strategy", name, "err", j.err)
+			continue
+		case j.dec == nil:
+			continue // Execute decided against it
+		}
+		if _, err := signal.ParseSide(string(j.dec.Side)); err != nil {
+			s.m.execErrors.Inc()
+			s.log.Error("strategy: execute returned a bad decision", "strategy", name, "err", err)
+			continue
+		}
+		in := j.inst
+		sig := signal.Signal{
+			ID:        signal.ID(name, in.pair, j.dec.Side, j.tr.Timestamp),
+			Strategy:  name,
+			Type:      in.entry.Type,
+			Exchange:  in.pair.Exchange,
+			Symbol:    in.pair.Symbol,
+			Side:      j.dec.Side,
+			Price:     j.tr.Price.Text('f'),
+			Reason:    j.dec.Reason,
+			Timestamp: j.tr.Timestamp,
+		}
+		if !s.seen.add(sig.ID) {
+			s.m.duplicates.Inc()
+			continue
+		}
+		in.paper.apply(sig.Side, &j.tr.Price, &in.quantity, in.entry.AllowShort)
+		in.signals++
+		s.m.signals.WithLabelValues(name, string(sig.Side)).Inc()
+		s.outbox = append(s.outbox, sig)
+	}
+}
+
+// flush publishes the outbox in order, dropping each signal once acked.
+func (s *Sink) flush(ctx context.Context) error {
+	for len(s.outbox) > 0 {
+		sig := &s.outbox[0]
+		b, err := json.Marshal(sig)
+		if err != nil {
+			return fmt.Errorf("strategy: encode signal: %w", err)
+		}
+		key := sig.Key()
+		if err := s.env.Publisher.Publish(ctx, signal.Topic, []byte(key), b); err != nil {
+			s.m.publishErrors.Inc()
+			return fmt.Errorf("strategy: publish to %s: %w", signal.Topic, err)
+		}
+		s.recent.add(*sig)
+		if s.push != nil {
+			s.push.Publish(signal.Channel, key, b)
+		}
+		s.log.Info("strategy: signal", "id", sig.ID, "strategy", sig.Strategy, "side", sig.Side, "pair", key, "price", sig.Price, "reason", sig.Reason)
+		s.outbox = s.outbox[1:]
+	}
+	s.outbox = nil
+	return nil
+}
+
+func (s *Sink) save() error {
+	s.mu.RLock()
+	snap := snapshot{
+		Version:    stateVersion,
+		Strategies: make(map[string]*strategySnap, len(s.insts)),
+		Pairs:      make(map[string]int64, len(s.routes)),
+		Seen:       s.seen.list(),
+	}
+	for _, in := range s.insts {
+		st, err := in.strategy.State()
+		if err != nil {
+			s.mu.RUnlock()
+			return fmt.Errorf("state of %q: %w", in.entry.Name, err)
+		}
+		ss := &strategySnap{Fingerprint: in.fp, State: st, Paper: in.paper, Signals: in.signals}
+		ss.Mark.Set(&in.mark)
+		snap.Strategies[in.entry.Name] = ss
+	}
+	for p, r := range s.routes {
+		snap.Pairs[p.String()] = r.last
+	}
+	s.mu.RUnlock()
+	snap.Recent = s.recent.all()
+	return saveState(s.cfg.StateDir, &snap)
+}
+
+// Close has nothing to release: state is saved after every batch, and the
+// pool stops with Run's context.
+func (s *Sink) Close(context.Context) error { return nil }
+
+// RecentSignals lists recent signals of strategy ("" for all) at or after
+// since (event time, Unix ms), newest first, at most limit (0 for all kept).
+func (s *Sink) RecentSignals(strategy string, since int64, limit int) []signal.Signal {
+	return s.recent.list(strategy, since, limit)
+}
+
+// Strategies reports every configured strategy with its state and paper
+// account, in configuration order.
+func (s *Sink) Strategies() []signal.StrategyStatus {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]signal.StrategyStatus, 0, len(s.insts))
+	for _, in := range s.insts {
+		st, err := in.strategy.State()
+		if err != nil {
+			st = json.RawMessage(`null`)
+		}
+		q := in.quantity.Text('f')
+		un := in.paper.unrealized(&in.mark)
+		out = append(out, signal.StrategyStatus{
+			Name:     in.entry.Name,
+			Type:     in.entry.Type,
+			Exchange: in.pair.Exchange,
+			Symbol:   in.pair.Symbol,
+			Params:   in.entry.ParamsView(),
+			State:    st,
+			Signals:  in.signals,
+			Paper: signal.PaperAccount{
+				Quantity:      q,
+				AllowShort:    in.entry.AllowShort,
+				Position:      in.paper.Position.Text('f'),
+				EntryPrice:    in.paper.Entry.Text('f'),
+				MarkPrice:     in.mark.Text('f'),
+				RealizedPnL:   reduced(&in.paper.Realized),
+				UnrealizedPnL: reduced(&un),
+				Fills:         in.paper.Fills,
+			},
+		})
+	}
+	return out
+}
+
+type metrics struct {
+	ticks, waits, timeouts, execErrors, duplicates, publishErrors, stateErrors prometheus.Counter
+	skipped, dropped, triggers, signals                                        *prometheus.CounterVec
+	queue                                                                      prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: "tickflow_strategy_" + name, Help: help})
+	}
+	v := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tickflow_strategy_" + name, Help: help}, labels)
+	}
+	m := &metrics{
+		ticks:         c("ticks_total", "Valid ticks consumed."),
+		waits:         c("trigger_waits_total", "Triggers that found the worker queue full and waited for room."),
+		timeouts:      c("exec_timeouts_total", "Executes that overran the timeout."),
+		execErrors:    c("exec_errors_total", "Executes that failed or returned a bad decision."),
+		duplicates:    c("signals_duplicate_total", "Signals raised again by a replay and not republished."),
+		publishErrors: c("publish_errors_total", "Failed publishes of signals to the bus (the batch is retried)."),
+		stateErrors:   c("state_errors_total", "Failures to read, write or restore the state snapshot."),
+		skipped:       v("ticks_skipped_total", "Ticks not applied: invalid, or replayed (event time not after the pair's last).", "reason"),
+		dropped:       v("triggers_dropped_total", "Triggers never executed: queue_full (no room within the timeout) or abandoned (not started in time).", "reason"),
+		triggers:      v("triggers_total", "Triggers raised by ShouldTrigger.", "strategy"),
+		signals:       v("signals_total", "Signals published.", "strategy", "side"),
+		queue: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tickflow_strategy_queue_depth", Help: "Triggers waiting for a worker."}),
+	}
+	for _, col := range []prometheus.Collector{m.ticks, m.waits, m.timeouts, m.execErrors, m.duplicates, m.publishErrors,
+		m.stateErrors, m.skipped, m.dropped, m.triggers, m.signals, m.queue} {
+		if err := reg.Register(col); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// reduced drops the trailing zeros products leave ("3.00" -> "3").
+func reduced(d *apd.Decimal) string {
+	var r apd.Decimal
+	r.Reduce(d)
+	return r.Text('f')
+}

@@ -1,0 +1,392 @@
+package strategy
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/config"
+	"github.com/tickflow/tickflow/signal"
+	"github.com/tickflow/tickflow/tick"
+)
+
+// Each strategy type, fed a known price path, gives known signals.
+func TestStrategyTypesOnKnownPaths(t *testing.T) {
+	type step struct {
+		at    time.Duration
+		price string
+	}
+	every := func(d time.Duration, prices ...string) []step {
+		out := make([]step, len(prices))
+		for i, p := range prices {
+			out[i] = step{time.Duration(i) * d, p}
+		}
+		return out
+	}
+	tests := []struct {
+		name   string
+		entry  string
+		path   []step
+		want   []sig
+		reason string // a fragment of the first signal's reason
+	}{
+		{
+			name:   "price_cross up only",
+			entry:  `{type: price_cross, level: "100", direction: up}`,
+			path:   every(time.Second, "99", "99.5", "100", "101", "99", "100.5"),
+			want:   []sig{{"s", signal.Buy, "100", 2000}, {"s", signal.Buy, "100.5", 5000}},
+			reason: "crossed above 100",
+		},
+		{
+			name:  "price_cross both ways",
+			entry: `{type: price_cross, level: "100.25"}`,
+			path:  every(time.Second, "100.3", "100.25", "100.24", "100.26"),
+			want:  []sig{{"s", signal.Sell, "100.25", 1000}, {"s", signal.Buy, "100.26", 3000}},
+		},
+		{
+			name:   "sma_cross on ticks",
+			entry:  `{type: sma_cross, fast: 2, slow: 3}`,
+			path:   every(time.Second, "10", "10", "10", "9", "12", "8", "5"),
+			want:   []sig{{"s", signal.Buy, "12", 4000}, {"s", signal.Sell, "5", 6000}},
+			reason: "SMA(2) 10.5 crossed above SMA(3) 10.33333333 on ticks",
+		},
+		{
+			name:  "sma_cross on 1m closes",
+			entry: `{type: sma_cross, fast: 1, slow: 2, bars: 1m}`,
+			path: []step{
+				{0, "10"}, {30 * time.Second, "11"}, // close 11
+				{60 * time.Second, "9"}, {90 * time.Second, "10"}, // close 10: first judgement, fast below
+				{120 * time.Second, "12"}, // close 12: crosses above when the next bar opens
+				{180 * time.Second, "5"},  // ... here, filled at this tick's price
+				{240 * time.Second, "6"},  // close 5: crosses below
+			},
+			want:   []sig{{"s", signal.Buy, "5", 180_000}, {"s", signal.Sell, "6", 240_000}},
+			reason: "on 1m0s bars",
+		},
+		{
+			name:   "breakout on ticks",
+			entry:  `{type: breakout, period: 3}`,
+			path:   every(time.Second, "10", "11", "12", "12.5", "13", "12", "11.9", "11.8"),
+			want:   []sig{{"s", signal.Buy, "12.5", 3000}, {"s", signal.Sell, "11.9", 6000}},
+			reason: "broke above the 3 ticks high 12",
+		},
+		{
+			name:  "breakout on 1m bars",
+			entry: `{type: breakout, period: 2, bars: 1m}`,
+			path: []step{
+				{0, "10"}, {10 * time.Second, "12"}, // bar 10..12
+				{60 * time.Second, "11"}, {70 * time.Second, "9"}, // bar 9..11
+				{120 * time.Second, "12.1"}, // channel 9..12: above
+				{130 * time.Second, "8"},    // below
+			},
+			want: []sig{{"s", signal.Buy, "12.1", 120_000}, {"s", signal.Sell, "8", 130_000}},
+		},
+		{
+			name:  "momentum",
+			entry: `{type: momentum, window: 1m, threshold: "0.02"}`,
+			path: []step{
+				{0, "100"}, {10 * time.Second, "101"}, {20 * time.Second, "102.1"}, {30 * time.Second, "103"},
+				{70 * time.Second, "103"}, {80 * time.Second, "100.9"}, {90 * time.Second, "99"},
+			},
+			want:   []sig{{"s", signal.Buy, "102.1", 20_000}, {"s", signal.Sell, "99", 90_000}},
+			reason: "price rose from 100 to 102.1 within 1m0s",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			entry := strings.Replace(tt.entry, "{", "{name: s, exchange: binance, symbol: BTCUSDT, ", 1)
+			h := newHarness(t, parseConfig(t, "strategies:\n  - "+entry+"\n"), nil)
+			var ticks []tick.Tick
+			for _, s := range tt.path {
+				ticks = append(ticks, tk("binance", "BTCUSDT", s.at, s.price))
+			}
+			h.write(ticks...)
+			got := h.bus.signals()
+			if !reflect.DeepEqual(sigs(got), tt.want) {
+				t.Fatalf("signals %v, want %v", sigs(got), tt.want)
+			}
+			if tt.reason != "" && !strings.Contains(got[0].Reason, tt.reason) {
+				t.Fatalf("reason %q does not contain %q", got[0].Reason, tt.reason)
+			}
+			for _, s := range got {
+				if s.Strategy != "s" || s.Exchange != "binance" || s.Symbol != "BTCUSDT" ||
+					s.ID != signal.ID("s", tick.Pair{Exchange: "binance", Symbol: "BTCUSDT"}, s.Side, s.Timestamp) {
+					t.Fatalf("signal %+v", s)
+				}
+			}
+		})
+	}
+}
+
+const twoStrategies = `
+strategies:
+  - {name: btc-cross, type: price_cross, exchange: binance, symbol: BTCUSDT, level: "100", quantity: "2", allow_short: true}
+  - {name: eth-sma, type: sma_cross, exchange: binance, symbol: ETHUSDT, params: {fast: 2, slow: 3}}
+`
+
+func TestSinkPublishesAndPaperTrades(t *testing.T) {
+	h := newHarness(t, parseConfig(t, twoStrategies), nil)
+	h.write(
+		tk("binance", "BTCUSDT", 0, "99"),
+		tk("binance", "ETHUSDT", 0, "10"),
+		tk("binance", "BTCUSDT", time.Second, "100"), // buy 2 @ 100
+		tk("binance", "SOLUSDT", time.Second, "1"),   // no strategy: ignored
+		tk("binance", "BTCUSDT", 2*time.Second, "104"),
+		tk("binance", "BTCUSDT", 3*time.Second, "99.5"), // sell: close at -1, open short 2 @ 99.5
+		tk("binance", "BTCUSDT", 4*time.Second, "98"),   // mark: short is up 3
+	)
+	got := h.bus.signals()
+	if !reflect.DeepEqual(sigs(got), []sig{{"btc-cross", signal.Buy, "100", 1000}, {"btc-cross", signal.Sell, "99.5", 3000}}) {
+		t.Fatalf("signals %v", sigs(got))
+	}
+	for _, r := range h.bus.records {
+		if r.topic != signal.Topic || r.key != "binance:BTCUSDT" {
+			t.Fatalf("published to %s key %s", r.topic, r.key)
+		}
+	}
+	if keys := h.push.keys[signal.Channel]; len(keys) != 2 {
+		t.Fatalf("push channel got %v", keys)
+	}
+	st := h.sink.Strategies()
+	if len(st) != 2 || st[0].Name != "btc-cross" || st[1].Name != "eth-sma" {
+		t.Fatalf("strategies %+v", st)
+	}
+	want := signal.PaperAccount{Quantity: "2", AllowShort: true, Position: "-2", EntryPrice: "99.5", MarkPrice: "98",
+		RealizedPnL: "-1", UnrealizedPnL: "3", Fills: 3}
+	if st[0].Paper != want {
+		t.Fatalf("paper\n got %+v\nwant %+v", st[0].Paper, want)
+	}
+	if st[0].Signals != 2 || st[0].Params["level"] != "100" || st[1].Params["slow"] != "3" {
+		t.Fatalf("status %+v", st)
+	}
+	if !strings.Contains(string(st[0].State), `"prev":"98"`) {
+		t.Fatalf("state %s", st[0].State)
+	}
+	if l := h.sink.RecentSignals("btc-cross", 0, 1); len(l) != 1 || l[0].Side != signal.Sell {
+		t.Fatalf("recent %+v", l)
+	}
+	if l := h.sink.RecentSignals("eth-sma", 0, 0); len(l) != 0 {
+		t.Fatalf("recent for eth-sma %+v", l)
+	}
+}
+
+func TestPaperLongOnly(t *testing.T) {
+	var p paper
+	q := tick.MustDecimal("0.5")
+	for _, f := range []struct {
+		side  signal.Side
+		price string
+	}{
+		{signal.Sell, "10"}, // nothing to close, no shorting
+		{signal.Buy, "10"},
+		{signal.Buy, "11"}, // already long: no pyramiding
+		{signal.Sell, "13.5"},
+		{signal.Buy, "12"},
+		{signal.Sell, "11"},
+	} {
+		price := tick.MustDecimal(f.price)
+		p.apply(f.side, &price, &q, false)
+	}
+	if p.Position.Sign() != 0 || p.Realized.Text('f') != "1.25" || p.Fills != 4 {
+		t.Fatalf("paper %+v realized %s", p, p.Realized.Text('f'))
+	}
+}
+
+func TestReplayPublishesNothingNew(t *testing.T) {
+	h := newHarness(t, parseConfig(t, twoStrategies), nil)
+	ticks := path("binance", "BTCUSDT", time.Second, "99", "101", "98", "102")
+	h.write(ticks...)
+	first := sigs(h.bus.signals())
+	h.write(ticks...)
+	if again := sigs(h.bus.signals()); !reflect.DeepEqual(again, first) {
+		t.Fatalf("replay published more: %v, first %v", again, first)
+	}
+	if n := h.counter("tickflow_strategy_ticks_skipped_total", "reason", "replayed"); n != 4 {
+		t.Fatalf("replayed skipped %v, want 4", n)
+	}
+}
+
+func TestPublishFailureIsRetried(t *testing.T) {
+	h := newHarness(t, parseConfig(t, twoStrategies), nil)
+	batch := path("binance", "BTCUSDT", time.Second, "99", "101", "98")
+	h.bus.failNext = 1
+	if err := h.sink.WriteBatch(context.Background(), batch); err == nil {
+		t.Fatal("WriteBatch succeeded although the bus refused")
+	}
+	h.write(batch...)
+	if got := sigs(h.bus.signals()); len(got) != 2 || got[0].side != signal.Buy || got[1].side != signal.Sell {
+		t.Fatalf("after retry %v, want buy then sell once", got)
+	}
+	if st := h.sink.Strategies()[0]; st.Paper.Fills != 3 || st.Signals != 2 {
+		t.Fatalf("paper applied %d fills for %d signals", st.Paper.Fills, st.Signals)
+	}
+}
+
+// A restart from the snapshot, replaying from before it, gives exactly the
+// signals and paper account of an uninterrupted run.
+func TestRestartFromSnapshot(t *testing.T) {
+	src := `
+strategies:
+  - {name: sma, type: sma_cross, exchange: binance, symbol: BTCUSDT, fast: 2, slow: 4}
+  - {name: brk, type: breakout, exchange: binance, symbol: BTCUSDT, period: 3}
+  - {name: mom, type: momentum, exchange: binance, symbol: BTCUSDT, window: 30s, threshold: "0.03"}
+`
+	cfg := func(dir string) *Config {
+		c := parseConfig(t, src)
+		c.StateDir = dir
+		return c
+	}
+	ticks := path("binance", "BTCUSDT", 5*time.Second,
+		"100", "101", "99", "98", "103", "104", "100", "96", "95", "99", "104", "106", "101", "97", "99", "102")
+
+	whole := newHarness(t, cfg(t.TempDir()), nil)
+	whole.write(ticks...)
+	want := whole.bus.signals()
+	if len(want) < 4 {
+		t.Fatalf("scenario gives only %v", sigs(want))
+	}
+
+	dir := t.TempDir()
+	first := newHarness(t, cfg(dir), nil)
+	first.write(ticks[:6]...)
+	first.write(ticks[6:10]...)
+	second := newHarness(t, cfg(dir), nil) // the last batch was never committed
+	second.write(ticks[6:]...)
+	got := append(first.bus.signals(), second.bus.signals()...)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("with restart %v\nuninterrupted %v", sigs(got), sigs(want))
+	}
+	if a, b := second.sink.Strategies(), whole.sink.Strategies(); !reflect.DeepEqual(a, b) {
+		t.Fatalf("state after restart\n%+v\nuninterrupted\n%+v", a, b)
+	}
+	if n := len(second.sink.RecentSignals("", 0, 0)); n != len(want) {
+		t.Fatalf("REST list after restart has %d signals, want %d", n, len(want))
+	}
+
+	// Changing a strategy's parameters starts it afresh.
+	changed := cfg(dir)
+	changed.Strategies[0].Params.Content[3].Value = "5" // slow: 4 -> 5
+	third := newHarness(t, changed, nil)
+	var fresh struct{ Count int }
+	if err := jsonUnmarshal(third.sink.Strategies()[0].State, &fresh); err != nil || fresh.Count != 0 {
+		t.Fatalf("changed strategy kept state %s", third.sink.Strategies()[0].State)
+	}
+	if third.sink.Strategies()[1].Paper != whole.sink.Strategies()[1].Paper {
+		t.Fatal("unchanged strategy lost its paper account")
+	}
+}
+
+func TestCorruptStateStartsAfresh(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, stateFile), []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := parseConfig(t, twoStrategies)
+	c.StateDir = dir
+	h := newHarness(t, c, nil)
+	if h.counter("tickflow_strategy_state_errors_total") != 1 {
+		t.Fatal("state error not counted")
+	}
+	if _, err := os.Stat(filepath.Join(dir, stateFile+".corrupt")); err != nil {
+		t.Fatalf("bad snapshot not kept aside: %v", err)
+	}
+}
+
+func TestWriteBatchBeforeRunIsNotConnected(t *testing.T) {
+	s, err := New(senv(), parseConfig(t, twoStrategies))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteBatch(context.Background(), path("binance", "BTCUSDT", time.Second, "99")); err == nil {
+		t.Fatal("WriteBatch without a running pool succeeded")
+	}
+}
+
+// Bad strategy configs stop startup with an error naming the strategy,
+// through the real config loader.
+func TestBadStrategyConfig(t *testing.T) {
+	tests := []struct {
+		name  string
+		entry string
+		want  string
+	}{
+		{"unknown type", `{name: a1, type: martingale, exchange: binance, symbol: BTCUSDT}`,
+			`strategies[0] "a1" (martingale): type: unknown strategy type "martingale" (known: breakout, momentum, price_cross, sma_cross`},
+		{"missing level", `{name: btc-x, type: price_cross, exchange: binance, symbol: BTCUSDT}`,
+			`strategies[0] "btc-x" (price_cross): level: required`},
+		{"bad decimal", `{name: btc-x, type: price_cross, exchange: binance, symbol: BTCUSDT, level: "5O050"}`,
+			`strategies[0] "btc-x" (price_cross): level: bad decimal "5O050"`},
+		{"missing slow", `{name: eth-sma, type: sma_cross, exchange: binance, symbol: ETHUSDT, fast: 20}`,
+			`"eth-sma" (sma_cross): slow: required`},
+		{"slow not above fast", `{name: eth-sma, type: sma_cross, exchange: binance, symbol: ETHUSDT, fast: 20, slow: 10}`,
+			`"eth-sma" (sma_cross): slow: must be greater than fast (20), got 10`},
+		{"not a number", `{name: eth-sma, type: sma_cross, exchange: binance, symbol: ETHUSDT, fast: many, slow: 10}`,
+			`"eth-sma" (sma_cross): cannot unmarshal !!str`},
+		{"unknown parameter", `{name: b, type: breakout, exchange: binance, symbol: BTCUSDT, period: 3, lookback: 5}`,
+			`"b" (breakout): unknown parameter "lookback" (breakout takes bars, period)`},
+		{"bad bars", `{name: b, type: breakout, exchange: binance, symbol: BTCUSDT, period: 3, bars: 1x}`,
+			`"b" (breakout): bars: "1x"`},
+		{"missing threshold", `{name: m, type: momentum, exchange: binance, symbol: BTCUSDT}`,
+			`"m" (momentum): threshold: required`},
+		{"bad quantity", `{name: q, type: momentum, exchange: binance, symbol: BTCUSDT, threshold: "0.1", quantity: "-1"}`,
+			`"q" (momentum): quantity: "-1" is not a positive decimal`},
+		{"missing symbol", `{name: q, type: momentum, exchange: binance, threshold: "0.1"}`,
+			`"q" (momentum): symbol: required`},
+		{"missing name", `{type: momentum, exchange: binance, symbol: X, threshold: "0.1"}`,
+			`strategies[0] "" (momentum): name: required`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Parse([]byte("sinks:\n  strategy:\n    enabled: true\n    strategies:\n      - "+tt.entry+"\n"), func(string) string { return "" })
+			if err == nil {
+				t.Fatal("config accepted")
+			}
+			if !strings.Contains(err.Error(), "sinks.strategy: ") || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %q\nwant it to contain %q", err, tt.want)
+			}
+		})
+	}
+
+	t.Run("duplicate name", func(t *testing.T) {
+		c := parseConfig(t, twoStrategies)
+		c.Strategies[1].Name = "btc-cross"
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `strategies[1] "btc-cross": name already used by strategies[0]`) {
+			t.Fatalf("error %v", err)
+		}
+	})
+	t.Run("good config loads", func(t *testing.T) {
+		cfg, err := config.Parse([]byte("sinks:\n  strategy:\n    enabled: true\n"+indent(twoStrategies, "    ")), func(string) string { return "" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ := cfg.Sink("strategy")
+		if got := len(s.Settings.(*Config).Strategies); got != 2 {
+			t.Fatalf("%d strategies", got)
+		}
+	})
+}
+
+func TestPoolSettingsValidate(t *testing.T) {
+	for _, mut := range []func(*Config){
+		func(c *Config) { c.Workers = 0 },
+		func(c *Config) { c.Queue = 0 },
+		func(c *Config) { c.Timeout = 0 },
+		func(c *Config) { c.Recent = 0 },
+	} {
+		c := DefaultConfig()
+		mut(c)
+		if c.Validate() == nil {
+			t.Errorf("accepted %+v", c)
+		}
+	}
+}
+
+var _ = clock.Real
