@@ -115,7 +115,7 @@ func New(env sinks.Env, cfg *Config) (*Sink, error) {
 	}
 	return &Sink{
 		cfg:   *cfg,
-		log:   log.With("sink", "push"),
+		log:   log,
 		clk:   clock.OrReal(env.Clock),
 		m:     m,
 		hub:   newHub(cfg.Shards, m),
