@@ -15,6 +15,8 @@ import (
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/sinks/cache"
 	"github.com/tickflow/tickflow/sinks/push"
+	"github.com/tickflow/tickflow/sinks/risk"
+	"github.com/tickflow/tickflow/sinks/strategy"
 	"github.com/tickflow/tickflow/testsvc"
 	"github.com/tickflow/tickflow/tick"
 )
@@ -24,6 +26,14 @@ import (
 var _ interface {
 	Pairs(context.Context) ([]tick.Tick, error)
 } = (*cache.Sink)(nil)
+
+// The risk and strategy sinks find the push sink with env.Peer("push") and
+// a type assertion to these; a signature drift would silently drop their
+// alerts and signals.
+var (
+	_ risk.Pusher     = (*push.Sink)(nil)
+	_ strategy.Pusher = (*push.Sink)(nil)
+)
 
 // toSinks hands each simulated tick straight to the sinks, standing in for
 // the broker (whose path the broker test covers).
