@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/tickflow/tickflow/api"
 	"github.com/tickflow/tickflow/testsvc"
@@ -66,6 +69,19 @@ log: {format: json}
 		t.Fatalf("candle %v: prices must be decimal strings", c)
 	}
 
+	// A browser-style client on the push feed gets the subscription echo,
+	// a snapshot from the cache, then live ticks.
+	frames := pushFrames(t, fmt.Sprintf("ws://127.0.0.1:%d/ws", pushPort), `{"type":"subscribe","channels":["tick"],"symbols":["ETHUSDT"],"exchanges":["sim"]}`, 3)
+	if frames[0]["type"] != "subscribed" {
+		t.Fatalf("first push frame %v, want subscribed", frames[0])
+	}
+	for _, f := range frames[1:] {
+		d, _ := f["data"].(map[string]any)
+		if f["type"] != "tick" || d["symbol"] != "ETHUSDT" || d["exchange"] != "sim" {
+			t.Fatalf("push frame %v, want a sim ETHUSDT tick", f)
+		}
+	}
+
 	// Redis dies: the latest tick now comes from the store.
 	redis.Stop()
 	waitHTTP(t, base+"/readyz", http.StatusServiceUnavailable)
@@ -91,6 +107,34 @@ log: {format: json}
 	if err := p.stop(t); err != nil {
 		t.Fatalf("exit: %v", err)
 	}
+}
+
+// pushFrames dials the push feed, sends sub and returns the first n frames.
+func pushFrames(t *testing.T, url, sub string, n int) []map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"http://127.0.0.1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if err := c.Write(ctx, websocket.MessageText, []byte(sub)); err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for len(out) < n {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("push read after %d frames: %v", len(out), err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("push frame %q: %v", b, err)
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 func header(t *testing.T, url, name string) string {
