@@ -22,9 +22,9 @@ type Config struct {
 	// Recent is how many alerts the REST API keeps for listing.
 	Recent int `yaml:"recent"`
 	// StateDir is where the monitor's state (windows, open alerts) is
-	// snapshotted after every batch so a restart carries on where it left
-	// off. Empty keeps state in memory only: after a restart windows refill
-	// from the ticks replayed since the last commit.
+	// journalled after every batch so a restart carries on where it left
+	// off (see state.go). Empty keeps state in memory only: after a restart
+	// windows refill from the ticks replayed since the last commit.
 	StateDir string `yaml:"state_dir"`
 }
 

@@ -38,6 +38,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -48,6 +49,7 @@ import (
 
 	"github.com/tickflow/tickflow/alert"
 	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/journal"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/tick"
 )
@@ -89,6 +91,11 @@ type Sink struct {
 	loaded  bool
 	push    Pusher
 	lookups bool
+	store   *journal.Store // nil without state_dir
+	// pending is the journal record of ticks applied but not yet logged:
+	// it outlives a failed attempt, whose retry finds the ticks skipped.
+	pending  []byte
+	nPending int
 }
 
 var (
@@ -96,8 +103,8 @@ var (
 	_ sinks.Service = (*Sink)(nil)
 )
 
-// New builds the monitor. It reads nothing and dials nothing; the state
-// snapshot is loaded on the first Connect.
+// New builds the monitor. It reads nothing and dials nothing; saved state
+// is loaded on the first Connect.
 func New(env sinks.Env, cfg *Config) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("risk: %w", err)
@@ -130,8 +137,8 @@ func New(env sinks.Env, cfg *Config) (*Sink, error) {
 	return s, nil
 }
 
-// Connect loads the state snapshot (once) and finds the push sink, if one
-// is running.
+// Connect loads the saved state (once) and finds the push sink, if one is
+// running.
 func (s *Sink) Connect(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -149,28 +156,93 @@ func (s *Sink) Connect(ctx context.Context) error {
 		s.loaded = true
 		return nil
 	}
-	snap, err := loadState(s.cfg.StateDir)
-	switch {
-	case errors.Is(err, errCorrupt):
-		// A bad snapshot costs a window's worth of history, not the
-		// monitor: keep the file for inspection and start afresh.
-		bad := filepath.Join(s.cfg.StateDir, stateFile+".corrupt")
-		s.log.Error("risk: state snapshot unusable, starting with empty windows", "err", err, "moved_to", bad)
-		s.m.stateErrors.Inc()
-		if rerr := os.Rename(filepath.Join(s.cfg.StateDir, stateFile), bad); rerr != nil {
-			s.log.Error("risk: move bad snapshot aside", "err", rerr)
-		}
-	case err != nil:
+	if err := s.load(); err != nil {
 		s.m.stateErrors.Inc()
 		return fmt.Errorf("risk: %w", err)
-	case snap != nil:
-		s.eng.restore(snap)
+	}
+	s.loaded = true
+	return nil
+}
+
+// load restores the state from the journal. A corrupt one costs a window's
+// worth of history, not the monitor: it is kept aside and the monitor
+// starts afresh.
+func (s *Sink) load() error {
+	st, err := journal.Open(s.cfg.StateDir, journalName)
+	if err != nil {
+		return err
+	}
+	err = s.replay(st)
+	if err == nil {
+		s.store = st
+		return nil
+	}
+	st.Close()
+	if !errors.Is(err, journal.ErrCorrupt) && !errors.Is(err, errBadRecord) {
+		return err
+	}
+	s.log.Error("risk: saved state unusable, starting with empty windows", "err", err, "dir", s.cfg.StateDir)
+	s.m.stateErrors.Inc()
+	for _, ext := range []string{".snap", ".log"} {
+		p := filepath.Join(s.cfg.StateDir, journalName+ext)
+		if rerr := os.Rename(p, p+".corrupt"); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			return fmt.Errorf("move bad state aside: %w", rerr)
+		}
+	}
+	s.eng = newEngine(s.cfg, s.m)
+	s.recent = newRecent(s.cfg.Recent)
+	if st, err = journal.Open(s.cfg.StateDir, journalName); err != nil {
+		return err
+	}
+	if _, _, err := st.Load(); err != nil {
+		st.Close()
+		return err
+	}
+	s.store = st
+	return nil
+}
+
+var errBadRecord = errors.New("unreadable journal record")
+
+func (s *Sink) replay(st *journal.Store) error {
+	snapData, records, err := st.Load()
+	if err != nil {
+		return err
+	}
+	if snapData != nil {
+		var snap snapshot
+		if err := json.Unmarshal(snapData, &snap); err != nil {
+			return fmt.Errorf("%w: %v", journal.ErrCorrupt, err)
+		}
+		if snap.Version != stateVersion {
+			return fmt.Errorf("%w: version %d, want %d", journal.ErrCorrupt, snap.Version, stateVersion)
+		}
+		s.eng.restore(&snap)
 		for _, a := range snap.Recent {
 			s.recent.add(a)
 		}
-		s.log.Info("risk: state restored", "pairs", len(snap.Pairs), "alerts", len(snap.Recent))
 	}
-	s.loaded = true
+	// The logged ticks' alerts are on the bus already; counting them again
+	// would be wrong, so the replay counts into a registry nobody reads.
+	live := s.eng.m
+	s.eng.m, _ = newMetrics(prometheus.NewRegistry())
+	defer func() { s.eng.m = live }()
+	n := 0
+	for _, rec := range records {
+		ticks, err := recordTicks(rec)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errBadRecord, err)
+		}
+		for i := range ticks {
+			s.eng.apply(&ticks[i])
+		}
+		n += len(ticks)
+		for _, a := range s.eng.drain() {
+			s.recent.add(a)
+		}
+	}
+	s.m.pairs.Set(float64(len(s.eng.pairs)))
+	s.log.Info("risk: state restored", "pairs", len(s.eng.pairs), "replayed_ticks", n)
 	return nil
 }
 
@@ -184,25 +256,51 @@ func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
 	if !s.loaded {
 		return sinks.ErrNotConnected
 	}
-	changed := false
 	for i := range batch {
-		if s.eng.apply(&batch[i]) {
-			changed = true
+		if s.eng.apply(&batch[i]) && s.cfg.StateDir != "" {
+			s.pending = appendTick(s.pending, &batch[i])
+			s.nPending++
 		}
 	}
 	s.outbox = append(s.outbox, s.eng.drain()...)
 	if err := s.flush(ctx); err != nil {
 		return err
 	}
-	if changed && s.cfg.StateDir != "" {
-		snap := s.eng.snapshot()
-		snap.Recent = s.recent.all()
-		if err := saveState(s.cfg.StateDir, &snap); err != nil {
-			s.m.stateErrors.Inc()
-			return fmt.Errorf("risk: %w", err)
-		}
+	if err := s.save(); err != nil {
+		s.m.stateErrors.Inc()
+		return fmt.Errorf("risk: %w", err)
 	}
 	return nil
+}
+
+// save logs the ticks applied since the last save, or snapshots the whole
+// state when the log has grown enough.
+func (s *Sink) save() error {
+	if s.store == nil || s.nPending == 0 {
+		return nil
+	}
+	var err error
+	if s.store.NeedsSnapshot() {
+		err = s.snapshotState()
+	} else {
+		err = s.store.Append(s.pending)
+	}
+	if err != nil {
+		return err
+	}
+	s.pending, s.nPending = s.pending[:0], 0
+	return nil
+}
+
+// snapshotState writes the whole state and empties the journal.
+func (s *Sink) snapshotState() error {
+	snap := s.eng.snapshot()
+	snap.Recent = s.recent.all()
+	b, err := json.Marshal(&snap)
+	if err != nil {
+		return fmt.Errorf("encode state: %w", err)
+	}
+	return s.store.Snapshot(b)
 }
 
 // flush publishes the outbox in order, dropping each alert once acked.
@@ -232,8 +330,18 @@ func (s *Sink) flush(ctx context.Context) error {
 	return nil
 }
 
-// Close has nothing to release: the state is saved after every batch.
-func (s *Sink) Close(context.Context) error { return nil }
+// Close closes the state journal; the state itself is saved after every
+// batch.
+func (s *Sink) Close(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.store == nil {
+		return nil
+	}
+	err := s.store.Close()
+	s.store = nil
+	return err
+}
 
 // Run delivers webhooks for the life of the process.
 func (s *Sink) Run(ctx context.Context) error {
@@ -266,7 +374,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tickflow_risk_publish_errors_total", Help: "Failed publishes of alerts to the bus (the batch is retried)."}),
 		stateErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tickflow_risk_state_errors_total", Help: "Failures to read or write the state snapshot."}),
+			Name: "tickflow_risk_state_errors_total", Help: "Failures to read or write the saved state (journal)."}),
 		webhookRetries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tickflow_risk_webhook_retries_total", Help: "Webhook delivery attempts after the first."}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{

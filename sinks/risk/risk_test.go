@@ -2,6 +2,7 @@ package risk
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tickflow/tickflow/alert"
+	"github.com/tickflow/tickflow/journal"
 	"github.com/tickflow/tickflow/tick"
 )
 
@@ -159,7 +161,7 @@ func TestReplayGivesNoNewAlert(t *testing.T) {
 
 // A restart with a state dir, replaying from an offset before the last
 // snapshot, publishes exactly what an uninterrupted run publishes.
-func TestRestartReplayFromSnapshot(t *testing.T) {
+func TestRestartReplaysSavedState(t *testing.T) {
 	cfg := func(dir string) *Config {
 		c := onlyRules(alert.PriceVolatility, alert.StaleFeed)
 		c.StateDir = dir
@@ -179,40 +181,86 @@ func TestRestartReplayFromSnapshot(t *testing.T) {
 	whole.write(ticks...)
 	want := ids(whole.bus.alerts())
 
-	dir := t.TempDir()
-	first := newHarness(t, cfg(dir))
-	first.write(ticks[:8]...)
-	first.write(ticks[8:14]...)
-	// Crash: the last batch was saved but its offsets never committed, so
-	// the restarted monitor sees it again, followed by the rest.
-	second := newHarness(t, cfg(dir))
-	second.write(ticks[8:]...)
-	got := append(ids(first.bus.alerts()), ids(second.bus.alerts())...)
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("with restart %v\nuninterrupted %v", got, want)
-	}
-	if l := second.sink.RecentAlerts(0, "", 0); len(l) != len(got) {
-		t.Fatalf("REST list after restart has %d alerts, want %d", len(l), len(got))
+	for _, snapshot := range []bool{false, true} {
+		t.Run(fmt.Sprintf("snapshot=%v", snapshot), func(t *testing.T) {
+			dir := t.TempDir()
+			first := newHarness(t, cfg(dir))
+			first.write(ticks[:8]...)
+			if snapshot { // as when the journal has grown: state so far in the snapshot, the rest logged
+				if err := first.sink.snapshotState(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			first.write(ticks[8:14]...)
+			first.sink.Close(context.Background())
+			// Crash: the last batch was saved but its offsets never
+			// committed, so the restarted monitor sees it again, then the rest.
+			second := newHarness(t, cfg(dir))
+			second.write(ticks[8:]...)
+			got := append(ids(first.bus.alerts()), ids(second.bus.alerts())...)
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("with restart %v\nuninterrupted %v", got, want)
+			}
+			if l := second.sink.RecentAlerts(0, "", 0); len(l) != len(got) {
+				t.Fatalf("REST list after restart has %d alerts, want %d", len(l), len(got))
+			}
+			if n := second.counter("tickflow_risk_alerts_total"); n != float64(len(second.bus.alerts())) {
+				t.Fatalf("alerts_total %v counts replayed alerts; published %d", n, len(second.bus.alerts()))
+			}
+		})
 	}
 }
 
 func TestCorruptStateStartsCold(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, stateFile), []byte("{not json"), 0o644); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name string
+		file string
+		data []byte
+	}{
+		{"snapshot fails its checksum", journalName + ".snap", []byte("0123456789ab{not json")},
+		{"snapshot is not state", journalName + ".snap", nil}, // written below with a good checksum
+		{"record is not ticks", journalName + ".log", nil},
 	}
-	cfg := onlyRules(alert.PriceVolatility)
-	cfg.StateDir = dir
-	h := newHarness(t, cfg)
-	if h.counter("tickflow_risk_state_errors_total") != 1 {
-		t.Fatal("state error not counted")
-	}
-	if _, err := os.Stat(filepath.Join(dir, stateFile+".corrupt")); err != nil {
-		t.Fatalf("bad snapshot not kept aside: %v", err)
-	}
-	h.write(path("binance", "BTCUSDT", time.Second, "100", "110")...)
-	if len(h.bus.alerts()) != 1 {
-		t.Fatal("monitor does not work after a corrupt snapshot")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			switch {
+			case tt.data != nil:
+				if err := os.WriteFile(filepath.Join(dir, tt.file), tt.data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			default:
+				st, err := journal.Open(dir, journalName)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, _, err := st.Load(); err != nil {
+					t.Fatal(err)
+				}
+				if strings.HasSuffix(tt.file, ".snap") {
+					err = st.Snapshot([]byte(`{"version":1,"pairs":"nope"}`))
+				} else {
+					err = st.Append([]byte{0x05, 'x', 'y'})
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				st.Close()
+			}
+			cfg := onlyRules(alert.PriceVolatility)
+			cfg.StateDir = dir
+			h := newHarness(t, cfg)
+			if h.counter("tickflow_risk_state_errors_total") != 1 {
+				t.Fatal("state error not counted")
+			}
+			if _, err := os.Stat(filepath.Join(dir, tt.file+".corrupt")); err != nil {
+				t.Fatalf("bad state not kept aside: %v", err)
+			}
+			h.write(path("binance", "BTCUSDT", time.Second, "100", "110")...)
+			if len(h.bus.alerts()) != 1 {
+				t.Fatal("monitor does not work after bad state")
+			}
+		})
 	}
 }
 

@@ -1,12 +1,8 @@
 package risk
 
 import (
-	"encoding/json"
+	"encoding/binary"
 	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 
 	"github.com/cockroachdb/apd/v3"
 
@@ -15,17 +11,21 @@ import (
 	"github.com/tickflow/tickflow/window"
 )
 
-// The snapshot is the whole engine state plus the REST list, written after
-// every batch once its alerts are on the bus and before the batch is
-// acknowledged. A restart loads it and the runtime replays from the last
-// committed offset; ticks the snapshot already reflects are skipped per pair
-// by event time, so the replay neither loses window state nor raises an
-// alert twice. The only gap is a crash between publishing a batch's alerts
-// and writing the snapshot: those alerts are published again with the same
-// IDs (at-least-once, as the topic's consumers are told).
+// State survives restarts through a journal (package journal) in
+// state_dir: every batch appends the ticks it applied, once its alerts are
+// on the bus and before WriteBatch returns, so before the batch's offsets
+// are committed; when the log outgrows the last snapshot the whole state is
+// written instead. A restart loads the snapshot, replays the logged ticks
+// through the engine (the alerts they raise were published already: they
+// only refill the REST list and the set of published IDs), and the runtime
+// then replays from the last committed offset; ticks the state already
+// reflects are skipped per pair by event time. So windows, cooldowns and
+// open alerts carry on exactly, and no alert is raised twice. The only gap
+// is a crash between publishing a batch's alerts and logging its ticks:
+// those alerts are published again, with the same IDs (at-least-once).
 
 const (
-	stateFile    = "risk.state.json"
+	journalName  = "risk"
 	stateVersion = 1
 )
 
@@ -98,54 +98,28 @@ func (e *engine) restore(s *snapshot) {
 	}
 }
 
-// saveState writes the snapshot atomically: a reader (the next start) sees
-// the old file or the new one, never half of one.
-func saveState(dir string, s *snapshot) error {
-	b, err := json.Marshal(s)
-	if err != nil {
-		return fmt.Errorf("encode state: %w", err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("state dir: %w", err)
-	}
-	f, err := os.CreateTemp(dir, stateFile+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("write state: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return fmt.Errorf("write state: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write state: %w", err)
-	}
-	if err := os.Rename(f.Name(), filepath.Join(dir, stateFile)); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write state: %w", err)
-	}
-	return nil
+// appendTick adds a tick to a journal record: uvarint length, tick JSON.
+func appendTick(rec []byte, t *tick.Tick) []byte {
+	var tmp [512]byte
+	js := t.AppendJSON(tmp[:0])
+	rec = binary.AppendUvarint(rec, uint64(len(js)))
+	return append(rec, js...)
 }
 
-// errCorrupt marks a state file that exists but cannot be used.
-var errCorrupt = errors.New("corrupt state file")
-
-// loadState reads the snapshot; a missing file is (nil, nil).
-func loadState(dir string) (*snapshot, error) {
-	b, err := os.ReadFile(filepath.Join(dir, stateFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+// recordTicks decodes a journal record.
+func recordTicks(rec []byte) ([]tick.Tick, error) {
+	var out []tick.Tick
+	for len(rec) > 0 {
+		n, k := binary.Uvarint(rec)
+		if k <= 0 || uint64(len(rec)-k) < n {
+			return nil, errors.New("truncated tick in journal record")
+		}
+		var t tick.Tick
+		if err := tick.Unmarshal(rec[k:k+int(n)], &t); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+		rec = rec[k+int(n):]
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read state: %w", err)
-	}
-	var s snapshot
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("%w: %v", errCorrupt, err)
-	}
-	if s.Version != stateVersion {
-		return nil, fmt.Errorf("%w: version %d, want %d", errCorrupt, s.Version, stateVersion)
-	}
-	return &s, nil
+	return out, nil
 }

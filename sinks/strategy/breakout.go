@@ -99,24 +99,36 @@ func (s *breakout) judge(t *tick.Tick) (Trigger, bool) {
 	return trigger(t, signal.Sell, "price "+t.Price.Text('f')+" broke below the "+n+" low "+st.Low.Text('f')), true
 }
 
-// push adds a completed period and recomputes the channel: O(period) once
-// per period, not per tick.
+// push adds a completed period. The channel is recomputed over all N only
+// when the bar leaving it held the high or the low.
 func (s *breakout) push(high, low *apd.Decimal) {
 	st := &s.st
+	full := st.Count == s.period
+	rescan := full && (st.Highs[st.Pos].Cmp(&st.High) >= 0 || st.Lows[st.Pos].Cmp(&st.Low) <= 0)
 	st.Highs[st.Pos].Set(high)
 	st.Lows[st.Pos].Set(low)
 	st.Pos = (st.Pos + 1) % s.period
-	if st.Count < s.period {
+	if !full {
 		st.Count++
 	}
-	st.High.Set(&st.Highs[0])
-	st.Low.Set(&st.Lows[0])
-	for i := 1; i < st.Count; i++ {
-		if st.Highs[i].Cmp(&st.High) > 0 {
-			st.High.Set(&st.Highs[i])
+	switch {
+	case rescan || st.Count == 1:
+		st.High.Set(&st.Highs[0])
+		st.Low.Set(&st.Lows[0])
+		for i := 1; i < st.Count; i++ {
+			if st.Highs[i].Cmp(&st.High) > 0 {
+				st.High.Set(&st.Highs[i])
+			}
+			if st.Lows[i].Cmp(&st.Low) < 0 {
+				st.Low.Set(&st.Lows[i])
+			}
 		}
-		if st.Lows[i].Cmp(&st.Low) < 0 {
-			st.Low.Set(&st.Lows[i])
+	default:
+		if high.Cmp(&st.High) > 0 {
+			st.High.Set(high)
+		}
+		if low.Cmp(&st.Low) < 0 {
+			st.Low.Set(low)
 		}
 	}
 }

@@ -26,7 +26,7 @@ type Config struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// Recent is how many signals the REST API keeps for listing.
 	Recent int `yaml:"recent"`
-	// StateDir is where strategy state and paper positions are snapshotted
+	// StateDir is where strategy state and paper positions are journalled
 	// after every batch; empty keeps them in memory only (see the package
 	// doc for what a restart then loses).
 	StateDir string `yaml:"state_dir"`

@@ -188,8 +188,6 @@ func sigs(ss []signal.Signal) []sig {
 
 func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
 
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
-
 func indent(s, prefix string) string {
 	lines := strings.Split(strings.Trim(s, "\n"), "\n")
 	for i, l := range lines {

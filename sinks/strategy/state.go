@@ -2,22 +2,21 @@ package strategy
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"sort"
 
 	"github.com/cockroachdb/apd/v3"
 
 	"github.com/tickflow/tickflow/signal"
+	"github.com/tickflow/tickflow/tick"
 )
 
 const (
-	stateFile    = "strategy.state.json"
+	journalName  = "strategy"
 	stateVersion = 1
 )
 
@@ -57,49 +56,58 @@ func fingerprint(e *Entry) string {
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
-// saveState writes the snapshot atomically (temp file, rename).
-func saveState(dir string, s *snapshot) error {
-	b, err := json.Marshal(s)
-	if err != nil {
-		return fmt.Errorf("encode state: %w", err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("state dir: %w", err)
-	}
-	f, err := os.CreateTemp(dir, stateFile+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("write state: %w", err)
-	}
-	_, werr := f.Write(b)
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write state: %w", err)
-	}
-	if err := os.Rename(f.Name(), filepath.Join(dir, stateFile)); err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write state: %w", err)
-	}
-	return nil
+// A journal record is one batch: the ticks applied (uvarint length of the
+// tick block, then each tick as uvarint length and JSON) and the signals
+// decided, as JSON. Ticks rebuild the strategies' state by ShouldTrigger,
+// which is deterministic; signals are logged because Execute need not be.
+
+// loggedSignal is a signal and the fingerprint of the strategy that
+// decided it: a strategy configured differently since does not get the old
+// one's fills.
+type loggedSignal struct {
+	Fingerprint string        `json:"fp"`
+	Signal      signal.Signal `json:"signal"`
 }
 
-var errCorrupt = errors.New("corrupt state file")
+func appendTick(block []byte, t *tick.Tick) []byte {
+	var tmp [512]byte
+	js := t.AppendJSON(tmp[:0])
+	block = binary.AppendUvarint(block, uint64(len(js)))
+	return append(block, js...)
+}
 
-// loadState reads the snapshot; a missing file is (nil, nil).
-func loadState(dir string) (*snapshot, error) {
-	b, err := os.ReadFile(filepath.Join(dir, stateFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+func encodeRecord(ticks []byte, sigs []loggedSignal) ([]byte, error) {
+	js, err := json.Marshal(sigs)
 	if err != nil {
-		return nil, fmt.Errorf("read state: %w", err)
+		return nil, err
 	}
-	var s snapshot
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("%w: %v", errCorrupt, err)
+	rec := binary.AppendUvarint(make([]byte, 0, len(ticks)+len(js)+10), uint64(len(ticks)))
+	rec = append(rec, ticks...)
+	return append(rec, js...), nil
+}
+
+func decodeRecord(rec []byte) ([]tick.Tick, []loggedSignal, error) {
+	n, k := binary.Uvarint(rec)
+	if k <= 0 || uint64(len(rec)-k) < n {
+		return nil, nil, errors.New("truncated record")
 	}
-	if s.Version != stateVersion {
-		return nil, fmt.Errorf("%w: version %d, want %d", errCorrupt, s.Version, stateVersion)
+	block, rest := rec[k:k+int(n)], rec[k+int(n):]
+	var ticks []tick.Tick
+	for len(block) > 0 {
+		m, j := binary.Uvarint(block)
+		if j <= 0 || uint64(len(block)-j) < m {
+			return nil, nil, errors.New("truncated tick")
+		}
+		var t tick.Tick
+		if err := tick.Unmarshal(block[j:j+int(m)], &t); err != nil {
+			return nil, nil, err
+		}
+		ticks = append(ticks, t)
+		block = block[j+int(m):]
 	}
-	return &s, nil
+	var sigs []loggedSignal
+	if err := json.Unmarshal(rest, &sigs); err != nil {
+		return nil, nil, err
+	}
+	return ticks, sigs, nil
 }

@@ -17,19 +17,25 @@
 //
 // # State across restarts
 //
-// With state_dir set, the engine's whole state (every strategy's windows
-// and sides, the paper accounts, each pair's last event time, recently
-// published signal IDs and the REST list) is written to a file after every
-// batch, once its signals are on the bus and before WriteBatch returns, so
-// before the batch's offsets are committed. A restart loads it, and the
-// runtime replays from the last committed offset; ticks the snapshot
-// already reflects are skipped by event time, so moving averages, channels
-// and positions carry on exactly. A crash between publishing and writing
-// the file republishes that batch's signals with the same IDs
-// (at-least-once). A file rather than the cache backend because it must be
-// written in step with the offset commit, and the cache is an optional,
-// best-effort layer; a strategy whose type, pair or parameters changed
-// starts afresh rather than from state that meant something else.
+// With state_dir set, the engine keeps its state in a journal (package
+// journal): every batch appends the ticks it applied and the signals it
+// decided, once the signals are on the bus and before WriteBatch returns,
+// so before the batch's offsets are committed; when the log outgrows the
+// last snapshot, the whole state (every strategy's windows and sides, the
+// paper accounts, each pair's last event time, recently published signal
+// IDs and the REST list) is written instead. A restart loads the snapshot
+// and replays the logged batches: ticks through ShouldTrigger, which is
+// deterministic, and the logged signals onto the paper accounts, because
+// Execute need not be. The runtime then replays from the last committed
+// offset, and ticks the state already reflects are skipped by event time,
+// so moving averages, channels and positions carry on exactly. A crash
+// between publishing and logging republishes that batch's signals with the
+// same IDs (at-least-once). A journal on local disk rather than the cache
+// backend because it must be written in step with the offset commit and
+// the cache is an optional, best-effort layer; the cost is one append of
+// the batch, not a rewrite of the state. A strategy whose type, pair or
+// parameters changed starts from its configuration afresh (warmed by the
+// logged ticks, but without the old one's fills).
 //
 // Without state_dir, state lives in memory only: after a restart each
 // strategy is rebuilt from the ticks replayed since the last commit, which
@@ -42,6 +48,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -52,6 +59,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/journal"
 	"github.com/tickflow/tickflow/signal"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/tick"
@@ -107,6 +115,13 @@ type Sink struct {
 	loaded  bool
 	lookups bool
 	push    Pusher
+	store   *journal.Store // nil without state_dir
+	// The journal record being built: what was applied and decided but not
+	// yet logged. It outlives a failed attempt, whose retry finds the
+	// ticks skipped.
+	pendingTicks   []byte
+	nPending       int
+	pendingSignals []loggedSignal
 
 	mu     sync.RWMutex // guards strategy and paper state against API reads
 	insts  []*instance
@@ -154,11 +169,20 @@ func New(env sinks.Env, cfg *Config) (*Sink, error) {
 	if err := env.Metrics.Register(busy); err != nil {
 		return nil, fmt.Errorf("strategy: metrics: %w", err)
 	}
-	for i := range cfg.Strategies {
-		e := cfg.Strategies[i]
+	if err := s.build(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// build makes every configured strategy afresh.
+func (s *Sink) build() error {
+	s.insts, s.routes = nil, map[tick.Pair]*route{}
+	for i := range s.cfg.Strategies {
+		e := s.cfg.Strategies[i]
 		b, err := e.build()
 		if err != nil {
-			return nil, fmt.Errorf("strategy: strategies[%d] %s: %w", i, e.label(), err)
+			return fmt.Errorf("strategy: strategies[%d] %s: %w", i, e.label(), err)
 		}
 		in := &instance{entry: e, built: b, fp: fingerprint(&e)}
 		s.insts = append(s.insts, in)
@@ -169,7 +193,7 @@ func New(env sinks.Env, cfg *Config) (*Sink, error) {
 		}
 		r.insts = append(r.insts, in)
 	}
-	return s, nil
+	return nil
 }
 
 // Run serves the worker pool for the life of the process.
@@ -178,7 +202,7 @@ func (s *Sink) Run(ctx context.Context) error { return s.pool.run(ctx) }
 // errNoPool: WriteBatch before the host started Run.
 var errNoPool = errors.New("worker pool not running yet")
 
-// Connect loads the state snapshot (once) and finds the push sink.
+// Connect loads the saved state (once) and finds the push sink.
 func (s *Sink) Connect(ctx context.Context) error {
 	s.batchMu.Lock()
 	defer s.batchMu.Unlock()
@@ -196,23 +220,135 @@ func (s *Sink) Connect(ctx context.Context) error {
 		s.loaded = true
 		return nil
 	}
-	snap, err := loadState(s.cfg.StateDir)
-	switch {
-	case errors.Is(err, errCorrupt):
-		bad := filepath.Join(s.cfg.StateDir, stateFile+".corrupt")
-		s.log.Error("strategy: state snapshot unusable, starting strategies afresh", "err", err, "moved_to", bad)
-		s.m.stateErrors.Inc()
-		if rerr := os.Rename(filepath.Join(s.cfg.StateDir, stateFile), bad); rerr != nil {
-			s.log.Error("strategy: move bad snapshot aside", "err", rerr)
-		}
-	case err != nil:
+	if err := s.load(); err != nil {
 		s.m.stateErrors.Inc()
 		return fmt.Errorf("strategy: %w", err)
-	case snap != nil:
-		s.restore(snap)
 	}
 	s.loaded = true
 	return nil
+}
+
+var errBadRecord = errors.New("unreadable journal record")
+
+// load restores the state from the journal. Unusable saved state is kept
+// aside and the strategies start afresh: losing warm-up history is better
+// than not trading (on paper) at all.
+func (s *Sink) load() error {
+	st, err := journal.Open(s.cfg.StateDir, journalName)
+	if err != nil {
+		return err
+	}
+	err = s.replay(st)
+	if err == nil {
+		s.store = st
+		return nil
+	}
+	st.Close()
+	if !errors.Is(err, journal.ErrCorrupt) && !errors.Is(err, errBadRecord) {
+		return err
+	}
+	s.log.Error("strategy: saved state unusable, starting strategies afresh", "err", err, "dir", s.cfg.StateDir)
+	s.m.stateErrors.Inc()
+	for _, ext := range []string{".snap", ".log"} {
+		p := filepath.Join(s.cfg.StateDir, journalName+ext)
+		if rerr := os.Rename(p, p+".corrupt"); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			return fmt.Errorf("move bad state aside: %w", rerr)
+		}
+	}
+	s.mu.Lock()
+	err = s.build()
+	s.seen = newSeenSet(seenSize)
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	s.recent = newRecent(s.cfg.Recent)
+	if st, err = journal.Open(s.cfg.StateDir, journalName); err != nil {
+		return err
+	}
+	if _, _, err := st.Load(); err != nil {
+		st.Close()
+		return err
+	}
+	s.store = st
+	return nil
+}
+
+// replay applies the snapshot, then each logged batch: its ticks through
+// ShouldTrigger (triggers ignored: their outcome is logged) and its signals
+// to the paper accounts, the REST list and the published set.
+func (s *Sink) replay(st *journal.Store) error {
+	snapData, records, err := st.Load()
+	if err != nil {
+		return err
+	}
+	if snapData != nil {
+		var snap snapshot
+		if err := json.Unmarshal(snapData, &snap); err != nil {
+			return fmt.Errorf("%w: %v", journal.ErrCorrupt, err)
+		}
+		if snap.Version != stateVersion {
+			return fmt.Errorf("%w: version %d, want %d", journal.ErrCorrupt, snap.Version, stateVersion)
+		}
+		s.restore(&snap)
+	}
+	byName := make(map[string]*instance, len(s.insts))
+	for _, in := range s.insts {
+		byName[in.entry.Name] = in
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, rec := range records {
+		ticks, sigs, err := decodeRecord(rec)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errBadRecord, err)
+		}
+		for i := range ticks {
+			s.feed(&ticks[i])
+		}
+		n += len(ticks)
+		for _, ls := range sigs {
+			sig := ls.Signal
+			if !s.seen.add(sig.ID) {
+				continue
+			}
+			s.recent.add(sig)
+			in := byName[sig.Strategy]
+			if in == nil || in.fp != ls.Fingerprint {
+				continue
+			}
+			var price apd.Decimal
+			if err := tick.ParseDecimal(&price, sig.Price); err != nil {
+				return fmt.Errorf("%w: signal %s: %v", errBadRecord, sig.ID, err)
+			}
+			in.paper.apply(sig.Side, &price, &in.quantity, in.entry.AllowShort)
+			in.signals++
+		}
+	}
+	s.log.Info("strategy: state restored", "replayed_ticks", n)
+	return nil
+}
+
+// feed passes one tick to its pair's strategies and reports their
+// triggers; a tick at or before the pair's last is skipped. Callers hold mu.
+func (s *Sink) feed(t *tick.Tick) (applied bool, triggers []pending) {
+	r := s.routes[tick.Pair{Exchange: t.Exchange, Symbol: t.Symbol}]
+	if r == nil {
+		return false, nil
+	}
+	if t.Timestamp <= r.last {
+		s.m.skipped.WithLabelValues("replayed").Inc()
+		return false, nil
+	}
+	r.last = t.Timestamp
+	for _, in := range r.insts {
+		in.mark.Set(&t.Price)
+		if tr, ok := in.strategy.ShouldTrigger(t); ok {
+			triggers = append(triggers, pending{in, tr})
+		}
+	}
+	return true, triggers
 }
 
 func (s *Sink) restore(snap *snapshot) {
@@ -269,7 +405,6 @@ func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
 		return fmt.Errorf("strategy: %w: %w", sinks.ErrNotConnected, errNoPool)
 	}
 	var triggers []pending
-	changed := false
 	s.mu.Lock()
 	for i := range batch {
 		t := &batch[i]
@@ -278,23 +413,18 @@ func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
 			continue
 		}
 		s.m.ticks.Inc()
-		r := s.routes[tick.Pair{Exchange: t.Exchange, Symbol: t.Symbol}]
-		if r == nil {
+		applied, trs := s.feed(t)
+		if !applied {
 			continue
 		}
-		if t.Timestamp <= r.last {
-			s.m.skipped.WithLabelValues("replayed").Inc()
-			continue
+		if s.cfg.StateDir != "" {
+			s.pendingTicks = appendTick(s.pendingTicks, t)
+			s.nPending++
 		}
-		r.last = t.Timestamp
-		changed = true
-		for _, in := range r.insts {
-			in.mark.Set(&t.Price)
-			if tr, ok := in.strategy.ShouldTrigger(t); ok {
-				s.m.triggers.WithLabelValues(in.entry.Name).Inc()
-				triggers = append(triggers, pending{in, tr})
-			}
+		for _, tr := range trs {
+			s.m.triggers.WithLabelValues(tr.inst.entry.Name).Inc()
 		}
+		triggers = append(triggers, trs...)
 	}
 	s.mu.Unlock()
 
@@ -313,11 +443,9 @@ func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
 	if err := s.flush(ctx); err != nil {
 		return err
 	}
-	if changed && s.cfg.StateDir != "" {
-		if err := s.save(); err != nil {
-			s.m.stateErrors.Inc()
-			return fmt.Errorf("strategy: %w", err)
-		}
+	if err := s.save(); err != nil {
+		s.m.stateErrors.Inc()
+		return fmt.Errorf("strategy: %w", err)
 	}
 	return nil
 }
@@ -363,6 +491,9 @@ func (s *Sink) decide(jobs []*job) {
 		}
 		in.paper.apply(sig.Side, &j.tr.Price, &in.quantity, in.entry.AllowShort)
 		in.signals++
+		if s.cfg.StateDir != "" {
+			s.pendingSignals = append(s.pendingSignals, loggedSignal{Fingerprint: in.fp, Signal: sig})
+		}
 		s.m.signals.WithLabelValues(name, string(sig.Side)).Inc()
 		s.outbox = append(s.outbox, sig)
 	}
@@ -392,7 +523,30 @@ func (s *Sink) flush(ctx context.Context) error {
 	return nil
 }
 
+// save logs the batch (ticks applied and signals decided since the last
+// save), or snapshots the whole state when the log has grown enough.
 func (s *Sink) save() error {
+	if s.store == nil || (s.nPending == 0 && len(s.pendingSignals) == 0) {
+		return nil
+	}
+	var err error
+	if s.store.NeedsSnapshot() {
+		err = s.snapshotState()
+	} else {
+		var rec []byte
+		if rec, err = encodeRecord(s.pendingTicks, s.pendingSignals); err == nil {
+			err = s.store.Append(rec)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	s.pendingTicks, s.nPending, s.pendingSignals = s.pendingTicks[:0], 0, nil
+	return nil
+}
+
+// snapshotState writes the whole state and empties the journal.
+func (s *Sink) snapshotState() error {
 	s.mu.RLock()
 	snap := snapshot{
 		Version:    stateVersion,
@@ -415,12 +569,25 @@ func (s *Sink) save() error {
 	}
 	s.mu.RUnlock()
 	snap.Recent = s.recent.all()
-	return saveState(s.cfg.StateDir, &snap)
+	b, err := json.Marshal(&snap)
+	if err != nil {
+		return fmt.Errorf("encode state: %w", err)
+	}
+	return s.store.Snapshot(b)
 }
 
-// Close has nothing to release: state is saved after every batch, and the
-// pool stops with Run's context.
-func (s *Sink) Close(context.Context) error { return nil }
+// Close closes the state journal; state is saved after every batch, and
+// the pool stops with Run's context.
+func (s *Sink) Close(context.Context) error {
+	s.batchMu.Lock()
+	defer s.batchMu.Unlock()
+	if s.store == nil {
+		return nil
+	}
+	err := s.store.Close()
+	s.store = nil
+	return err
+}
 
 // RecentSignals lists recent signals of strategy ("" for all) at or after
 // since (event time, Unix ms), newest first, at most limit (0 for all kept).
@@ -484,7 +651,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		execErrors:    c("exec_errors_total", "Executes that failed or returned a bad decision."),
 		duplicates:    c("signals_duplicate_total", "Signals raised again by a replay and not republished."),
 		publishErrors: c("publish_errors_total", "Failed publishes of signals to the bus (the batch is retried)."),
-		stateErrors:   c("state_errors_total", "Failures to read, write or restore the state snapshot."),
+		stateErrors:   c("state_errors_total", "Failures to read, write or restore the saved state (journal)."),
 		skipped:       v("ticks_skipped_total", "Ticks not applied: invalid, or replayed (event time not after the pair's last).", "reason"),
 		dropped:       v("triggers_dropped_total", "Triggers never executed: queue_full (no room within the timeout) or abandoned (not started in time).", "reason"),
 		triggers:      v("triggers_total", "Triggers raised by ShouldTrigger.", "strategy"),

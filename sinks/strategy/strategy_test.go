@@ -2,6 +2,8 @@ package strategy
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/config"
+	"github.com/tickflow/tickflow/journal"
 	"github.com/tickflow/tickflow/signal"
 	"github.com/tickflow/tickflow/tick"
 )
@@ -227,9 +230,10 @@ func TestPublishFailureIsRetried(t *testing.T) {
 	}
 }
 
-// A restart from the snapshot, replaying from before it, gives exactly the
-// signals and paper account of an uninterrupted run.
-func TestRestartFromSnapshot(t *testing.T) {
+// A restart from the saved state, replaying from before it, gives exactly
+// the signals and paper accounts of an uninterrupted run, whether the state
+// is all in the journal's log or partly in its snapshot.
+func TestRestartFromSavedState(t *testing.T) {
 	src := `
 strategies:
   - {name: sma, type: sma_cross, exchange: binance, symbol: BTCUSDT, fast: 2, slow: 4}
@@ -251,49 +255,86 @@ strategies:
 		t.Fatalf("scenario gives only %v", sigs(want))
 	}
 
-	dir := t.TempDir()
-	first := newHarness(t, cfg(dir), nil)
-	first.write(ticks[:6]...)
-	first.write(ticks[6:10]...)
-	second := newHarness(t, cfg(dir), nil) // the last batch was never committed
-	second.write(ticks[6:]...)
-	got := append(first.bus.signals(), second.bus.signals()...)
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("with restart %v\nuninterrupted %v", sigs(got), sigs(want))
-	}
-	if a, b := second.sink.Strategies(), whole.sink.Strategies(); !reflect.DeepEqual(a, b) {
-		t.Fatalf("state after restart\n%+v\nuninterrupted\n%+v", a, b)
-	}
-	if n := len(second.sink.RecentSignals("", 0, 0)); n != len(want) {
-		t.Fatalf("REST list after restart has %d signals, want %d", n, len(want))
-	}
+	for _, snapshot := range []bool{false, true} {
+		t.Run(fmt.Sprintf("snapshot=%v", snapshot), func(t *testing.T) {
+			dir := t.TempDir()
+			first := newHarness(t, cfg(dir), nil)
+			first.write(ticks[:6]...)
+			if snapshot {
+				if err := first.sink.snapshotState(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			first.write(ticks[6:10]...)
+			first.sink.Close(context.Background())
+			second := newHarness(t, cfg(dir), nil) // the last batch was never committed
+			second.write(ticks[6:]...)
+			got := append(first.bus.signals(), second.bus.signals()...)
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("with restart %v\nuninterrupted %v", sigs(got), sigs(want))
+			}
+			if a, b := second.sink.Strategies(), whole.sink.Strategies(); !reflect.DeepEqual(a, b) {
+				t.Fatalf("state after restart\n%+v\nuninterrupted\n%+v", a, b)
+			}
+			if n := len(second.sink.RecentSignals("", 0, 0)); n != len(want) {
+				t.Fatalf("REST list after restart has %d signals, want %d", n, len(want))
+			}
+			second.sink.Close(context.Background())
 
-	// Changing a strategy's parameters starts it afresh.
-	changed := cfg(dir)
-	changed.Strategies[0].Params.Content[3].Value = "5" // slow: 4 -> 5
-	third := newHarness(t, changed, nil)
-	var fresh struct{ Count int }
-	if err := jsonUnmarshal(third.sink.Strategies()[0].State, &fresh); err != nil || fresh.Count != 0 {
-		t.Fatalf("changed strategy kept state %s", third.sink.Strategies()[0].State)
-	}
-	if third.sink.Strategies()[1].Paper != whole.sink.Strategies()[1].Paper {
-		t.Fatal("unchanged strategy lost its paper account")
+			// A strategy whose parameters changed keeps none of the old
+			// one's state or fills; the others keep theirs.
+			changed := cfg(dir)
+			changed.Strategies[0].Params.Content[3].Value = "5" // slow: 4 -> 5
+			third := newHarness(t, changed, nil)
+			st := third.sink.Strategies()
+			var sma struct{ Closes []json.RawMessage }
+			if err := json.Unmarshal(st[0].State, &sma); err != nil || len(sma.Closes) != 5 {
+				t.Fatalf("changed strategy's state %s", st[0].State)
+			}
+			if st[0].Paper.Fills != 0 || st[0].Signals != 0 {
+				t.Fatalf("changed strategy kept the old fills: %+v", st[0])
+			}
+			if !reflect.DeepEqual(st[1:], whole.sink.Strategies()[1:]) {
+				t.Fatal("unchanged strategies lost their state")
+			}
+		})
 	}
 }
 
 func TestCorruptStateStartsAfresh(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, stateFile), []byte("{"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c := parseConfig(t, twoStrategies)
-	c.StateDir = dir
-	h := newHarness(t, c, nil)
-	if h.counter("tickflow_strategy_state_errors_total") != 1 {
-		t.Fatal("state error not counted")
-	}
-	if _, err := os.Stat(filepath.Join(dir, stateFile+".corrupt")); err != nil {
-		t.Fatalf("bad snapshot not kept aside: %v", err)
+	for _, file := range []string{journalName + ".snap", journalName + ".log"} {
+		t.Run(file, func(t *testing.T) {
+			dir := t.TempDir()
+			st, err := journal.Open(dir, journalName)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := st.Load(); err != nil {
+				t.Fatal(err)
+			}
+			if file == journalName+".snap" {
+				err = st.Snapshot([]byte("{"))
+			} else {
+				err = st.Append([]byte{0x01})
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.Close()
+			c := parseConfig(t, twoStrategies)
+			c.StateDir = dir
+			h := newHarness(t, c, nil)
+			if h.counter("tickflow_strategy_state_errors_total") != 1 {
+				t.Fatal("state error not counted")
+			}
+			if _, err := os.Stat(filepath.Join(dir, file+".corrupt")); err != nil {
+				t.Fatalf("bad state not kept aside: %v", err)
+			}
+			h.write(path("binance", "BTCUSDT", time.Second, "99", "101")...)
+			if len(h.bus.signals()) != 1 {
+				t.Fatal("engine does not work after bad state")
+			}
+		})
 	}
 }
 
@@ -390,3 +431,31 @@ func TestPoolSettingsValidate(t *testing.T) {
 }
 
 var _ = clock.Real
+
+// The incremental channel equals a full recomputation on a long random path.
+func TestBreakoutChannelMatchesRescan(t *testing.T) {
+	st, err := newBreakout(&breakoutParams{Period: 7, Bars: "tick"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := st.(*breakout)
+	x := int64(1000)
+	for i := 0; i < 5000; i++ {
+		x += int64((i*7919)%11) - 5
+		d := tick.MustDecimal(fmt.Sprint(x))
+		b.push(&d, &d)
+		n := b.st.Count
+		hi, lo := b.st.Highs[0], b.st.Lows[0]
+		for j := 1; j < n; j++ {
+			if b.st.Highs[j].Cmp(&hi) > 0 {
+				hi = b.st.Highs[j]
+			}
+			if b.st.Lows[j].Cmp(&lo) < 0 {
+				lo = b.st.Lows[j]
+			}
+		}
+		if hi.Cmp(&b.st.High) != 0 || lo.Cmp(&b.st.Low) != 0 {
+			t.Fatalf("step %d: channel %s..%s, rescan %s..%s", i, b.st.Low.String(), b.st.High.String(), lo.String(), hi.String())
+		}
+	}
+}
