@@ -9,12 +9,15 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tickflow/tickflow/alert"
 	"github.com/tickflow/tickflow/api"
 	"github.com/tickflow/tickflow/bus"
+	"github.com/tickflow/tickflow/ingest"
+	"github.com/tickflow/tickflow/ingest/sim"
 	"github.com/tickflow/tickflow/signal"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/sinks/push"
@@ -25,15 +28,22 @@ import (
 
 const ticksTopic = "market_data.ticks"
 
-// End to end: ticks produced to the embedded broker are consumed by the
-// risk and strategy sinks under the bus runtime, in their own consumer
-// groups; the alert and signal they raise reach the Kafka topics (read
-// back with a plain kgo consumer), a WebSocket client of the real push
-// sink, and the REST API.
-func TestEndToEnd(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+// stack is tickflow's path for alerts and signals, wired as main wires it:
+// an embedded broker, the tick topic and the two side topics, one producer
+// (ticks in; alerts and signals out), the real push sink listening on
+// loopback, and the risk and strategy sinks each under the bus runtime in
+// its own consumer group.
+type stack struct {
+	emb  *bus.Embedded
+	prod *bus.Producer
+	ps   *push.Sink
+	pcfg *push.Config
+	rs   *risk.Sink
+	ss   *strategy.Sink
+}
 
+func startStack(t *testing.T, ctx context.Context, rcfg *risk.Config, strategies string) *stack {
+	t.Helper()
 	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{Listen: "127.0.0.1:0", DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -49,37 +59,30 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = prod.Close(context.Background()) })
+	st := &stack{emb: emb, prod: prod}
 
-	// The push sink, listening for real.
-	pcfg := push.DefaultConfig()
-	pcfg.Listen = "127.0.0.1:0"
-	ps, err := push.New(sinks.Env{Name: "push"}, pcfg)
-	if err != nil {
+	st.pcfg = push.DefaultConfig()
+	st.pcfg.Listen = "127.0.0.1:0"
+	if st.ps, err = push.New(sinks.Env{Name: "push"}, st.pcfg); err != nil {
 		t.Fatal(err)
 	}
-	if err := ps.Listen(); err != nil {
+	if err := st.ps.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	peer := func(name string) (sinks.Sink, bool) { return ps, name == "push" }
-
-	rs, err := risk.New(sinks.Env{Name: "risk", Publisher: prod, Peer: peer}, risk.DefaultConfig())
-	if err != nil {
+	peer := func(name string) (sinks.Sink, bool) { return st.ps, name == "push" }
+	if st.rs, err = risk.New(sinks.Env{Name: "risk", Publisher: prod, Peer: peer}, rcfg); err != nil {
 		t.Fatal(err)
 	}
 	scfg := strategy.DefaultConfig()
-	if err := yaml.Unmarshal([]byte(`
-strategies:
-  - {name: btc-up, type: price_cross, exchange: binance, symbol: BTCUSDT, level: "103", direction: up}
-`), scfg); err != nil {
+	if err := yaml.Unmarshal([]byte(strategies), scfg); err != nil {
 		t.Fatal(err)
 	}
-	ss, err := strategy.New(sinks.Env{Name: "strategy", Publisher: prod, Peer: peer}, scfg)
-	if err != nil {
+	if st.ss, err = strategy.New(sinks.Env{Name: "strategy", Publisher: prod, Peer: peer}, scfg); err != nil {
 		t.Fatal(err)
 	}
 
-	// Services first, then the runtimes, as main does.
+	// Services first, then the runtimes, as main does; all stop before the
+	// producer closes.
 	runCtx, stop := context.WithCancel(context.Background())
 	var done []chan error
 	start := func(f func(context.Context) error) {
@@ -94,11 +97,12 @@ strategies:
 				t.Errorf("run: %v", err)
 			}
 		}
+		_ = prod.Close(context.Background())
 	})
-	start(ps.Run)
-	start(rs.Run)
-	start(ss.Run)
-	for name, s := range map[string]sinks.Sink{"risk": rs, "strategy": ss} {
+	start(st.ps.Run)
+	start(st.rs.Run)
+	start(st.ss.Run)
+	for name, s := range map[string]sinks.Sink{"risk": st.rs, "strategy": st.ss} {
 		spec, _ := sinks.Lookup(name)
 		rt, err := bus.NewRuntime(bus.RuntimeConfig{
 			Client: cc, Topic: ticksTopic, Group: "tickflow." + name, Name: name, Sink: s, Batch: spec.Batch,
@@ -109,31 +113,32 @@ strategies:
 		}
 		start(rt.Run)
 	}
+	return st
+}
 
-	// A WebSocket client of the push sink, on the alert and signal channels.
-	ws, _, err := websocket.Dial(ctx, "ws://"+ps.Addr()+pcfg.Path, nil)
+// subscribe connects a WebSocket client of the push sink to the alert and
+// signal channels.
+func (st *stack) subscribe(t *testing.T, ctx context.Context) *websocket.Conn {
+	t.Helper()
+	ws, _, err := websocket.Dial(ctx, "ws://"+st.ps.Addr()+st.pcfg.Path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ws.CloseNow()
+	t.Cleanup(func() { ws.CloseNow() })
 	if err := ws.Write(ctx, websocket.MessageText, []byte(`{"type":"subscribe","channels":["alert","signal"]}`)); err != nil {
 		t.Fatal(err)
 	}
 	if f := readFrame(ctx, t, ws); f.Type != "subscribed" {
 		t.Fatalf("got %+v, want subscribed", f)
 	}
+	return ws
+}
 
-	// +6 % in two seconds on BTCUSDT, crossing 103 on the way.
-	base := time.Now().Add(-time.Minute).UnixMilli()
-	for i, p := range []string{"100", "101", "102.5", "104", "106"} {
-		tk := tick.Tick{Exchange: "binance", Symbol: "BTCUSDT", Timestamp: base + int64(i)*500, Price: tick.MustDecimal(p)}
-		if err := prod.Produce(ctx, &tk); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	// Kafka: one alert and one signal, keyed by pair.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(emb.Addrs()...), kgo.ConsumeTopics(alert.Topic, signal.Topic),
+// consume reads the alert and signal topics from the start until it has
+// at least the wanted number of each.
+func (st *stack) consume(t *testing.T, ctx context.Context, wantAlerts, wantSignals int) ([]alert.Alert, []signal.Signal) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(st.emb.Addrs()...), kgo.ConsumeTopics(alert.Topic, signal.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -141,20 +146,20 @@ strategies:
 	defer cl.Close()
 	var alerts []alert.Alert
 	var sigs []signal.Signal
-	for len(alerts) < 1 || len(sigs) < 1 {
+	for len(alerts) < wantAlerts || len(sigs) < wantSignals {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
 			t.Fatalf("waiting for records: %v (have %d alerts, %d signals)", err, len(alerts), len(sigs))
 		}
 		fs.EachRecord(func(r *kgo.Record) {
-			if string(r.Key) != "binance:BTCUSDT" {
-				t.Errorf("record key %q", r.Key)
-			}
 			switch r.Topic {
 			case alert.Topic:
 				var a alert.Alert
 				if err := json.Unmarshal(r.Value, &a); err != nil {
 					t.Fatal(err)
+				}
+				if string(r.Key) != a.Key() {
+					t.Errorf("alert record key %q, want %q", r.Key, a.Key())
 				}
 				alerts = append(alerts, a)
 			case signal.Topic:
@@ -162,10 +167,65 @@ strategies:
 				if err := json.Unmarshal(r.Value, &s); err != nil {
 					t.Fatal(err)
 				}
+				if string(r.Key) != s.Key() {
+					t.Errorf("signal record key %q, want %q", r.Key, s.Key())
+				}
 				sigs = append(sigs, s)
 			}
 		})
 	}
+	return alerts, sigs
+}
+
+// pushed reads frames until it has seen an alert with alertID and a signal
+// with signalID.
+func pushed(t *testing.T, ctx context.Context, ws *websocket.Conn, alertID, signalID string) {
+	t.Helper()
+	seen := map[string]bool{}
+	for !seen["alert/"+alertID] || !seen["signal/"+signalID] {
+		f := readFrame(ctx, t, ws)
+		var id struct {
+			ID       string `json:"id"`
+			Exchange string `json:"exchange"`
+			Symbol   string `json:"symbol"`
+		}
+		if err := json.Unmarshal(f.Data, &id); err != nil {
+			t.Fatalf("frame %+v: %v", f, err)
+		}
+		if f.Key != id.Exchange+":"+id.Symbol {
+			t.Fatalf("frame key %q for %+v", f.Key, id)
+		}
+		seen[f.Type+"/"+id.ID] = true
+	}
+}
+
+func (st *stack) rest(t *testing.T) *httptest.Server {
+	srv := httptest.NewServer(api.New(api.Options{Components: []any{st.rs, st.ss, st.ps}}).Handler())
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// Ticks with a known path: exactly the expected alert and signal reach the
+// topics, a push client and the REST API.
+func TestEndToEnd(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st := startStack(t, ctx, risk.DefaultConfig(), `
+strategies:
+  - {name: btc-up, type: price_cross, exchange: binance, symbol: BTCUSDT, level: "103", direction: up}
+`)
+	ws := st.subscribe(t, ctx)
+
+	// +6 % in two seconds on BTCUSDT, crossing 103 on the way.
+	base := time.Now().Add(-time.Minute).UnixMilli()
+	for i, p := range []string{"100", "101", "102.5", "104", "106"} {
+		tk := tick.Tick{Exchange: "binance", Symbol: "BTCUSDT", Timestamp: base + int64(i)*500, Price: tick.MustDecimal(p)}
+		if err := st.prod.Produce(ctx, &tk); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	alerts, sigs := st.consume(t, ctx, 1, 1)
 	a, s := alerts[0], sigs[0]
 	// +4 % at 104 is under the threshold; the alert fires at 106 (+6 %).
 	if len(alerts) != 1 || a.Rule != alert.PriceVolatility || a.ToPrice != "106" || a.ChangePercent != "6" {
@@ -174,50 +234,92 @@ strategies:
 	if len(sigs) != 1 || s.Strategy != "btc-up" || s.Side != signal.Buy || s.Price != "104" {
 		t.Fatalf("signals on the topic: %+v", sigs)
 	}
+	pushed(t, ctx, ws, a.ID, s.ID)
 
-	// Push: an alert frame and a signal frame, in either order.
-	got := map[string]string{}
-	for len(got) < 2 {
-		f := readFrame(ctx, t, ws)
-		var id struct {
-			ID string `json:"id"`
-		}
-		if err := json.Unmarshal(f.Data, &id); err != nil {
-			t.Fatalf("frame %+v: %v", f, err)
-		}
-		if f.Key != "binance:BTCUSDT" {
-			t.Fatalf("frame key %q", f.Key)
-		}
-		got[f.Type] = id.ID
-	}
-	if got["alert"] != a.ID || got["signal"] != s.ID {
-		t.Fatalf("push frames %v, want alert %s and signal %s", got, a.ID, s.ID)
-	}
-
-	// REST.
-	srv := httptest.NewServer(api.New(api.Options{Components: []any{rs, ss, ps}}).Handler())
-	defer srv.Close()
-	var ra struct {
-		Data []alert.Alert `json:"data"`
-	}
+	srv := st.rest(t)
+	var ra struct{ Data []alert.Alert }
 	getJSON(t, srv.URL+"/api/v1/alerts", &ra)
 	if len(ra.Data) != 1 || ra.Data[0].ID != a.ID {
 		t.Fatalf("REST alerts %+v", ra.Data)
 	}
-	var rsig struct {
-		Data []signal.Signal `json:"data"`
-	}
+	var rsig struct{ Data []signal.Signal }
 	getJSON(t, srv.URL+"/api/v1/signals?strategy=btc-up", &rsig)
 	if len(rsig.Data) != 1 || rsig.Data[0].ID != s.ID {
 		t.Fatalf("REST signals %+v", rsig.Data)
 	}
-	var rst struct {
-		Data []signal.StrategyStatus `json:"data"`
-	}
+	var rst struct{ Data []signal.StrategyStatus }
 	getJSON(t, srv.URL+"/api/v1/strategies", &rst)
 	if len(rst.Data) != 1 || rst.Data[0].Paper.Position != "1" || rst.Data[0].Paper.UnrealizedPnL != "2" {
 		t.Fatalf("REST strategies %+v", rst.Data)
 	}
+}
+
+// The demo source: the simulated exchange through the ingest queue and
+// pump, with thresholds low enough for its random walk to trip a
+// volatility alert and a momentum signal within a few seconds.
+func TestEndToEndFromSimulator(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rcfg := risk.DefaultConfig()
+	rcfg.StaleFeed.Enabled, rcfg.CrossedBook.Enabled, rcfg.PriceSpike.Enabled = false, false, false
+	rcfg.Volatility.Window, rcfg.Volatility.Threshold = 5*time.Second, "0.00001"
+	st := startStack(t, ctx, rcfg, `
+strategies:
+  - {name: sim-mom, type: momentum, exchange: sim, symbol: BTCUSDT, window: 5s, threshold: "0.00001"}
+`)
+	ws := st.subscribe(t, ctx)
+
+	reg := prometheus.NewRegistry()
+	q, err := ingest.NewQueue(1024, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed, err := sim.New(sim.Options{Symbols: []string{"BTCUSDT"}, Interval: 20 * time.Millisecond, Seed: 7, Queue: q, Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pump, err := ingest.NewPump(q, st.prod, ingest.PumpOptions{Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	simCtx, stopSim := context.WithCancel(ctx)
+	simDone, pumpDone := make(chan error, 1), make(chan error, 1)
+	go func() { simDone <- feed.Run(simCtx) }()
+	go func() { pumpDone <- pump.Run(simCtx) }()
+	defer func() {
+		stopSim()
+		if err := <-simDone; err != nil {
+			t.Errorf("sim: %v", err)
+		}
+		q.Close()
+		<-pumpDone
+	}()
+
+	alerts, sigs := st.consume(t, ctx, 1, 1)
+	a, s := alerts[0], sigs[0]
+	if a.Exchange != sim.Exchange || a.Rule != alert.PriceVolatility || s.Exchange != sim.Exchange || s.Strategy != "sim-mom" {
+		t.Fatalf("alert %+v, signal %+v", a, s)
+	}
+	pushed(t, ctx, ws, a.ID, s.ID)
+
+	srv := st.rest(t)
+	var ra struct{ Data []alert.Alert }
+	getJSON(t, srv.URL+"/api/v1/alerts?limit=1000", &ra)
+	var rsig struct{ Data []signal.Signal }
+	getJSON(t, srv.URL+"/api/v1/signals?strategy=sim-mom&limit=1000", &rsig)
+	if !containsID(ra.Data, a.ID, func(x alert.Alert) string { return x.ID }) ||
+		!containsID(rsig.Data, s.ID, func(x signal.Signal) string { return x.ID }) {
+		t.Fatalf("REST does not list alert %s / signal %s", a.ID, s.ID)
+	}
+}
+
+func containsID[T any](xs []T, id string, key func(T) string) bool {
+	for _, x := range xs {
+		if key(x) == id {
+			return true
+		}
+	}
+	return false
 }
 
 type frame struct {
