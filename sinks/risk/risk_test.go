@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tickflow/tickflow/alert"
+	"github.com/tickflow/tickflow/config"
 	"github.com/tickflow/tickflow/journal"
 	"github.com/tickflow/tickflow/tick"
 )
@@ -463,5 +464,34 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("error %v, want one mentioning %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// The config loader decodes sinks.risk strictly and reports this
+// package's validation errors under the section's key.
+func TestConfigThroughLoader(t *testing.T) {
+	tests := []struct{ yaml, want string }{
+		{"volatility: {threshold: \"5 percent\"}", `sinks.risk: volatility.threshold: bad decimal "5 percent"`},
+		{"volatility: {treshold: \"0.05\"}", "sinks.risk: volatility: field treshold not found"},
+		{"webhook: {url: \"http://hooks.local/x\", retries: -1}", "sinks.risk: webhook.retries: must be >= 0"},
+		{"volatility: {window: 10m, threshold: \"0.02\", cooldown: 1m}\n    state_dir: /tmp/x", ""},
+	}
+	for _, tt := range tests {
+		cfg, err := config.Parse([]byte("sinks:\n  risk:\n    enabled: true\n    "+tt.yaml+"\n"), func(string) string { return "" })
+		if tt.want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", tt.yaml, err)
+				continue
+			}
+			s, _ := cfg.Sink("risk")
+			c := s.Settings.(*Config)
+			if c.Volatility.Window != 10*time.Minute || c.Volatility.Threshold != "0.02" || c.StateDir != "/tmp/x" || !c.StaleFeed.Enabled {
+				t.Errorf("decoded %+v", c)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: error %v, want %q", tt.yaml, err, tt.want)
+		}
 	}
 }

@@ -383,6 +383,8 @@ func TestBadStrategyConfig(t *testing.T) {
 			`"q" (momentum): symbol: required`},
 		{"missing name", `{type: momentum, exchange: binance, symbol: X, threshold: "0.1"}`,
 			`strategies[0] "" (momentum): name: required`},
+		{"parameter inline and under params", `{name: d, type: price_cross, exchange: binance, symbol: X, level: "1", params: {level: "2"}}`,
+			`parameter "level" given twice`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
