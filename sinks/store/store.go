@@ -233,23 +233,15 @@ func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
 	}
 	c := s.cols
 	c.reset()
-	var firstReject error
-	rejected := 0
+	var rejects rejectCount
 	for i := range batch {
 		t := &batch[i]
 		if err := c.append(t); err != nil {
-			rejected++
-			s.m.rejected.WithLabelValues(rejectReason(err)).Inc()
-			if firstReject == nil {
-				firstReject = fmt.Errorf("%s @%d: %w", t.Key(), t.Timestamp, err)
-			}
+			rejects.add(t, err)
 		}
 	}
-	if rejected > 0 {
-		s.log.Warn("ticks rejected: a decimal does not fit Decimal(38, 18) exactly",
-			"rejected", rejected, "batch", len(batch), "first", firstReject)
-	}
 	if c.rows() == 0 {
+		s.countRejects(&rejects, len(batch))
 		return nil
 	}
 	start := time.Now()
@@ -267,7 +259,37 @@ func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
 		return fmt.Errorf("store: insert %d ticks: %w", c.rows(), err)
 	}
 	s.m.rows.Add(float64(c.rows()))
+	s.countRejects(&rejects, len(batch))
 	return nil
+}
+
+// rejectCount tallies a batch's rejected ticks by reason.
+type rejectCount struct {
+	n     map[string]int
+	first error
+}
+
+func (r *rejectCount) add(t *tick.Tick, err error) {
+	if r.n == nil {
+		r.n = map[string]int{}
+		r.first = fmt.Errorf("%s @%d: %w", t.Key(), t.Timestamp, err)
+	}
+	r.n[rejectReason(err)]++
+}
+
+// countRejects reports a batch's rejects once it is settled: a batch that
+// is retried must not count its rejects once per attempt.
+func (s *Sink) countRejects(r *rejectCount, batch int) {
+	if r.n == nil {
+		return
+	}
+	total := 0
+	for reason, n := range r.n {
+		s.m.rejected.WithLabelValues(reason).Add(float64(n))
+		total += n
+	}
+	s.log.Warn("ticks rejected: a decimal does not fit Decimal(38, 18) exactly",
+		"rejected", total, "batch", batch, "first", r.first)
 }
 
 func rejectReason(err error) string {

@@ -512,7 +512,9 @@ func TestClickHouseDownAndBack(t *testing.T) {
 	if err := s.Ready(ctx); err != nil {
 		t.Fatalf("ready: %v", err)
 	}
-	batch := []tick.Tick{mkTick("sim", "D", 1_700_000_000_000, "1")}
+	bad := mkTick("sim", "D", 1_700_000_000_001, "1")
+	bad.Price = tick.MustDecimal("1.0000000000000000001")
+	batch := []tick.Tick{mkTick("sim", "D", 1_700_000_000_000, "1"), bad}
 	if err := ch.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -548,5 +550,9 @@ func TestClickHouseDownAndBack(t *testing.T) {
 	}
 	if got := sql(t, ch, "SELECT count() FROM down.market_ticks"); got != "1" {
 		t.Fatalf("rows %s", got)
+	}
+	// The reject is counted once, not once per failed attempt.
+	if n := testutil.ToFloat64(s.m.rejected.WithLabelValues("too_precise")); n != 1 {
+		t.Fatalf("rejected{too_precise} = %v after 3 failed attempts and a success, want 1", n)
 	}
 }
