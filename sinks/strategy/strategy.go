@@ -455,22 +455,37 @@ func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
 func (s *Sink) decide(jobs []*job) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// One log line per batch, not per trigger: a flood must not become a
+	// flood of logs too.
+	var lost, failed int
+	var lastLost, lastFailed error
+	defer func() {
+		if lost > 0 {
+			s.log.Warn("strategy: triggers lost (see tickflow_strategy_triggers_dropped_total and exec_timeouts_total)", "count", lost, "last", lastLost)
+		}
+		if failed > 0 {
+			s.log.Error("strategy: executes failed", "count", failed, "last", lastFailed)
+		}
+	}()
 	for _, j := range jobs {
 		name := j.inst.entry.Name
 		switch {
 		case errors.Is(j.err, errTimeout), errors.Is(j.err, errDropped), errors.Is(j.err, errAbandoned):
-			s.log.Warn("strategy: trigger lost", "strategy", name, "err", j.err)
+			lost++
+			lastLost = fmt.Errorf("%s: %w", name, j.err)
 			continue
 		case j.err != nil:
 			s.m.execErrors.Inc()
-			s.log.Error("strategy: execute failed", "strategy", name, "err", j.err)
+			failed++
+			lastFailed = fmt.Errorf("%s: %w", name, j.err)
 			continue
 		case j.dec == nil:
 			continue // Execute decided against it
 		}
 		if _, err := signal.ParseSide(string(j.dec.Side)); err != nil {
 			s.m.execErrors.Inc()
-			s.log.Error("strategy: execute returned a bad decision", "strategy", name, "err", err)
+			failed++
+			lastFailed = fmt.Errorf("%s: bad decision: %w", name, err)
 			continue
 		}
 		in := j.inst
@@ -516,7 +531,7 @@ func (s *Sink) flush(ctx context.Context) error {
 		if s.push != nil {
 			s.push.Publish(signal.Channel, key, b)
 		}
-		s.log.Info("strategy: signal", "id", sig.ID, "strategy", sig.Strategy, "side", sig.Side, "pair", key, "price", sig.Price, "reason", sig.Reason)
+		s.log.Debug("strategy: signal", "id", sig.ID, "strategy", sig.Strategy, "side", sig.Side, "pair", key, "price", sig.Price, "reason", sig.Reason)
 		s.outbox = s.outbox[1:]
 	}
 	s.outbox = nil
