@@ -160,10 +160,6 @@ func New(env sinks.Env, cfg Config) (*Sink, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	name := env.Name
-	if name == "" {
-		name = "store"
-	}
 	m, err := newMetrics(env.Metrics)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
@@ -173,8 +169,9 @@ func New(env sinks.Env, cfg Config) (*Sink, error) {
 		ep:    ep,
 		tr:    tr,
 		table: quoteIdent(ep.database) + "." + quoteIdent(cfg.ClickHouse.Table),
-		log:   log.With("sink", name, "clickhouse", ep.url.Redacted(), "transport", tr.name()),
-		m:     m,
+		// The host scopes the logger to the sink already.
+		log: log.With("clickhouse", ep.url.Redacted(), "transport", tr.name()),
+		m:   m,
 	}, nil
 }
 
