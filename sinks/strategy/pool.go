@@ -17,11 +17,12 @@ import (
 //   - a fixed number of workers, never more, however many triggers arrive
 //     (the seed spawned a task per trigger);
 //   - a bounded queue in front of them; a trigger that finds it full waits
-//     for room (counted in tickflow_strategy_trigger_waits_total) for at
-//     most the timeout, then is dropped (triggers_dropped_total{reason=
-//     "queue_full"}), and so is every later trigger of the same batch that
-//     finds the queue full, so a stuck pool costs a batch one timeout, not
-//     one per trigger;
+//     for room (counted in tickflow_strategy_trigger_waits_total), but only
+//     until one timeout has passed since the batch first had to wait; from
+//     then on every trigger of the batch that finds the queue full is
+//     dropped (triggers_dropped_total{reason="queue_full"}). Slow
+//     strategies thus slow a batch by about one timeout, not by one
+//     timeout per trigger;
 //   - each Execute gets a context cancelled after the timeout; an overrun
 //     is reported as timed out at once, while its worker stays taken until
 //     Execute actually returns, so a misbehaving strategy shrinks the pool
@@ -155,11 +156,12 @@ func (p *pool) exec(ctx context.Context, j *job) {
 	j.finish(dec, err)
 }
 
-// batch submits one batch's jobs and waits for them.
+// jobBatch submits one batch's jobs and waits for them.
 type jobBatch struct {
-	p     *pool
-	jobs  []*job
-	stuck bool // the queue stayed full for a whole timeout: drop the rest
+	p      *pool
+	jobs   []*job
+	budget clock.Timer // started by the first wait for room
+	stuck  bool        // the budget is spent: drop what does not fit
 }
 
 // submit queues a trigger, waiting a bounded time for room.
@@ -178,11 +180,12 @@ func (b *jobBatch) submit(ctx context.Context, inst *instance, tr Trigger) {
 		return
 	}
 	p.m.waits.Inc()
-	t := p.clock.NewTimer(p.timeout)
-	defer t.Stop()
+	if b.budget == nil {
+		b.budget = p.clock.NewTimer(p.timeout)
+	}
 	select {
 	case p.jobs <- j:
-	case <-t.C():
+	case <-b.budget.C():
 		b.stuck = true
 		b.drop(j, errDropped)
 	case <-ctx.Done():
@@ -200,6 +203,9 @@ func (b *jobBatch) drop(j *job, err error) {
 
 // wait returns once every job has finished or been abandoned.
 func (b *jobBatch) wait(ctx context.Context) {
+	if b.budget != nil && !b.stuck {
+		b.budget.Stop()
+	}
 	if len(b.jobs) == 0 {
 		return
 	}
