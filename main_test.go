@@ -20,6 +20,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tickflow/tickflow/bus"
+	"github.com/tickflow/tickflow/config"
+	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/testsvc"
 )
 
@@ -373,5 +375,23 @@ func TestExternalBrokers(t *testing.T) {
 	}
 	if err := p.stop(t); err != nil {
 		t.Fatalf("exit: %v", err)
+	}
+}
+
+// The configs we ship must load with every sink compiled in and enabled.
+func TestShippedConfigsLoad(t *testing.T) {
+	for _, f := range []string{"config.yaml", "config.demo.yaml"} {
+		t.Run(f, func(t *testing.T) {
+			cfg, err := config.Load(f, func(string) string { return "" })
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, name := range sinks.Names {
+				s, ok := cfg.Sink(name)
+				if !ok || !s.Enabled || !s.Available {
+					t.Errorf("sink %s: %+v (want enabled and compiled in)", name, s)
+				}
+			}
+		})
 	}
 }
