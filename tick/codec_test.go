@@ -229,3 +229,36 @@ func TestFastDecimalMatchesApd(t *testing.T) {
 		})
 	}
 }
+
+// typical is a Binance BTCUSDT ticker as it arrives: 8-decimal prices and
+// sizes, all within the allocation-free fast path.
+func typical() Tick {
+	return Tick{
+		Exchange: "binance", Symbol: "BTCUSDT", Timestamp: 1672515782136,
+		Price: MustDecimal("50100.01000000"), Volume: MustDecimal("21345.67890000"),
+		Bid: MustDecimal("50100.00000000"), Ask: MustDecimal("50100.01000000"),
+		Open24h: MustDecimal("49000.10000000"), High24h: MustDecimal("51000.00000000"), Low24h: MustDecimal("48000.50000000"),
+		QuoteVolume: MustDecimal("1069432123.45678901"), ReceivedAt: 1672515782140123,
+	}
+}
+
+func BenchmarkEncodeTypical(b *testing.B) {
+	tk := typical()
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = tk.AppendJSON(buf[:0])
+	}
+}
+
+func BenchmarkDecodeTypical(b *testing.B) {
+	tk := typical()
+	data := tk.AppendJSON(nil)
+	b.ReportAllocs()
+	var out Tick
+	for b.Loop() {
+		if err := Unmarshal(data, &out); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
