@@ -85,6 +85,30 @@ log: {format: json}
 		t.Fatalf("tick from API: %s", body)
 	}
 
+	// The operator's view: /readyz names the source and the sinks, and
+	// /metrics carries the per-pair, malformed-frame, lag and latency series.
+	ready := string(waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", apiPort), http.StatusOK))
+	for _, c := range []string{`"source:binance"`, `"sink:cache"`, `"sink:push"`, `"broker"`} {
+		if !strings.Contains(ready, c) {
+			t.Errorf("/readyz lacks %s: %s", c, ready)
+		}
+	}
+	metrics := string(waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", apiPort), http.StatusOK))
+	for _, m := range []string{
+		`tickflow_ingest_ticks_received_total{exchange="binance",symbol="ETHUSDT"}`,
+		`tickflow_ingest_ticks_produced_total{exchange="binance",symbol="BTCUSDT"}`,
+		`tickflow_ingest_malformed_frames_total{exchange="binance",reason="bad_json"}`,
+		`tickflow_sink_consumer_lag{sink="cache"}`,
+		`tickflow_sink_batch_size_count{sink="push"}`,
+		`tickflow_sink_write_seconds_count{sink="cache"}`,
+		`tickflow_sink_latency_seconds_count{from="event",sink="cache"}`,
+		`tickflow_sink_latency_seconds_count{from="receive",sink="push"}`,
+	} {
+		if !strings.Contains(metrics, m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+
 	kcat := testsvc.NeedBinary(t, "kcat", "kcat")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
