@@ -173,3 +173,32 @@ type Validator interface{ Validate() error }
 type Service interface {
 	Run(ctx context.Context) error
 }
+
+// Typed adapts a constructor that takes the sink's own config type to
+// Spec.New, so no sink repeats the type assertion.
+func Typed[C any, S Sink](fn func(Env, *C) (S, error)) func(Env, any) (Sink, error) {
+	return func(env Env, cfg any) (Sink, error) {
+		c, ok := cfg.(*C)
+		if !ok {
+			return nil, fmt.Errorf("config is %T, want %T", cfg, (*C)(nil))
+		}
+		s, err := fn(env, c)
+		if err != nil {
+			return nil, err // not a typed nil inside a non-nil interface
+		}
+		return s, nil
+	}
+}
+
+// WithDefaults fills the optional parts of an Env the way a sink built in a
+// test expects: a discarding logger, the wall clock, a private registry.
+func (e Env) WithDefaults() Env {
+	if e.Logger == nil {
+		e.Logger = slog.New(slog.DiscardHandler)
+	}
+	e.Clock = clock.OrReal(e.Clock)
+	if e.Metrics == nil {
+		e.Metrics = prometheus.NewRegistry()
+	}
+	return e
+}

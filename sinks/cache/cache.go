@@ -42,13 +42,7 @@ func init() {
 		// still one pipelined round trip.
 		Batch:  sinks.BatchPolicy{Size: 500, MaxWait: 20 * time.Millisecond},
 		Config: func() any { return DefaultConfig() },
-		New: func(env sinks.Env, cfg any) (sinks.Sink, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("cache: config is %T, want *cache.Config", cfg)
-			}
-			return New(env, *c)
-		},
+		New:    sinks.Typed(func(env sinks.Env, c *Config) (*Sink, error) { return New(env, *c) }),
 	})
 }
 

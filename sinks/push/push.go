@@ -41,13 +41,7 @@ func init() {
 		// Small and quick: browsers should see a tick within milliseconds.
 		Batch:  sinks.BatchPolicy{Size: 256, MaxWait: 2 * time.Millisecond},
 		Config: func() any { return DefaultConfig() },
-		New: func(env sinks.Env, cfg any) (sinks.Sink, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("push: config is %T, want *push.Config", cfg)
-			}
-			return New(env, c)
-		},
+		New:    sinks.Typed(New),
 	})
 }
 

@@ -48,7 +48,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tickflow/tickflow/alert"
-	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/journal"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/tick"
@@ -60,13 +59,7 @@ func init() {
 		// Small batches: an alert waits for its batch to fill or time out.
 		Batch:  sinks.BatchPolicy{Size: 500, MaxWait: 50 * time.Millisecond},
 		Config: func() any { return DefaultConfig() },
-		New: func(env sinks.Env, cfg any) (sinks.Sink, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("risk: config is %T, want *risk.Config", cfg)
-			}
-			return New(env, c)
-		},
+		New:    sinks.Typed(New),
 	})
 }
 
@@ -112,13 +105,7 @@ func New(env sinks.Env, cfg *Config) (*Sink, error) {
 	if env.Publisher == nil {
 		return nil, fmt.Errorf("risk: %w: %w", sinks.ErrUnavailable, errNoPublisher)
 	}
-	if env.Logger == nil {
-		env.Logger = slog.New(slog.DiscardHandler)
-	}
-	env.Clock = clock.OrReal(env.Clock)
-	if env.Metrics == nil {
-		env.Metrics = prometheus.NewRegistry()
-	}
+	env = env.WithDefaults()
 	m, err := newMetrics(env.Metrics)
 	if err != nil {
 		return nil, fmt.Errorf("risk: metrics: %w", err)

@@ -58,7 +58,6 @@ import (
 	"github.com/cockroachdb/apd/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/journal"
 	"github.com/tickflow/tickflow/signal"
 	"github.com/tickflow/tickflow/sinks"
@@ -71,13 +70,7 @@ func init() {
 		// Small batches: a signal waits for its batch to fill or time out.
 		Batch:  sinks.BatchPolicy{Size: 500, MaxWait: 50 * time.Millisecond},
 		Config: func() any { return DefaultConfig() },
-		New: func(env sinks.Env, cfg any) (sinks.Sink, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("strategy: config is %T, want *strategy.Config", cfg)
-			}
-			return New(env, c)
-		},
+		New:    sinks.Typed(New),
 	})
 }
 
@@ -142,13 +135,7 @@ func New(env sinks.Env, cfg *Config) (*Sink, error) {
 	if env.Publisher == nil {
 		return nil, fmt.Errorf("strategy: %w: no publisher to send signals to", sinks.ErrUnavailable)
 	}
-	if env.Logger == nil {
-		env.Logger = slog.New(slog.DiscardHandler)
-	}
-	env.Clock = clock.OrReal(env.Clock)
-	if env.Metrics == nil {
-		env.Metrics = prometheus.NewRegistry()
-	}
+	env = env.WithDefaults()
 	m, err := newMetrics(env.Metrics)
 	if err != nil {
 		return nil, fmt.Errorf("strategy: metrics: %w", err)
