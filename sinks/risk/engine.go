@@ -7,6 +7,7 @@ import (
 	"github.com/cockroachdb/apd/v3"
 
 	"github.com/tickflow/tickflow/alert"
+	"github.com/tickflow/tickflow/journal"
 	"github.com/tickflow/tickflow/tick"
 	"github.com/tickflow/tickflow/window"
 )
@@ -74,7 +75,7 @@ type engine struct {
 	pairs     map[tick.Pair]*pairState
 	exchanges map[string]*exchangeState
 	groups    map[string]*spikeGroup
-	seen      *seenSet
+	seen      *journal.Seen
 	// out collects the alerts raised since the caller last drained it.
 	out []alert.Alert
 
@@ -91,7 +92,7 @@ func newEngine(cfg *Config, m *metrics) *engine {
 		pairs:     map[tick.Pair]*pairState{},
 		exchanges: map[string]*exchangeState{},
 		groups:    map[string]*spikeGroup{},
-		seen:      newSeenSet(seenSize),
+		seen:      journal.NewSeen(journal.DefaultSeen),
 	}
 }
 
@@ -223,7 +224,7 @@ func (e *engine) severity(r ruleID) alert.Severity {
 
 // emit queues an alert unless the same event was already published.
 func (e *engine) emit(a alert.Alert) {
-	if !e.seen.add(a.DedupKey()) {
+	if !e.seen.Add(a.DedupKey()) {
 		e.m.duplicates.Inc()
 		return
 	}
@@ -459,41 +460,4 @@ func signed(s string) string {
 		return s
 	}
 	return "+" + s
-}
-
-// seenSet remembers the most recent published events so a replayed one is
-// not published twice. It is bounded: the oldest keys are forgotten first.
-type seenSet struct {
-	keys []string
-	next int
-	set  map[string]struct{}
-}
-
-const seenSize = 4096
-
-func newSeenSet(n int) *seenSet {
-	return &seenSet{keys: make([]string, 0, n), set: make(map[string]struct{}, n)}
-}
-
-// add reports whether k is new.
-func (s *seenSet) add(k string) bool {
-	if _, dup := s.set[k]; dup {
-		return false
-	}
-	if len(s.keys) < cap(s.keys) {
-		s.keys = append(s.keys, k)
-	} else {
-		delete(s.set, s.keys[s.next])
-		s.keys[s.next] = k
-		s.next = (s.next + 1) % len(s.keys)
-	}
-	s.set[k] = struct{}{}
-	return true
-}
-
-// list returns the keys oldest first, for snapshots.
-func (s *seenSet) list() []string {
-	out := make([]string, 0, len(s.keys))
-	out = append(out, s.keys[s.next:]...)
-	return append(out, s.keys[:s.next]...)
 }

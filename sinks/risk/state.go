@@ -52,7 +52,7 @@ type exchangeSnap struct {
 }
 
 func (e *engine) snapshot() snapshot {
-	s := snapshot{Version: stateVersion, Exchanges: map[string]exchangeSnap{}, Seen: e.seen.list()}
+	s := snapshot{Version: stateVersion, Exchanges: map[string]exchangeSnap{}, Seen: e.seen.List()}
 	for name, ex := range e.exchanges {
 		s.Exchanges[name] = exchangeSnap{Newest: ex.newest, NextCheck: ex.nextCheck}
 		for _, ps := range ex.pairs {
@@ -94,7 +94,7 @@ func (e *engine) restore(s *snapshot) {
 		}
 	}
 	for _, k := range s.Seen {
-		e.seen.add(k)
+		e.seen.Add(k)
 	}
 }
 

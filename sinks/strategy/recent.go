@@ -54,38 +54,3 @@ func (r *recent) all() []signal.Signal {
 	}
 	return l
 }
-
-// seenSet remembers recently published signal IDs so a replay does not
-// publish one twice. Bounded: the oldest are forgotten first.
-type seenSet struct {
-	keys []string
-	next int
-	set  map[string]struct{}
-}
-
-const seenSize = 4096
-
-func newSeenSet(n int) *seenSet {
-	return &seenSet{keys: make([]string, 0, n), set: make(map[string]struct{}, n)}
-}
-
-func (s *seenSet) add(k string) bool {
-	if _, dup := s.set[k]; dup {
-		return false
-	}
-	if len(s.keys) < cap(s.keys) {
-		s.keys = append(s.keys, k)
-	} else {
-		delete(s.set, s.keys[s.next])
-		s.keys[s.next] = k
-		s.next = (s.next + 1) % len(s.keys)
-	}
-	s.set[k] = struct{}{}
-	return true
-}
-
-func (s *seenSet) list() []string {
-	out := make([]string, 0, len(s.keys))
-	out = append(out, s.keys[s.next:]...)
-	return append(out, s.keys[:s.next]...)
-}

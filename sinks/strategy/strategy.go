@@ -119,7 +119,7 @@ type Sink struct {
 	mu     sync.RWMutex // guards strategy and paper state against API reads
 	insts  []*instance
 	routes map[tick.Pair]*route
-	seen   *seenSet
+	seen   *journal.Seen
 }
 
 var (
@@ -147,7 +147,7 @@ func New(env sinks.Env, cfg *Config) (*Sink, error) {
 		m:      m,
 		recent: newRecent(cfg.Recent),
 		routes: map[tick.Pair]*route{},
-		seen:   newSeenSet(seenSize),
+		seen:   journal.NewSeen(journal.DefaultSeen),
 	}
 	s.pool = newPool(cfg, env.Clock, m, s.log)
 	busy := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -244,7 +244,7 @@ func (s *Sink) load() error {
 	}
 	s.mu.Lock()
 	err = s.build()
-	s.seen = newSeenSet(seenSize)
+	s.seen = journal.NewSeen(journal.DefaultSeen)
 	s.mu.Unlock()
 	if err != nil {
 		return err
@@ -297,7 +297,7 @@ func (s *Sink) replay(st *journal.Store) error {
 		n += len(ticks)
 		for _, ls := range sigs {
 			sig := ls.Signal
-			if !s.seen.add(sig.ID) {
+			if !s.seen.Add(sig.ID) {
 				continue
 			}
 			s.recent.add(sig)
@@ -365,7 +365,7 @@ func (s *Sink) restore(snap *snapshot) {
 		r.last = snap.Pairs[p.String()]
 	}
 	for _, k := range snap.Seen {
-		s.seen.add(k)
+		s.seen.Add(k)
 	}
 	for _, sig := range snap.Recent {
 		s.recent.add(sig)
@@ -487,7 +487,7 @@ func (s *Sink) decide(jobs []*job) {
 			Reason:    j.dec.Reason,
 			Timestamp: j.tr.Timestamp,
 		}
-		if !s.seen.add(sig.ID) {
+		if !s.seen.Add(sig.ID) {
 			s.m.duplicates.Inc()
 			continue
 		}
@@ -554,7 +554,7 @@ func (s *Sink) snapshotState() error {
 		Version:    stateVersion,
 		Strategies: make(map[string]*strategySnap, len(s.insts)),
 		Pairs:      make(map[string]int64, len(s.routes)),
-		Seen:       s.seen.list(),
+		Seen:       s.seen.List(),
 	}
 	for _, in := range s.insts {
 		st, err := in.strategy.State()
