@@ -30,11 +30,7 @@ func init() {
 }
 
 func (s *Server) getAlerts(c echo.Context) error {
-	limit, err := eventsLimit(c)
-	if err != nil {
-		return err
-	}
-	since, err := timeParam(c, "since")
+	limit, sinceMS, err := eventsQuery(c)
 	if err != nil {
 		return err
 	}
@@ -48,31 +44,42 @@ func (s *Server) getAlerts(c echo.Context) error {
 	if len(srcs) == 0 {
 		return errorf(http.StatusServiceUnavailable, "unavailable", "the risk monitor is not running (sinks.risk.enabled)")
 	}
-	var sinceMS int64
-	if !since.IsZero() {
-		sinceMS = since.UnixMilli()
-	}
 	out := []alert.Alert{}
 	for _, src := range srcs {
 		out = append(out, src.RecentAlerts(sinceMS, min, limit)...)
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Timestamp > out[j].Timestamp })
+	return ok(c, newestFirst(out, func(a alert.Alert) int64 { return a.Timestamp }, limit))
+}
+
+// eventsQuery parses the limit and since parameters the alert and signal
+// lists share; since is Unix ms, 0 when absent.
+func eventsQuery(c echo.Context) (limit int, sinceMS int64, err error) {
+	limit = DefaultEventsLimit
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxEventsLimit {
+			return 0, 0, errorf(http.StatusBadRequest, "invalid_limit", fmt.Sprintf("limit %q: want an integer in 1..%d", v, MaxEventsLimit))
+		}
+		limit = n
+	}
+	since, err := timeParam(c, "since")
+	if err != nil {
+		return 0, 0, err
+	}
+	if !since.IsZero() {
+		sinceMS = since.UnixMilli()
+	}
+	return limit, sinceMS, nil
+}
+
+// newestFirst merges events from several sources: newest first, at most
+// limit.
+func newestFirst[T any](out []T, ts func(T) int64, limit int) []T {
+	sort.SliceStable(out, func(i, j int) bool { return ts(out[i]) > ts(out[j]) })
 	if len(out) > limit {
 		out = out[:limit]
 	}
-	return ok(c, out)
-}
-
-func eventsLimit(c echo.Context) (int, error) {
-	v := c.QueryParam("limit")
-	if v == "" {
-		return DefaultEventsLimit, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > MaxEventsLimit {
-		return 0, errorf(http.StatusBadRequest, "invalid_limit", fmt.Sprintf("limit %q: want an integer in 1..%d", v, MaxEventsLimit))
-	}
-	return n, nil
+	return out
 }
 
 func describeAlertRoutes() {

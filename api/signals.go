@@ -3,7 +3,6 @@ package api
 import (
 	"fmt"
 	"net/http"
-	"sort"
 	"strconv"
 
 	"github.com/labstack/echo/v4"
@@ -28,11 +27,7 @@ func init() {
 }
 
 func (s *Server) getSignals(c echo.Context) error {
-	limit, err := eventsLimit(c)
-	if err != nil {
-		return err
-	}
-	since, err := timeParam(c, "since")
+	limit, sinceMS, err := eventsQuery(c)
 	if err != nil {
 		return err
 	}
@@ -47,19 +42,11 @@ func (s *Server) getSignals(c echo.Context) error {
 	if name != "" && !configured(srcs, name) {
 		return errorf(http.StatusNotFound, "strategy_not_found", fmt.Sprintf("no strategy named %q is configured", name))
 	}
-	var sinceMS int64
-	if !since.IsZero() {
-		sinceMS = since.UnixMilli()
-	}
 	out := []signal.Signal{}
 	for _, src := range srcs {
 		out = append(out, src.RecentSignals(name, sinceMS, limit)...)
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Timestamp > out[j].Timestamp })
-	if len(out) > limit {
-		out = out[:limit]
-	}
-	return ok(c, out)
+	return ok(c, newestFirst(out, func(s signal.Signal) int64 { return s.Timestamp }, limit))
 }
 
 func configured(srcs []SignalSource, name string) bool {
