@@ -181,7 +181,7 @@ func TestCandlesAndTicksFromClickHouse(t *testing.T) {
 		got = append(got, c{k.Start, k.Open, k.High, k.Low, k.Close, k.Ticks})
 	}
 	want := []c{
-		{base, "50100", "50200.5", "50000.12345678", "50000.12345678", 3},
+		{base, "50100.00", "50200.5", "50000.12345678", "50000.12345678", 3},
 		{base + 120_000, "49999.99", "49999.99", "0.00000001", "0.00000001", 2},
 	}
 	if len(got) != len(want) {

@@ -68,7 +68,7 @@ func BenchmarkStoreThroughput(b *testing.B) {
 	for _, size := range []int{1000, 10000} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
 			bodies := rawBlocks(b, ticks, size)
-			query := url.Values{"query": {"INSERT INTO bench_raw.market_ticks FORMAT Native"}}.Encode()
+			query := url.Values{"query": {"INSERT INTO bench_raw.market_ticks " + newColumns(layout{}).input.Columns() + " FORMAT Native"}}.Encode()
 			client := &http.Client{}
 			var raw, direct, broker time.Duration
 			delayedBefore := delayed()
@@ -136,9 +136,13 @@ func rawBlocks(b *testing.B, ticks []tick.Tick, size int) [][]byte {
 		var ex, sym proto.ColStr
 		var ts, recv proto.ColInt64
 		var decs [numDecimals]proto.ColDecimal128
+		var scales [numDecimals]proto.ColUInt8
 		in := proto.Input{{Name: "exchange", Data: &ex}, {Name: "symbol", Data: &sym}, {Name: "timestamp", Data: &ts}, {Name: "received_at", Data: &recv}}
 		for j, f := range decimalFields {
 			in = append(in, proto.InputColumn{Name: f.name, Data: proto.Alias(&decs[j], decimalType)})
+		}
+		for j, f := range decimalFields {
+			in = append(in, proto.InputColumn{Name: f.scale, Data: &scales[j]})
 		}
 		for _, t := range ticks[i:min(i+size, len(ticks))] {
 			ex.Append(t.Exchange)
@@ -151,6 +155,7 @@ func rawBlocks(b *testing.B, ticks []tick.Tick, size int) [][]byte {
 					b.Fatal(err)
 				}
 				decs[j].Append(v)
+				scales[j].Append(uint8(-f.get(&t).Exponent)) // realisticTicks have no exponents > 0
 			}
 		}
 		var buf proto.Buffer

@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/ClickHouse/ch-go/proto"
 	"github.com/cockroachdb/apd/v3"
@@ -9,22 +10,24 @@ import (
 	"github.com/tickflow/tickflow/tick"
 )
 
-// decimalField is one of a tick's decimal fields and its column name.
+// decimalField is one of a tick's decimal fields, its column and the
+// column of its scale byte.
 type decimalField struct {
-	name string
-	get  func(*tick.Tick) *apd.Decimal
+	name  string
+	scale string
+	get   func(*tick.Tick) *apd.Decimal
 }
 
 // decimalFields are the tick's decimal fields in column order.
 var decimalFields = [...]decimalField{
-	{"price", func(t *tick.Tick) *apd.Decimal { return &t.Price }},
-	{"volume", func(t *tick.Tick) *apd.Decimal { return &t.Volume }},
-	{"bid", func(t *tick.Tick) *apd.Decimal { return &t.Bid }},
-	{"ask", func(t *tick.Tick) *apd.Decimal { return &t.Ask }},
-	{"open_24h", func(t *tick.Tick) *apd.Decimal { return &t.Open24h }},
-	{"high_24h", func(t *tick.Tick) *apd.Decimal { return &t.High24h }},
-	{"low_24h", func(t *tick.Tick) *apd.Decimal { return &t.Low24h }},
-	{"quote_volume", func(t *tick.Tick) *apd.Decimal { return &t.QuoteVolume }},
+	{"price", "price_scale", func(t *tick.Tick) *apd.Decimal { return &t.Price }},
+	{"volume", "volume_scale", func(t *tick.Tick) *apd.Decimal { return &t.Volume }},
+	{"bid", "bid_scale", func(t *tick.Tick) *apd.Decimal { return &t.Bid }},
+	{"ask", "ask_scale", func(t *tick.Tick) *apd.Decimal { return &t.Ask }},
+	{"open_24h", "open_24h_scale", func(t *tick.Tick) *apd.Decimal { return &t.Open24h }},
+	{"high_24h", "high_24h_scale", func(t *tick.Tick) *apd.Decimal { return &t.High24h }},
+	{"low_24h", "low_24h_scale", func(t *tick.Tick) *apd.Decimal { return &t.Low24h }},
+	{"quote_volume", "quote_volume_scale", func(t *tick.Tick) *apd.Decimal { return &t.QuoteVolume }},
 }
 
 const numDecimals = len(decimalFields)
@@ -44,6 +47,7 @@ type columns struct {
 	timestamp  proto.ColInt64
 	receivedAt proto.ColInt64
 	decimals   [numDecimals]proto.ColDecimal128
+	scales     [numDecimals]proto.ColUInt8
 	input      proto.Input
 }
 
@@ -67,6 +71,9 @@ func newColumns(l layout) *columns {
 		// Decimal128 became an alias reject; spell it out.
 		c.input = append(c.input, proto.InputColumn{Name: f.name, Data: proto.Alias(&c.decimals[i], decimalType)})
 	}
+	for i, f := range decimalFields {
+		c.input = append(c.input, proto.InputColumn{Name: f.scale, Data: &c.scales[i]})
+	}
 	return c
 }
 
@@ -86,9 +93,16 @@ func (e *fieldError) Unwrap() error { return e.err }
 // append adds t as a row, or leaves every column untouched and says why
 // it does not fit: a partial row would misalign the columns.
 func (c *columns) append(t *tick.Tick) error {
-	var dec [numDecimals]proto.Decimal128
+	var (
+		dec [numDecimals]proto.Decimal128
+		sc  [numDecimals]uint8
+	)
 	for i, f := range decimalFields {
-		v, err := toDecimal128(f.get(t))
+		d := f.get(t)
+		v, err := toDecimal128(d)
+		if err == nil {
+			sc[i], err = scaleOf(d)
+		}
 		if err != nil {
 			return &fieldError{f.name, err}
 		}
@@ -100,30 +114,40 @@ func (c *columns) append(t *tick.Tick) error {
 	c.receivedAt.Append(t.ReceivedAt)
 	for i := range dec {
 		c.decimals[i].Append(dec[i])
+		c.scales[i].Append(sc[i])
 	}
 	return nil
 }
 
-// tickResult decodes rows of (timestamp, received_at, the eight decimals)
-// into ticks; exchange and symbol are the query's, not read back.
+// tickResult decodes rows of (timestamp, received_at, the eight decimals,
+// their eight scales) into ticks; exchange and symbol are the query's, not
+// read back.
 type tickResult struct {
 	timestamp  proto.ColInt64
 	receivedAt proto.ColInt64
 	decimals   [numDecimals]proto.ColDecimal128
+	scales     [numDecimals]proto.ColUInt8
 }
 
-// selectList is the SELECT list tickResult decodes, collapsing the copies
-// of one tick a replay may have written (GROUP BY the tick's identity).
+// tickSelectList is the SELECT list tickResult decodes; aggregate
+// collapses the copies of one tick a replay may have written (the query
+// groups by the tick's identity). The copies are identical, so any() may
+// take a value and its scale from different ones.
 func tickSelectList(aggregate bool) string {
-	s := "timestamp, received_at"
-	for _, f := range decimalFields {
+	cols := []string{"timestamp", "received_at"}
+	add := func(name string) {
 		if aggregate {
-			s += ", any(" + f.name + ") AS _" + f.name
-		} else {
-			s += ", " + f.name
+			name = "any(" + name + ") AS _" + name
 		}
+		cols = append(cols, name)
 	}
-	return s
+	for _, f := range decimalFields {
+		add(f.name)
+	}
+	for _, f := range decimalFields {
+		add(f.scale)
+	}
+	return strings.Join(cols, ", ")
 }
 
 func (r *tickResult) results() proto.Results {
@@ -133,6 +157,9 @@ func (r *tickResult) results() proto.Results {
 	}
 	for i := range r.decimals {
 		res = append(res, proto.ResultColumn{Data: proto.Alias(&r.decimals[i], decimalType)})
+	}
+	for i := range r.scales {
+		res = append(res, proto.ResultColumn{Data: &r.scales[i]})
 	}
 	return res
 }
@@ -145,7 +172,7 @@ func (r *tickResult) appendTo(out []tick.Tick, p tick.Pair) []tick.Tick {
 		t.Timestamp = r.timestamp.Row(i)
 		t.ReceivedAt = r.receivedAt.Row(i)
 		for j, f := range decimalFields {
-			fromDecimal128(f.get(t), r.decimals[j].Row(i))
+			fromDecimal128(f.get(t), r.decimals[j].Row(i), r.scales[j].Row(i))
 		}
 	}
 	return out

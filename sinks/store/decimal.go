@@ -16,21 +16,46 @@ import (
 // centralised exchanges stop at 8-10), and the 20 integer digits left cover
 // any 24 h quote volume by many orders of magnitude. One type for every
 // field keeps the reader and writer to one conversion.
+//
+// A Decimal column keeps the number, not its text: "50100.00" and "50100"
+// are the same Decimal(38, 18). tickflow serves decimals as the exchange
+// wrote them, so each decimal column has a UInt8 companion, <name>_scale,
+// holding the digits the value had after the point; a read rebuilds the
+// exact coefficient and exponent from the two. One byte per field (rather
+// than one packed column) keeps each column a plain UInt8 that 18.16 and
+// current servers take over both transports, compresses to almost nothing,
+// and lets an older table gain the columns with a plain ALTER ... ADD COLUMN.
 const (
 	decimalPrecision = 38
 	decimalScale     = 18
+
+	// maxScale is the most digits after the point a scale column records.
+	// Digits beyond decimalScale must be zeros (the column cannot hold
+	// anything else), so this bounds only how many trailing zeros survive.
+	maxScale = 127
+	// negZeroFlag, set in a scale byte, marks a negative zero ("-0.00"):
+	// the Decimal column holds no sign for zero, and the tick codec keeps
+	// it, so the store does too.
+	negZeroFlag = 0x80
 )
 
-// decimalType is the column type as ClickHouse spells it in DDL and in
-// system.columns.
-var decimalType = proto.ColumnType(fmt.Sprintf("Decimal(%d, %d)", decimalPrecision, decimalScale))
+// The scale and the flag share one byte without overlapping.
+var _ [negZeroFlag - maxScale - 1]struct{}
 
-// Reasons a decimal does not fit the column; WriteBatch rejects the tick
+// decimalType is the column type as ClickHouse spells it in DDL and in
+// system.columns; scaleType is its companion's.
+var (
+	decimalType = proto.ColumnType(fmt.Sprintf("Decimal(%d, %d)", decimalPrecision, decimalScale))
+	scaleType   = proto.ColumnTypeUInt8
+)
+
+// Reasons a decimal does not fit the columns; WriteBatch rejects the tick
 // rather than round it.
 var (
-	errTooPrecise = fmt.Errorf("more than %d decimal places", decimalScale)
-	errTooLarge   = fmt.Errorf("more than %d integer digits", decimalPrecision-decimalScale)
-	errNotFinite  = errors.New("not a finite number")
+	errTooPrecise    = fmt.Errorf("a nonzero digit beyond %d decimal places", decimalScale)
+	errScaleTooLarge = fmt.Errorf("more than %d decimal places (trailing zeros included)", maxScale)
+	errTooLarge      = fmt.Errorf("more than %d integer digits", decimalPrecision-decimalScale)
+	errNotFinite     = errors.New("not a finite number")
 )
 
 var (
@@ -89,33 +114,95 @@ func toDecimal128(d *apd.Decimal) (proto.Decimal128, error) {
 	}, nil
 }
 
-// fromDecimal128 sets d to the column value v, with trailing fractional
-// zeros removed: ClickHouse keeps no per-value scale, so "50100.00" reads
-// back as "50100", the same number.
-func fromDecimal128(d *apd.Decimal, v proto.Decimal128) {
+// scaleOf is the scale byte that, with d's column value, rebuilds d. A
+// positive exponent ("1E+3") is stored as scale 0: toDecimal128 has made
+// the value an integer already, and 1000 is both the same number and the
+// same plain ('f') text the tick codec writes for 1E+3; ticks from the bus
+// never carry one anyway, since that codec writes no exponents. Call it
+// after toDecimal128 accepted d.
+func scaleOf(d *apd.Decimal) (uint8, error) {
+	var sc uint8
+	switch {
+	case d.Exponent > 0:
+	case d.Exponent < -maxScale:
+		return 0, errScaleTooLarge
+	default:
+		sc = uint8(-d.Exponent)
+	}
+	if d.Negative && d.Coeff.Sign() == 0 {
+		sc |= negZeroFlag
+	}
+	return sc, nil
+}
+
+// fromDecimal128 sets d to the column value v written with scale byte sc:
+// the coefficient and exponent the tick had, so "50100.00" reads back as
+// "50100.00".
+//
+// A scale too small for the value (its digits after the point would be
+// lost) cannot have been written by the sink; it is what rows stored
+// before the table had scale columns read as (the added columns default
+// to 0). Such a value reads in reduced form, trailing zeros dropped, which
+// is how those rows always read: never a wrong number.
+func fromDecimal128(d *apd.Decimal, v proto.Decimal128, sc uint8) {
 	neg := v.High>>63 == 1
 	lo, hi := v.Low, v.High
 	if neg {
 		lo, hi = negate128(lo, hi)
 	}
-	if hi == 0 && lo <= math.MaxInt64 {
+	scale := int(sc &^ negZeroFlag)
+	d.Form = apd.Finite
+	d.Exponent = int32(-scale)
+	switch shift := decimalScale - scale; {
+	case shift >= 0 && hi < pow10u64[shift]:
+		// Fast path, nearly every value: the quotient fits 64 bits.
+		q, rem := bits.Div64(hi, lo, pow10u64[shift])
+		if rem != 0 {
+			setReduced(d, neg, lo, hi)
+			return
+		}
+		d.Coeff.SetUint64(q)
+	case shift >= 0:
+		var rem big.Int
+		c := uint128Big(lo, hi)
+		c.QuoRem(c, bigPow10(shift), &rem)
+		if rem.Sign() != 0 {
+			setReduced(d, neg, lo, hi)
+			return
+		}
+		d.Coeff.SetMathBigInt(c)
+	default:
+		// More places than the column has: the extra ones are zeros.
+		c := uint128Big(lo, hi)
+		d.Coeff.SetMathBigInt(c.Mul(c, bigPow10(-shift)))
+	}
+	if d.Coeff.Sign() == 0 {
+		d.Negative = sc&negZeroFlag != 0
+	} else {
+		d.Negative = neg
+	}
+}
+
+// setReduced sets d to the column value with trailing fractional zeros
+// removed. Only a value with a nonzero fractional digit gets here, so the
+// exponent stays negative and the text plain.
+func setReduced(d *apd.Decimal, neg bool, lo, hi uint64) {
+	if hi == 0 {
 		d.Coeff.SetUint64(lo)
 	} else {
-		var buf [16]byte
-		putBeUint64(buf[:8], hi)
-		putBeUint64(buf[8:], lo)
-		d.Coeff.SetMathBigInt(new(big.Int).SetBytes(buf[:]))
+		d.Coeff.SetMathBigInt(uint128Big(lo, hi))
 	}
 	d.Form = apd.Finite
-	d.Negative = neg && d.Coeff.Sign() != 0
+	d.Negative = neg
 	d.Exponent = -decimalScale
 	d.Reduce(d)
-	if d.Exponent > 0 {
-		// Keep integers integral ("50100", not "501E+2") for consumers
-		// that print with String.
-		d.Coeff.Mul(&d.Coeff, apd.NewBigInt(0).Exp(apd.NewBigInt(10), apd.NewBigInt(int64(d.Exponent)), nil))
-		d.Exponent = 0
-	}
+}
+
+func uint128Big(lo, hi uint64) *big.Int {
+	var buf [16]byte
+	putBeUint64(buf[:8], hi)
+	putBeUint64(buf[8:], lo)
+	return new(big.Int).SetBytes(buf[:])
 }
 
 // negate128 is two's-complement negation of hi:lo.

@@ -144,30 +144,35 @@ func sqlWith(t testing.TB, ch *testsvc.ClickHouse, q, settings string) string {
 
 // mkTick is a tick of pair ex:sym at ts (ms) with the given price; the
 // other decimals are edge cases of their own (negative, zero, the largest
-// value, 18 places).
+// value, 18 places, trailing zeros).
 func mkTick(ex, sym string, ts int64, price string) tick.Tick {
 	t := tick.Tick{Exchange: ex, Symbol: sym, Timestamp: ts, ReceivedAt: ts*1000 + 7}
 	t.Price = tick.MustDecimal(price)
 	t.Bid = tick.MustDecimal("-" + price)
-	t.Ask = tick.MustDecimal("0.5")
+	t.Ask = tick.MustDecimal("0.50")
 	t.Volume = tick.MustDecimal("123456.000000000000000001")
 	t.Open24h = tick.MustDecimal("99999999999999999999.999999999999999999")
-	t.High24h = tick.MustDecimal("-0.5")
-	t.Low24h = tick.MustDecimal("0")
+	t.High24h = tick.MustDecimal("-0.5000")
+	t.Low24h = tick.MustDecimal("0.00")
 	t.QuoteVolume = tick.MustDecimal(fmt.Sprintf("%d.%018d", ts, ts%1000))
 	return t
 }
 
-// sameTick compares every field, decimals by value.
+// sameTick compares every field, decimals to the representation (the
+// same coefficient and exponent, hence the same text: "50100.00" is not
+// "50100"), and then the JSON the API would serve, byte for byte.
 func sameTick(a, b *tick.Tick) error {
 	if a.Exchange != b.Exchange || a.Symbol != b.Symbol || a.Timestamp != b.Timestamp || a.ReceivedAt != b.ReceivedAt {
 		return fmt.Errorf("identity %s@%d/%d != %s@%d/%d", a.Key(), a.Timestamp, a.ReceivedAt, b.Key(), b.Timestamp, b.ReceivedAt)
 	}
 	for _, f := range decimalFields {
 		x, y := f.get(a), f.get(b)
-		if x.Cmp(y) != 0 {
-			return fmt.Errorf("%s@%d %s: %s != %s", a.Key(), a.Timestamp, f.name, x.String(), y.String())
+		if !same(x, y) {
+			return fmt.Errorf("%s@%d %s: %s != %s", a.Key(), a.Timestamp, f.name, x.Text('f'), y.Text('f'))
 		}
+	}
+	if x, y := a.AppendJSON(nil), b.AppendJSON(nil); !bytes.Equal(x, y) {
+		return fmt.Errorf("%s@%d JSON:\n%s\n!=\n%s", a.Key(), a.Timestamp, x, y)
 	}
 	return nil
 }

@@ -81,6 +81,12 @@ func checkBlock(t *testing.T, rb *recvBlock, l layout, want []tick.Tick) {
 			typ  proto.ColumnType
 		}{f.name, "Decimal(38, 18)"})
 	}
+	for _, f := range decimalFields {
+		wantCols = append(wantCols, struct {
+			name string
+			typ  proto.ColumnType
+		}{f.scale, "UInt8"})
+	}
 	if len(rb.cols) != len(wantCols) {
 		t.Fatalf("block has %d columns, want %d", len(rb.cols), len(wantCols))
 	}
@@ -116,7 +122,11 @@ func checkBlock(t *testing.T, rb *recvBlock, l layout, want []tick.Tick) {
 			if got, want := int128Big(v), unscaled(t, f.get(w).String()); got.Cmp(want) != 0 {
 				t.Fatalf("row %d %s: unscaled %s, want %s", i, f.name, got, want)
 			}
-			fromDecimal128(f.get(&got), v)
+			sc := rb.cols[4+numDecimals+j].data.(*proto.ColUInt8).Row(i)
+			if want := uint8(-f.get(w).Exponent); sc != want {
+				t.Fatalf("row %d %s: scale %d, want %d", i, f.scale, sc, want)
+			}
+			fromDecimal128(f.get(&got), v, sc)
 		}
 		if err := sameTick(&got, w); err != nil {
 			t.Fatalf("row %d: %v", i, err)
@@ -130,6 +140,8 @@ func sampleTicks() []tick.Tick {
 		mkTick("okx", "BTC-USDT", 1_700_000_000_001, "0.000000000000000001"),
 		mkTick("binance", "BTCUSDT", 1_700_000_000_002, "99999999999999999999.999999999999999999"),
 		mkTick("binance", "ETHUSDT", 1_700_000_000_003, "1"),
+		mkTick("binance", "BTCUSDT", 1_700_000_000_004, "50100.00"),
+		mkTick("okx", "SOL-USDT", 1_700_000_000_005, "0.10000000"),
 	}
 }
 
@@ -395,6 +407,9 @@ func (f *fakeNative) query(fc *fakeConn) error {
 		for _, d := range decimalFields {
 			header = append(header, proto.InputColumn{Name: d.name, Data: proto.Alias(new(proto.ColDecimal128), decimalType)})
 		}
+		for _, d := range decimalFields {
+			header = append(header, proto.InputColumn{Name: d.scale, Data: new(proto.ColUInt8)})
+		}
 		if err := fc.sendBlock(header); err != nil {
 			return err
 		}
@@ -429,6 +444,8 @@ func (f *fakeNative) query(fc *fakeConn) error {
 		for _, d := range decimalFields {
 			names.Append(d.name)
 			types.Append(string(decimalType))
+			names.Append(d.scale)
+			types.Append("UInt8")
 		}
 		out = proto.Input{{Name: "name", Data: names}, {Name: "type", Data: types}}
 	case strings.HasPrefix(body, "SELECT timestamp, received_at"):
@@ -501,11 +518,15 @@ func TestNativeTransportProtocol(t *testing.T) {
 	// Reads: the server answers with a native block the sink decodes.
 	var ts, recv proto.ColInt64
 	var decs [numDecimals]proto.ColDecimal128
+	var scales [numDecimals]proto.ColUInt8
 	reply := proto.Input{{Name: "timestamp", Data: &ts}, {Name: "received_at", Data: &recv}}
 	for i, d := range decimalFields {
 		reply = append(reply, proto.InputColumn{Name: "_" + d.name, Data: proto.Alias(&decs[i], decimalType)})
 	}
-	want := []tick.Tick{in[2], in[0]}
+	for i, d := range decimalFields {
+		reply = append(reply, proto.InputColumn{Name: "_" + d.scale, Data: &scales[i]})
+	}
+	want := []tick.Tick{in[4], in[2], in[0]}
 	for i := range want {
 		ts.Append(want[i].Timestamp)
 		recv.Append(want[i].ReceivedAt)
@@ -515,6 +536,11 @@ func TestNativeTransportProtocol(t *testing.T) {
 				t.Fatal(err)
 			}
 			decs[j].Append(v)
+			sc, err := scaleOf(d.get(&want[i]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			scales[j].Append(sc)
 		}
 	}
 	f.mu.Lock()

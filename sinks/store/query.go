@@ -91,6 +91,11 @@ var ErrBadCandleQuery = errors.New("bad candle query")
 // breaking ties), high and low the extremes, and the tick count. Buckets
 // are aligned to the Unix epoch, hence to UTC midnight for every interval
 // that divides a day. Buckets with no ticks are absent.
+//
+// Each price is written as the tick that supplied it wrote it: open and
+// close take their tick's scale; high and low the scale of the first tick
+// (by event time, then receive time) to reach that price, since ticks at
+// one price may spell it differently ("100.5", "100.50").
 func (s *Sink) Candles(ctx context.Context, q tick.CandleQuery) ([]tick.Candle, error) {
 	iv := q.Interval.Milliseconds()
 	switch {
@@ -108,8 +113,12 @@ func (s *Sink) Candles(ctx context.Context, q tick.CandleQuery) ([]tick.Candle, 
 		" argMin(p, (timestamp, received_at)) AS open," +
 		" max(p) AS high, min(p) AS low," +
 		" argMax(p, (timestamp, received_at)) AS close," +
-		" count() AS ticks" +
-		" FROM (SELECT timestamp, received_at, any(price) AS p FROM " + s.table +
+		" count() AS ticks," +
+		" argMin(ps, (timestamp, received_at)) AS open_scale," +
+		" argMax(ps, (p, -timestamp, -received_at)) AS high_scale," +
+		" argMin(ps, (p, timestamp, received_at)) AS low_scale," +
+		" argMax(ps, (timestamp, received_at)) AS close_scale" +
+		" FROM (SELECT timestamp, received_at, any(price) AS p, any(price_scale) AS ps FROM " + s.table +
 		" WHERE " + pairFilter(q.Exchange, q.Symbol) +
 		" AND timestamp >= " + strconv.FormatInt(q.From.UnixMilli(), 10) +
 		" AND timestamp < " + strconv.FormatInt(q.To.UnixMilli(), 10) +
@@ -119,6 +128,7 @@ func (s *Sink) Candles(ctx context.Context, q tick.CandleQuery) ([]tick.Candle, 
 		bucket              proto.ColInt64
 		opn, high, low, cls proto.ColDecimal128
 		ticks               proto.ColUInt64
+		scales              [4]proto.ColUInt8 // open, high, low, close
 	)
 	res := proto.Results{
 		{Name: "bucket", Data: &bucket},
@@ -127,16 +137,20 @@ func (s *Sink) Candles(ctx context.Context, q tick.CandleQuery) ([]tick.Candle, 
 		{Name: "low", Data: proto.Alias(&low, decimalType)},
 		{Name: "close", Data: proto.Alias(&cls, decimalType)},
 		{Name: "ticks", Data: &ticks},
+		{Name: "open_scale", Data: &scales[0]},
+		{Name: "high_scale", Data: &scales[1]},
+		{Name: "low_scale", Data: &scales[2]},
+		{Name: "close_scale", Data: &scales[3]},
 	}
 	var out []tick.Candle
 	if err := s.tr.query(ctx, sql, res, func() error {
 		for i := 0; i < bucket.Rows(); i++ {
 			out = append(out, tick.Candle{Start: time.UnixMilli(bucket.Row(i)).UTC(), Ticks: ticks.Row(i)})
 			c := &out[len(out)-1]
-			fromDecimal128(&c.Open, opn.Row(i))
-			fromDecimal128(&c.High, high.Row(i))
-			fromDecimal128(&c.Low, low.Row(i))
-			fromDecimal128(&c.Close, cls.Row(i))
+			fromDecimal128(&c.Open, opn.Row(i), scales[0].Row(i))
+			fromDecimal128(&c.High, high.Row(i), scales[1].Row(i))
+			fromDecimal128(&c.Low, low.Row(i), scales[2].Row(i))
+			fromDecimal128(&c.Close, cls.Row(i), scales[3].Row(i))
 		}
 		return nil
 	}); err != nil {

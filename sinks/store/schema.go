@@ -94,6 +94,9 @@ func tableDDL(table string, f features, retentionDays int) string {
 	for _, d := range decimalFields {
 		fmt.Fprintf(&b, ",\n    %s %s%s", d.name, decimalType, decCodec)
 	}
+	for _, d := range decimalFields {
+		fmt.Fprintf(&b, ",\n    %s %s%s", d.scale, scaleType, decCodec) // digits after the point, see decimal.go
+	}
 	b.WriteString("\n) ENGINE = ReplacingMergeTree\n")
 	b.WriteString("PARTITION BY toYYYYMM(toDateTime(intDiv(timestamp, 1000), 'UTC'))\n")
 	b.WriteString("ORDER BY (exchange, symbol, timestamp, received_at)")
@@ -150,8 +153,23 @@ func checkTable(ctx context.Context, tr transport, database, table string) (layo
 	isInt64 := func(t string) bool { return t == "Int64" }
 	want("timestamp", isInt64, "Int64")
 	want("received_at", isInt64, "Int64")
+	var noScales []string
 	for _, d := range decimalFields {
 		want(d.name, sameDecimal, string(decimalType))
+		if _, ok := types[d.scale]; !ok {
+			noScales = append(noScales, d.scale)
+			continue
+		}
+		want(d.scale, func(t string) bool { return t == string(scaleType) }, string(scaleType))
+	}
+	if len(noScales) > 0 {
+		// A table from before the scale columns: it would hand back
+		// "50100" for "50100.00". Altering a user's table is not the
+		// sink's call; say exactly what to run.
+		problems = append(problems, fmt.Sprintf("missing %s: the table predates per-value decimal scales, "+
+			"so prices would read back without their trailing zeros; add the columns with %q "+
+			"(rows already stored keep reading back as before, trailing zeros dropped)",
+			strings.Join(noScales, ", "), addScalesSQL(database, table, noScales)))
 	}
 	if len(problems) > 0 {
 		return l, fmt.Errorf("table %s.%s does not match the store's schema: %s", database, table, strings.Join(problems, "; "))
@@ -159,6 +177,17 @@ func checkTable(ctx context.Context, tr transport, database, table string) (layo
 	l.lowCardExchange = types["exchange"] != "String"
 	l.lowCardSymbol = types["symbol"] != "String"
 	return l, nil
+}
+
+// addScalesSQL is the ALTER that gives an older table the scale columns it
+// lacks. They default to 0, which fromDecimal128 reads as "scale unknown"
+// for any value with digits after the point.
+func addScalesSQL(database, table string, cols []string) string {
+	adds := make([]string, len(cols))
+	for i, c := range cols {
+		adds[i] = "ADD COLUMN " + c + " " + string(scaleType)
+	}
+	return "ALTER TABLE " + quoteIdent(database) + "." + quoteIdent(table) + " " + strings.Join(adds, ", ")
 }
 
 // sameDecimal reports whether t is Decimal(38, 18) however the server

@@ -219,8 +219,8 @@ func (s *Sink) ensureSchema(ctx context.Context) error {
 }
 
 // WriteBatch inserts the batch as one block. A tick with a decimal that
-// does not fit Decimal(38, 18) exactly is rejected and counted, never
-// rounded; the rest of the batch is written. It returns nil only once
+// does not fit Decimal(38, 18) exactly, or whose scale does not fit its
+// scale column, is rejected and counted, never rounded; the rest of the batch is written. It returns nil only once
 // ClickHouse has acknowledged the insert.
 func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
 	s.mu.Lock()
@@ -285,13 +285,13 @@ func (s *Sink) countRejects(r *rejectCount, batch int) {
 		s.m.rejected.WithLabelValues(reason).Add(float64(n))
 		total += n
 	}
-	s.log.Warn("ticks rejected: a decimal does not fit Decimal(38, 18) exactly",
+	s.log.Warn("ticks rejected: a decimal does not fit Decimal(38, 18) and its scale exactly",
 		"rejected", total, "batch", batch, "first", r.first)
 }
 
 func rejectReason(err error) string {
 	switch {
-	case errors.Is(err, errTooPrecise):
+	case errors.Is(err, errTooPrecise), errors.Is(err, errScaleTooLarge):
 		return "too_precise"
 	case errors.Is(err, errTooLarge):
 		return "too_large"
@@ -373,7 +373,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "tickflow_store_rows_inserted_total", Help: "Rows ClickHouse acknowledged (replays count again).",
 		}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tickflow_store_ticks_rejected_total", Help: "Ticks not stored because a decimal does not fit Decimal(38, 18) exactly.",
+			Name: "tickflow_store_ticks_rejected_total", Help: "Ticks not stored because a decimal does not fit Decimal(38, 18) and its scale exactly.",
 		}, []string{"reason"}),
 		insertErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tickflow_store_insert_errors_total", Help: "INSERTs that failed (each is retried by the runtime).",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -108,9 +109,10 @@ func TestTableDDLByFeatures(t *testing.T) {
 		ddl      string
 		has, not []string
 	}{
-		{old, []string{"ReplacingMergeTree", "ORDER BY (exchange, symbol, timestamp, received_at)", "exchange String", "price Decimal(38, 18),"},
+		{old, []string{"ReplacingMergeTree", "ORDER BY (exchange, symbol, timestamp, received_at)", "exchange String", "price Decimal(38, 18),",
+			"price_scale UInt8,", "quote_volume_scale UInt8\n)"},
 			[]string{"LowCardinality", "CODEC", "TTL", "DateTime64"}},
-		{modern, []string{"exchange LowCardinality(String)", "CODEC(Delta, ZSTD(1))", "Decimal(38, 18) CODEC(ZSTD(1))", "INTERVAL 30 DAY"}, nil},
+		{modern, []string{"exchange LowCardinality(String)", "CODEC(Delta, ZSTD(1))", "Decimal(38, 18) CODEC(ZSTD(1))", "price_scale UInt8 CODEC(ZSTD(1))", "INTERVAL 30 DAY"}, nil},
 	} {
 		for _, s := range tc.has {
 			if !strings.Contains(tc.ddl, s) {
@@ -147,7 +149,7 @@ func TestWriteReadExact(t *testing.T) {
 		t.Fatalf("18.16 features detected as %+v", s.features)
 	}
 	var in []tick.Tick
-	for i, p := range []string{"67432.12345678", "0.000000000000000001", "99999999999999999999.999999999999999999", "1", "50100.00"} {
+	for i, p := range []string{"67432.12345678", "0.000000000000000001", "99999999999999999999.999999999999999999", "1", "0.10000000", "1234.5000", "0", "50100.00"} {
 		in = append(in, mkTick("binance", "BTCUSDT", 1_700_000_000_000+int64(i)*1000, p))
 	}
 	other := mkTick("okx", "BTC-USDT", 1_700_000_000_500, "3")
@@ -182,7 +184,10 @@ func TestWriteReadExact(t *testing.T) {
 	if got, err := s.Ticks(ctx, tick.Query{Exchange: "binance", Symbol: `BTCUSDT' OR 1=1 --`}); err != nil || len(got) != 0 {
 		t.Fatalf("injection: %d ticks, %v", len(got), err)
 	}
-	if n := testutil.ToFloat64(s.m.rows); n != 6 {
+	if latest.Price.Text('f') != "50100.00" {
+		t.Fatalf("latest price %s, want 50100.00 as it was written", latest.Price.Text('f'))
+	}
+	if n := testutil.ToFloat64(s.m.rows); n != float64(len(in)+1) {
 		t.Fatalf("rows metric %v", n)
 	}
 	_ = reg
@@ -359,17 +364,21 @@ func TestCandles(t *testing.T) {
 	ticks := []tick.Tick{
 		mk(-time.Millisecond, 1, "1"), // the last instant before the window
 		// 00:00 bucket: open at the exact boundary.
-		mk(0, 2, "100.5"),
+		mk(0, 2, "100.50"),
 		mk(20*time.Second, 3, "101.25"),
-		mk(40*time.Second, 4, "99.125"),
-		mk(59*time.Second+999*time.Millisecond, 5, "100"), // close: last ms of the bucket
+		mk(40*time.Second, 4, "99.1250"),
+		mk(59*time.Second+999*time.Millisecond, 5, "100.000"), // close: last ms of the bucket
 		// 00:01 bucket: nothing.
 		// 00:02 bucket: two ticks in the same millisecond; receive time orders them.
 		mk(2*time.Minute, 7, "200"),
-		mk(2*time.Minute, 6, "201"),
+		mk(2*time.Minute, 6, "201.0"),
 		mk(2*time.Minute+30*time.Second, 8, "0.000000000000000001"),
 		// 00:03 opens on the boundary of the window's end: excluded.
 		mk(3*time.Minute, 9, "300"),
+		// The high and the low again, spelt otherwise: each extreme keeps
+		// the text of the first tick that reached it.
+		mk(30*time.Second, 10, "101.250"),
+		mk(50*time.Second, 11, "99.125"),
 	}
 	// Insert out of order and twice: neither may matter.
 	if err := s.WriteBatch(ctx, []tick.Tick{ticks[3], ticks[1], ticks[8], ticks[0], ticks[5]}); err != nil {
@@ -388,8 +397,8 @@ func TestCandles(t *testing.T) {
 		open, high, low, close string
 		n                      uint64
 	}{
-		{0, "100.5", "101.25", "99.125", "100", 4},
-		{2 * time.Minute, "201", "201", "0.000000000000000001", "0.000000000000000001", 3},
+		{0, "100.50", "101.25", "99.1250", "100.000", 6},
+		{2 * time.Minute, "201.0", "201.0", "0.000000000000000001", "0.000000000000000001", 3},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d candles, want %d: %+v", len(got), len(want), got)
@@ -403,10 +412,9 @@ func TestCandles(t *testing.T) {
 			name string
 			got  string
 			want string
-		}{{"open", c.Open.String(), w.open}, {"high", c.High.String(), w.high}, {"low", c.Low.String(), w.low}, {"close", c.Close.String(), w.close}} {
-			d := tick.MustDecimal(f.want)
-			if g := tick.MustDecimal(f.got); g.Cmp(&d) != 0 {
-				t.Errorf("candle %d %s = %s, want %s", i, f.name, f.got, f.want)
+		}{{"open", c.Open.Text('f'), w.open}, {"high", c.High.Text('f'), w.high}, {"low", c.Low.Text('f'), w.low}, {"close", c.Close.Text('f'), w.close}} {
+			if f.got != f.want {
+				t.Errorf("candle %d %s = %s, want %s as the tick wrote it", i, f.name, f.got, f.want)
 			}
 		}
 		if c.Ticks != w.n {
@@ -419,7 +427,7 @@ func TestCandles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(daily) != 2 || !daily[0].Start.Equal(day.Add(-24*time.Hour)) || !daily[1].Start.Equal(day) || daily[1].Ticks != 8 {
+	if len(daily) != 2 || !daily[0].Start.Equal(day.Add(-24*time.Hour)) || !daily[1].Start.Equal(day) || daily[1].Ticks != 10 {
 		t.Fatalf("daily candles %+v", daily)
 	}
 	for _, q := range []tick.CandleQuery{
@@ -444,6 +452,9 @@ func TestAdoptsExistingTable(t *testing.T) {
 	for _, f := range decimalFields {
 		cols += ", " + f.name + " Decimal(38, 18)"
 	}
+	for _, f := range decimalFields {
+		cols += ", " + f.scale + " UInt8"
+	}
 	// 18.16 makes LowCardinality columns only with the experimental
 	// switch; the sink does not use it there, but adopts such a table.
 	sqlWith(t, ch, "CREATE TABLE "+db+".lc ("+cols+") ENGINE = ReplacingMergeTree ORDER BY (exchange, symbol, timestamp, received_at)",
@@ -466,6 +477,7 @@ func TestAdoptsExistingTable(t *testing.T) {
 		{"merge tree", "CREATE TABLE " + db + ".mt (" + strings.ReplaceAll(cols, "LowCardinality(String)", "String") + ") ENGINE = MergeTree ORDER BY (exchange, symbol, timestamp)", "ReplacingMergeTree"},
 		{"scale", "CREATE TABLE " + db + ".sc (" + strings.Replace(strings.ReplaceAll(cols, "LowCardinality(String)", "String"), "price Decimal(38, 18)", "price Decimal(38, 8)", 1) + ") ENGINE = ReplacingMergeTree ORDER BY (exchange, symbol, timestamp)", "column price is Decimal(38, 8)"},
 		{"missing", "CREATE TABLE " + db + ".mi (exchange String, symbol String, timestamp Int64) ENGINE = ReplacingMergeTree ORDER BY (exchange, symbol, timestamp)", "no column received_at"},
+		{"scale type", "CREATE TABLE " + db + ".st (" + strings.Replace(strings.ReplaceAll(cols, "LowCardinality(String)", "String"), "ask_scale UInt8", "ask_scale Int8", 1) + ") ENGINE = ReplacingMergeTree ORDER BY (exchange, symbol, timestamp)", "column ask_scale is Int8, want UInt8"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sql(t, ch, tc.ddl)
@@ -485,6 +497,72 @@ func TestAdoptsExistingTable(t *testing.T) {
 				t.Fatalf("WriteBatch before a good Connect = %v", err)
 			}
 		})
+	}
+}
+
+// TestAdoptsTableWithoutScales: a table made before the scale columns is
+// refused with the ALTER that fixes it; once that has run, old rows read
+// back as they always did and new ones keep their text.
+func TestAdoptsTableWithoutScales(t *testing.T) {
+	ch := clickHouse(t)
+	db := testDB(t)
+	sql(t, ch, "CREATE DATABASE "+db)
+	cols := "exchange String, symbol String, timestamp Int64, received_at Int64"
+	var names, zeros []string
+	for _, f := range decimalFields {
+		cols += ", " + f.name + " Decimal(38, 18)"
+		names = append(names, f.name)
+		zeros = append(zeros, "0")
+	}
+	sql(t, ch, "CREATE TABLE "+db+".market_ticks ("+cols+") ENGINE = ReplacingMergeTree ORDER BY (exchange, symbol, timestamp, received_at)")
+	// What the previous tickflow stored: the numbers, not their text.
+	row := func(ts int, price string) string {
+		return fmt.Sprintf("('sim', 'OLD', %d, %d, %s, %s)", ts, ts, price, strings.Join(zeros[1:], ", "))
+	}
+	sql(t, ch, "INSERT INTO "+db+".market_ticks (exchange, symbol, timestamp, received_at, "+strings.Join(names, ", ")+
+		") VALUES "+row(1, "50100.00")+", "+row(2, "0.50"))
+
+	cfg := DefaultConfig()
+	cfg.ClickHouse.URL, cfg.ClickHouse.Database = ch.HTTPURL(), db
+	env, _ := testEnv(nil)
+	s, err := New(env, *cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	ctx := bg(t)
+	err = s.Connect(ctx)
+	if err == nil {
+		t.Fatal("a table without scale columns was adopted")
+	}
+	m := regexp.MustCompile(`"(ALTER TABLE [^"]+)"`).FindStringSubmatch(err.Error())
+	if m == nil || !strings.Contains(err.Error(), "missing price_scale, volume_scale,") || !strings.Contains(err.Error(), "trailing zeros") {
+		t.Fatalf("Connect = %v, want the missing scale columns named and the ALTER to add them", err)
+	}
+	if err := s.WriteBatch(ctx, []tick.Tick{mkTick("sim", "NEW", 3, "1.0")}); !errors.Is(err, sinks.ErrNotConnected) {
+		t.Fatalf("WriteBatch into a refused table = %v", err)
+	}
+	sql(t, ch, m[1]) // what the user is told to run
+	if err := s.Connect(ctx); err != nil {
+		t.Fatalf("Connect after the ALTER: %v", err)
+	}
+	old, err := s.Ticks(ctx, tick.Query{Exchange: "sim", Symbol: "OLD"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(old) != 2 || old[0].Price.Text('f') != "0.5" || old[1].Price.Text('f') != "50100" {
+		t.Fatalf("old rows read back as %v, want 0.5 and 50100 as before", old)
+	}
+	in := mkTick("sim", "NEW", 3, "50100.00")
+	if err := s.WriteBatch(ctx, []tick.Tick{in}); err != nil {
+		t.Fatal(err)
+	}
+	got, found, err := s.LatestTick(ctx, "sim", "NEW")
+	if err != nil || !found {
+		t.Fatalf("latest: %v %v", found, err)
+	}
+	if err := sameTick(&got, &in); err != nil {
+		t.Fatal(err)
 	}
 }
 
