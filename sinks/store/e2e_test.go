@@ -1,10 +1,15 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +18,7 @@ import (
 	"github.com/cockroachdb/apd/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tickflow/tickflow/api"
 	"github.com/tickflow/tickflow/bus"
 	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/health"
@@ -395,4 +401,113 @@ func gauge(reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return -1
+}
+
+// textTicks are ticks whose decimals carry trailing zeros and the other
+// spellings a Decimal column alone would lose: "0.00" (present, unlike a
+// bare zero the codec omits), "-0.00", 18 places, the largest value.
+func textTicks() []tick.Tick {
+	mk := func(p tick.Pair, ts int64, price, volume, bid, ask, open, high, low, quote string) tick.Tick {
+		return tick.Tick{Exchange: p.Exchange, Symbol: p.Symbol, Timestamp: ts, ReceivedAt: ts*1000 + 3,
+			Price: tick.MustDecimal(price), Volume: tick.MustDecimal(volume), Bid: tick.MustDecimal(bid), Ask: tick.MustDecimal(ask),
+			Open24h: tick.MustDecimal(open), High24h: tick.MustDecimal(high), Low24h: tick.MustDecimal(low), QuoteVolume: tick.MustDecimal(quote)}
+	}
+	btc, sim := e2ePairs[0], e2ePairs[2]
+	const base = 1_767_000_000_000
+	return []tick.Tick{
+		mk(btc, base, "50099.90", "0.10000000", "1234.5000", "50100", "49000.000000000000000000", "51000.5", "0.00", "99999999999999999999.999999999999999999"),
+		mk(btc, base+1000, "50100.00", "1234.5000", "50099.99000000", "50100.01", "49000.0", "51000.50", "-0.00", "0.000000000000000001"),
+		mk(sim, base+500, "0.10000000", "1234.5000", "0.1", "1.0", "10", "100.00", "0.000000000000000000", "-1.10"),
+		mk(sim, base+1500, "1234.5000", "50100.00", "-0.10000000", "0", "0.0", "7", "0.5000", "12345678901234567890.123456789012345670"),
+	}
+}
+
+// TestEndToEndDecimalText: ticks with trailing zeros go through the broker
+// and the runtime into ClickHouse and come back, through the store's reads
+// and through the API's store fallback (no cache), with every decimal as
+// it was written: the tick JSON is byte for byte the JSON that was
+// produced.
+func TestEndToEndDecimalText(t *testing.T) {
+	ch := clickHouse(t)
+	p := startPipeline(t, 2)
+	s := newE2ESink(t, ch.HTTPURL(), testDB(t))
+	reader := newE2ESink(t, ch.HTTPURL(), testDB(t))
+	want := textTicks()
+	p.produce(t, want)
+	rt := p.run(t, s, sinks.BatchPolicy{Size: 100, MaxWait: 20 * time.Millisecond}, nil)
+	waitFor(t, 30*time.Second, "every tick visible", func() bool { return visibleCount(t, reader, want) == len(want) })
+	rt.stop()
+	checkExactlyOnce(t, reader, want)
+
+	srv := api.New(api.Options{Components: []any{reader}})
+	get := func(path string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec
+	}
+	for _, pair := range []tick.Pair{e2ePairs[0], e2ePairs[2]} {
+		var mine []tick.Tick // newest first, as every read answers
+		for i := len(want) - 1; i >= 0; i-- {
+			if want[i].Pair() == pair {
+				mine = append(mine, want[i])
+			}
+		}
+		latest, found, err := reader.LatestTick(bg(t), pair.Exchange, pair.Symbol)
+		if err != nil || !found {
+			t.Fatalf("%s: latest %v %v", pair, found, err)
+		}
+		if err := sameTick(&latest, &mine[0]); err != nil {
+			t.Errorf("LatestTick: %v", err)
+		}
+		page, err := reader.Ticks(bg(t), tick.Query{Exchange: pair.Exchange, Symbol: pair.Symbol})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) != len(mine) {
+			t.Fatalf("%s: Ticks has %d, want %d", pair, len(page), len(mine))
+		}
+		for i := range page {
+			if err := sameTick(&page[i], &mine[i]); err != nil {
+				t.Errorf("Ticks: %v", err)
+			}
+		}
+
+		rec := get("/api/v1/tick/" + pair.Exchange + "/" + pair.Symbol)
+		wantBody := `{"success":true,"data":` + string(mine[0].AppendJSON(nil)) + `}`
+		if src := rec.Header().Get(api.SourceHeader); rec.Code != http.StatusOK || src != "store" || rec.Body.String() != wantBody {
+			t.Errorf("GET latest %s: %d from %q\n got %s\nwant %s", pair, rec.Code, src, rec.Body, wantBody)
+		}
+		rec = get("/api/v1/ticks/" + pair.Exchange + "/" + pair.Symbol + "?limit=10")
+		var env struct {
+			Data struct {
+				Ticks  []json.RawMessage `json:"ticks"`
+				Source string            `json:"source"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &env); err != nil || rec.Code != http.StatusOK || env.Data.Source != "store" {
+			t.Fatalf("GET ticks %s: %d %v: %s", pair, rec.Code, err, rec.Body)
+		}
+		if len(env.Data.Ticks) != len(mine) {
+			t.Fatalf("GET ticks %s: %d ticks, want %d", pair, len(env.Data.Ticks), len(mine))
+		}
+		for i, raw := range env.Data.Ticks {
+			if w := mine[i].AppendJSON(nil); !bytes.Equal(raw, w) {
+				t.Errorf("GET ticks %s [%d]:\n got %s\nwant %s", pair, i, raw, w)
+			}
+		}
+	}
+	// The decimals the test is about, spelt out, so a change to the
+	// codec cannot make both sides drop the zeros alike.
+	body := get("/api/v1/tick/binance/BTCUSDT").Body.String()
+	for _, s := range []string{`"price":"50100.00"`, `"volume":"1234.5000"`, `"bid":"50099.99000000"`, `"low_24h":"-0.00"`} {
+		if !strings.Contains(body, s) {
+			t.Errorf("latest tick lacks %s: %s", s, body)
+		}
+	}
+	body = get("/api/v1/ticks/sim/SIM1?limit=10").Body.String()
+	for _, s := range []string{`"price":"0.10000000"`, `"price":"1234.5000"`, `"low_24h":"0.000000000000000000"`, `"open_24h":"0.0"`} {
+		if !strings.Contains(body, s) {
+			t.Errorf("tick page lacks %s: %s", s, body)
+		}
+	}
 }
