@@ -35,13 +35,7 @@ func init() {
 		Name:   "store",
 		Batch:  sinks.BatchPolicy{Size: 1000, MaxWait: 5 * time.Second},
 		Config: func() any { return DefaultConfig() },
-		New: func(env sinks.Env, cfg any) (sinks.Sink, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("store: config is %T, want *store.Config", cfg)
-			}
-			return New(env, *c)
-		},
+		New:    sinks.Typed(func(env sinks.Env, c *Config) (*Sink, error) { return New(env, *c) }),
 	})
 }
 
