@@ -56,7 +56,7 @@ type Metrics struct {
 	PingsDropped  *prometheus.CounterVec // exchange
 	QueueBlocked  *prometheus.CounterVec // exchange
 	QueueWaiting  prometheus.Gauge
-	QueueDepth    prometheus.Gauge
+	QueueDepth    *QueueDepth
 	QueueCapacity prometheus.Gauge
 	ProduceErrors *prometheus.CounterVec // exchange
 	Unproduced    *prometheus.CounterVec // exchange
@@ -85,7 +85,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		PingsDropped:  counter("pings_unanswered_total", "Server pings left unanswered to stay under the exchange's client message rate limit.", "exchange"),
 		QueueBlocked:  counter("queue_blocked_seconds_total", "Time sources spent blocked on a full ingest queue, by exchange.", "exchange"),
 		QueueWaiting:  gauge("queue_blocked_writers", "Sources blocked on a full ingest queue right now."),
-		QueueDepth:    gauge("queue_depth", "Ticks waiting in ingest queues for the producer."),
+		QueueDepth:    newQueueDepth(),
 		QueueCapacity: gauge("queue_capacity", "Capacity of the ingest queues."),
 		ProduceErrors: counter("produce_errors_total", "Produce calls that failed and were retried, by exchange.", "exchange"),
 		Unproduced:    counter("unproduced_total", "Accepted ticks not produced before the shutdown drain deadline, by exchange.", "exchange"),
@@ -104,6 +104,40 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		return nil, fmt.Errorf("ingest metrics: %w", err)
 	}
 	return m, nil
+}
+
+// QueueDepth reports the ticks waiting in every queue, read from the queues
+// themselves when scraped. Counting with Inc on enqueue and Dec on dequeue
+// races: the pump can take a tick before the source's Inc lands, and the
+// gauge goes negative for a moment.
+type QueueDepth struct {
+	desc   *prometheus.Desc
+	mu     sync.Mutex
+	queues []*Queue
+}
+
+func newQueueDepth() *QueueDepth {
+	return &QueueDepth{desc: prometheus.NewDesc("tickflow_ingest_queue_depth", "Ticks waiting in ingest queues for the producer.", nil, nil)}
+}
+
+func (d *QueueDepth) add(q *Queue) {
+	d.mu.Lock()
+	d.queues = append(d.queues, q)
+	d.mu.Unlock()
+}
+
+// Describe implements prometheus.Collector.
+func (d *QueueDepth) Describe(ch chan<- *prometheus.Desc) { ch <- d.desc }
+
+// Collect implements prometheus.Collector.
+func (d *QueueDepth) Collect(ch chan<- prometheus.Metric) {
+	d.mu.Lock()
+	n := 0
+	for _, q := range d.queues {
+		n += q.Len()
+	}
+	d.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(d.desc, prometheus.GaugeValue, float64(n))
 }
 
 // register registers *c, or points *c at the collector reg already holds

@@ -147,7 +147,6 @@ running:
 	for {
 		select {
 		case t := <-p.q.ch:
-			p.m.QueueDepth.Dec()
 			dispatch(t)
 		case <-ctx.Done():
 			break running
@@ -161,7 +160,6 @@ running:
 	}
 	for len(p.q.ch) > 0 {
 		t := <-p.q.ch
-		p.m.QueueDepth.Dec()
 		dispatch(t)
 	}
 	for _, w := range workers {

@@ -52,13 +52,15 @@ func NewQueue(size int, logger *slog.Logger, reg prometheus.Registerer) (*Queue,
 		logger = slog.New(slog.DiscardHandler)
 	}
 	m.QueueCapacity.Add(float64(size))
-	return &Queue{
+	q := &Queue{
 		ch:      make(chan tick.Tick, size),
 		log:     logger,
 		m:       m,
 		logFull: Sometimes{Every: 10 * time.Second},
 		closing: make(chan struct{}),
-	}, nil
+	}
+	m.QueueDepth.add(q)
+	return q, nil
 }
 
 // Enqueue copies t into the queue, blocking while the queue is full. It
@@ -72,7 +74,6 @@ func (q *Queue) Enqueue(ctx context.Context, t *tick.Tick) error {
 	}
 	select {
 	case q.ch <- *t:
-		q.m.QueueDepth.Inc()
 		return nil
 	default:
 	}
@@ -89,7 +90,6 @@ func (q *Queue) wait(ctx context.Context, t *tick.Tick) error {
 	var err error
 	select {
 	case q.ch <- *t:
-		q.m.QueueDepth.Inc()
 	case <-ctx.Done():
 		err = ctx.Err()
 	case <-q.closing:
