@@ -18,6 +18,17 @@ func mustPanic(t *testing.T, want string, fn func()) {
 }
 
 func TestRegister(t *testing.T) {
+	// The registry is process-wide: give this test an empty one and put the
+	// real one back, so -count=N and other tests see what they expect.
+	mu.Lock()
+	saved := registry
+	registry = map[string]Spec{}
+	mu.Unlock()
+	t.Cleanup(func() {
+		mu.Lock()
+		registry = saved
+		mu.Unlock()
+	})
 	ok := BatchPolicy{Size: 1, MaxWait: time.Millisecond}
 	mustPanic(t, "not one of", func() { Register(Spec{Name: "mystery", Batch: ok}) })
 	mustPanic(t, "default batch", func() { Register(Spec{Name: "risk", Batch: BatchPolicy{}}) })

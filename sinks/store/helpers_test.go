@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,9 +61,21 @@ func clickHouse(t testing.TB) *testsvc.ClickHouse {
 
 var nonIdent = regexp.MustCompile(`[^A-Za-z0-9_]`)
 
-// testDB is a database name unique to the test.
+var (
+	dbSeq   atomic.Int64
+	dbNames sync.Map // testing.TB → string
+)
+
+// testDB is a database name unique to the test and to this run of it, so
+// -count=N starts each run on an empty database of the shared server. A
+// test asking twice gets the same name.
 func testDB(t testing.TB) string {
-	return "t_" + nonIdent.ReplaceAllString(t.Name(), "_")
+	if n, ok := dbNames.Load(t); ok {
+		return n.(string)
+	}
+	n := fmt.Sprintf("t_%s_%d", nonIdent.ReplaceAllString(t.Name(), "_"), dbSeq.Add(1))
+	actual, _ := dbNames.LoadOrStore(t, n)
+	return actual.(string)
 }
 
 // testEnv is a sink environment with the test's own metrics registry and
