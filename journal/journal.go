@@ -188,3 +188,24 @@ func (s *Store) Close() error {
 	s.log = nil
 	return err
 }
+
+// Discard moves a journal's files aside (suffix ".corrupt", kept for a
+// post-mortem) and opens an empty journal in their place: for state that
+// no longer loads, where starting afresh beats not starting.
+func Discard(dir, name string) (*Store, error) {
+	for _, ext := range []string{".snap", ".log"} {
+		p := filepath.Join(dir, name+ext)
+		if err := os.Rename(p, p+".corrupt"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("move bad state aside: %w", err)
+		}
+	}
+	st, err := Open(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := st.Load(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}

@@ -38,10 +38,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -170,23 +167,10 @@ func (s *Sink) load() error {
 	}
 	s.log.Error("risk: saved state unusable, starting with empty windows", "err", err, "dir", s.cfg.StateDir)
 	s.m.stateErrors.Inc()
-	for _, ext := range []string{".snap", ".log"} {
-		p := filepath.Join(s.cfg.StateDir, journalName+ext)
-		if rerr := os.Rename(p, p+".corrupt"); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-			return fmt.Errorf("move bad state aside: %w", rerr)
-		}
-	}
 	s.eng = newEngine(s.cfg, s.m)
 	s.recent = newRecent(s.cfg.Recent)
-	if st, err = journal.Open(s.cfg.StateDir, journalName); err != nil {
-		return err
-	}
-	if _, _, err := st.Load(); err != nil {
-		st.Close()
-		return err
-	}
-	s.store = st
-	return nil
+	s.store, err = journal.Discard(s.cfg.StateDir, journalName)
+	return err
 }
 
 var errBadRecord = errors.New("unreadable journal record")

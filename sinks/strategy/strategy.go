@@ -48,10 +48,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -236,12 +233,6 @@ func (s *Sink) load() error {
 	}
 	s.log.Error("strategy: saved state unusable, starting strategies afresh", "err", err, "dir", s.cfg.StateDir)
 	s.m.stateErrors.Inc()
-	for _, ext := range []string{".snap", ".log"} {
-		p := filepath.Join(s.cfg.StateDir, journalName+ext)
-		if rerr := os.Rename(p, p+".corrupt"); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-			return fmt.Errorf("move bad state aside: %w", rerr)
-		}
-	}
 	s.mu.Lock()
 	err = s.build()
 	s.seen = journal.NewSeen(journal.DefaultSeen)
@@ -250,15 +241,8 @@ func (s *Sink) load() error {
 		return err
 	}
 	s.recent = newRecent(s.cfg.Recent)
-	if st, err = journal.Open(s.cfg.StateDir, journalName); err != nil {
-		return err
-	}
-	if _, _, err := st.Load(); err != nil {
-		st.Close()
-		return err
-	}
-	s.store = st
-	return nil
+	s.store, err = journal.Discard(s.cfg.StateDir, journalName)
+	return err
 }
 
 // replay applies the snapshot, then each logged batch: its ticks through
