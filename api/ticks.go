@@ -327,7 +327,8 @@ func (s *Server) getSymbols(c echo.Context) error {
 	now := s.opts.Clock.Now().UnixMilli()
 	out := make([]symbolInfo, len(pairs))
 	for i, t := range pairs {
-		out[i] = symbolInfo{Exchange: t.Exchange, Symbol: t.Symbol, Price: t.Price.String(),
+		// 'f', as in the tick JSON: String() would turn "0.00000060" into "6.0E-7".
+		out[i] = symbolInfo{Exchange: t.Exchange, Symbol: t.Symbol, Price: t.Price.Text('f'),
 			Timestamp: t.Timestamp, AgeMS: max(0, now-t.Timestamp)}
 	}
 	return ok(c, out)

@@ -365,6 +365,31 @@ func TestSymbols(t *testing.T) {
 	newEnv(t, envOpt{noCache: true}).get(t, "/api/v1/symbols").wantError(t, 503, "unavailable")
 }
 
+// TestSymbolsPriceIsPlainDecimal: a sub-micro price must come back as the
+// exchange wrote it, like the tick JSON, not in apd's exponent form
+// ("6.0E-7").
+func TestSymbolsPriceIsPlainDecimal(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	now := t0.UnixMilli()
+	for _, price := range []string{"0.00000060", "0.00000001", "123456789.123456789"} {
+		e.write(t, mk("binance", "X"+strings.ReplaceAll(price, ".", ""), now, price))
+	}
+	r := e.get(t, "/api/v1/symbols")
+	var got []struct{ Symbol, Price string }
+	if err := json.Unmarshal(r.body.Data, &got); err != nil {
+		t.Fatalf("%v\n%s", err, r.raw)
+	}
+	want := map[string]string{"X000000060": "0.00000060", "X000000001": "0.00000001", "X123456789123456789": "123456789.123456789"}
+	if len(got) != len(want) {
+		t.Fatalf("got %d pairs, want %d: %s", len(got), len(want), r.raw)
+	}
+	for _, g := range got {
+		if want[g.Symbol] != g.Price {
+			t.Errorf("%s: price %q, want %q", g.Symbol, g.Price, want[g.Symbol])
+		}
+	}
+}
+
 func (e *env) write(t *testing.T, ticks ...tick.Tick) {
 	t.Helper()
 	if err := e.cache.WriteBatch(context.Background(), ticks); err != nil {
