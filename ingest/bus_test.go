@@ -141,3 +141,41 @@ func TestShutdownDeliversEveryAcceptedTickToKafka(t *testing.T) {
 		t.Errorf("%d records in Kafka, %d ticks accepted", n, len(want))
 	}
 }
+
+// A tick the producer buffered but the broker never took (here: its topic
+// does not exist) is lost; the pump must not report a clean drain.
+func TestPumpReportsTicksTheBrokerRejected(t *testing.T) {
+	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{Listen: "127.0.0.1:0", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Close)
+	reg := prometheus.NewRegistry()
+	producer, err := bus.NewProducer(bus.ClientConfig{Brokers: emb.Addrs()}, bus.ProducerOptions{Topic: "no.such.topic", Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close(context.Background())
+	q, _ := ingest.NewQueue(8, nil, reg)
+	pump, err := ingest.NewPump(q, producer, ingest.PumpOptions{Metrics: reg, DrainTimeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- pump.Run(ctx) }()
+	tk := tick.Tick{Exchange: "test", Symbol: "BTCUSDT", Timestamp: 1, Price: tick.MustDecimal("1.5")}
+	if err := q.Enqueue(ctx, &tk); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("pump reported a clean drain, but the broker never took the tick")
+		}
+		t.Logf("pump: %v", err)
+	case <-time.After(25 * time.Second):
+		t.Fatal("pump did not return")
+	}
+}

@@ -84,6 +84,14 @@ type flusher interface {
 	Flush(ctx context.Context) error
 }
 
+// deliveryReporter is the optional part of a Publisher whose Produce returns
+// once a record is buffered: Err reports a record it took and then failed
+// to deliver (*bus.Producer logs and counts each one). Such a tick was
+// counted as produced but is lost, so the drain is not clean.
+type deliveryReporter interface {
+	Err() error
+}
+
 // NewPump returns a pump from q to pub.
 func NewPump(q *Queue, pub Publisher, o PumpOptions) (*Pump, error) {
 	if q == nil || pub == nil {
@@ -102,7 +110,9 @@ func NewPump(q *Queue, pub Publisher, o PumpOptions) (*Pump, error) {
 // Run produces queued ticks until ctx ends, then closes the queue and keeps
 // producing what it holds for up to DrainTimeout, flushing the publisher if
 // it can. It returns nil when every accepted tick was produced, and an error
-// wrapping ErrDrainIncomplete (with the count) when some were not. The
+// wrapping ErrDrainIncomplete (with the count) when some were not, or
+// reporting the publisher's delivery failure when it took some and then
+// failed to deliver them. The
 // publisher must stay open until Run returns.
 func (p *Pump) Run(ctx context.Context) error {
 	// Produce calls outlive ctx: a tick the queue accepted must still reach
@@ -171,6 +181,11 @@ running:
 	if f, ok := p.pub.(flusher); ok && pctx.Err() == nil {
 		if err := f.Flush(pctx); err != nil {
 			flushErr = fmt.Errorf("ingest pump: flush: %w", err)
+		}
+	}
+	if r, ok := p.pub.(deliveryReporter); ok {
+		if err := r.Err(); err != nil {
+			flushErr = errors.Join(flushErr, fmt.Errorf("ingest pump: producer failed to deliver accepted ticks: %w", err))
 		}
 	}
 	if n, detail := p.lostSummary(); n > 0 {
