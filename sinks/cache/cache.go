@@ -300,10 +300,15 @@ func (s *Sink) group(batch []tick.Tick) ([]group, int) {
 }
 
 // validTick rejects what cannot be stored under the key layout: a ':' in a
-// name would make two pairs share a key.
+// name would make two pairs share a key, and an event time past maxScore is
+// not exact as a score and would pin latest (nothing real is newer) for a
+// whole TTL.
 func validTick(t *tick.Tick) error {
 	if err := t.Validate(); err != nil {
 		return err
+	}
+	if t.Timestamp > maxScore {
+		return fmt.Errorf("timestamp %d is past 2^53 ms (not Unix milliseconds?)", t.Timestamp)
 	}
 	for _, s := range [...]string{t.Exchange, t.Symbol} {
 		for _, c := range []byte(s) {

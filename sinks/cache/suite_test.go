@@ -293,6 +293,17 @@ var suite = []struct {
 			t.Errorf("an all-invalid batch must not fail (retrying cannot fix it): %v", err)
 		}
 	}},
+	{name: "a timestamp past 2^53 ms (nanoseconds by mistake) is dropped, not made latest", run: func(t *testing.T, h *harness) {
+		// Kept, it would pin latest for a whole TTL (every real tick is
+		// "older") and sit in the history as an inexact float score.
+		write(t, h, mk("binance", "BTCUSDT", 1000, "1"), mk("binance", "BTCUSDT", 1_767_225_600_000_000_000, "9"))
+		write(t, h, mk("binance", "BTCUSDT", 2000, "2"))
+		wantLatest(t, h, "binance", "BTCUSDT", 2000, "2")
+		if got := metric(t, h.reg, "tickflow_cache_ticks_invalid_total"); got != 1 {
+			t.Errorf("invalid counter = %v, want 1", got)
+		}
+		wantHistory(t, h, tick.Query{Exchange: "binance", Symbol: "BTCUSDT", Limit: 10}, 2000, 1000)
+	}},
 	{name: "unknown pair is not found, not an error", run: func(t *testing.T, h *harness) {
 		_, found, err := h.sink.Latest(context.Background(), "binance", "NOPE")
 		if err != nil || found {
