@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -429,8 +430,12 @@ func (c *Config) Validate() error {
 	if c.Bus.Topic == "" {
 		return errors.New("bus.topic: required")
 	}
-	if c.Bus.Partitions < 1 {
-		return fmt.Errorf("bus.partitions: must be >= 1, got %d", c.Bus.Partitions)
+	// Kafka carries these as int32 and int16; a larger value would wrap.
+	if c.Bus.Partitions < 1 || c.Bus.Partitions > math.MaxInt32 {
+		return fmt.Errorf("bus.partitions: must be 1..%d, got %d", math.MaxInt32, c.Bus.Partitions)
+	}
+	if c.Bus.Replication != -1 && (c.Bus.Replication < 1 || c.Bus.Replication > math.MaxInt16) {
+		return fmt.Errorf("bus.replication: must be -1 (broker default) or 1..%d, got %d", math.MaxInt16, c.Bus.Replication)
 	}
 	if len(c.Bus.Brokers) == 0 {
 		if c.Bus.Listen == "" {
