@@ -411,3 +411,36 @@ func TestStalledSinkDoesNotDelayAnother(t *testing.T) {
 	rs.stop(t)
 	checkExactlyOnceInOrder(t, sent, stalled.got)
 }
+
+// While a sink keeps failing the runtime fetches nothing, yet its lag gauge
+// must keep counting what arrives: an outage is when operators look at it.
+func TestLagGrowsWhileSinkFails(t *testing.T) {
+	_, cc := startBroker(t, t.TempDir())
+	m := NewRuntimeMetrics(prometheus.NewRegistry())
+	s := newRecSink(1 << 30) // never succeeds
+	rt, err := NewRuntime(RuntimeConfig{Client: cc, Topic: topic, Group: "tickflow.lag", Name: "lag", Sink: s,
+		Batch: sinks.BatchPolicy{Size: 5, MaxWait: time.Millisecond}, BackoffMin: time.Millisecond, BackoffMax: 5 * time.Millisecond, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	lag := func() float64 { return testutil.ToFloat64(m.lag.WithLabelValues("lag")) }
+	waitLag := func(want float64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for lag() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("lag %v, want %v", lag(), want)
+			}
+			time.Sleep(time.Millisecond) // polling a real condition with a deadline
+		}
+	}
+	produce(t, cc, 1, 5)
+	waitLag(5) // the failing batch in hand
+	produce(t, cc, 1, 20)
+	waitLag(25) // plus what arrived during the outage, seen from the broker
+}

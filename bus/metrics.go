@@ -37,7 +37,7 @@ func NewRuntimeMetrics(reg prometheus.Registerer) *RuntimeMetrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}, []string{"sink"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "tickflow_sink_consumer_lag", Help: "Records behind the high watermark, summed over partitions, as of the last fetch.",
+			Name: "tickflow_sink_consumer_lag", Help: "Records the sink has not written yet: the batch in hand plus what the partitions hold beyond the last fetch (refreshed from the broker while a batch keeps failing).",
 		}, []string{"sink"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tickflow_sink_latency_seconds",

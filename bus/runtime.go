@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tickflow/tickflow/clock"
@@ -57,7 +59,15 @@ type Runtime struct {
 
 	batch   []tick.Tick
 	records []*kgo.Record
-	lag     map[int32]int64
+	// next is, per owned partition, the offset after the last record
+	// fetched; behind is how many records the partition held beyond it
+	// when last asked (at a fetch, or from the broker while a batch fails).
+	// They are guarded by mu: revoke and lost callbacks run on franz-go's
+	// goroutines.
+	mu     sync.Mutex
+	next   map[int32]int64
+	behind map[int32]int64
+	adm    *kadm.Client
 }
 
 // NewRuntime builds the consumer; nothing is fetched until Run.
@@ -96,7 +106,7 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 	r := &Runtime{
 		cfg: cfg, clk: cfg.Clock, log: cfg.Logger.With("sink", cfg.Name),
 		m: cfg.Metrics.forSink(cfg.Name), hname: "sink:" + cfg.Name,
-		lag: map[int32]int64{},
+		next: map[int32]int64{}, behind: map[int32]int64{},
 	}
 	opts, err := cfg.Client.opts()
 	if err != nil {
@@ -118,6 +128,7 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 	if r.cl, err = kgo.NewClient(opts...); err != nil {
 		return nil, fmt.Errorf("runtime %s: %w", cfg.Group, err)
 	}
+	r.adm = kadm.NewClient(r.cl)
 	cfg.Health.Register(r.hname, true, "starting")
 	return r, nil
 }
@@ -126,22 +137,57 @@ func (r *Runtime) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[str
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {
 		r.log.Warn("commit on revoke failed; the next owner replays from the last commit", "err", err)
 	}
-	for _, ps := range revoked {
-		for _, p := range ps {
-			delete(r.lag, p)
-		}
-	}
+	r.forget(revoked)
 	r.log.Info("partitions revoked", "partitions", revoked)
 }
 
 func (r *Runtime) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	// Nothing is committed: another member may already own these.
-	for _, ps := range lost {
+	r.forget(lost)
+	r.log.Warn("partitions lost", "partitions", lost)
+}
+
+func (r *Runtime) forget(parts map[string][]int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ps := range parts {
 		for _, p := range ps {
-			delete(r.lag, p)
+			delete(r.next, p)
+			delete(r.behind, p)
 		}
 	}
-	r.log.Warn("partitions lost", "partitions", lost)
+}
+
+// setLag publishes the records this sink has not written yet: those in the
+// batch in hand plus those the partitions hold beyond what was fetched.
+func (r *Runtime) setLag() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	lag := int64(len(r.records))
+	for _, b := range r.behind {
+		lag += b
+	}
+	r.m.lag.Set(float64(lag))
+}
+
+// refreshLag asks the broker for the partitions' end offsets, so the lag
+// keeps growing while a failing batch stops the runtime from fetching: an
+// outage is exactly when an operator looks at it.
+func (r *Runtime) refreshLag(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	ends, err := r.adm.ListEndOffsets(ctx, r.cfg.Topic)
+	if err != nil {
+		return // the gauge keeps its last value; the write error is logged already
+	}
+	r.mu.Lock()
+	ends.Each(func(o kadm.ListedOffset) {
+		if next, ok := r.next[o.Partition]; ok && o.Err == nil {
+			r.behind[o.Partition] = max(o.Offset-next, 0)
+		}
+	})
+	r.mu.Unlock()
+	r.setLag()
 }
 
 // Run consumes until ctx is cancelled, then writes the batch in hand,
@@ -210,7 +256,10 @@ func (r *Runtime) take(fs kgo.Fetches) {
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
 		if len(p.Records) > 0 {
 			last := p.Records[len(p.Records)-1]
-			r.lag[p.Partition] = p.HighWatermark - last.Offset - 1
+			r.mu.Lock()
+			r.next[p.Partition] = last.Offset + 1
+			r.behind[p.Partition] = p.HighWatermark - last.Offset - 1
+			r.mu.Unlock()
 		}
 		for _, rec := range p.Records {
 			r.records = append(r.records, rec)
@@ -222,11 +271,7 @@ func (r *Runtime) take(fs kgo.Fetches) {
 			}
 		}
 	})
-	var lag int64
-	for _, l := range r.lag {
-		lag += l
-	}
-	r.m.lag.Set(float64(lag))
+	r.setLag()
 }
 
 // flush writes the batch in hand until it succeeds or ctx ends, then marks
@@ -240,6 +285,7 @@ func (r *Runtime) flush(ctx context.Context) error {
 	clear(r.batch)
 	clear(r.records)
 	r.batch, r.records = r.batch[:0], r.records[:0]
+	r.setLag()
 	return nil
 }
 
@@ -260,6 +306,7 @@ func (r *Runtime) writeWithRetry(ctx context.Context, batch []tick.Tick) error {
 		if r.setHealth(err) {
 			r.log.Error("sink write failing; retrying with backoff, not committing", "err", err, "batch", len(batch))
 		}
+		r.refreshLag(ctx)
 		if errors.Is(err, sinks.ErrNotConnected) {
 			if err := r.connect(ctx); err != nil {
 				return err
