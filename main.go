@@ -128,6 +128,21 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 	if err != nil {
 		return err
 	}
+	// Until the runtimes run (and close their sinks at the end), a failed
+	// start must close what was built.
+	running := false
+	defer func() {
+		if running {
+			return
+		}
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, b := range built {
+			if cerr := b.sink.Close(cctx); cerr != nil {
+				log.Warn("sink close after failed start", "component", "sink", "sink", b.name, "err", cerr)
+			}
+		}
+	}()
 
 	// Ingest: every enabled source feeds one bounded queue drained by the pump.
 	queue, err := ingest.NewQueue(cfg.Ingest.Queue, log.With("component", "ingest"), reg)
@@ -160,6 +175,7 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 	// context so that, at shutdown, the pump drains the queue into the
 	// producer before anything downstream stops.
 	g, gctx := errgroup.WithContext(ctx)
+	running = true
 	g.Go(func() error { return srv.Run(gctx) })
 	for _, b := range built {
 		if svc, ok := b.sink.(sinks.Service); ok {

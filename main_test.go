@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -393,5 +394,29 @@ func TestShippedConfigsLoad(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A component that cannot start stops tickflow with exit code 1 and an
+// error naming the component and the cause; what had started is shut down.
+func TestStartFailureNamesComponent(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := t.TempDir()
+	cfg := demoConfig(dir, testsvc.FreePort(t), taken.Addr().(*net.TCPAddr).Port, testsvc.FreePort(t))
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	code := run(context.Background(), []string{"-config", path}, &stderr, func(string) string { return "" })
+	if code != 1 || !strings.Contains(stderr.String(), "api: listen") || !strings.Contains(stderr.String(), "address already in use") {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "broker closed") {
+		t.Fatalf("the embedded broker was not closed:\n%s", stderr.String())
 	}
 }

@@ -68,6 +68,7 @@ type Runtime struct {
 	next   map[int32]int64
 	behind map[int32]int64
 	adm    *kadm.Client
+	opts   []kgo.Opt
 }
 
 // NewRuntime builds the consumer; nothing is fetched until Run.
@@ -125,10 +126,7 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 		kgo.OnPartitionsRevoked(r.onRevoked),
 		kgo.OnPartitionsLost(r.onLost),
 	)
-	if r.cl, err = kgo.NewClient(opts...); err != nil {
-		return nil, fmt.Errorf("runtime %s: %w", cfg.Group, err)
-	}
-	r.adm = kadm.NewClient(r.cl)
+	r.opts = opts
 	cfg.Health.Register(r.hname, true, "starting")
 	return r, nil
 }
@@ -194,6 +192,13 @@ func (r *Runtime) refreshLag(ctx context.Context) {
 // commits what succeeded and leaves the group. It returns nil on a clean
 // shutdown.
 func (r *Runtime) Run(ctx context.Context) error {
+	// The client is made here, not in NewRuntime, so a runtime that never
+	// runs (tickflow failed to start) leaves nothing behind.
+	cl, err := kgo.NewClient(r.opts...)
+	if err != nil {
+		return fmt.Errorf("sink %s: %w", r.cfg.Name, err)
+	}
+	r.cl, r.adm = cl, kadm.NewClient(cl)
 	defer r.cl.CloseAllowingRebalance()
 	if err := r.connect(ctx); err != nil {
 		return r.shutdown(err)
@@ -420,7 +425,7 @@ func (r *Runtime) writeOnce(ctx context.Context) error {
 			r.batch, r.records = r.batch[:0], r.records[:0]
 			return nil
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || r.sleep(ctx, attempt) != nil {
 			break
 		}
 	}
