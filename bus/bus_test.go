@@ -440,7 +440,17 @@ func TestLagGrowsWhileSinkFails(t *testing.T) {
 		}
 	}
 	produce(t, cc, 1, 5)
-	waitLag(5) // the failing batch in hand
+	deadline := time.Now().Add(10 * time.Second)
+	for failed := 0; failed < 2; {
+		s.mu.Lock()
+		failed = s.calls
+		s.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatal("the sink never failed a batch")
+		}
+		time.Sleep(time.Millisecond) // polling a real condition with a deadline
+	}
+	waitLag(0) // the failing batch is in hand: nothing left unpolled
 	produce(t, cc, 1, 20)
-	waitLag(25) // plus what arrived during the outage, seen from the broker
+	waitLag(20) // what arrived during the outage, seen from the broker
 }

@@ -37,7 +37,7 @@ func NewRuntimeMetrics(reg prometheus.Registerer) *RuntimeMetrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}, []string{"sink"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "tickflow_sink_consumer_lag", Help: "Records the sink has not written yet: the batch in hand plus what the partitions hold beyond the last fetch (refreshed from the broker while a batch keeps failing).",
+			Name: "tickflow_sink_consumer_lag", Help: "Records the partitions hold beyond what the sink has fetched, summed; refreshed from the broker while a batch keeps failing, so it grows during an outage.",
 		}, []string{"sink"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tickflow_sink_latency_seconds",

@@ -156,12 +156,13 @@ func (r *Runtime) forget(parts map[string][]int32) {
 	}
 }
 
-// setLag publishes the records this sink has not written yet: those in the
-// batch in hand plus those the partitions hold beyond what was fetched.
+// setLag publishes how many records the partitions hold beyond what this
+// sink has fetched (the batch in hand is not counted: "0" means everything
+// has been polled).
 func (r *Runtime) setLag() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	lag := int64(len(r.records))
+	var lag int64
 	for _, b := range r.behind {
 		lag += b
 	}
@@ -290,7 +291,6 @@ func (r *Runtime) flush(ctx context.Context) error {
 	clear(r.batch)
 	clear(r.records)
 	r.batch, r.records = r.batch[:0], r.records[:0]
-	r.setLag()
 	return nil
 }
 
