@@ -202,3 +202,21 @@ func (e Env) WithDefaults() Env {
 	}
 	return e
 }
+
+// PeerAs returns the running sink called name as a T, the interface the
+// caller declares for the capability it wants. ok is false when no such
+// sink runs (or peer is nil); err reports one that runs but lacks T, which
+// callers log and then work without.
+func PeerAs[T any](peer func(string) (Sink, bool), name string) (v T, ok bool, err error) {
+	if peer == nil {
+		return v, false, nil
+	}
+	p, found := peer(name)
+	if !found {
+		return v, false, nil
+	}
+	if v, ok = p.(T); !ok {
+		return v, false, fmt.Errorf("sink %q (%T) does not provide %T", name, p, (*T)(nil))
+	}
+	return v, true, nil
+}

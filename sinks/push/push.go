@@ -127,16 +127,13 @@ func (s *Sink) Connect(context.Context) error {
 		return fmt.Errorf("push: %w", errHubClosed)
 	}
 	s.hub.run()
-	if s.peer != nil {
-		if p, ok := s.peer("cache"); ok {
-			if src, ok := p.(latestSource); ok {
-				s.cacheMu.Lock()
-				s.cache = src
-				s.cacheMu.Unlock()
-			} else {
-				s.log.Warn("push: the cache sink has no Pairs method; snapshots use the hub's own last ticks")
-			}
-		}
+	src, ok, err := sinks.PeerAs[latestSource](s.peer, "cache")
+	if err != nil {
+		s.log.Warn("push: the cache sink has no Pairs method; snapshots use the hub's own last ticks", "err", err)
+	} else if ok {
+		s.cacheMu.Lock()
+		s.cache = src
+		s.cacheMu.Unlock()
 	}
 	return nil
 }

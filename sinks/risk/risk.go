@@ -126,14 +126,13 @@ func New(env sinks.Env, cfg *Config) (*Sink, error) {
 func (s *Sink) Connect(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.lookups && s.env.Peer != nil {
+	if !s.lookups {
 		s.lookups = true
-		if p, ok := s.env.Peer("push"); ok {
-			if pp, ok := p.(Pusher); ok {
-				s.push = pp
-			} else {
-				s.log.Warn("risk: the push sink cannot publish to channels; alerts go to Kafka and the API only", "type", fmt.Sprintf("%T", p))
-			}
+		push, ok, err := sinks.PeerAs[Pusher](s.env.Peer, "push")
+		if err != nil {
+			s.log.Warn("risk: the push sink cannot publish to channels; alerts go to Kafka and the API only", "err", err)
+		} else if ok {
+			s.push = push
 		}
 	}
 	if s.loaded || s.cfg.StateDir == "" {

@@ -190,14 +190,13 @@ var errNoPool = errors.New("worker pool not running yet")
 func (s *Sink) Connect(ctx context.Context) error {
 	s.batchMu.Lock()
 	defer s.batchMu.Unlock()
-	if !s.lookups && s.env.Peer != nil {
+	if !s.lookups {
 		s.lookups = true
-		if p, ok := s.env.Peer("push"); ok {
-			if pp, ok := p.(Pusher); ok {
-				s.push = pp
-			} else {
-				s.log.Warn("strategy: the push sink cannot publish to channels; signals go to Kafka and the API only", "type", fmt.Sprintf("%T", p))
-			}
+		push, ok, err := sinks.PeerAs[Pusher](s.env.Peer, "push")
+		if err != nil {
+			s.log.Warn("strategy: the push sink cannot publish to channels; signals go to Kafka and the API only", "err", err)
+		} else if ok {
+			s.push = push
 		}
 	}
 	if s.loaded || s.cfg.StateDir == "" {
