@@ -149,3 +149,18 @@ func (t *fakeTimer) Stop() bool {
 	}
 	return false
 }
+
+// WaitTimersFor is WaitTimers bounded by a real-time timeout, so a test
+// whose code under test never arms its timer fails instead of hanging. It
+// reports whether n timers became pending in time. After a timeout its
+// waiter lingers until enough timers are armed: fine for a failing test.
+func (f *Fake) WaitTimersFor(n int, timeout time.Duration) bool {
+	done := make(chan struct{})
+	go func() { f.WaitTimers(n); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}

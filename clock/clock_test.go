@@ -80,3 +80,14 @@ func TestOrReal(t *testing.T) {
 		t.Fatal("a given clock must be kept")
 	}
 }
+
+func TestWaitTimersForTimesOut(t *testing.T) {
+	f := NewFake(time.Unix(0, 0))
+	if f.WaitTimersFor(1, 10*time.Millisecond) {
+		t.Fatal("no timer was armed")
+	}
+	f.NewTimer(time.Second)
+	if !f.WaitTimersFor(1, time.Second) {
+		t.Fatal("an armed timer was not seen")
+	}
+}

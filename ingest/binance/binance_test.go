@@ -210,11 +210,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 func waitTimers(t *testing.T, clk *clock.Fake, n int) {
 	t.Helper()
-	done := make(chan struct{})
-	go func() { clk.WaitTimers(n); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
+	if !clk.WaitTimersFor(n, 5*time.Second) {
 		t.Fatalf("timed out waiting for %d pending timers (have %d)", n, clk.Pending())
 	}
 }
