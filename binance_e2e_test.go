@@ -14,7 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/tickflow/tickflow/testsvc"
+	"github.com/tickflow/tickflow/internal/testsvc"
 )
 
 // fakeBinance serves Binance's combined-stream ticker frames for whatever

@@ -13,7 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/tickflow/tickflow/api"
-	"github.com/tickflow/tickflow/testsvc"
+	"github.com/tickflow/tickflow/internal/testsvc"
 )
 
 // TestFullStack runs tickflow as a user would with real backends: the

@@ -22,8 +22,8 @@ import (
 
 	"github.com/tickflow/tickflow/bus"
 	"github.com/tickflow/tickflow/config"
+	"github.com/tickflow/tickflow/internal/testsvc"
 	"github.com/tickflow/tickflow/sinks"
-	"github.com/tickflow/tickflow/testsvc"
 )
 
 // The test binary doubles as tickflow: with TICKFLOW_TEST_MAIN=1 it runs

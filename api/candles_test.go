@@ -13,9 +13,9 @@ import (
 
 	"github.com/tickflow/tickflow/api"
 	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/internal/testsvc"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/sinks/store"
-	"github.com/tickflow/tickflow/testsvc"
 	"github.com/tickflow/tickflow/tick"
 )
 

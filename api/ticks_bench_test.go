@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/tickflow/tickflow/api"
-	"github.com/tickflow/tickflow/loadgen"
+	"github.com/tickflow/tickflow/internal/loadgen"
+	"github.com/tickflow/tickflow/internal/testsvc"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/sinks/cache"
-	"github.com/tickflow/tickflow/testsvc"
 	"github.com/tickflow/tickflow/tick"
 )
 

@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tickflow/tickflow/loadgen"
+	"github.com/tickflow/tickflow/internal/loadgen"
 )
 
 func main() {

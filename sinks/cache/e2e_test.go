@@ -19,9 +19,9 @@ import (
 	"github.com/tickflow/tickflow/api"
 	"github.com/tickflow/tickflow/bus"
 	"github.com/tickflow/tickflow/health"
+	"github.com/tickflow/tickflow/internal/testsvc"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/sinks/cache"
-	"github.com/tickflow/tickflow/testsvc"
 	"github.com/tickflow/tickflow/tick"
 )
 

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/internal/testsvc"
 	"github.com/tickflow/tickflow/sinks"
-	"github.com/tickflow/tickflow/testsvc"
 	"github.com/tickflow/tickflow/tick"
 )
 

@@ -12,12 +12,12 @@ import (
 
 	"github.com/tickflow/tickflow/api"
 	"github.com/tickflow/tickflow/ingest/sim"
+	"github.com/tickflow/tickflow/internal/testsvc"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/sinks/cache"
 	"github.com/tickflow/tickflow/sinks/push"
 	"github.com/tickflow/tickflow/sinks/risk"
 	"github.com/tickflow/tickflow/sinks/strategy"
-	"github.com/tickflow/tickflow/testsvc"
 	"github.com/tickflow/tickflow/tick"
 )
 

@@ -7,9 +7,9 @@ import (
 	"github.com/cockroachdb/apd/v3"
 
 	"github.com/tickflow/tickflow/alert"
-	"github.com/tickflow/tickflow/journal"
+	"github.com/tickflow/tickflow/internal/journal"
+	"github.com/tickflow/tickflow/internal/window"
 	"github.com/tickflow/tickflow/tick"
-	"github.com/tickflow/tickflow/window"
 )
 
 // level is what a rule concluded about one pair on one tick.

@@ -45,7 +45,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tickflow/tickflow/alert"
-	"github.com/tickflow/tickflow/journal"
+	"github.com/tickflow/tickflow/internal/journal"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/tick"
 )

@@ -12,7 +12,7 @@ import (
 
 	"github.com/tickflow/tickflow/alert"
 	"github.com/tickflow/tickflow/config"
-	"github.com/tickflow/tickflow/journal"
+	"github.com/tickflow/tickflow/internal/journal"
 	"github.com/tickflow/tickflow/tick"
 )
 

@@ -7,8 +7,8 @@ import (
 	"github.com/cockroachdb/apd/v3"
 
 	"github.com/tickflow/tickflow/alert"
+	"github.com/tickflow/tickflow/internal/window"
 	"github.com/tickflow/tickflow/tick"
-	"github.com/tickflow/tickflow/window"
 )
 
 // State survives restarts through a journal (package journal) in

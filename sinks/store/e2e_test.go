@@ -22,8 +22,8 @@ import (
 	"github.com/tickflow/tickflow/bus"
 	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/health"
+	"github.com/tickflow/tickflow/internal/testsvc"
 	"github.com/tickflow/tickflow/sinks"
-	"github.com/tickflow/tickflow/testsvc"
 	"github.com/tickflow/tickflow/tick"
 )
 

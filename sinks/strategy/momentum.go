@@ -7,9 +7,9 @@ import (
 
 	"github.com/cockroachdb/apd/v3"
 
+	"github.com/tickflow/tickflow/internal/window"
 	"github.com/tickflow/tickflow/signal"
 	"github.com/tickflow/tickflow/tick"
-	"github.com/tickflow/tickflow/window"
 )
 
 // momentum signals when the price change over a window of event time

@@ -55,7 +55,7 @@ import (
 	"github.com/cockroachdb/apd/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tickflow/tickflow/journal"
+	"github.com/tickflow/tickflow/internal/journal"
 	"github.com/tickflow/tickflow/signal"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/tick"

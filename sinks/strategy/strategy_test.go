@@ -13,7 +13,7 @@ import (
 
 	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/config"
-	"github.com/tickflow/tickflow/journal"
+	"github.com/tickflow/tickflow/internal/journal"
 	"github.com/tickflow/tickflow/signal"
 	"github.com/tickflow/tickflow/tick"
 )
