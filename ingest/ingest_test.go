@@ -10,24 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickflow/tickflow/internal/testkit"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/tick"
 )
-
-// eventually polls cond until it holds or a deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
 
 func waitTimers(t *testing.T, clk *clock.Fake, n int) {
 	t.Helper()
@@ -182,7 +172,7 @@ func TestQueueBackpressureBlocksAndDropsNothing(t *testing.T) {
 
 	// The publisher is stalled: the read loop must end up blocked on a full
 	// queue, with the wait visible in the metrics.
-	eventually(t, "read loop blocked on the full queue", func() bool {
+	testkit.Eventually(t, 5*time.Second, "read loop blocked on the full queue", func() bool {
 		return testutil.ToFloat64(m.QueueWaiting) == 1 && q.Len() == size
 	})
 	mu.Lock()
@@ -201,7 +191,7 @@ func TestQueueBackpressureBlocksAndDropsNothing(t *testing.T) {
 	if err := <-readLoop; err != nil {
 		t.Fatalf("enqueue: %v", err)
 	}
-	eventually(t, "every tick produced", func() bool { return len(pub.produced()) == n })
+	testkit.Eventually(t, 5*time.Second, "every tick produced", func() bool { return len(pub.produced()) == n })
 	if err := stop(); err != nil {
 		t.Fatalf("pump: %v", err)
 	}
@@ -241,7 +231,7 @@ func TestPumpDrainsQueueOnShutdown(t *testing.T) {
 	// publisher go: everything accepted must still be produced.
 	errc := make(chan error, 1)
 	go func() { errc <- stop() }()
-	eventually(t, "queue closed", func() bool {
+	testkit.Eventually(t, 5*time.Second, "queue closed", func() bool {
 		probe := mkTick("PROBE", len(want))
 		err := q.Enqueue(context.Background(), &probe)
 		if err == nil { // accepted before the close: must be produced too
@@ -272,7 +262,7 @@ func TestPumpReportsWhatTheDrainDeadlineCut(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "publisher busy", func() bool { return pub.busy() == 1 })
+	testkit.Eventually(t, 5*time.Second, "publisher busy", func() bool { return pub.busy() == 1 })
 
 	errc := make(chan error, 1)
 	go func() { errc <- stop() }()
@@ -303,7 +293,7 @@ func TestPumpRetriesFailedProduceInOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "every tick produced", func() bool { return len(pub.produced()) == len(want) })
+	testkit.Eventually(t, 5*time.Second, "every tick produced", func() bool { return len(pub.produced()) == len(want) })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +334,7 @@ func TestEnqueueGivesUpWhenContextEnds(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { errc <- q.Enqueue(ctx, &b) }()
 	m, _ := NewMetrics(reg)
-	eventually(t, "enqueue blocked", func() bool { return testutil.ToFloat64(m.QueueWaiting) == 1 })
+	testkit.Eventually(t, 5*time.Second, "enqueue blocked", func() bool { return testutil.ToFloat64(m.QueueWaiting) == 1 })
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Enqueue = %v, want context.Canceled", err)
@@ -354,7 +344,7 @@ func TestEnqueueGivesUpWhenContextEnds(t *testing.T) {
 	}
 	// Close wakes a blocked writer too.
 	go func() { errc <- q.Enqueue(context.Background(), &b) }()
-	eventually(t, "enqueue blocked again", func() bool { return testutil.ToFloat64(m.QueueWaiting) == 1 })
+	testkit.Eventually(t, 5*time.Second, "enqueue blocked again", func() bool { return testutil.ToFloat64(m.QueueWaiting) == 1 })
 	q.Close()
 	if err := <-errc; !errors.Is(err, ErrClosed) {
 		t.Fatalf("Enqueue after Close = %v, want ErrClosed", err)

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickflow/tickflow/internal/testkit"
+
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -193,19 +195,8 @@ func (c *collector) got() []tick.Tick {
 
 func (c *collector) waitFor(t *testing.T, n int) []tick.Tick {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%d ticks", n), func() bool { return len(c.got()) >= n })
+	testkit.Eventually(t, 5*time.Second, fmt.Sprintf("%d ticks", n), func() bool { return len(c.got()) >= n })
 	return c.got()
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 func waitTimers(t *testing.T, clk *clock.Fake, n int) {
@@ -219,7 +210,7 @@ func waitTimers(t *testing.T, clk *clock.Fake, n int) {
 // cond holds: for waits whose exact length is random (jittered backoff).
 func advanceUntil(t *testing.T, clk *clock.Fake, step time.Duration, what string, cond func() bool) {
 	t.Helper()
-	eventually(t, what, func() bool {
+	testkit.Eventually(t, 5*time.Second, what, func() bool {
 		if cond() {
 			return true
 		}
@@ -586,7 +577,7 @@ func TestAnswersPingsWithinTheMessageRateLimit(t *testing.T) {
 		go func() { _ = sc.ws.Ping(sc.fb.ctx) }()
 	}
 	dropped := func() float64 { return testutil.ToFloat64(h.m.PingsDropped.WithLabelValues(Exchange)) }
-	eventually(t, "flood pings dropped", func() bool { return dropped() == flood })
+	testkit.Eventually(t, 5*time.Second, "flood pings dropped", func() bool { return dropped() == flood })
 	if n := sc.pongs.Load(); n != 1 {
 		t.Errorf("server got %d pongs, want 1", n)
 	}
@@ -667,7 +658,7 @@ func TestBackpressureBlocksTheReadLoopWithoutLosingOrReconnecting(t *testing.T) 
 	pumped := make(chan error, 1)
 	go func() { pumped <- pump.Run(ctx) }()
 
-	eventually(t, "the read loop blocked on the full queue", func() bool { return testutil.ToFloat64(m.QueueWaiting) == 1 })
+	testkit.Eventually(t, 5*time.Second, "the read loop blocked on the full queue", func() bool { return testutil.ToFloat64(m.QueueWaiting) == 1 })
 	// Blocked far longer than StaleAfter: that is the producer's stall, not
 	// the server's silence, so the connection must stay.
 	waitTimers(t, clk, 2)
@@ -680,7 +671,7 @@ func TestBackpressureBlocksTheReadLoopWithoutLosingOrReconnecting(t *testing.T) 
 	}
 
 	close(pub.gate)
-	eventually(t, "every tick produced", func() bool { return len(pub.got()) == len(want) })
+	testkit.Eventually(t, 5*time.Second, "every tick produced", func() bool { return len(pub.got()) == len(want) })
 	cancel()
 	if err := <-pumped; err != nil {
 		t.Fatalf("pump: %v", err)
@@ -728,7 +719,7 @@ func TestReadyReportsDisconnectedShards(t *testing.T) {
 	h := start(t, clk, Options{Symbols: []string{"BTCUSDT"}, BackoffMin: time.Hour, BackoffMax: time.Hour},
 		func(sc *serverConn) { t.Error("connected despite the refusal") },
 		func(fb *fakeBinance) { fb.reject = []int{503} })
-	eventually(t, "a dial error", func() bool { return testutil.ToFloat64(h.m.DialErrors.WithLabelValues(Exchange)) == 1 })
+	testkit.Eventually(t, 5*time.Second, "a dial error", func() bool { return testutil.ToFloat64(h.m.DialErrors.WithLabelValues(Exchange)) == 1 })
 	err := h.f.Ready(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "connection 1/1") || !strings.Contains(err.Error(), "503") {
 		t.Errorf("Ready = %v, want the failed connection and its cause", err)

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickflow/tickflow/internal/testkit"
+
 	"github.com/cockroachdb/apd/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -41,17 +43,6 @@ func (c *collector) n() int {
 	return len(c.ticks)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // run drives a simulator on a fake clock for n ticks and returns them.
 func run(t *testing.T, o Options, n int) ([]tick.Tick, *Feed, *prometheus.Registry) {
 	t.Helper()
@@ -68,7 +59,7 @@ func run(t *testing.T, o Options, n int) ([]tick.Tick, *Feed, *prometheus.Regist
 	go func() { done <- f.Run(ctx) }()
 	gap := o.Interval / time.Duration(len(o.Symbols))
 	for i := 1; i < n; i++ {
-		waitFor(t, "a tick", func() bool { return out.n() == i })
+		testkit.Eventually(t, 10*time.Second, "a tick", func() bool { return out.n() == i })
 		// One timer, the wait for the next tick: move exactly to it.
 		done := make(chan struct{})
 		go func() { clk.WaitTimers(1); close(done) }()
@@ -79,7 +70,7 @@ func run(t *testing.T, o Options, n int) ([]tick.Tick, *Feed, *prometheus.Regist
 		}
 		clk.Advance(gap)
 	}
-	waitFor(t, "the last tick", func() bool { return out.n() == n })
+	testkit.Eventually(t, 10*time.Second, "the last tick", func() bool { return out.n() == n })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run = %v after cancel, want nil", err)

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickflow/tickflow/internal/testkit"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 
@@ -111,8 +113,8 @@ func TestEndToEndThroughBrokerWithRedisOutage(t *testing.T) {
 	produce(shuffled[:700]...)
 	produce(mk("okx", "ETHUSDT", base+5, "3000.1"), mk("binance", "ETHUSDT", base+7, "3000.2"))
 	sent := 1500 + 700 + 2
-	waitFor(t, 30*time.Second, "the sink to store every produced tick", func() bool {
-		return metric(reg, "tickflow_cache_ticks_written_total") >= float64(sent)
+	testkit.Eventually(t, 30*time.Second, "the sink to store every produced tick", func() bool {
+		return testkit.Metric(reg, "tickflow_cache_ticks_written_total") >= float64(sent)
 	})
 
 	newest := btc[len(btc)-1]
@@ -134,7 +136,7 @@ func TestEndToEndThroughBrokerWithRedisOutage(t *testing.T) {
 	redis.Stop()
 	// rueidis drops its client-side cache when it sees the connection
 	// die, a moment after the kill; until then it serves what Redis held.
-	waitFor(t, 5*time.Second, "reads to fall back to the store", func() bool {
+	testkit.Eventually(t, 5*time.Second, "reads to fall back to the store", func() bool {
 		src, tk := getTick(t, withStore, 200)
 		return src == "store" && tk.Timestamp == newest.Timestamp
 	})
@@ -151,8 +153,8 @@ func TestEndToEndThroughBrokerWithRedisOutage(t *testing.T) {
 	}
 	during = append(during, mk("kraken", "XBTUSD", base+20_000, "61000.5"))
 	produce(during...)
-	waitFor(t, 10*time.Second, "batches to fail against the dead Redis", func() bool {
-		return metric(reg, "tickflow_cache_batch_errors_total") >= 2
+	testkit.Eventually(t, 10*time.Second, "batches to fail against the dead Redis", func() bool {
+		return testkit.Metric(reg, "tickflow_cache_batch_errors_total") >= 2
 	})
 	if _, ready := hr.Snapshot(ctx); ready {
 		t.Error("/readyz reports ready while the cache sink's batches fail")
@@ -160,8 +162,8 @@ func TestEndToEndThroughBrokerWithRedisOutage(t *testing.T) {
 
 	redis.Restart()
 	sent += len(during)
-	waitFor(t, 30*time.Second, "the sink to catch up after the restart", func() bool {
-		return metric(reg, "tickflow_cache_ticks_written_total") >= float64(sent)
+	testkit.Eventually(t, 30*time.Second, "the sink to catch up after the restart", func() bool {
+		return testkit.Metric(reg, "tickflow_cache_ticks_written_total") >= float64(sent)
 	})
 	all := append(append([]tick.Tick(nil), btc...), during[:300]...)
 	checkPair(t, admin, all[len(all)-1], all[len(all)-1000:])
@@ -169,7 +171,7 @@ func TestEndToEndThroughBrokerWithRedisOutage(t *testing.T) {
 	if src, tk := getTick(t, cacheOnly, 200); src != "cache" || tk.Timestamp != all[len(all)-1].Timestamp {
 		t.Errorf("after the restart: source %q ts %d", src, tk.Timestamp)
 	}
-	waitFor(t, 10*time.Second, "/readyz to recover", func() bool { _, ready := hr.Snapshot(ctx); return ready })
+	testkit.Eventually(t, 10*time.Second, "/readyz to recover", func() bool { _, ready := hr.Snapshot(ctx); return ready })
 }
 
 // checkPair asserts Redis holds latest as the pair's latest tick and
@@ -266,31 +268,6 @@ func (h *historyFake) Ticks(_ context.Context, q api.TickQuery) ([]tick.Tick, er
 func mk(ex, sym string, ts int64, price string) tick.Tick {
 	return tick.Tick{Exchange: ex, Symbol: sym, Timestamp: ts, Price: tick.MustDecimal(price),
 		Volume: tick.MustDecimal("12.5"), Bid: tick.MustDecimal(price), Ask: tick.MustDecimal(price), ReceivedAt: ts*1000 + 7}
-}
-
-func metric(reg *prometheus.Registry, name string) float64 {
-	mfs, _ := reg.Gather()
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			m := mf.GetMetric()[0]
-			if c := m.GetCounter(); c != nil {
-				return c.GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	return 0
-}
-
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval
-	}
 }
 
 func rawClient(t testing.TB, addr string) rueidis.Client {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickflow/tickflow/internal/testkit"
+
 	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/internal/testsvc"
 	"github.com/tickflow/tickflow/sinks"
@@ -82,7 +84,7 @@ func TestRedisClientSideCachingIsInvalidated(t *testing.T) {
 	if err := other.Do(ctx, other.B().Set().Key("market_data:tick:binance:BTCUSDT").Value(string(newer.AppendJSON(nil))).Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 2*time.Second, "the cached latest tick to be invalidated", func() bool {
+	testkit.Eventually(t, 2*time.Second, "the cached latest tick to be invalidated", func() bool {
 		got, _, err := h.sink.Latest(ctx, "binance", "BTCUSDT")
 		return err == nil && got.Timestamp == 2000
 	})
@@ -140,7 +142,7 @@ func TestRedisOutage(t *testing.T) {
 	srv.Restart()
 	// The runtime retries the failed batch; so do we, until rueidis has
 	// reconnected.
-	waitFor(t, 10*time.Second, "the retried batch to succeed", func() bool { return h.sink.WriteBatch(ctx, batch) == nil })
+	testkit.Eventually(t, 10*time.Second, "the retried batch to succeed", func() bool { return h.sink.WriteBatch(ctx, batch) == nil })
 	if err := h.sink.Ready(ctx); err != nil {
 		t.Errorf("Ready after restart: %v", err)
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickflow/tickflow/internal/testkit"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 
@@ -55,7 +57,7 @@ var backends = []backendCase{
 			h := newHarness(t, cfg, clock.Real)
 			h.passTTL = func(t *testing.T) {
 				// Redis expires by its own clock: wait for the keys to go.
-				waitFor(t, 10*time.Second, "keys to expire", func() bool {
+				testkit.Eventually(t, 10*time.Second, "keys to expire", func() bool {
 					n, err := admin.Do(context.Background(), admin.B().Dbsize().Build()).AsInt64()
 					return err == nil && n == 0
 				})
@@ -92,7 +94,7 @@ var backends = []backendCase{
 				t.Fatalf("the sink's client is in %q mode against a cluster", m)
 			}
 			h.passTTL = func(t *testing.T) {
-				waitFor(t, 10*time.Second, "keys to expire", func() bool {
+				testkit.Eventually(t, 10*time.Second, "keys to expire", func() bool {
 					n, err := total(func(c rueidis.Client) rueidis.Completed { return c.B().Dbsize().Build() })
 					return err == nil && n == 0
 				})
@@ -382,34 +384,7 @@ func stamps(ts []tick.Tick) []int64 {
 // /metrics would expose it.
 func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		m := mf.GetMetric()[0]
-		if c := m.GetCounter(); c != nil {
-			return c.GetValue()
-		}
-		return m.GetGauge().GetValue()
-	}
-	t.Fatalf("metric %s not registered", name)
-	return 0
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval
-	}
+	return testkit.Metric(reg, name)
 }
 
 func rawClient(t testing.TB, addrs ...string) rueidis.Client {

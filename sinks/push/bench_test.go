@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickflow/tickflow/internal/testkit"
+
 	"github.com/coder/websocket"
 
 	"github.com/tickflow/tickflow/tick"
@@ -157,7 +159,7 @@ func runFanout(b *testing.B, fc fanoutCase, raw bool) {
 		return ""
 	}
 	waitLine("READY")
-	waitFor(b, time.Minute, "every client connected", func() bool { return conns() == fc.clients })
+	testkit.Eventually(b, time.Minute, "every client connected", func() bool { return conns() == fc.clients })
 	runtime.GC()
 	after := heapAndStacks()
 	perConn := float64(after-before) / float64(fc.clients) / 1024

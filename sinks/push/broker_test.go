@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickflow/tickflow/internal/testkit"
+
 	"github.com/coder/websocket"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -134,12 +136,12 @@ func TestFedThroughBroker(t *testing.T) {
 	if err := <-got; err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "every offset committed", func() bool { return committed() == int64(len(sent)) })
+	testkit.Eventually(t, 10*time.Second, "every offset committed", func() bool { return committed() == int64(len(sent)) })
 	// The stalled client's writer is stuck (the reading client has got
 	// everything, so a client with a queue is the stalled one), and its
 	// queue passed half its bound at least once: it was conflated, and is
 	// not yet dropped.
-	waitFor(t, 10*time.Second, "the stalled client's queue to back up", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the stalled client's queue to back up", func() bool {
 		ts.connMu.Lock()
 		defer ts.connMu.Unlock()
 		for c := range ts.conns {
@@ -167,14 +169,14 @@ func TestFedThroughBroker(t *testing.T) {
 	if err := <-got; err != nil {
 		t.Fatalf("the reading client after the stalled one was dropped: %v", err)
 	}
-	waitFor(t, 10*time.Second, "the stalled client to be dropped", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the stalled client to be dropped", func() bool {
 		return counter(ts, "tickflow_push_disconnects_total", "reason", "slow_consumer") == 1
 	})
 	ce, last := expectClose(t, stalled)
 	if ce.Code != websocket.StatusPolicyViolation || last.Code != codeSlowConsumer {
 		t.Errorf("stalled client closed with %d %q after %+v, want 1008 after %s", ce.Code, ce.Reason, last, codeSlowConsumer)
 	}
-	waitFor(t, 10*time.Second, "every offset committed", func() bool { return committed() == int64(len(sent)+1) })
+	testkit.Eventually(t, 10*time.Second, "every offset committed", func() bool { return committed() == int64(len(sent)+1) })
 
 	// A late subscriber starts from the latest tick of each pair.
 	late := dial(t, ts, "")

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickflow/tickflow/internal/testkit"
+
 	"github.com/chromedp/chromedp"
 
 	"github.com/tickflow/tickflow/api"
@@ -101,7 +103,7 @@ func TestBrowserPage(t *testing.T) {
 		_ = cacheSink.Close(context.Background())
 	}()
 	// Let the cache gather a couple of seconds of history for the chart.
-	waitUntil(t, 10*time.Second, "history in the cache", func() bool {
+	testkit.Eventually(t, 10*time.Second, "history in the cache", func() bool {
 		h, err := cacheSink.History(ctx, tick.Query{Exchange: "sim", Symbol: "BTCUSDT", Limit: 100})
 		return err == nil && len(h.Ticks) >= 15
 	})
@@ -191,15 +193,4 @@ func eval[T any](t *testing.T, ctx context.Context, expr string) T {
 		t.Fatalf("evaluate %s: %v", expr, err)
 	}
 	return v
-}
-
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a real condition
-	}
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickflow/tickflow/internal/testkit"
+
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -50,7 +52,7 @@ func startSink(t testing.TB, mutate func(*Config), opts ...func(*sinks.Env, *Sin
 	if err := s.Connect(ctx); err != nil {
 		t.Fatalf("Connect: %v", err)
 	}
-	waitFor(t, 5*time.Second, "listener serving", func() bool { return s.Ready(ctx) == nil })
+	testkit.Eventually(t, 5*time.Second, "listener serving", func() bool { return s.Ready(ctx) == nil })
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -222,47 +224,6 @@ func write(t testing.TB, s *Sink, ticks ...tick.Tick) {
 	}
 }
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(2 * time.Millisecond) // polling a real condition, not synchronising
-	}
-}
-
 func counter(ts *testSink, name string, labels ...string) float64 {
-	mfs, err := ts.reg.Gather()
-	if err != nil {
-		return -1
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue next
-				}
-			}
-			switch {
-			case m.GetCounter() != nil:
-				return m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				return m.GetGauge().GetValue()
-			}
-		}
-	}
-	return 0
+	return testkit.Metric(ts.reg, name, labels...)
 }

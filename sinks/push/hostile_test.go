@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickflow/tickflow/internal/testkit"
+
 	"github.com/coder/websocket"
 )
 
@@ -177,7 +179,7 @@ func TestConnectionFlood(t *testing.T) {
 	}
 	// A slot freed is a slot available again.
 	_ = conns[0].Close(websocket.StatusNormalClosure, "bye")
-	waitFor(t, 5*time.Second, "the slot to free", func() bool { return counter(ts, "tickflow_push_connections") == limit-1 })
+	testkit.Eventually(t, 5*time.Second, "the slot to free", func() bool { return counter(ts, "tickflow_push_connections") == limit-1 })
 	c := dial(t, ts, "")
 	send(t, c, `{"type":"ping"}`)
 	if f := read(t, c); f.Type != "pong" {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickflow/tickflow/internal/testkit"
+
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -89,7 +91,7 @@ func TestShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	waitFor(t, 5*time.Second, "serving", func() bool { return s.Ready(ctx) == nil })
+	testkit.Eventually(t, 5*time.Second, "serving", func() bool { return s.Ready(ctx) == nil })
 	ts := &testSink{Sink: s}
 	clients := []*websocket.Conn{dial(t, ts, ""), dial(t, ts, "")}
 	for _, c := range clients {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickflow/tickflow/internal/testkit"
+
 	"github.com/coder/websocket"
 )
 
@@ -20,7 +22,7 @@ func TestSubscribeFiltersAndSnapshot(t *testing.T) {
 		mkTick("binance", "ETHUSDT", "10", 3),
 		mkTick("okx", "BTCUSDT", "102", 4),
 	)
-	waitFor(t, 5*time.Second, "hub to hold 3 pairs", func() bool { return len(ts.hub.lastTicks()) == 3 })
+	testkit.Eventually(t, 5*time.Second, "hub to hold 3 pairs", func() bool { return len(ts.hub.lastTicks()) == 3 })
 
 	tests := []struct {
 		name     string
@@ -236,11 +238,11 @@ func TestServerPingsDropDeadPeers(t *testing.T) {
 	// never reads, like a peer that vanished.
 	alive.CloseRead(t.Context())
 	_ = dead
-	waitFor(t, 10*time.Second, "the dead peer to be dropped", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the dead peer to be dropped", func() bool {
 		return counter(ts, "tickflow_push_disconnects_total", "reason", "ping_timeout") == 1
 	})
 	// The live client went through the same ping rounds and is still here.
-	waitFor(t, 5*time.Second, "the dead peer's handler to finish", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the dead peer's handler to finish", func() bool {
 		return counter(ts, "tickflow_push_connections") == 1
 	})
 	if err := alive.Ping(t.Context()); err != nil {

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickflow/tickflow/internal/testkit"
+
 	"github.com/coder/websocket"
 
 	"github.com/tickflow/tickflow/sinks"
@@ -115,7 +117,7 @@ func TestSlowConsumerIsolation(t *testing.T) {
 		t.Errorf("WriteBatch took %s with a stalled client connected", slowest)
 	}
 
-	waitFor(t, 10*time.Second, "the stalled client to be disconnected", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the stalled client to be disconnected", func() bool {
 		return counter(ts, "tickflow_push_disconnects_total", "reason", "slow_consumer") == 1
 	})
 	if got := counter(ts, "tickflow_push_conflated_ticks_total"); got == 0 {
@@ -129,7 +131,7 @@ func TestSlowConsumerIsolation(t *testing.T) {
 	if last.Code != codeSlowConsumer {
 		t.Errorf("last error frame = %+v, want %s", last, codeSlowConsumer)
 	}
-	waitFor(t, 5*time.Second, "the stalled client's handler to finish", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the stalled client's handler to finish", func() bool {
 		return counter(ts, "tickflow_push_connections") == normal
 	})
 }

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickflow/tickflow/internal/testkit"
+
 	"github.com/cockroachdb/apd/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -196,17 +198,6 @@ func checkExactlyOnce(t *testing.T, s *Sink, want []tick.Tick) {
 	}
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval, not synchronisation
-	}
-}
-
 func visibleCount(t *testing.T, s *Sink, want []tick.Tick) int {
 	got, err := visible(t, s, want)
 	if err != nil {
@@ -243,7 +234,7 @@ func TestEndToEndExactlyN(t *testing.T) {
 	want := genTicks(3000, 1)
 	p.produce(t, want)
 	rt := p.run(t, s, sinks.BatchPolicy{Size: 1000, MaxWait: 50 * time.Millisecond}, nil)
-	waitFor(t, 30*time.Second, "3000 ticks visible", func() bool { return visibleCount(t, reader, want) == len(want) })
+	testkit.Eventually(t, 30*time.Second, "3000 ticks visible", func() bool { return visibleCount(t, reader, want) == len(want) })
 	rt.stop()
 	checkExactlyOnce(t, reader, want)
 	if got := sql(t, ch, "SELECT count() FROM "+testDB(t)+".market_ticks"); got != "3000" {
@@ -265,17 +256,17 @@ func TestEndToEndBatchPolicy(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	spec, _ := sinks.Lookup("store")
 	rt := p.run(t, s, spec.Batch, clk)
-	waitFor(t, 30*time.Second, "two full batches", func() bool { return len(ct.counts()) >= 2 })
+	testkit.Eventually(t, 30*time.Second, "two full batches", func() bool { return len(ct.counts()) >= 2 })
 	// Everything has been polled (lag 0) and a batch timer is pending, yet
 	// the 500 in hand wait for the clock.
-	waitFor(t, 30*time.Second, "the rest polled", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the rest polled", func() bool {
 		return gauge(rt.reg, "tickflow_sink_consumer_lag") == 0 && clk.Pending() > 0
 	})
 	if got := ct.counts(); fmt.Sprint(got) != "[1000 1000]" {
 		t.Fatalf("inserts before the wait passed: %v, want [1000 1000]", got)
 	}
 	clk.Advance(5 * time.Second)
-	waitFor(t, 30*time.Second, "the timed flush", func() bool { return len(ct.counts()) == 3 })
+	testkit.Eventually(t, 30*time.Second, "the timed flush", func() bool { return len(ct.counts()) == 3 })
 	if got := ct.counts(); fmt.Sprint(got) != "[1000 1000 500]" {
 		t.Fatalf("inserts %v, want [1000 1000 500]", got)
 	}
@@ -296,12 +287,12 @@ func TestEndToEndClickHouseKilled(t *testing.T) {
 	rt := p.run(t, s, sinks.BatchPolicy{Size: 200, MaxWait: 20 * time.Millisecond}, nil)
 
 	p.produce(t, want[:1000])
-	waitFor(t, 30*time.Second, "the first 1000", func() bool { return visibleCount(t, reader, want[:1000]) == 1000 })
+	testkit.Eventually(t, 30*time.Second, "the first 1000", func() bool { return visibleCount(t, reader, want[:1000]) == 1000 })
 	if err := ch.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	p.produce(t, want[1000:2000])
-	waitFor(t, 30*time.Second, "the runtime to see the outage", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the runtime to see the outage", func() bool {
 		all, _ := rt.hr.Snapshot(bg(t))
 		for _, st := range all {
 			if st.Component == "sink:store" && !st.Ready {
@@ -317,7 +308,7 @@ func TestEndToEndClickHouseKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.produce(t, want[2000:])
-	waitFor(t, 60*time.Second, "all 3000 after the restart", func() bool { return visibleCount(t, reader, want) == len(want) })
+	testkit.Eventually(t, 60*time.Second, "all 3000 after the restart", func() bool { return visibleCount(t, reader, want) == len(want) })
 	rt.stop()
 	checkExactlyOnce(t, reader, want)
 }
@@ -381,7 +372,7 @@ func TestEndToEndCrashBetweenInsertAndCommit(t *testing.T) {
 	second := newE2ESink(t, ch.HTTPURL(), db)
 	rt2 := p.run(t, second, batch, nil)
 	reader := newE2ESink(t, ch.HTTPURL(), db)
-	waitFor(t, 30*time.Second, "all 2000 after the replay", func() bool { return visibleCount(t, reader, want) == len(want) })
+	testkit.Eventually(t, 30*time.Second, "all 2000 after the replay", func() bool { return visibleCount(t, reader, want) == len(want) })
 	rt2.stop()
 	var raw int
 	fmt.Sscan(sql(t, ch, "SELECT count() FROM "+db+".market_ticks"), &raw)
@@ -435,7 +426,7 @@ func TestEndToEndDecimalText(t *testing.T) {
 	want := textTicks()
 	p.produce(t, want)
 	rt := p.run(t, s, sinks.BatchPolicy{Size: 100, MaxWait: 20 * time.Millisecond}, nil)
-	waitFor(t, 30*time.Second, "every tick visible", func() bool { return visibleCount(t, reader, want) == len(want) })
+	testkit.Eventually(t, 30*time.Second, "every tick visible", func() bool { return visibleCount(t, reader, want) == len(want) })
 	rt.stop()
 	checkExactlyOnce(t, reader, want)
 

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickflow/tickflow/internal/testkit"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
 
@@ -111,7 +113,7 @@ func newHarness(t *testing.T, cfg *Config, clk clock.Clock) *harness {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	waitFor(t, "the pool to start", s.pool.running.Load)
+	testkit.Eventually(t, 10*time.Second, "the pool to start", s.pool.running.Load)
 	if err := s.Connect(context.Background()); err != nil {
 		t.Fatalf("Connect: %v", err)
 	}
@@ -127,33 +129,7 @@ func (h *harness) write(ticks ...tick.Tick) {
 }
 
 func (h *harness) counter(name string, labels ...string) float64 {
-	h.t.Helper()
-	mfs, err := h.reg.Gather()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	total := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metric:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue metric
-				}
-			}
-			total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return total
+	return testkit.Metric(h.reg, name, labels...)
 }
 
 const t0 = int64(1_700_000_000_000)
@@ -198,16 +174,4 @@ func indent(s, prefix string) string {
 
 func senv() sinks.Env {
 	return sinks.Env{Name: "strategy", Metrics: prometheus.NewRegistry(), Publisher: &fakeBus{}}
-}
-
-// waitFor polls a real condition until a deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickflow/tickflow/internal/testkit"
+
 	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/signal"
 	"github.com/tickflow/tickflow/tick"
@@ -168,7 +170,7 @@ func TestPoolExecuteIgnoringContext(t *testing.T) {
 	// The only worker takes the first trigger and never comes back.
 	done := write(ticks[0])
 	clk.WaitTimers(2) // its watchdog, and the batch waiting for it
-	waitFor(t, "the worker to run the first trigger", func() bool { return exec.running.Load() == 1 })
+	testkit.Eventually(t, 10*time.Second, "the worker to run the first trigger", func() bool { return exec.running.Load() == 1 })
 	clk.Advance(time.Second)
 	if err := <-done; err != nil {
 		t.Fatalf("WriteBatch: %v", err)
@@ -228,13 +230,13 @@ func TestRunReturnsDespiteStuckExecute(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- s.Run(ctx) }()
-	waitFor(t, "the pool to start", s.pool.running.Load)
+	testkit.Eventually(t, 10*time.Second, "the pool to start", s.pool.running.Load)
 	if err := s.Connect(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	wrote := make(chan error, 1)
 	go func() { wrote <- s.WriteBatch(context.Background(), rising(1)) }()
-	waitFor(t, "the stuck Execute", func() bool { return exec.running.Load() == 1 })
+	testkit.Eventually(t, 10*time.Second, "the stuck Execute", func() bool { return exec.running.Load() == 1 })
 	clk.WaitTimers(2) // watchdog and batch wait
 	clk.Advance(time.Second)
 	if err := <-wrote; err != nil {
