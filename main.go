@@ -274,7 +274,9 @@ func buildSinks(cfg config.Config, cc bus.ClientConfig, log *slog.Logger, reg *p
 		spec, _ := sinks.Lookup(sc.Name)
 		s, err := spec.New(sinks.Env{
 			Name: sc.Name, Logger: slog, Metrics: reg,
-			Clock: clock.Real, Publisher: pub, Peer: peer,
+			Clock: clock.Real, Publisher: pub, Peer: peer, Follower: bus.Follower{Client: cc},
+			// Until the backends are built from config, the running sinks stand in.
+			Backend: func(name string) (any, bool) { s, ok := byName[name]; return s, ok },
 		}, sc.Settings)
 		if errors.Is(err, sinks.ErrUnavailable) {
 			slog.Warn("unavailable; not consuming", "reason", err)

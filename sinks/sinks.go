@@ -86,11 +86,28 @@ type Env struct {
 	Clock   clock.Clock
 	// Publisher produces to the bus. Never nil in a running tickflow.
 	Publisher Publisher
+	// Follower reads a side topic (risk.alerts, strategy.signals) without
+	// a consumer group, so every process that follows sees every record.
+	// Nil when the host runs no bus (some tests).
+	Follower Follower
+	// Backend returns a store this process can read, by name: "cache" (the
+	// latest-tick cache) or "store" (the history store). Backends are
+	// built from config whether or not their sink consumes in this
+	// process, so a reader never depends on a peer sink running; the
+	// caller asserts the interface it declares. Nil or false: none.
+	Backend func(name string) (any, bool)
 	// Peer returns another enabled sink by name once every sink is built,
 	// so a sink can use a peer's capability (push reads the cache for
 	// snapshots) by type-asserting to an interface it declares itself. Call
 	// it from Connect or later, not from New.
 	Peer func(name string) (Sink, bool)
+}
+
+// Follower is the bus's group-less reader (bus.Follower): Follow calls fn
+// for each record of topic from backfill records before each partition's
+// end until ctx ends, then returns nil.
+type Follower interface {
+	Follow(ctx context.Context, topic string, backfill int, fn func(key, value []byte)) error
 }
 
 // Spec describes a sink type to the registry.
