@@ -82,6 +82,10 @@ log: {format: json}
 		}
 	}
 
+	// A second process that only serves the API, on the same Redis and
+	// ClickHouse with both sinks off, answers from them without consuming.
+	apiOnly(t, busPort, redis.Addr(), ch.HTTPURL())
+
 	// Redis dies: the latest tick now comes from the store.
 	redis.Stop()
 	waitHTTP(t, base+"/readyz", http.StatusServiceUnavailable)
@@ -106,6 +110,50 @@ log: {format: json}
 	}
 	if err := p.stop(t); err != nil {
 		t.Fatalf("exit: %v", err)
+	}
+}
+
+// apiOnly runs tickflow as an API-only role: sources and sinks off, the
+// cache and store sections naming their servers. It reads the latest tick
+// from Redis, history and candles from ClickHouse, lists itself ready on
+// both backends, and joins no consumer group.
+func apiOnly(t *testing.T, busPort int, redisAddr, chURL string) {
+	t.Helper()
+	dir := t.TempDir()
+	port := testsvc.FreePort(t)
+	p := startTickflow(t, dir, fmt.Sprintf(`
+ingest:
+  binance: {enabled: false}
+bus: {brokers: ["127.0.0.1:%d"]}
+sinks:
+  cache: {enabled: false, redis: {addrs: [%q]}}
+  store: {enabled: false, clickhouse: {url: %q, database: fullstack}}
+api: {listen: "127.0.0.1:%d"}
+log: {format: json}
+`, busPort, redisAddr, chURL, port))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	ready := string(waitHTTP(t, base+"/readyz", http.StatusOK))
+	for _, c := range []string{"backend:cache", "backend:store"} {
+		if !strings.Contains(ready, c) {
+			t.Errorf("API-only /readyz does not list %s: %s", c, ready)
+		}
+	}
+	latest := base + "/api/v1/tick/sim/BTCUSDT"
+	waitHTTP(t, latest, http.StatusOK)
+	if src := header(t, latest, api.SourceHeader); src != "cache" {
+		t.Errorf("API-only latest tick served by %q, want cache (Redis)", src)
+	}
+	var page struct {
+		Data struct{ Candles []map[string]any }
+	}
+	if err := json.Unmarshal(waitHTTP(t, base+"/api/v1/candles/sim/BTCUSDT?interval=1m", http.StatusOK), &page); err != nil || len(page.Data.Candles) == 0 {
+		t.Errorf("API-only candles from ClickHouse: %d candles, err %v", len(page.Data.Candles), err)
+	}
+	if err := p.stop(t); err != nil {
+		t.Fatalf("API-only exit: %v", err)
+	}
+	if strings.Contains(p.raw.String(), "sink consuming") {
+		t.Errorf("API-only process consumed:\n%s", p.raw.String())
 	}
 }
 

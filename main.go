@@ -124,7 +124,12 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 		}
 	}()
 
-	built, err := buildSinks(cfg, cc, log, reg, hr, producer)
+	bk, err := openBackends(cfg, log, reg, hr)
+	if err != nil {
+		return err
+	}
+	defer bk.close(log)
+	built, err := buildSinks(cfg, cc, log, reg, hr, producer, bk)
 	if err != nil {
 		return err
 	}
@@ -158,14 +163,12 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 		return fmt.Errorf("ingest: %w", err)
 	}
 
-	components := make([]any, 0, len(built))
-	for _, b := range built {
-		components = append(components, b.sink)
-	}
-	srv := api.New(api.Options{
+	apiOpts := api.Options{
 		Listen: cfg.API.Listen, Logger: log.With("component", "api"), Health: hr, Gatherer: reg,
-		Components: components, ShutdownTimeout: cfg.API.ShutdownTimeout,
-	})
+		ShutdownTimeout: cfg.API.ShutdownTimeout,
+	}
+	bk.apiReaders(&apiOpts, built)
+	srv := api.New(apiOpts)
 	if err := srv.Listen(); err != nil {
 		return err
 	}
@@ -177,17 +180,7 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 	g, gctx := errgroup.WithContext(ctx)
 	running = true
 	g.Go(func() error { return srv.Run(gctx) })
-	for _, b := range built {
-		if svc, ok := b.sink.(sinks.Service); ok {
-			g.Go(func() error {
-				if err := svc.Run(gctx); err != nil {
-					return fmt.Errorf("sink %s: %w", b.name, err)
-				}
-				return nil
-			})
-		}
-		g.Go(func() error { return b.rt.Run(gctx) })
-	}
+	g.Go(func() error { return runSinks(gctx, built) })
 	ig, ictx := errgroup.WithContext(gctx)
 	for _, f := range feeds {
 		ig.Go(func() error { return f.feed.Run(ictx) })
@@ -249,14 +242,14 @@ func clientConfig(b config.Bus, log *slog.Logger) (bus.ClientConfig, error) {
 type builtSink struct {
 	name string
 	sink sinks.Sink
-	rt   *bus.Runtime
+	rt   runner
 }
 
 // buildSinks builds every enabled, compiled-in sink and its runtime. A sink
 // the config names but this build lacks, or one with no backend configured,
 // is reported (log and /readyz) and skipped without consuming, so nothing
 // is committed on its behalf.
-func buildSinks(cfg config.Config, cc bus.ClientConfig, log *slog.Logger, reg *prometheus.Registry, hr *health.Registry, pub sinks.Publisher) ([]builtSink, error) {
+func buildSinks(cfg config.Config, cc bus.ClientConfig, log *slog.Logger, reg *prometheus.Registry, hr *health.Registry, pub sinks.Publisher, bk *backends) ([]builtSink, error) {
 	rm := bus.NewRuntimeMetrics(reg)
 	var out []builtSink
 	byName := map[string]sinks.Sink{}
@@ -275,8 +268,7 @@ func buildSinks(cfg config.Config, cc bus.ClientConfig, log *slog.Logger, reg *p
 		s, err := spec.New(sinks.Env{
 			Name: sc.Name, Logger: slog, Metrics: reg,
 			Clock: clock.Real, Publisher: pub, Peer: peer, Follower: bus.Follower{Client: cc},
-			// Until the backends are built from config, the running sinks stand in.
-			Backend: func(name string) (any, bool) { s, ok := byName[name]; return s, ok },
+			Backend: bk.lookup,
 		}, sc.Settings)
 		if errors.Is(err, sinks.ErrUnavailable) {
 			slog.Warn("unavailable; not consuming", "reason", err)

@@ -40,13 +40,12 @@ func (s *Server) getAlerts(c echo.Context) error {
 			return errorf(http.StatusBadRequest, "invalid_severity", err.Error())
 		}
 	}
-	srcs := components[AlertSource](s)
-	if len(srcs) == 0 {
-		return errorf(http.StatusServiceUnavailable, "unavailable", "the risk monitor is not running (sinks.risk.enabled)")
+	if s.opts.Alerts == nil {
+		return errorf(http.StatusServiceUnavailable, "unavailable", "no risk alerts are followed here (sinks.risk.enabled)")
 	}
-	out := []alert.Alert{}
-	for _, src := range srcs {
-		out = append(out, src.RecentAlerts(sinceMS, min, limit)...)
+	out := s.opts.Alerts.RecentAlerts(sinceMS, min, limit)
+	if out == nil {
+		out = []alert.Alert{}
 	}
 	return ok(c, newestFirst(out, func(a alert.Alert) int64 { return a.Timestamp }, limit))
 }
@@ -72,8 +71,8 @@ func eventsQuery(c echo.Context) (limit int, sinceMS int64, err error) {
 	return limit, sinceMS, nil
 }
 
-// newestFirst merges events from several sources: newest first, at most
-// limit.
+// newestFirst orders events newest first and keeps at most limit, whatever
+// order the source kept them in.
 func newestFirst[T any](out []T, ts func(T) int64, limit int) []T {
 	sort.SliceStable(out, func(i, j int) bool { return ts(out[i]) > ts(out[j]) })
 	if len(out) > limit {

@@ -55,7 +55,7 @@ func riskEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{srv: api.New(api.Options{Components: []any{s}})}
+	return &env{srv: api.New(api.Options{Alerts: s})}
 }
 
 func alertsOf(t *testing.T, r response) []alert.Alert {
@@ -162,7 +162,7 @@ strategies:
 		}
 		time.Sleep(time.Millisecond)
 	}
-	return &env{srv: api.New(api.Options{Components: []any{s}})}
+	return &env{srv: api.New(api.Options{Signals: s})}
 }
 
 func TestSignalsAndStrategies(t *testing.T) {

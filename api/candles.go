@@ -75,13 +75,12 @@ func (s *Server) getCandles(c echo.Context) error {
 		return err
 	}
 	q.Exchange, q.Symbol = ex, sym
-	readers := components[CandleReader](s)
-	if len(readers) == 0 {
+	if s.opts.Candles == nil {
 		return unavailable([]layerFailure{{layerStore, errNotConfigured.Error()}})
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), storeTimeout)
 	defer cancel()
-	candles, err := readers[0].Candles(ctx, q)
+	candles, err := s.opts.Candles.Candles(ctx, q)
 	if err != nil {
 		return unavailable([]layerFailure{{layerStore, err.Error()}})
 	}

@@ -97,7 +97,7 @@ func TestCandlesQueryParsing(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rc := &recordingCandles{}
-			srv := api.New(api.Options{Clock: clock.NewFake(now), Components: []any{rc}})
+			srv := api.New(api.Options{Clock: clock.NewFake(now), Candles: rc})
 			status, body := getCandles(t, srv, "/api/v1/candles/Binance/btcusdt"+tc.query)
 			if status != tc.status {
 				t.Fatalf("status %d, want %d (%+v)", status, tc.status, body.Error)
@@ -125,7 +125,7 @@ func TestCandlesUnavailable(t *testing.T) {
 		t.Fatalf("no store: %d %+v", status, body.Error)
 	}
 	rc := &recordingCandles{err: errors.New("clickhouse unreachable (test)")}
-	status, body = getCandles(t, api.New(api.Options{Components: []any{rc}}), "/api/v1/candles/binance/BTCUSDT")
+	status, body = getCandles(t, api.New(api.Options{Candles: rc}), "/api/v1/candles/binance/BTCUSDT")
 	if status != http.StatusServiceUnavailable || !strings.Contains(body.Error.Message, "clickhouse unreachable") {
 		t.Fatalf("store down: %d %+v", status, body.Error)
 	}
@@ -166,7 +166,7 @@ func TestCandlesAndTicksFromClickHouse(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	srv := api.New(api.Options{Components: []any{s}})
+	srv := api.New(api.Options{Candles: s, History: s})
 	status, body := getCandles(t, srv, "/api/v1/candles/binance/BTCUSDT?interval=1m&from=2026-01-02T10:00:00Z&to=2026-01-02T10:03:00Z")
 	if status != 200 {
 		t.Fatalf("candles: %d %+v", status, body.Error)

@@ -101,11 +101,10 @@ func servePage(name string) echo.HandlerFunc {
 }
 
 func (s *Server) getPush(c echo.Context) error {
-	ps := components[PushURLer](s)
-	if len(ps) == 0 {
+	if s.opts.Push == nil {
 		return errorf(http.StatusServiceUnavailable, "push_unavailable", "the push sink is not enabled")
 	}
-	return ok(c, map[string]string{"url": pagePushURL(ps[0].PushURL(), c.Request(), c.Scheme())})
+	return ok(c, map[string]string{"url": pagePushURL(s.opts.Push.PushURL(), c.Request(), c.Scheme())})
 }
 
 // pagePushURL points a push URL whose host is a wildcard or loopback at the

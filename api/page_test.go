@@ -44,7 +44,7 @@ func TestPageRoutes(t *testing.T) {
 		s.Handler().ServeHTTP(rec, r)
 		return rec
 	}
-	s := New(Options{Components: []any{fakePush("ws://[::]:8081/ws")}})
+	s := New(Options{Push: fakePush("ws://[::]:8081/ws")})
 	tests := []struct {
 		path, ctype, contains string
 		code                  int

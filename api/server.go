@@ -2,8 +2,9 @@
 // endpoints, and the live web page.
 //
 // Handlers depend on small interfaces declared in this package (next to the
-// handler that uses them); the server discovers which running components
-// provide them by type assertion, so a sink never knows the API exists.
+// handler that uses them); the host passes a value for each in Options, so
+// a sink or backend never knows the API exists, and main's compile-time
+// guards keep the method sets in step.
 // Each feature adds its routes from its own file through addRoutes.
 package api
 
@@ -33,9 +34,17 @@ type Options struct {
 	Health *health.Registry
 	// Gatherer feeds /metrics.
 	Gatherer prometheus.Gatherer
-	// Components are the running parts (sinks, mostly) whose capabilities
-	// the handlers look for by type assertion.
-	Components []any
+	// The readers the handlers answer from, built by the host from config
+	// whether or not the sink behind each consumes in this process. A nil
+	// one makes its endpoints answer 503 naming what is not configured.
+	Cache   TickCache    // latest ticks and recent history (Redis or in-process)
+	History TickHistory  // the durable tick history (ClickHouse)
+	Candles CandleReader // candles computed from the history
+	Alerts  AlertSource  // recent risk alerts
+	Signals SignalSource // recent strategy signals and strategy status
+	// Push gives the live page its WebSocket URL; nil when no push feed
+	// runs behind this API.
+	Push PushURLer
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration
 }
@@ -127,17 +136,6 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("api: shutdown: %w", err)
 	}
 	return nil
-}
-
-// components returns every component implementing T.
-func components[T any](s *Server) []T {
-	var out []T
-	for _, c := range s.opts.Components {
-		if v, ok := c.(T); ok {
-			out = append(out, v)
-		}
-	}
-	return out
 }
 
 func (s *Server) readyz(c echo.Context) error {

@@ -35,39 +35,40 @@ func (s *Server) getSignals(c echo.Context) error {
 	if len(name) > 256 {
 		return errorf(http.StatusBadRequest, "invalid_strategy", "strategy: longer than 256 bytes")
 	}
-	srcs := components[SignalSource](s)
-	if len(srcs) == 0 {
-		return errorf(http.StatusServiceUnavailable, "unavailable", "the strategy engine is not running (sinks.strategy.enabled)")
+	src := s.opts.Signals
+	if src == nil {
+		return errNoSignals()
 	}
-	if name != "" && !configured(srcs, name) {
+	if name != "" && !configured(src, name) {
 		return errorf(http.StatusNotFound, "strategy_not_found", fmt.Sprintf("no strategy named %q is configured", name))
 	}
-	out := []signal.Signal{}
-	for _, src := range srcs {
-		out = append(out, src.RecentSignals(name, sinceMS, limit)...)
+	out := src.RecentSignals(name, sinceMS, limit)
+	if out == nil {
+		out = []signal.Signal{}
 	}
 	return ok(c, newestFirst(out, func(s signal.Signal) int64 { return s.Timestamp }, limit))
 }
 
-func configured(srcs []SignalSource, name string) bool {
-	for _, src := range srcs {
-		for _, st := range src.Strategies() {
-			if st.Name == name {
-				return true
-			}
+func errNoSignals() error {
+	return errorf(http.StatusServiceUnavailable, "unavailable", "no strategy signals are followed here (sinks.strategy.enabled)")
+}
+
+func configured(src SignalSource, name string) bool {
+	for _, st := range src.Strategies() {
+		if st.Name == name {
+			return true
 		}
 	}
 	return false
 }
 
 func (s *Server) getStrategies(c echo.Context) error {
-	srcs := components[SignalSource](s)
-	if len(srcs) == 0 {
-		return errorf(http.StatusServiceUnavailable, "unavailable", "the strategy engine is not running (sinks.strategy.enabled)")
+	if s.opts.Signals == nil {
+		return errNoSignals()
 	}
-	out := []signal.StrategyStatus{}
-	for _, src := range srcs {
-		out = append(out, src.Strategies()...)
+	out := s.opts.Signals.Strategies()
+	if out == nil {
+		out = []signal.StrategyStatus{}
 	}
 	return ok(c, out)
 }

@@ -101,14 +101,13 @@ func unavailable(failed []layerFailure) *apiError {
 	}
 }
 
-// tickLayers finds the providers: the first cache, and every history in
-// the order the host passed them.
+// tickLayers returns the providers: the cache (nil when none) and the
+// histories behind it, in the order they are asked.
 func (s *Server) tickLayers() (TickCache, []TickHistory) {
-	var cache TickCache
-	if cs := components[TickCache](s); len(cs) > 0 {
-		cache = cs[0]
+	if s.opts.History == nil {
+		return s.opts.Cache, nil
 	}
-	return cache, components[TickHistory](s)
+	return s.opts.Cache, []TickHistory{s.opts.History}
 }
 
 // getTick answers the latest tick: cache, then the history store (whose

@@ -50,7 +50,7 @@ func BenchmarkGetTickLoad(b *testing.B) {
 			if err := sink.WriteBatch(ctx, batch); err != nil {
 				b.Fatal(err)
 			}
-			srv := api.New(api.Options{Listen: "127.0.0.1:0", Components: []any{sink}})
+			srv := api.New(api.Options{Listen: "127.0.0.1:0", Cache: sink})
 			if err := srv.Listen(); err != nil {
 				b.Fatal(err)
 			}
@@ -103,7 +103,7 @@ func BenchmarkGetTickHandler(b *testing.B) {
 			if err := sink.WriteBatch(ctx, []tick.Tick{mk("binance", "BTCUSDT", 1_767_000_000_000, "50123.45")}); err != nil {
 				b.Fatal(err)
 			}
-			h := api.New(api.Options{Components: []any{sink}}).Handler()
+			h := api.New(api.Options{Cache: sink}).Handler()
 			req := httptest.NewRequest(http.MethodGet, "/api/v1/tick/binance/btcusdt", nil)
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {

@@ -53,14 +53,14 @@ func newEnv(t *testing.T, o envOpt) *env {
 		t.Fatal(err)
 	}
 	e := &env{cache: &flakyCache{Sink: sink}, store: &fakeStore{}, clk: clk}
-	var comps []any
+	opts := api.Options{Clock: clk}
 	if !o.noCache {
-		comps = append(comps, e.cache)
+		opts.Cache = e.cache
 	}
 	if !o.noStore {
-		comps = append(comps, e.store)
+		opts.History = e.store
 	}
-	e.srv = api.New(api.Options{Clock: clk, Components: comps})
+	e.srv = api.New(opts)
 	return e
 }
 

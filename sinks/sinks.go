@@ -184,11 +184,20 @@ func known(name string) bool {
 type Validator interface{ Validate() error }
 
 // Service is implemented by sinks with work of their own beyond batches (an
-// HTTP listener, a worker pool, a timer). The host runs Run under its
-// errgroup for the life of the process, after New and before the first
-// Connect; Run returns nil when ctx is cancelled.
+// HTTP listener, a worker pool, a timer). The host starts Run after New and
+// before the sink's runtime (so before the first Connect), and cancels its
+// context only after the runtime has written and committed its final
+// batch, so that batch can still use what Run serves. Run returns nil when
+// ctx is cancelled; an error stops tickflow.
 type Service interface {
 	Run(ctx context.Context) error
+}
+
+// Starter is implemented by a Service whose batches need Run to be serving
+// first (the strategy worker pool): the host starts the sink's runtime only
+// once Started is closed (or Run has returned).
+type Starter interface {
+	Started() <-chan struct{}
 }
 
 // Typed adapts a constructor that takes the sink's own config type to

@@ -144,8 +144,12 @@ type entry struct {
 	json string // the history member: same tick, same bytes
 }
 
-// Sink is the cache sink. It also serves the API's reads (the API's TickCache).
-type Sink struct {
+// Cache is the latest-tick cache itself, Redis or process memory: the
+// cache sink writes it, the API and the push feed read it. The host opens
+// one per process from the cache section of the config (Open), whether or
+// not the sink consumes in that process, and hands the same value to every
+// reader and to the sink; a sink built without one opens its own.
+type Cache struct {
 	cfg   Config
 	log   *slog.Logger
 	clk   clock.Clock
@@ -154,19 +158,32 @@ type Sink struct {
 	state stateLog
 
 	connectMu sync.Mutex
+	// lastDial paces the dials a reader triggers (see backend), so a
+	// Redis that is down is not dialled once per API request.
+	lastDial time.Time
 }
 
 type backendBox struct{ backend }
 
+// Sink is the cache sink: it writes batches into a Cache, and serves the
+// Cache's reads too.
+type Sink struct {
+	*Cache
+	owned bool // the sink opened the Cache, so it closes it
+}
+
 var (
 	_ sinks.Sink      = (*Sink)(nil)
 	_ sinks.Readier   = (*Sink)(nil)
+	_ sinks.Readier   = (*Cache)(nil)
 	_ sinks.Validator = (*Config)(nil)
 )
 
-// New builds the sink. With no Redis address it is ready at once (process
-// memory); with Redis it dials in Connect.
-func New(env sinks.Env, cfg Config) (*Sink, error) {
+// Open builds the cache from its settings. With no Redis address it is
+// ready at once (process memory, which only a cache sink in the same
+// process fills); with Redis it dials in Connect, or on the first read.
+// Its metrics register with env.Metrics.
+func Open(env sinks.Env, cfg Config) (*Cache, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
@@ -174,57 +191,45 @@ func New(env sinks.Env, cfg Config) (*Sink, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Sink{cfg: cfg, log: log, clk: clock.OrReal(env.Clock)}
-	s.state.log = log
+	c := &Cache{cfg: cfg, log: log, clk: clock.OrReal(env.Clock)}
+	c.state.log = log
 	m, err := newMetrics(env.Metrics)
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	s.m = m
-	s.state.up = m.up
+	c.m = m
+	c.state.up = m.up
 	if len(cfg.Redis.Addrs) == 0 {
-		s.be.Store(&backendBox{newMemory(s.clk, cfg.TTL, cfg.History)})
-		s.log.Info("cache: no redis.addrs configured, keeping ticks in process memory")
+		c.be.Store(&backendBox{newMemory(c.clk, cfg.TTL, cfg.History)})
+		c.log.Info("cache: no redis.addrs configured, keeping ticks in process memory")
 	}
-	return s, nil
+	return c, nil
 }
 
-// Backend names the backend in use, for logs and /readyz.
-func (s *Sink) Backend() string {
-	if len(s.cfg.Redis.Addrs) == 0 {
-		return "memory"
+// New builds the sink. It writes into the Cache the host shares through
+// env.Backend("cache") when there is one, else into one of its own.
+func New(env sinks.Env, cfg Config) (*Sink, error) {
+	if env.Backend != nil {
+		if b, ok := env.Backend("cache"); ok {
+			if c, ok := b.(*Cache); ok {
+				return &Sink{Cache: c}, nil
+			}
+		}
 	}
-	return "redis " + strings.Join(s.cfg.Redis.Addrs, ",")
-}
-
-// Connect dials Redis (once; rueidis reconnects by itself afterwards).
-func (s *Sink) Connect(ctx context.Context) error {
-	s.connectMu.Lock()
-	defer s.connectMu.Unlock()
-	if s.be.Load() != nil {
-		return nil
-	}
-	if len(s.cfg.Redis.Addrs) == 0 { // connecting again after Close
-		s.be.Store(&backendBox{newMemory(s.clk, s.cfg.TTL, s.cfg.History)})
-		return nil
-	}
-	r, err := dialRedis(ctx, s.cfg, s.log)
+	c, err := Open(env, cfg)
 	if err != nil {
-		err = fmt.Errorf("cache: connect %s: %w", s.Backend(), err)
-		s.state.observe(err)
-		return err
+		return nil, err
 	}
-	s.be.Store(&backendBox{r})
-	s.state.observe(nil)
-	return nil
+	return &Sink{Cache: c, owned: true}, nil
 }
 
-func (s *Sink) backend() (backend, error) {
-	b := s.be.Load()
-	if b == nil {
-		return nil, errNotConnected
+// Close releases the Cache if the sink opened it; a shared one is the
+// host's to close, after every reader is done.
+func (s *Sink) Close(ctx context.Context) error {
+	if s.owned {
+		return s.Cache.Close(ctx)
 	}
-	return b.backend, nil
+	return nil
 }
 
 // WriteBatch stores the batch: per pair one conditional latest update, one
@@ -233,32 +238,112 @@ func (s *Sink) backend() (backend, error) {
 // succeed); any backend error fails the whole batch, which is idempotent to
 // retry.
 func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
-	b, err := s.backend()
+	return s.Cache.write(ctx, batch)
+}
+
+// Memory reports whether the cache lives in process memory, which only a
+// cache sink in the same process fills.
+func (c *Cache) Memory() bool { return len(c.cfg.Redis.Addrs) == 0 }
+
+// Backend names the backend in use, for logs and /readyz.
+func (c *Cache) Backend() string {
+	if c.Memory() {
+		return "memory"
+	}
+	return "redis " + strings.Join(c.cfg.Redis.Addrs, ",")
+}
+
+// Connect dials Redis (once; rueidis reconnects by itself afterwards).
+func (c *Cache) Connect(ctx context.Context) error {
+	c.connectMu.Lock()
+	defer c.connectMu.Unlock()
+	return c.connectLocked(ctx)
+}
+
+func (c *Cache) connectLocked(ctx context.Context) error {
+	if c.be.Load() != nil {
+		return nil
+	}
+	if c.Memory() { // connecting again after Close
+		c.be.Store(&backendBox{newMemory(c.clk, c.cfg.TTL, c.cfg.History)})
+		return nil
+	}
+	c.lastDial = c.clk.Now()
+	r, err := dialRedis(ctx, c.cfg, c.log)
+	if err != nil {
+		err = fmt.Errorf("cache: connect %s: %w", c.Backend(), err)
+		c.state.observe(err)
+		return err
+	}
+	c.be.Store(&backendBox{r})
+	c.state.observe(nil)
+	return nil
+}
+
+// readerDialEvery bounds how often reads dial a Redis nobody has connected
+// yet (an API-only process has no sink to call Connect).
+const readerDialEvery = time.Second
+
+// backend returns the connected backend. Before anyone connected, a read
+// dials once itself (at most every readerDialEvery, and never waiting on
+// a dial already under way), so a process that only reads needs no
+// Connect call.
+func (c *Cache) backend(ctx context.Context) (backend, error) {
+	if b, err := c.connected(); err == nil {
+		return b, nil
+	}
+	if !c.connectMu.TryLock() {
+		return nil, errNotConnected
+	}
+	defer c.connectMu.Unlock()
+	if b := c.be.Load(); b != nil {
+		return b.backend, nil
+	}
+	if !c.lastDial.IsZero() && c.clk.Now().Sub(c.lastDial) < readerDialEvery {
+		return nil, errNotConnected
+	}
+	if err := c.connectLocked(ctx); err != nil {
+		return nil, err
+	}
+	return c.be.Load().backend, nil
+}
+
+// connected returns the backend once Connect has built it. The write path
+// uses it: the runtime connects, and reconnects on ErrNotConnected.
+func (c *Cache) connected() (backend, error) {
+	if b := c.be.Load(); b != nil {
+		return b.backend, nil
+	}
+	return nil, errNotConnected
+}
+
+func (c *Cache) write(ctx context.Context, batch []tick.Tick) error {
+	b, err := c.connected()
 	if err != nil {
 		return err
 	}
-	groups, invalid := s.group(batch)
+	groups, invalid := c.group(batch)
 	if invalid > 0 {
-		s.m.invalid.Add(float64(invalid))
+		c.m.invalid.Add(float64(invalid))
 	}
 	if len(groups) == 0 {
 		return nil
 	}
 	stale, err := b.write(ctx, groups)
 	if err != nil {
-		s.m.batchErrors.Inc()
+		c.m.batchErrors.Inc()
 		if ctx.Err() == nil {
-			s.state.observe(err)
+			c.state.observe(err)
 		}
 		return fmt.Errorf("cache: write %d ticks: %w", len(batch)-invalid, err)
 	}
-	s.state.observe(nil)
-	s.m.written.Add(float64(len(batch) - invalid))
-	s.m.stale.Add(float64(stale))
+	c.state.observe(nil)
+	c.m.written.Add(float64(len(batch) - invalid))
+	c.m.stale.Add(float64(stale))
 	return nil
 }
 
-func (s *Sink) group(batch []tick.Tick) ([]group, int) {
+func (c *Cache) group(batch []tick.Tick) ([]group, int) {
 	var (
 		groups   []group
 		idx      = make(map[tick.Pair]int, 8)
@@ -270,7 +355,7 @@ func (s *Sink) group(batch []tick.Tick) ([]group, int) {
 		// One line per batch, not per tick: a misbehaving producer must
 		// not flood the log.
 		if invalid > 0 {
-			s.log.Warn("cache: dropped invalid ticks", "count", invalid, "first", firstBad)
+			c.log.Warn("cache: dropped invalid ticks", "count", invalid, "first", firstBad)
 		}
 	}()
 	for i := range batch {
@@ -321,8 +406,8 @@ func validTick(t *tick.Tick) error {
 }
 
 // Close releases the backend.
-func (s *Sink) Close(context.Context) error {
-	if b := s.be.Swap(nil); b != nil {
+func (c *Cache) Close(context.Context) error {
+	if b := c.be.Swap(nil); b != nil {
 		b.close()
 	}
 	return nil
@@ -330,47 +415,47 @@ func (s *Sink) Close(context.Context) error {
 
 // Ready pings the backend, so /readyz notices Redis going away between
 // batches too.
-func (s *Sink) Ready(ctx context.Context) error {
-	b, err := s.backend()
+func (c *Cache) Ready(ctx context.Context) error {
+	b, err := c.backend(ctx)
 	if err != nil {
 		return err
 	}
 	if err := b.ping(ctx); err != nil {
-		err = fmt.Errorf("cache: %s: %w", s.Backend(), err)
+		err = fmt.Errorf("cache: %s: %w", c.Backend(), err)
 		if ctx.Err() == nil {
-			s.state.observe(err)
+			c.state.observe(err)
 		}
 		return err
 	}
-	s.state.observe(nil)
+	c.state.observe(nil)
 	return nil
 }
 
-// Latest serves the API's TickCache.
-func (s *Sink) Latest(ctx context.Context, exchange, symbol string) (tick.Tick, bool, error) {
-	b, err := s.backend()
+// Latest is the pair's newest tick (the API's TickCache).
+func (c *Cache) Latest(ctx context.Context, exchange, symbol string) (tick.Tick, bool, error) {
+	b, err := c.backend(ctx)
 	if err != nil {
 		return tick.Tick{}, false, err
 	}
 	return b.latest(ctx, tick.Pair{Exchange: exchange, Symbol: symbol})
 }
 
-// History serves the API's TickCache.
-func (s *Sink) History(ctx context.Context, q tick.Query) (tick.Window, error) {
-	b, err := s.backend()
+// History answers q from the pair's recent ticks (the API's TickCache).
+func (c *Cache) History(ctx context.Context, q tick.Query) (tick.Window, error) {
+	b, err := c.backend(ctx)
 	if err != nil {
 		return tick.Window{}, err
 	}
-	if q.Limit <= 0 || q.Limit > s.cfg.History {
-		q.Limit = s.cfg.History
+	if q.Limit <= 0 || q.Limit > c.cfg.History {
+		q.Limit = c.cfg.History
 	}
 	return b.history(ctx, q)
 }
 
-// Put serves the API's TickCache: the API re-populates the cache with what
+// Put is the API's TickCache.Put: the API re-populates the cache with what
 // the history store returned. Like a write, it never moves latest back.
-func (s *Sink) Put(ctx context.Context, t tick.Tick) error {
-	b, err := s.backend()
+func (c *Cache) Put(ctx context.Context, t tick.Tick) error {
+	b, err := c.backend(ctx)
 	if err != nil {
 		return err
 	}
@@ -380,9 +465,10 @@ func (s *Sink) Put(ctx context.Context, t tick.Tick) error {
 	return b.putLatest(ctx, &t, t.AppendJSON(nil))
 }
 
-// Pairs serves the API's TickCache.
-func (s *Sink) Pairs(ctx context.Context) ([]tick.Tick, error) {
-	b, err := s.backend()
+// Pairs lists every cached pair's latest tick (the API's TickCache and
+// the push feed's snapshots).
+func (c *Cache) Pairs(ctx context.Context) ([]tick.Tick, error) {
+	b, err := c.backend(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -127,8 +127,8 @@ func TestEndToEndThroughBrokerWithRedisOutage(t *testing.T) {
 		}
 	}
 
-	withStore := api.New(api.Options{Components: []any{sink, store}})
-	cacheOnly := api.New(api.Options{Components: []any{sink}})
+	withStore := api.New(api.Options{Cache: sink, History: store})
+	cacheOnly := api.New(api.Options{Cache: sink})
 	if src, tk := getTick(t, withStore, 200); src != "cache" || tk.Timestamp != newest.Timestamp {
 		t.Errorf("before the outage: source %q ts %d", src, tk.Timestamp)
 	}
@@ -282,4 +282,4 @@ func rawClient(t testing.TB, addr string) rueidis.Client {
 
 // The sink serves the API's cache layer without importing api; this guard
 // keeps the method sets in step.
-var _ api.TickCache = (*cache.Sink)(nil)
+var _ api.TickCache = (*cache.Cache)(nil)

@@ -80,7 +80,7 @@ func TestBrowserPage(t *testing.T) {
 	if err := pushSink.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	srv := api.New(api.Options{Listen: "127.0.0.1:0", Components: []any{cacheSink, pushSink}})
+	srv := api.New(api.Options{Listen: "127.0.0.1:0", Cache: cacheSink, Push: pushSink})
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}

@@ -200,7 +200,7 @@ func pushed(t *testing.T, ctx context.Context, ws *websocket.Conn, alertID, sign
 }
 
 func (st *stack) rest(t *testing.T) *httptest.Server {
-	srv := httptest.NewServer(api.New(api.Options{Components: []any{st.rs, st.ss, st.ps}}).Handler())
+	srv := httptest.NewServer(api.New(api.Options{Alerts: st.rs, Signals: st.ss, Push: st.ps}).Handler())
 	t.Cleanup(srv.Close)
 	return srv
 }

@@ -430,7 +430,7 @@ func TestEndToEndDecimalText(t *testing.T) {
 	rt.stop()
 	checkExactlyOnce(t, reader, want)
 
-	srv := api.New(api.Options{Components: []any{reader}})
+	srv := api.New(api.Options{History: reader, Candles: reader})
 	get := func(path string) *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()
 		srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))

@@ -29,14 +29,14 @@ func pairFilter(exchange, symbol string) string {
 
 // LatestTick is the pair's newest tick by event time (receive time breaking
 // ties). A replayed copy is identical, so it needs no deduplication.
-func (s *Sink) LatestTick(ctx context.Context, exchange, symbol string) (tick.Tick, bool, error) {
-	sql := "SELECT " + tickSelectList(false) + " FROM " + s.table +
+func (h *History) LatestTick(ctx context.Context, exchange, symbol string) (tick.Tick, bool, error) {
+	sql := "SELECT " + tickSelectList(false) + " FROM " + h.table +
 		" WHERE " + pairFilter(exchange, symbol) +
 		" ORDER BY timestamp DESC, received_at DESC LIMIT 1"
 	var r tickResult
 	var out []tick.Tick
 	p := tick.Pair{Exchange: exchange, Symbol: symbol}
-	if err := s.tr.query(ctx, sql, r.results(), func() error {
+	if err := h.tr.query(ctx, sql, r.results(), func() error {
 		out = r.appendTo(out, p)
 		return nil
 	}); err != nil {
@@ -50,7 +50,7 @@ func (s *Sink) LatestTick(ctx context.Context, exchange, symbol string) (tick.Ti
 
 // Ticks answers a page of one pair's ticks, newest first, each tick once
 // however often a replay wrote it.
-func (s *Sink) Ticks(ctx context.Context, q tick.Query) ([]tick.Tick, error) {
+func (h *History) Ticks(ctx context.Context, q tick.Query) ([]tick.Tick, error) {
 	limit := q.Limit
 	if limit <= 0 {
 		limit = defaultTickLimit
@@ -66,14 +66,14 @@ func (s *Sink) Ticks(ctx context.Context, q tick.Query) ([]tick.Tick, error) {
 	if q.Before != 0 {
 		where = append(where, "timestamp < "+strconv.FormatInt(q.Before, 10))
 	}
-	sql := "SELECT " + tickSelectList(true) + " FROM " + s.table +
+	sql := "SELECT " + tickSelectList(true) + " FROM " + h.table +
 		" WHERE " + strings.Join(where, " AND ") +
 		" GROUP BY timestamp, received_at" +
 		" ORDER BY timestamp DESC, received_at DESC LIMIT " + strconv.Itoa(limit)
 	var r tickResult
 	out := make([]tick.Tick, 0, min(limit, 256))
 	p := tick.Pair{Exchange: q.Exchange, Symbol: q.Symbol}
-	if err := s.tr.query(ctx, sql, r.results(), func() error {
+	if err := h.tr.query(ctx, sql, r.results(), func() error {
 		out = r.appendTo(out, p)
 		return nil
 	}); err != nil {
@@ -96,7 +96,7 @@ var ErrBadCandleQuery = errors.New("bad candle query")
 // close take their tick's scale; high and low the scale of the first tick
 // (by event time, then receive time) to reach that price, since ticks at
 // one price may spell it differently ("100.5", "100.50").
-func (s *Sink) Candles(ctx context.Context, q tick.CandleQuery) ([]tick.Candle, error) {
+func (h *History) Candles(ctx context.Context, q tick.CandleQuery) ([]tick.Candle, error) {
 	iv := q.Interval.Milliseconds()
 	switch {
 	case iv <= 0 || q.Interval%time.Millisecond != 0:
@@ -118,7 +118,7 @@ func (s *Sink) Candles(ctx context.Context, q tick.CandleQuery) ([]tick.Candle, 
 		" argMax(ps, (p, -timestamp, -received_at)) AS high_scale," +
 		" argMin(ps, (p, timestamp, received_at)) AS low_scale," +
 		" argMax(ps, (timestamp, received_at)) AS close_scale" +
-		" FROM (SELECT timestamp, received_at, any(price) AS p, any(price_scale) AS ps FROM " + s.table +
+		" FROM (SELECT timestamp, received_at, any(price) AS p, any(price_scale) AS ps FROM " + h.table +
 		" WHERE " + pairFilter(q.Exchange, q.Symbol) +
 		" AND timestamp >= " + strconv.FormatInt(q.From.UnixMilli(), 10) +
 		" AND timestamp < " + strconv.FormatInt(q.To.UnixMilli(), 10) +
@@ -143,7 +143,7 @@ func (s *Sink) Candles(ctx context.Context, q tick.CandleQuery) ([]tick.Candle, 
 		{Name: "close_scale", Data: &scales[3]},
 	}
 	var out []tick.Candle
-	if err := s.tr.query(ctx, sql, res, func() error {
+	if err := h.tr.query(ctx, sql, res, func() error {
 		for i := 0; i < bucket.Rows(); i++ {
 			out = append(out, tick.Candle{Start: time.UnixMilli(bucket.Row(i)).UTC(), Ticks: ticks.Row(i)})
 			c := &out[len(out)-1]

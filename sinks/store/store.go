@@ -97,13 +97,23 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Sink writes batches to ClickHouse and answers history queries.
-type Sink struct {
+// History is the tick history itself, one ClickHouse table: the store
+// sink writes it, the API reads ticks and candles from it. The host opens
+// one per process from the store section of the config (Open), whether or
+// not the sink consumes in that process, and shares it; a sink built
+// without one opens its own.
+type History struct {
 	cfg   ClickHouseConfig
 	ep    endpoint
 	tr    transport
 	table string // quoted `database`.`table`
 	log   *slog.Logger
+}
+
+// Sink writes batches to ClickHouse and answers history queries.
+type Sink struct {
+	*History
+	owned bool // the sink opened History, so it closes it
 	m     *metrics
 
 	// mu guards the schema state Connect settles and the write path's
@@ -126,9 +136,9 @@ var (
 	_ sinks.Readier = (*Sink)(nil)
 )
 
-// New builds the sink; it does not dial. With no URL it returns an error
-// wrapping sinks.ErrUnavailable.
-func New(env sinks.Env, cfg Config) (*Sink, error) {
+// Open builds the history from its settings; it does not dial. With no URL
+// it returns an error wrapping sinks.ErrUnavailable.
+func Open(env sinks.Env, cfg Config) (*History, error) {
 	if cfg.ClickHouse.URL == "" {
 		return nil, fmt.Errorf("store: no clickhouse.url configured: %w", sinks.ErrUnavailable)
 	}
@@ -154,19 +164,55 @@ func New(env sinks.Env, cfg Config) (*Sink, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m, err := newMetrics(env.Metrics)
-	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	return &Sink{
+	return &History{
 		cfg:   cfg.ClickHouse,
 		ep:    ep,
 		tr:    tr,
 		table: quoteIdent(ep.database) + "." + quoteIdent(cfg.ClickHouse.Table),
-		// The host scopes the logger to the sink already.
+		// The host scopes the logger already.
 		log: log.With("clickhouse", ep.url.Redacted(), "transport", tr.name()),
-		m:   m,
 	}, nil
+}
+
+// Ping reports whether ClickHouse answers, for a process that reads the
+// history without running the sink.
+func (h *History) Ping(ctx context.Context) error {
+	if err := h.tr.ping(ctx); err != nil {
+		return fmt.Errorf("clickhouse: %w", err)
+	}
+	return nil
+}
+
+// Close releases the transport's connections.
+func (h *History) Close(context.Context) error { return h.tr.close() }
+
+// New builds the sink; it does not dial. It writes into the History the
+// host shares through env.Backend("store") when there is one, else into
+// one of its own; with no URL it returns an error wrapping
+// sinks.ErrUnavailable.
+func New(env sinks.Env, cfg Config) (*Sink, error) {
+	s := &Sink{}
+	if env.Backend != nil {
+		if b, ok := env.Backend("store"); ok {
+			s.History, _ = b.(*History)
+		}
+	}
+	if s.History == nil {
+		h, err := Open(env, cfg)
+		if err != nil {
+			return nil, err
+		}
+		s.History, s.owned = h, true
+	}
+	m, err := newMetrics(env.Metrics)
+	if err != nil {
+		if s.owned {
+			_ = s.History.Close(context.Background())
+		}
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	s.m = m
+	return s, nil
 }
 
 // Connect detects the server's features and creates or checks the table.
@@ -338,9 +384,13 @@ func (s *Sink) Ready(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the transport's connections.
+// Close releases the History if the sink opened it; a shared one is the
+// host's to close, after every reader is done.
 func (s *Sink) Close(ctx context.Context) error {
-	return s.tr.close()
+	if s.owned {
+		return s.History.Close(ctx)
+	}
+	return nil
 }
 
 // metrics are the sink's own; the runtime counts batches and latency.

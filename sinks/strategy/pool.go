@@ -73,11 +73,20 @@ type pool struct {
 	log     *slog.Logger
 	running atomic.Bool
 	busy    atomic.Int64
+	// started is closed once run serves jobs (Sink.Started).
+	started     chan struct{}
+	startedOnce sync.Once
 }
 
 func newPool(cfg *Config, clk clock.Clock, m *metrics, log *slog.Logger) *pool {
-	return &pool{workers: cfg.Workers, jobs: make(chan *job, cfg.Queue), clock: clk, timeout: cfg.Timeout, m: m, log: log}
+	return &pool{workers: cfg.Workers, jobs: make(chan *job, cfg.Queue), clock: clk, timeout: cfg.Timeout, m: m, log: log,
+		started: make(chan struct{})}
 }
+
+// Started is closed once the worker pool serves jobs: a batch written
+// before then could only fail, so the host starts the sink's runtime after
+// it (sinks.Starter).
+func (s *Sink) Started() <-chan struct{} { return s.pool.started }
 
 // run serves jobs with the workers until ctx ends.
 func (p *pool) run(ctx context.Context) error {
@@ -101,6 +110,8 @@ func (p *pool) run(ctx context.Context) error {
 			}
 		}()
 	}
+	// Queued jobs wait in p.jobs for the workers just started.
+	p.startedOnce.Do(func() { close(p.started) })
 	<-ctx.Done()
 	// A worker stuck in an Execute that ignores its context must not hold
 	// up shutdown for longer than one more timeout.
