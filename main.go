@@ -43,6 +43,9 @@ var sideTopics = []string{"risk.alerts", "strategy.signals"}
 // run is main without the process: it returns the exit code, so tests can
 // run tickflow in-process.
 func run(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) int {
+	if len(args) > 0 && args[0] == "replay" {
+		return runReplay(ctx, args[1:], stderr, getenv)
+	}
 	fs := flag.NewFlagSet("tickflow", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "config.yaml", "path to the YAML config file")
