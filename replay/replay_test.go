@@ -32,8 +32,13 @@ func (r *recorder) Produce(_ context.Context, t *tick.Tick) error {
 	r.at = append(r.at, r.clk.Now().Sub(t0))
 	return nil
 }
-func (r *recorder) Flush(context.Context) error { r.mu.Lock(); r.flushed = true; r.mu.Unlock(); return nil }
-func (r *recorder) Err() error                  { return r.fail }
+func (r *recorder) Flush(context.Context) error {
+	r.mu.Lock()
+	r.flushed = true
+	r.mu.Unlock()
+	return nil
+}
+func (r *recorder) Err() error { return r.fail }
 
 func (r *recorder) count() int {
 	r.mu.Lock()
