@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/ingest"
+	"github.com/tickflow/tickflow/internal/backoff"
 )
 
 // Exchange is the Exchange of every tick this source emits.
@@ -151,6 +151,7 @@ type Feed struct {
 	dec      decoder
 	conns    []*conn
 	connects *pacer
+	retry    backoff.Policy
 
 	logBad    ingest.Sometimes
 	logServer ingest.Sometimes
@@ -173,6 +174,7 @@ func New(o Options) (*Feed, error) {
 		m:         m,
 		dec:       decoder{streams: map[string]*stream{}},
 		connects:  &pacer{clk: o.Clock, every: o.ConnectEvery, burst: o.ConnectBurst},
+		retry:     backoff.Policy{Min: o.BackoffMin, Max: o.BackoffMax},
 		logBad:    ingest.Sometimes{Every: 10 * time.Second, Clock: o.Clock},
 		logServer: ingest.Sometimes{Every: 10 * time.Second, Clock: o.Clock},
 	}
@@ -235,25 +237,6 @@ func (f *Feed) Ready(context.Context) error {
 	return errors.Join(errs...)
 }
 
-// retryDelay is the wait before reconnect attempt n (0-based): exponential
-// from BackoffMin, capped at BackoffMax, with "equal jitter" (half fixed,
-// half random) so that clients dropped together do not return together,
-// yet never retry in a tight loop.
-func retryDelay(lo, hi time.Duration, attempt int, rnd func(int64) int64) time.Duration {
-	d := lo
-	for i := 0; i < attempt && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	half := d / 2
-	if half <= 0 {
-		return d
-	}
-	return half + time.Duration(rnd(int64(d-half)+1))
-}
-
-func jitter(n int64) int64 { return rand.Int64N(n) }
-
 // pacer is a token bucket (as GCRA: one "theoretical arrival time") for
 // connection attempts, shared by all of a feed's connections.
 type pacer struct {
@@ -293,19 +276,5 @@ func (p *pacer) allow() bool {
 
 // wait blocks until the next slot; false if ctx ended first.
 func (p *pacer) wait(ctx context.Context) bool {
-	return sleep(ctx, p.clk, p.reserve())
-}
-
-func sleep(ctx context.Context, clk clock.Clock, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := clk.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C():
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return clock.Sleep(ctx, p.clk, p.reserve()) == nil
 }

@@ -762,29 +762,6 @@ func TestOptionsValidate(t *testing.T) {
 	}
 }
 
-func TestRetryDelay(t *testing.T) {
-	lo, hi := 500*time.Millisecond, 30*time.Second
-	least := func(int64) int64 { return 0 }
-	most := func(n int64) int64 { return n - 1 }
-	for _, tc := range []struct {
-		attempt  int
-		min, max time.Duration
-	}{
-		{0, 250 * time.Millisecond, 500 * time.Millisecond},
-		{1, 500 * time.Millisecond, time.Second},
-		{4, 4 * time.Second, 8 * time.Second},
-		{6, 15 * time.Second, 30 * time.Second},
-		{60, 15 * time.Second, 30 * time.Second},
-	} {
-		if got := retryDelay(lo, hi, tc.attempt, least); got != tc.min {
-			t.Errorf("attempt %d, least jitter: %s, want %s", tc.attempt, got, tc.min)
-		}
-		if got := retryDelay(lo, hi, tc.attempt, most); got != tc.max {
-			t.Errorf("attempt %d, most jitter: %s, want %s", tc.attempt, got, tc.max)
-		}
-	}
-}
-
 func TestPacerSpacesConnectionAttempts(t *testing.T) {
 	clk := clock.NewFake(t0)
 	p := &pacer{clk: clk, every: time.Second, burst: 3}

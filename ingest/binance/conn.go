@@ -13,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/tick"
 )
 
@@ -58,10 +59,10 @@ func (c *conn) run(ctx context.Context) error {
 			}
 			f.m.DialErrors.WithLabelValues(Exchange).Inc()
 			c.setDown(err.Error())
-			delay := max(wait, retryDelay(f.o.BackoffMin, f.o.BackoffMax, failures, jitter))
+			delay := max(wait, f.retry.Delay(failures))
 			failures++
 			log.Warn("binance: connect failed", "attempt", failures, "retry_in", delay, "err", err)
-			if !sleep(ctx, f.o.Clock, delay) {
+			if clock.Sleep(ctx, f.o.Clock, delay) != nil {
 				return nil
 			}
 			continue
@@ -84,15 +85,15 @@ func (c *conn) run(ctx context.Context) error {
 			failures = 0
 		case end.ticks > 0:
 			// The connection worked: start the backoff over.
-			delay = retryDelay(f.o.BackoffMin, f.o.BackoffMax, 0, jitter)
+			delay = f.retry.Delay(0)
 			failures = 1
 		default:
-			delay = retryDelay(f.o.BackoffMin, f.o.BackoffMax, failures, jitter)
+			delay = f.retry.Delay(failures)
 			failures++
 		}
 		log.Info("binance: connection ended; reconnecting", "reason", end.reason, "err", end.err,
 			"ticks", end.ticks, "retry_in", delay)
-		if !sleep(ctx, f.o.Clock, delay) {
+		if clock.Sleep(ctx, f.o.Clock, delay) != nil {
 			return nil
 		}
 	}
