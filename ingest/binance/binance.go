@@ -34,8 +34,8 @@ import (
 // Exchange is the Exchange of every tick this source emits.
 const Exchange = "binance"
 
-// Options configure a Feed; the first group mirrors config.Binance. Zero
-// values take the documented defaults.
+// Options configure a Feed; the first group mirrors Config. Zero values
+// take DefaultConfig's.
 type Options struct {
 	URL            string        // base URL; default wss://stream.binance.com:9443
 	Symbols        []string      // any case; ticks carry them upper-case
@@ -73,23 +73,24 @@ const (
 )
 
 func (o *Options) setDefaults() error {
+	def := DefaultConfig()
 	if o.URL == "" {
-		o.URL = "wss://stream.binance.com:9443"
+		o.URL = def.URL
 	}
 	if o.StreamsPerConn == 0 {
-		o.StreamsPerConn = 200
+		o.StreamsPerConn = def.StreamsPerConn
 	}
 	if o.StaleAfter == 0 {
-		o.StaleAfter = 60 * time.Second
+		o.StaleAfter = def.StaleAfter
 	}
 	if o.MaxLifetime == 0 {
-		o.MaxLifetime = 23 * time.Hour
+		o.MaxLifetime = def.MaxLifetime
 	}
 	if o.BackoffMin == 0 {
-		o.BackoffMin = 500 * time.Millisecond
+		o.BackoffMin = def.BackoffMin
 	}
 	if o.BackoffMax == 0 {
-		o.BackoffMax = 30 * time.Second
+		o.BackoffMax = def.BackoffMax
 	}
 	if o.ConnectBurst == 0 {
 		o.ConnectBurst = 5
