@@ -761,29 +761,3 @@ func TestOptionsValidate(t *testing.T) {
 		})
 	}
 }
-
-func TestPacerSpacesConnectionAttempts(t *testing.T) {
-	clk := clock.NewFake(t0)
-	p := &pacer{clk: clk, every: time.Second, burst: 3}
-	var got []time.Duration
-	for range 5 {
-		got = append(got, p.reserve())
-	}
-	want := []time.Duration{0, 0, 0, time.Second, 2 * time.Second}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("waits %v, want %v", got, want)
-	}
-	clk.Advance(10 * time.Second) // the bucket refills, but only to its burst
-	if !p.allow() || !p.allow() || !p.allow() || p.allow() {
-		t.Fatal("after a long pause, want exactly a burst of 3")
-	}
-	// Over any 5 minutes the defaults stay under Binance's 300 attempts.
-	d := &pacer{clk: clk, every: 1250 * time.Millisecond, burst: 5}
-	n := 0
-	for d.reserve() <= 5*time.Minute {
-		n++
-	}
-	if n >= 300 {
-		t.Fatalf("%d attempts within 5 minutes", n)
-	}
-}

@@ -9,6 +9,7 @@ import (
 	"github.com/cockroachdb/apd/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tickflow/tickflow/ingest/wsfeed"
 	"github.com/tickflow/tickflow/tick"
 )
 
@@ -20,8 +21,8 @@ import (
 
 // Malformed-frame reasons: the label values of malformed_frames_total.
 const (
-	reasonBadJSON         = "bad_json"
-	reasonBinary          = "binary_frame"
+	reasonBadJSON         = wsfeed.ReasonBadJSON
+	reasonBinary          = wsfeed.ReasonBinary
 	reasonUnexpected      = "unexpected_message" // valid JSON, not a shape we know
 	reasonResponse        = "unexpected_response"
 	reasonUnknownStream   = "unknown_stream"

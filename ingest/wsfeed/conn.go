@@ -1,4 +1,4 @@
-package binance
+package wsfeed
 
 import (
 	"context"
@@ -30,10 +30,15 @@ type conn struct {
 
 // Why a connection ended: the reason label of reconnects_total.
 var (
-	errStale    = errors.New("stale")
-	errLifetime = errors.New("max_lifetime")
-	errShutdown = errors.New("server_shutdown")
+	errStale     = errors.New("stale")
+	errLifetime  = errors.New("max_lifetime")
+	errSubscribe = errors.New("subscribe_failed")
 )
+
+// planned is a Reconnect the server asked for; its name is the reason.
+type planned struct{ name string }
+
+func (p *planned) Error() string { return p.name }
 
 // ending describes a finished connection.
 type ending struct {
@@ -46,52 +51,54 @@ type ending struct {
 // run keeps the shard connected until ctx ends.
 func (c *conn) run(ctx context.Context) error {
 	f := c.f
-	log := f.log.With("conn", c.id, "streams", len(c.streams))
+	name := f.o.Name
+	log := f.o.Logger.With("conn", c.id, "streams", len(c.streams))
 	failures := 0
 	for {
-		if !f.connects.wait(ctx) {
+		if f.connects.Wait(ctx) != nil {
 			return nil
 		}
-		ws, wait, err := c.dial(ctx)
+		ws, msgs, wait, err := c.dial(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			f.m.DialErrors.WithLabelValues(Exchange).Inc()
+			f.dialErrors.Inc()
 			c.setDown(err.Error())
-			delay := max(wait, f.retry.Delay(failures))
+			delay := max(wait, f.o.Backoff.Delay(failures))
 			failures++
-			log.Warn("binance: connect failed", "attempt", failures, "retry_in", delay, "err", err)
+			log.Warn(name+": connect failed", "attempt", failures, "retry_in", delay, "err", err)
 			if clock.Sleep(ctx, f.o.Clock, delay) != nil {
 				return nil
 			}
 			continue
 		}
-		log.Info("binance: connected", "url", c.url)
-		end := c.serve(ctx, ws)
+		log.Info(name+": connected", "url", c.url)
+		end := c.serve(ctx, ws, msgs)
 		if end.fatal != nil {
 			return end.fatal
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		f.m.Reconnects.WithLabelValues(Exchange, end.reason).Inc()
+		f.m.Reconnects.WithLabelValues(name, end.reason).Inc()
 		c.setDown(fmt.Sprintf("%s: %v", end.reason, end.err))
 		var delay time.Duration
+		var p *planned
 		switch {
-		case errors.Is(end.err, errLifetime), errors.Is(end.err, errShutdown):
-			// Planned: Binance asks for a new connection "as soon as
-			// possible" on serverShutdown, and the lifetime cut is ours.
+		case errors.Is(end.err, errLifetime), errors.As(end.err, &p):
+			// Planned: the server asked for a new connection "as soon as
+			// possible", or the lifetime cut is ours.
 			failures = 0
 		case end.ticks > 0:
 			// The connection worked: start the backoff over.
-			delay = f.retry.Delay(0)
+			delay = f.o.Backoff.Delay(0)
 			failures = 1
 		default:
-			delay = f.retry.Delay(failures)
+			delay = f.o.Backoff.Delay(failures)
 			failures++
 		}
-		log.Info("binance: connection ended; reconnecting", "reason", end.reason, "err", end.err,
+		log.Info(name+": connection ended; reconnecting", "reason", end.reason, "err", end.err,
 			"ticks", end.ticks, "retry_in", delay)
 		if clock.Sleep(ctx, f.o.Clock, delay) != nil {
 			return nil
@@ -104,47 +111,58 @@ func (c *conn) setDown(why string) {
 	c.lastErr.Store(&why)
 }
 
-// dial opens the connection. On a 429 or 418 (Binance's rate limit and
-// ban answers) it also returns the server's Retry-After.
-func (c *conn) dial(ctx context.Context) (*websocket.Conn, time.Duration, error) {
+// dial opens the connection and returns it with the pacer of its client
+// messages. On a 429 or 418 (the rate-limit and ban answers) it also
+// returns the server's Retry-After.
+func (c *conn) dial(ctx context.Context) (*websocket.Conn, *Pacer, time.Duration, error) {
 	f := c.f
-	pongs := &pacer{clk: f.o.Clock, every: pongEvery, burst: 1}
-	dctx, cancel := context.WithTimeout(ctx, dialLimit)
+	msgs := NewPacer(f.o.Clock, f.o.ClientMessages)
+	dctx, cancel := context.WithTimeout(ctx, f.o.DialTimeout)
 	defer cancel()
 	ws, resp, err := websocket.Dial(dctx, c.url, &websocket.DialOptions{
 		HTTPClient: f.o.HTTPClient,
 		// The library answers each ping with a pong echoing its payload
 		// while Read runs; this only keeps a ping flood from making us
-		// break Binance's 5 messages per second. An unanswered ping is
-		// harmless: Binance waits a minute, and pings every 20 s.
+		// break the exchange's client message rate. An unanswered ping is
+		// harmless: exchanges wait a minute or more for the pong.
 		OnPingReceived: func(context.Context, []byte) bool {
-			if pongs.allow() {
+			if msgs.Allow() {
 				return true
 			}
-			f.m.PingsDropped.WithLabelValues(Exchange).Inc()
+			f.pingsDrop.Inc()
 			return false
 		},
 	})
 	if err != nil {
 		var wait time.Duration
 		if resp != nil {
-			if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusTeapot {
-				if s, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && s > 0 {
-					wait = time.Duration(s) * time.Second
-				}
-			}
+			wait = retryAfter(resp)
 			err = fmt.Errorf("%w (HTTP %d)", err, resp.StatusCode)
 		}
-		return nil, wait, err
+		return nil, nil, wait, err
 	}
-	ws.SetReadLimit(readLimit)
-	return ws, 0, nil
+	ws.SetReadLimit(f.o.ReadLimit)
+	return ws, msgs, 0, nil
 }
 
-// serve reads one connection until it fails, goes stale, reaches its
-// lifetime, the server announces shutdown, or ctx ends.
-func (c *conn) serve(ctx context.Context, ws *websocket.Conn) (end ending) {
+// retryAfter is the wait a 429 (rate limited) or 418 (banned, Binance's
+// answer to clients that ignored the 429s) asks for, in seconds; zero
+// otherwise.
+func retryAfter(resp *http.Response) time.Duration {
+	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusTeapot {
+		return 0
+	}
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	return 0
+}
+
+// serve subscribes and reads one connection until it fails, goes stale,
+// reaches its lifetime, the server asks for a new one, or ctx ends.
+func (c *conn) serve(ctx context.Context, ws *websocket.Conn, msgs *Pacer) (end ending) {
 	f := c.f
+	name := f.o.Name
 	cctx, stop := context.WithCancelCause(ctx)
 	var last atomic.Int64 // clock unix nanos of the last frame
 	var handingOff atomic.Bool
@@ -154,17 +172,39 @@ func (c *conn) serve(ctx context.Context, ws *websocket.Conn) (end ending) {
 		defer close(watched)
 		c.watch(cctx, stop, &last, &handingOff)
 	}()
-	f.m.Connections.WithLabelValues(Exchange).Inc()
+	pinged := make(chan struct{})
+	go func() {
+		defer close(pinged)
+		c.keepAlive(cctx, stop, ws, msgs)
+	}()
+	f.connections.Inc()
 	c.up.Store(true)
 	defer func() {
 		stop(nil)
 		<-watched
+		<-pinged
 		ws.CloseNow()
-		f.m.Connections.WithLabelValues(Exchange).Dec()
+		f.connections.Dec()
 		if end.reason == "" {
 			end.reason = reasonFor(end.err)
 		}
 	}()
+
+	for _, m := range f.o.Exchange.Subscribe(c.streams) {
+		err := msgs.Wait(cctx)
+		if err == nil {
+			err = ws.Write(cctx, websocket.MessageText, m)
+		}
+		if err != nil {
+			if cause := context.Cause(cctx); cause != nil && !errors.Is(cause, context.Canceled) {
+				err = cause
+			} else {
+				err = fmt.Errorf("%w: %w", errSubscribe, err)
+			}
+			end.err = err
+			return end
+		}
+	}
 
 	var (
 		buf []byte
@@ -185,32 +225,30 @@ func (c *conn) serve(ctx context.Context, ws *websocket.Conn) (end ending) {
 		now := f.o.Clock.Now()
 		last.Store(now.UnixNano())
 		if typ != websocket.MessageText {
-			c.bad(&malformed{reasonBinary, "binary message"}, buf)
+			c.bad(&Malformed{ReasonBinary, "binary message"}, buf)
 			continue
 		}
-		kind, st, info, err := f.dec.decode(buf, &t)
+		ev, err := f.o.Exchange.Decode(buf, &t)
 		if err != nil {
 			c.bad(err, buf)
 			continue
 		}
-		switch kind {
-		case frameError:
-			f.m.ServerEvents.WithLabelValues(Exchange, "error").Inc()
+		switch ev.Kind {
+		case ServerEvent:
+			f.m.ServerEvents.WithLabelValues(name, ev.Name).Inc()
 			if ok, n := f.logServer.Allow(); ok {
-				f.log.Warn("binance: error frame from server", "conn", c.id, "error", info, "suppressed", n)
+				f.o.Logger.Warn(name+": "+ev.Name+" frame from server", "conn", c.id, "detail", ev.Info, "suppressed", n)
 			}
-		case frameShutdown:
-			// Binance sends this some minutes before it cuts the
-			// connection. Replacing it now loses only what is in flight
-			// here, and the next ticker snapshot (every second)
-			// supersedes that.
-			f.m.ServerEvents.WithLabelValues(Exchange, "server_shutdown").Inc()
-			f.log.Info("binance: server announced shutdown; reconnecting now", "conn", c.id)
-			end.err = errShutdown
+		case Reconnect:
+			// Replacing the connection now loses only what is in flight
+			// here; the exchange asked for it before cutting us off.
+			f.m.ServerEvents.WithLabelValues(name, ev.Name).Inc()
+			f.o.Logger.Info(name+": server asked for a new connection; reconnecting now", "conn", c.id, "event", ev.Name, "detail", ev.Info)
+			end.err = &planned{ev.Name}
+			end.reason = ev.Name
 			return end
-		case frameTicker:
+		case Tick:
 			t.ReceivedAt = now.UnixMicro()
-			st.received.Inc()
 			// A full queue is not the server going quiet: the watchdog
 			// leaves the connection alone while the hand-off blocks.
 			handingOff.Store(true)
@@ -220,7 +258,7 @@ func (c *conn) serve(ctx context.Context, ws *websocket.Conn) (end ending) {
 			if err != nil {
 				end.err = err
 				if ctx.Err() == nil {
-					end.fatal = fmt.Errorf("binance: queue refused a tick: %w", err)
+					end.fatal = fmt.Errorf("%s: queue refused a tick: %w", name, err)
 				}
 				return end
 			}
@@ -233,8 +271,12 @@ func (c *conn) serve(ctx context.Context, ws *websocket.Conn) (end ending) {
 // connection reaches MaxLifetime.
 func (c *conn) watch(cctx context.Context, stop context.CancelCauseFunc, last *atomic.Int64, handingOff *atomic.Bool) {
 	o := c.f.o
-	lifetime := o.Clock.NewTimer(o.MaxLifetime)
-	defer lifetime.Stop()
+	var lifetime <-chan time.Time
+	if o.MaxLifetime > 0 {
+		t := o.Clock.NewTimer(o.MaxLifetime)
+		defer t.Stop()
+		lifetime = t.C()
+	}
 	wait := o.StaleAfter
 	for {
 		stale := o.Clock.NewTimer(wait)
@@ -242,7 +284,7 @@ func (c *conn) watch(cctx context.Context, stop context.CancelCauseFunc, last *a
 		case <-cctx.Done():
 			stale.Stop()
 			return
-		case <-lifetime.C():
+		case <-lifetime:
 			stale.Stop()
 			stop(errLifetime)
 			return
@@ -261,14 +303,39 @@ func (c *conn) watch(cctx context.Context, stop context.CancelCauseFunc, last *a
 	}
 }
 
+// keepAlive sends the exchange's application-level ping every PingEvery,
+// through the client message pacer, until cctx ends. A failed send ends
+// the connection.
+func (c *conn) keepAlive(cctx context.Context, stop context.CancelCauseFunc, ws *websocket.Conn, msgs *Pacer) {
+	ka := c.f.o.KeepAlive
+	if ka.Ping == nil {
+		return
+	}
+	for clock.Sleep(cctx, c.f.o.Clock, ka.PingEvery) == nil {
+		err := msgs.Wait(cctx)
+		if err == nil {
+			err = ws.Write(cctx, websocket.MessageText, ka.Ping)
+		}
+		if err != nil {
+			if cctx.Err() == nil {
+				stop(fmt.Errorf("keep-alive ping: %w", err))
+			}
+			return
+		}
+	}
+}
+
 func reasonFor(err error) string {
+	var p *planned
 	switch {
 	case errors.Is(err, errStale):
 		return "stale"
 	case errors.Is(err, errLifetime):
 		return "max_lifetime"
-	case errors.Is(err, errShutdown):
-		return "server_shutdown"
+	case errors.Is(err, errSubscribe):
+		return "subscribe_failed"
+	case errors.As(err, &p):
+		return p.name
 	case websocket.CloseStatus(err) != -1:
 		return "closed_by_server"
 	default:
@@ -278,16 +345,17 @@ func reasonFor(err error) string {
 
 // bad counts and (at a bounded rate) logs a frame that was skipped.
 func (c *conn) bad(err error, frame []byte) {
-	reason, detail := reasonBadJSON, err.Error()
-	var m *malformed
+	f := c.f
+	reason, detail := ReasonBadJSON, err.Error()
+	var m *Malformed
 	if errors.As(err, &m) {
-		reason, detail = m.reason, m.detail
+		reason, detail = m.Reason, m.Detail
 	}
-	c.f.m.Malformed.WithLabelValues(Exchange, reason).Inc()
-	if ok, n := c.f.logBad.Allow(); ok {
+	f.m.Malformed.WithLabelValues(f.o.Name, reason).Inc()
+	if ok, n := f.logBad.Allow(); ok {
 		const show = 200
 		snippet := string(frame[:min(len(frame), show)])
-		c.f.log.Warn("binance: skipped a frame", "conn", c.id, "reason", reason, "detail", detail,
+		f.o.Logger.Warn(f.o.Name+": skipped a frame", "conn", c.id, "reason", reason, "detail", detail,
 			"frame", snippet, "suppressed", n, slog.Int("bytes", len(frame)))
 	}
 }
