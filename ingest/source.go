@@ -56,19 +56,6 @@ type Env struct {
 	Clock   clock.Clock
 }
 
-// WithDefaults fills the optional parts of an Env the way a source built in
-// a test expects: a discarding logger, the wall clock, a private registry.
-func (e Env) WithDefaults() Env {
-	if e.Logger == nil {
-		e.Logger = slog.New(slog.DiscardHandler)
-	}
-	e.Clock = clock.OrReal(e.Clock)
-	if e.Metrics == nil {
-		e.Metrics = prometheus.NewRegistry()
-	}
-	return e
-}
-
 // Readier is implemented by sources that can be not ready (a connection
 // down); the host registers it on /readyz as source:<name>. A source
 // without it is always ready.
@@ -123,17 +110,13 @@ func Lookup(name string) (Spec, bool) { return Default.Lookup(name) }
 // Typed adapts a constructor that takes the source's own config type to
 // Spec.New, so no source repeats the type assertion.
 func Typed[C any, F Feed](fn func(Env, *C) (F, error)) func(Env, any) (Feed, error) {
-	return func(env Env, cfg any) (Feed, error) {
-		c, ok := cfg.(*C)
-		if !ok {
-			return nil, fmt.Errorf("config is %T, want %T", cfg, (*C)(nil))
-		}
+	return registry.Typed(func(env Env, c *C) (Feed, error) {
 		f, err := fn(env, c)
 		if err != nil {
 			return nil, err // not a typed nil inside a non-nil interface
 		}
 		return f, nil
-	}
+	})
 }
 
 // Majors are the pairs a source ingests unless configured otherwise; a

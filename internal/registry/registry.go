@@ -66,3 +66,17 @@ func (r *Registry[S]) Registered() []string {
 	sort.Strings(out)
 	return out
 }
+
+// Typed adapts a constructor taking a component's own config type to one
+// taking the any its spec's Config returned, so no component repeats the
+// type assertion.
+func Typed[E, C, T any](fn func(E, *C) (T, error)) func(E, any) (T, error) {
+	return func(env E, cfg any) (T, error) {
+		c, ok := cfg.(*C)
+		if !ok {
+			var zero T
+			return zero, fmt.Errorf("config is %T, want %T", cfg, (*C)(nil))
+		}
+		return fn(env, c)
+	}
+}

@@ -73,3 +73,14 @@ func TestNilCheckAcceptsAnything(t *testing.T) {
 		t.Fatal("not registered")
 	}
 }
+
+func TestTyped(t *testing.T) {
+	type cfg struct{ n int }
+	build := Typed(func(prefix string, c *cfg) (string, error) { return fmt.Sprint(prefix, c.n), nil })
+	if got, err := build("n=", &cfg{3}); err != nil || got != "n=3" {
+		t.Fatalf("Typed = %q, %v", got, err)
+	}
+	if _, err := build("n=", &struct{}{}); err == nil || !strings.Contains(err.Error(), "want *registry.cfg") {
+		t.Fatalf("wrong config type: %v", err)
+	}
+}
