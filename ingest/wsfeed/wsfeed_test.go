@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/tickflow/tickflow/ingest"
 	"github.com/tickflow/tickflow/internal/backoff"
 	"github.com/tickflow/tickflow/internal/testkit"
+	"github.com/tickflow/tickflow/internal/wstest"
 	"github.com/tickflow/tickflow/tick"
 )
 
@@ -47,8 +46,8 @@ func (toy) Decode(frame []byte, t *tick.Tick) (Event, error) {
 	switch {
 	case len(f) == 3 && f[0] == "tick":
 		*t = tick.Tick{Exchange: "toy", Symbol: f[1], Timestamp: 1}
-		for _, d := range []*tickDecimal{{&t.Price}, {&t.Bid}, {&t.Ask}, {&t.Volume}} {
-			if err := tick.ParseDecimalBytes(d.d, []byte(f[2])); err != nil {
+		for _, d := range []*apd.Decimal{&t.Price, &t.Bid, &t.Ask, &t.Volume} {
+			if err := tick.ParseDecimalBytes(d, []byte(f[2])); err != nil {
 				return Event{}, &Malformed{"bad_field", err.Error()}
 			}
 		}
@@ -65,139 +64,16 @@ func (toy) Decode(frame []byte, t *tick.Tick) (Event, error) {
 	return Event{}, &Malformed{"unexpected_message", string(frame)}
 }
 
-type tickDecimal struct{ d *apd.Decimal }
+// ---- a local server speaking it (internal/wstest) ----
 
-// ---- a local server speaking it ----
+type serverConn = wstest.Conn
 
-type server struct {
-	t      *testing.T
-	srv    *httptest.Server
-	ctx    context.Context
-	clk    clock.Clock
-	script func(sc *serverConn)
+// shard is what a connection carries: the toy URL's query.
+func shard(sc *serverConn) []string { return strings.Split(sc.URL.Query().Get("s"), ",") }
 
-	mu       sync.Mutex
-	conns    []*serverConn
-	attempts []time.Time
-	reject   []int
-	header   http.Header
-}
-
-type serverConn struct {
-	n      int
-	shard  []string
-	ws     *websocket.Conn
-	gone   context.Context
-	s      *server
-	mu     sync.Mutex
-	got    []string // text messages from the client, in order
-	gotNew chan struct{}
-}
-
-func newServer(t *testing.T, clk clock.Clock, script func(sc *serverConn)) *server {
-	s := &server{t: t, clk: clk, script: script}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.ctx = ctx
-	s.srv = httptest.NewServer(http.HandlerFunc(s.handle))
-	t.Cleanup(s.srv.Close)
-	t.Cleanup(cancel)
-	return s
-}
-
-func (s *server) url() string { return "ws" + strings.TrimPrefix(s.srv.URL, "http") }
-
-func (s *server) handle(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	s.attempts = append(s.attempts, s.clk.Now())
-	if len(s.reject) > 0 {
-		status := s.reject[0]
-		s.reject = s.reject[1:]
-		s.mu.Unlock()
-		for k, v := range s.header {
-			w.Header()[k] = v
-		}
-		http.Error(w, "go away", status)
-		return
-	}
-	sc := &serverConn{n: len(s.conns), shard: strings.Split(r.URL.Query().Get("s"), ","), s: s, gotNew: make(chan struct{}, 100)}
-	ws, err := websocket.Accept(w, r, nil)
-	if err != nil {
-		s.mu.Unlock()
-		s.t.Errorf("accept: %v", err)
-		return
-	}
-	sc.ws = ws
-	s.conns = append(s.conns, sc)
-	s.mu.Unlock()
-	defer ws.CloseNow()
-	gone, leave := context.WithCancel(s.ctx)
-	sc.gone = gone
-	go func() { // read what the client sends until it leaves
-		defer leave()
-		for {
-			_, b, err := ws.Read(gone)
-			if err != nil {
-				return
-			}
-			sc.mu.Lock()
-			sc.got = append(sc.got, string(b))
-			sc.mu.Unlock()
-			sc.gotNew <- struct{}{}
-		}
-	}()
-	s.script(sc)
-}
-
-func (s *server) connections() []*serverConn {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.conns)
-}
-
-func (s *server) attemptTimes() []time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.attempts)
-}
-
-func (sc *serverConn) send(frames ...string) {
-	for _, f := range frames {
-		if err := sc.ws.Write(sc.s.ctx, websocket.MessageText, []byte(f)); err != nil {
-			if sc.gone.Err() == nil {
-				sc.s.t.Errorf("conn %d: write: %v", sc.n, err)
-			}
-			return
-		}
-	}
-}
-
-func (sc *serverConn) messages() []string {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	return slices.Clone(sc.got)
-}
-
-func (sc *serverConn) waitGone() { <-sc.gone.Done() }
-
-// ---- the receiving end ----
-
-type collector struct {
-	mu    sync.Mutex
-	ticks []tick.Tick
-}
-
-func (c *collector) Enqueue(_ context.Context, t *tick.Tick) error {
-	c.mu.Lock()
-	c.ticks = append(c.ticks, *t)
-	c.mu.Unlock()
-	return nil
-}
-
-func (c *collector) symbols() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func symbols(c *wstest.Collector) []string {
 	var out []string
-	for _, t := range c.ticks {
+	for _, t := range c.Ticks() {
 		out = append(out, t.Symbol)
 	}
 	return out
@@ -206,8 +82,8 @@ func (c *collector) symbols() []string {
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 type harness struct {
-	s   *server
-	out *collector
+	s   *wstest.Server
+	out *wstest.Collector
 	m   *ingest.Metrics
 	clk *clock.Fake
 	f   *Feed
@@ -225,35 +101,22 @@ func options() Options {
 	}
 }
 
-func start(t *testing.T, o Options, script func(sc *serverConn), setup ...func(s *server)) *harness {
+func start(t *testing.T, o Options, script func(sc *serverConn), setup ...func(s *wstest.Server)) *harness {
 	t.Helper()
-	h := &harness{clk: clock.NewFake(t0), out: &collector{}}
-	h.s = newServer(t, h.clk, script)
+	h := &harness{clk: clock.NewFake(t0), out: &wstest.Collector{}}
+	h.s = wstest.NewServer(t, h.clk, script)
 	for _, f := range setup {
 		f(h.s)
 	}
 	reg := prometheus.NewRegistry()
 	h.m, _ = ingest.NewMetrics(reg)
-	o.Exchange = toy{base: h.s.url()}
+	o.Exchange = toy{base: h.s.URL()}
 	o.Clock, o.Metrics, o.Queue = h.clk, reg, h.out
 	var err error
 	if h.f, err = New(o); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.f.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run returned %v after cancel, want nil", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Errorf("Run did not return within 5s of cancel")
-		}
-	})
+	wstest.Run(t, h.f)
 	return h
 }
 
@@ -263,30 +126,8 @@ func (h *harness) reconnects(reason string) float64 {
 
 func (h *harness) waitTicks(t *testing.T, n int) []string {
 	t.Helper()
-	testkit.Eventually(t, 5*time.Second, fmt.Sprintf("%d ticks", n), func() bool { return len(h.out.symbols()) >= n })
-	return h.out.symbols()
-}
-
-func (h *harness) waitTimers(t *testing.T, n int) {
-	t.Helper()
-	if !h.clk.WaitTimersFor(n, 5*time.Second) {
-		t.Fatalf("timed out waiting for %d pending timers (have %d)", n, h.clk.Pending())
-	}
-}
-
-// advanceUntil moves the fake clock by step whenever a timer waits, until
-// cond holds: for waits whose exact length is random (jittered backoff).
-func (h *harness) advanceUntil(t *testing.T, step time.Duration, what string, cond func() bool) {
-	t.Helper()
-	testkit.Eventually(t, 5*time.Second, what, func() bool {
-		if cond() {
-			return true
-		}
-		if h.clk.Pending() > 0 {
-			h.clk.Advance(step)
-		}
-		return false
-	})
+	h.out.WaitFor(t, n)
+	return symbols(h.out)
 }
 
 // ---- tests ----
@@ -312,7 +153,7 @@ func TestOptionsValidate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := options()
-			o.Exchange, o.Queue = toy{base: "ws://x"}, &collector{}
+			o.Exchange, o.Queue = toy{base: "ws://x"}, &wstest.Collector{}
 			tc.mutate(&o)
 			_, err := New(o)
 			if (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
@@ -375,22 +216,22 @@ func TestShardsAndSubscribesInOrder(t *testing.T) {
 			o.Streams, o.PerConn = tc.streams, tc.perConn
 			h := start(t, o, func(sc *serverConn) {
 				// Tick only once every subscription arrived.
-				testkit.Eventually(t, 5*time.Second, "subscriptions", func() bool { return len(sc.messages()) == len(sc.shard) })
-				for _, s := range sc.shard {
-					sc.send("tick " + s + " 1.50")
+				testkit.Eventually(t, 5*time.Second, "subscriptions", func() bool { return len(sc.Sent()) == len(shard(sc)) })
+				for _, s := range shard(sc) {
+					sc.Send("tick " + s + " 1.50")
 				}
-				sc.waitGone()
+				sc.WaitGone()
 			})
 			h.waitTicks(t, len(tc.streams))
 			var shards []string
-			for _, sc := range h.s.connections() {
-				shards = append(shards, strings.Join(sc.shard, ","))
+			for _, sc := range h.s.Conns() {
+				shards = append(shards, strings.Join(shard(sc), ","))
 				var want []string
-				for _, s := range sc.shard {
+				for _, s := range shard(sc) {
 					want = append(want, "sub "+s)
 				}
-				if got := sc.messages(); fmt.Sprint(got) != fmt.Sprint(want) {
-					t.Errorf("conn %d got %q, want %q", sc.n, got, want)
+				if got := sc.Sent(); fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("conn %d got %q, want %q", sc.N, got, want)
 				}
 			}
 			slices.Sort(shards)
@@ -413,14 +254,14 @@ func TestSubscriptionsArePaced(t *testing.T) {
 	h := start(t, o, func(sc *serverConn) {
 		sc0 = sc
 		close(ready)
-		sc.waitGone()
+		sc.WaitGone()
 	})
 	<-ready
-	testkit.Eventually(t, 5*time.Second, "first subscription", func() bool { return len(sc0.messages()) == 1 })
-	h.waitTimers(t, 2) // the watchdog and the pacer's wait for the second
+	testkit.Eventually(t, 5*time.Second, "first subscription", func() bool { return len(sc0.Sent()) == 1 })
+	wstest.WaitTimers(t, h.clk, 2) // the watchdog and the pacer's wait for the second
 	for want := 2; want <= 3; want++ {
 		h.clk.Advance(time.Second)
-		testkit.Eventually(t, 5*time.Second, fmt.Sprintf("subscription %d", want), func() bool { return len(sc0.messages()) == want })
+		testkit.Eventually(t, 5*time.Second, fmt.Sprintf("subscription %d", want), func() bool { return len(sc0.Sent()) == want })
 	}
 }
 
@@ -441,16 +282,17 @@ func TestDialHonoursRetryAfter(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			const step = 250 * time.Millisecond
 			h := start(t, options(), func(sc *serverConn) {
-				sc.send("tick A 1")
-				sc.waitGone()
-			}, func(s *server) {
-				s.reject = []int{tc.status}
+				sc.Send("tick A 1")
+				sc.WaitGone()
+			}, func(s *wstest.Server) {
+				var h http.Header
 				if tc.header != "" {
-					s.header = http.Header{"Retry-After": {tc.header}}
+					h = http.Header{"Retry-After": {tc.header}}
 				}
+				s.Reject(h, tc.status)
 			})
-			h.advanceUntil(t, step, "a connection after the refusal", func() bool { return len(h.out.symbols()) == 1 })
-			at := h.s.attemptTimes()
+			wstest.AdvanceUntil(t, h.clk, step, "a connection after the refusal", func() bool { return len(symbols(h.out)) == 1 })
+			at := h.s.Attempts()
 			if len(at) != 2 {
 				t.Fatalf("%d attempts, want 2", len(at))
 			}
@@ -471,24 +313,24 @@ func TestWatchdogReplacesASilentConnection(t *testing.T) {
 	o := options()
 	o.StaleAfter = 30 * time.Second
 	h := start(t, o, func(sc *serverConn) {
-		sc.send("tick A 1")
-		if sc.n > 0 {
-			sc.send("tick A 2")
+		sc.Send("tick A 1")
+		if sc.N > 0 {
+			sc.Send("tick A 2")
 		}
-		sc.waitGone() // then silence, the connection left open
+		sc.WaitGone() // then silence, the connection left open
 	})
 	h.waitTicks(t, 1)
-	h.waitTimers(t, 1) // the watchdog (no lifetime limit)
+	wstest.WaitTimers(t, h.clk, 1) // the watchdog (no lifetime limit)
 	h.clk.Advance(29 * time.Second)
-	if len(h.s.connections()) != 1 || h.reconnects("stale") != 0 {
+	if len(h.s.Conns()) != 1 || h.reconnects("stale") != 0 {
 		t.Fatal("replaced before StaleAfter passed")
 	}
 	h.clk.Advance(time.Second)
-	h.advanceUntil(t, 50*time.Millisecond, "the replacement's ticks", func() bool { return len(h.out.symbols()) == 3 })
+	wstest.AdvanceUntil(t, h.clk, 50*time.Millisecond, "the replacement's ticks", func() bool { return len(symbols(h.out)) == 3 })
 	if r := h.reconnects("stale"); r != 1 {
 		t.Errorf("reconnects_total{stale} = %v, want 1", r)
 	}
-	if conns := h.s.connections(); conns[0].gone.Err() == nil {
+	if conns := h.s.Conns(); conns[0].Gone.Err() == nil {
 		t.Error("the stale connection was not closed")
 	}
 }
@@ -509,18 +351,18 @@ func TestPlannedReconnectsDoNotBackOff(t *testing.T) {
 			o := options()
 			tc.o(&o)
 			h := start(t, o, func(sc *serverConn) {
-				if sc.n == 0 {
-					sc.send(tc.first...)
+				if sc.N == 0 {
+					sc.Send(tc.first...)
 				} else {
-					sc.send("tick B 1")
+					sc.Send("tick B 1")
 				}
-				sc.waitGone()
+				sc.WaitGone()
 			})
 			h.waitTicks(t, 1)
 			if tc.reason == "max_lifetime" {
-				h.waitTimers(t, 2) // the watchdog and the lifetime
+				wstest.WaitTimers(t, h.clk, 2) // the watchdog and the lifetime
 				h.clk.Advance(time.Hour - time.Millisecond)
-				if len(h.s.connections()) != 1 {
+				if len(h.s.Conns()) != 1 {
 					t.Fatal("replaced before MaxLifetime")
 				}
 				h.clk.Advance(time.Millisecond)
@@ -531,7 +373,7 @@ func TestPlannedReconnectsDoNotBackOff(t *testing.T) {
 			if r := h.reconnects(tc.reason); r != 1 {
 				t.Errorf("reconnects_total{%s} = %v, want 1", tc.reason, r)
 			}
-			if conns := h.s.connections(); len(conns) != 2 || conns[0].gone.Err() == nil {
+			if conns := h.s.Conns(); len(conns) != 2 || conns[0].Gone.Err() == nil {
 				t.Errorf("want the old connection closed and one new one; have %d", len(conns))
 			}
 		})
@@ -545,17 +387,17 @@ func TestAppLevelPings(t *testing.T) {
 	ready := make(chan *serverConn, 1)
 	h := start(t, o, func(sc *serverConn) {
 		ready <- sc
-		sc.waitGone()
+		sc.WaitGone()
 	})
 	sc := <-ready
-	testkit.Eventually(t, 5*time.Second, "subscription", func() bool { return len(sc.messages()) == 1 })
+	testkit.Eventually(t, 5*time.Second, "subscription", func() bool { return len(sc.Sent()) == 1 })
 	for n := 1; n <= 3; n++ {
-		h.waitTimers(t, 2) // the watchdog and the ping
+		wstest.WaitTimers(t, h.clk, 2) // the watchdog and the ping
 		h.clk.Advance(20 * time.Second)
-		testkit.Eventually(t, 5*time.Second, fmt.Sprintf("ping %d", n), func() bool { return len(sc.messages()) == 1+n })
-		sc.send("pong")
+		testkit.Eventually(t, 5*time.Second, fmt.Sprintf("ping %d", n), func() bool { return len(sc.Sent()) == 1+n })
+		sc.Send("pong")
 	}
-	if got := sc.messages(); got[0] != "sub a" || got[3] != `{"op":"ping"}` {
+	if got := sc.Sent(); got[0] != "sub a" || got[3] != `{"op":"ping"}` {
 		t.Errorf("client sent %q", got)
 	}
 	if testutil.CollectAndCount(h.m.Reconnects) != 0 || testutil.CollectAndCount(h.m.Malformed) != 0 {
@@ -565,12 +407,12 @@ func TestAppLevelPings(t *testing.T) {
 
 func TestCountsSkippedFramesAndServerEvents(t *testing.T) {
 	h := start(t, options(), func(sc *serverConn) {
-		sc.send("tick A 1", "hello", "junk", "tick A x", "err slow down", "pong", "tick A 2")
-		if err := sc.ws.Write(sc.s.ctx, websocket.MessageBinary, []byte{1}); err != nil {
+		sc.Send("tick A 1", "hello", "junk", "tick A x", "err slow down", "pong", "tick A 2")
+		if err := sc.WS.Write(sc.Context(), websocket.MessageBinary, []byte{1}); err != nil {
 			t.Errorf("binary write: %v", err)
 		}
-		sc.send("tick A 3")
-		sc.waitGone()
+		sc.Send("tick A 3")
+		sc.WaitGone()
 	})
 	h.waitTicks(t, 3)
 	for reason, want := range map[string]float64{"unexpected_message": 1, ReasonBadJSON: 1, "bad_field": 1, ReasonBinary: 1} {
@@ -590,11 +432,11 @@ func TestCountsSkippedFramesAndServerEvents(t *testing.T) {
 func TestQueueRefusalIsFatal(t *testing.T) {
 	o := options()
 	o.Exchange, o.Clock = nil, clock.NewFake(t0)
-	s := newServer(t, o.Clock, func(sc *serverConn) {
-		sc.send("tick A 1")
-		sc.waitGone()
+	s := wstest.NewServer(t, o.Clock, func(sc *serverConn) {
+		sc.Send("tick A 1")
+		sc.WaitGone()
 	})
-	o.Exchange = toy{base: s.url()}
+	o.Exchange = toy{base: s.URL()}
 	o.Queue = refusing{}
 	f, err := New(o)
 	if err != nil {
