@@ -2,16 +2,15 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/config"
 	"github.com/tickflow/tickflow/health"
 	"github.com/tickflow/tickflow/ingest"
-	"github.com/tickflow/tickflow/ingest/binance"
-	"github.com/tickflow/tickflow/ingest/sim"
 )
 
 type builtFeed struct {
@@ -19,33 +18,35 @@ type builtFeed struct {
 	feed ingest.Feed
 }
 
-// buildFeeds builds every enabled source, each handing its ticks to q.
+// buildFeeds builds every enabled source, each handing its ticks to q, and
+// registers each on /readyz as source:<name>.
 func buildFeeds(cfg config.Config, q ingest.Enqueuer, log *slog.Logger, reg prometheus.Registerer, hr *health.Registry) ([]builtFeed, error) {
 	var out []builtFeed
-	if b := cfg.Ingest.Binance; b.Enabled {
-		f, err := binance.New(binance.Options{
-			URL: b.URL, Symbols: b.Symbols, StreamsPerConn: b.StreamsPerConn, StaleAfter: b.StaleAfter,
-			MaxLifetime: b.MaxLifetime, BackoffMin: b.BackoffMin, BackoffMax: b.BackoffMax,
-			Queue: q, Logger: log.With("component", "ingest"), Metrics: reg,
-		})
+	for _, sc := range cfg.Ingest.Sources {
+		if !sc.Enabled {
+			continue
+		}
+		spec, ok := ingest.Lookup(sc.Name)
+		if !ok { // config decodes only registered sources
+			return nil, fmt.Errorf("source %s: not registered", sc.Name)
+		}
+		f, err := spec.New(ingest.Env{
+			Name: sc.Name, Queue: q, Logger: log.With("component", "ingest"), Metrics: reg, Clock: clock.Real,
+		}, sc.Settings)
 		if err != nil {
 			return nil, err
 		}
-		hr.Check("source:binance", f.Ready)
-		out = append(out, builtFeed{"binance", f})
-		log.Info("started", "component", "source", "source", "binance", "url", strings.Join(f.URLs(), " "), "symbols", len(b.Symbols))
-	}
-	if s := cfg.Ingest.Sim; s.Enabled {
-		f, err := sim.New(sim.Options{
-			Symbols: s.Symbols, Interval: s.Interval, Seed: s.Seed,
-			Queue: q, Logger: log.With("component", "ingest"), Metrics: reg,
-		})
-		if err != nil {
-			return nil, err
+		ready := func(context.Context) error { return nil }
+		if r, ok := f.(ingest.Readier); ok {
+			ready = r.Ready
 		}
-		hr.Check("source:sim", func(context.Context) error { return nil })
-		out = append(out, builtFeed{"sim", f})
-		log.Info("started", "component", "source", "source", "sim", "symbols", len(s.Symbols), "interval", s.Interval, "seed", f.Seed())
+		hr.Check("source:"+sc.Name, ready)
+		out = append(out, builtFeed{sc.Name, f})
+		attrs := []any{"component", "source", "source", sc.Name}
+		if d, ok := f.(ingest.Describer); ok {
+			attrs = append(attrs, d.Describe()...)
+		}
+		log.Info("started", attrs...)
 	}
 	return out, nil
 }

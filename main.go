@@ -26,6 +26,7 @@ import (
 	"github.com/tickflow/tickflow/config"
 	"github.com/tickflow/tickflow/health"
 	"github.com/tickflow/tickflow/ingest"
+	_ "github.com/tickflow/tickflow/ingest/all" // the compiled-in sources
 	"github.com/tickflow/tickflow/sinks"
 	_ "github.com/tickflow/tickflow/sinks/all" // the compiled-in sinks
 )

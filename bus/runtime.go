@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/health"
+	"github.com/tickflow/tickflow/internal/backoff"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/tick"
 )
@@ -376,19 +376,8 @@ func (r *Runtime) setHealth(err error) bool {
 }
 
 func (r *Runtime) sleep(ctx context.Context, attempt int) error {
-	d := r.cfg.BackoffMin << min(attempt, 20)
-	if d > r.cfg.BackoffMax || d <= 0 {
-		d = r.cfg.BackoffMax
-	}
-	d = d/2 + rand.N(d/2+1) // jitter so sinks do not retry in lockstep
-	t := r.clk.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C():
-		return nil
-	}
+	// Jittered, so sinks do not retry in lockstep.
+	return clock.Sleep(ctx, r.clk, backoff.Policy{Min: r.cfg.BackoffMin, Max: r.cfg.BackoffMax}.Delay(attempt))
 }
 
 // shutdown writes the batch in hand (bounded by ShutdownTimeout), commits

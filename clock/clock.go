@@ -4,6 +4,7 @@
 package clock
 
 import (
+	"context"
 	"sort"
 	"sync"
 	"time"
@@ -45,6 +46,23 @@ func OrReal(c Clock) Clock {
 		return Real
 	}
 	return c
+}
+
+// Sleep waits d on clk, or until ctx ends. It returns nil after the full
+// wait and ctx.Err() when ctx ended first; d <= 0 does not wait (and arms
+// no timer) but still reports an ended ctx.
+func Sleep(ctx context.Context, clk Clock, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := clk.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Fake is a clock that moves only when Advance is called. Timers fire, in

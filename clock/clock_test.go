@@ -1,6 +1,7 @@
 package clock
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -89,5 +90,46 @@ func TestWaitTimersForTimesOut(t *testing.T) {
 	f.NewTimer(time.Second)
 	if !f.WaitTimersFor(1, time.Second) {
 		t.Fatal("an armed timer was not seen")
+	}
+}
+
+func TestSleep(t *testing.T) {
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		name    string
+		ctx     context.Context
+		d       time.Duration
+		advance bool // the test moves the clock past d once the timer is armed
+		want    error
+	}{
+		{"full wait", context.Background(), time.Second, true, nil},
+		{"zero wait arms nothing", context.Background(), 0, false, nil},
+		{"negative wait arms nothing", context.Background(), -time.Second, false, nil},
+		{"ended context, no wait", ended, 0, false, context.Canceled},
+		{"ended context, long wait", ended, time.Hour, false, context.Canceled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := NewFake(time.Unix(1_700_000_000, 0))
+			done := make(chan error, 1)
+			go func() { done <- Sleep(tc.ctx, f, tc.d) }()
+			if tc.advance {
+				if !f.WaitTimersFor(1, 5*time.Second) {
+					t.Fatal("Sleep armed no timer")
+				}
+				f.Advance(tc.d)
+			}
+			select {
+			case err := <-done:
+				if err != tc.want {
+					t.Fatalf("Sleep = %v, want %v", err, tc.want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Sleep did not return")
+			}
+			if n := f.Pending(); n != 0 {
+				t.Fatalf("%d timers left pending", n)
+			}
+		})
 	}
 }

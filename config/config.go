@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tickflow/tickflow/ingest"
 	"github.com/tickflow/tickflow/sinks"
 )
 
@@ -29,38 +30,28 @@ type Config struct {
 	Sinks []Sink `yaml:"-"`
 }
 
-// Ingest configures the exchange sources.
+// Ingest configures the exchange sources. Its keys are the registered
+// sources' names (each section decoded by its spec) and the host's own,
+// listed in ingestHostKeys.
 type Ingest struct {
-	Binance Binance `yaml:"binance"`
-	Sim     Sim     `yaml:"sim"`
+	// Sources holds one entry per registered source, sorted by name,
+	// whether or not the file mentions it (a source may be enabled by
+	// default).
+	Sources []Source `yaml:"-"`
 	// Queue is how many ticks may wait between a source's read loop and the
 	// producer before the read loop blocks (and says so).
 	Queue int `yaml:"queue"`
 }
 
-// Binance configures the Binance spot ticker source.
-type Binance struct {
-	Enabled bool     `yaml:"enabled"`
-	URL     string   `yaml:"url"`
-	Symbols []string `yaml:"symbols"`
-	// StreamsPerConn caps streams on one connection (Binance allows 1024).
-	StreamsPerConn int `yaml:"streams_per_conn"`
-	// StaleAfter: a connection that delivers nothing for this long is
-	// considered dead and replaced.
-	StaleAfter time.Duration `yaml:"stale_after"`
-	// MaxLifetime: reconnect before Binance's 24 h cut-off.
-	MaxLifetime time.Duration `yaml:"max_lifetime"`
-	// Backoff bounds for reconnects (exponential with jitter).
-	BackoffMin time.Duration `yaml:"backoff_min"`
-	BackoffMax time.Duration `yaml:"backoff_max"`
-}
+// ingestHostKeys are the keys under ingest: that are not sources.
+var ingestHostKeys = map[string]bool{"queue": true}
 
-// Sim configures the built-in simulated exchange for offline demos.
-type Sim struct {
-	Enabled  bool          `yaml:"enabled"`
-	Symbols  []string      `yaml:"symbols"`
-	Interval time.Duration `yaml:"interval"` // per symbol
-	Seed     int64         `yaml:"seed"`     // 0 = random
+// Source is one entry under ingest:.
+type Source struct {
+	Name    string
+	Enabled bool
+	// Settings is the source's own decoded config (Spec.Config's value).
+	Settings any
 }
 
 // Bus configures Kafka.
@@ -123,26 +114,11 @@ type Sink struct {
 	Settings any
 }
 
-// Default returns the documented defaults (those of config.yaml).
+// Default returns the documented defaults of the host's keys (those of
+// config.yaml). Sources' and sinks' defaults come from their specs.
 func Default() Config {
 	return Config{
-		Ingest: Ingest{
-			Binance: Binance{
-				Enabled:        true,
-				URL:            "wss://stream.binance.com:9443",
-				Symbols:        []string{"BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT"},
-				StreamsPerConn: 200,
-				StaleAfter:     60 * time.Second,
-				MaxLifetime:    23 * time.Hour,
-				BackoffMin:     500 * time.Millisecond,
-				BackoffMax:     30 * time.Second,
-			},
-			Sim: Sim{
-				Symbols:  []string{"BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT"},
-				Interval: 250 * time.Millisecond,
-			},
-			Queue: 4096,
-		},
+		Ingest: Ingest{Queue: 4096},
 		Bus: Bus{
 			Listen:      "127.0.0.1:9092",
 			DataDir:     "./data/kafka",
@@ -171,17 +147,40 @@ func Load(path string, getenv func(string) string) (Config, error) {
 	return cfg, nil
 }
 
-// file is the top level as written, less the sinks section, which each
-// sink's spec decodes on its own.
+// file is the top level as written, less the ingest and sinks sections,
+// whose entries each component's spec decodes on its own.
 type file struct {
-	Ingest *Ingest `yaml:"ingest"`
-	Bus    *Bus    `yaml:"bus"`
-	API    *API    `yaml:"api"`
-	Log    *Log    `yaml:"log"`
+	Bus *Bus `yaml:"bus"`
+	API *API `yaml:"api"`
+	Log *Log `yaml:"log"`
 }
 
-// Parse decodes YAML text into a validated Config.
+// Registries are the component specs a config is decoded against. A nil
+// field means that kind's Default registry, the one init() fills.
+type Registries struct {
+	Sinks   *sinks.Registry
+	Sources *ingest.Registry
+}
+
+func (r Registries) withDefaults() Registries {
+	if r.Sinks == nil {
+		r.Sinks = sinks.Default
+	}
+	if r.Sources == nil {
+		r.Sources = ingest.Default
+	}
+	return r
+}
+
+// Parse decodes YAML text into a validated Config, against the compiled-in
+// sources and sinks.
 func Parse(b []byte, getenv func(string) string) (Config, error) {
+	return ParseWith(b, getenv, Registries{})
+}
+
+// ParseWith is Parse against the given registries; tests pass their own.
+func ParseWith(b []byte, getenv func(string) string, regs Registries) (Config, error) {
+	regs = regs.withDefaults()
 	if getenv == nil {
 		getenv = os.Getenv
 	}
@@ -196,22 +195,29 @@ func Parse(b []byte, getenv func(string) string) (Config, error) {
 	if top.Kind != yaml.MappingNode {
 		return Config{}, errors.New("top level must be a mapping")
 	}
-	if err := applyEnv(&root, getenv); err != nil {
+	if err := applyEnv(&root, getenv, sourceOverrides(regs.Sources)); err != nil {
 		return Config{}, err
 	}
-	// Split off sinks: its keys are sink names, each decoded by its spec.
-	var sinksNode *yaml.Node
+	// Split off ingest and sinks: their keys are mostly component names,
+	// each decoded by its spec.
+	var ingestNode, sinksNode *yaml.Node
 	rest := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 	for i := 0; i+1 < len(top.Content); i += 2 {
-		if top.Content[i].Value == "sinks" {
+		switch top.Content[i].Value {
+		case "ingest":
+			ingestNode = top.Content[i+1]
+		case "sinks":
 			sinksNode = top.Content[i+1]
-			continue
+		default:
+			rest.Content = append(rest.Content, top.Content[i], top.Content[i+1])
 		}
-		rest.Content = append(rest.Content, top.Content[i], top.Content[i+1])
 	}
 	cfg := Default()
-	f := file{Ingest: &cfg.Ingest, Bus: &cfg.Bus, API: &cfg.API, Log: &cfg.Log}
+	f := file{Bus: &cfg.Bus, API: &cfg.API, Log: &cfg.Log}
 	if err := decodeStrict(rest, &f, ""); err != nil {
+		return Config{}, err
+	}
+	if err := decodeIngest(ingestNode, regs.Sources, &cfg.Ingest); err != nil {
 		return Config{}, err
 	}
 	entries := map[string]*yaml.Node{}
@@ -232,7 +238,7 @@ func Parse(b []byte, getenv func(string) string) (Config, error) {
 		if !ok {
 			continue
 		}
-		s, err := decodeSink(name, node)
+		s, err := decodeSink(regs.Sinks, name, node)
 		if err != nil {
 			return Config{}, fmt.Errorf("sinks.%s: %w", name, err)
 		}
@@ -326,56 +332,152 @@ func linePaths(n *yaml.Node, prefix string, out, parents map[int]string) {
 	}
 }
 
+// decodeIngest splits ingest: into the host's keys and the sources'
+// sections, and decodes every registered source, mentioned or not, so a
+// source enabled by default runs with its defaults.
+func decodeIngest(node *yaml.Node, reg *ingest.Registry, in *Ingest) error {
+	host := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	entries := map[string]*yaml.Node{}
+	if node != nil && !isNull(node) {
+		if node.Kind != yaml.MappingNode {
+			return errors.New("ingest: must be a mapping of source name to settings")
+		}
+		for i := 0; i+1 < len(node.Content); i += 2 {
+			k, v := node.Content[i], node.Content[i+1]
+			if ingestHostKeys[k.Value] {
+				host.Content = append(host.Content, k, v)
+				continue
+			}
+			if _, ok := reg.Lookup(k.Value); !ok {
+				return fmt.Errorf("ingest.%s: unknown source (known: %s)", k.Value, strings.Join(reg.Registered(), ", "))
+			}
+			entries[k.Value] = v
+		}
+	}
+	if err := decodeStrict(host, in, "ingest"); err != nil {
+		return err
+	}
+	for _, name := range reg.Registered() {
+		spec, _ := reg.Lookup(name)
+		prefix := "ingest." + name
+		src := Source{Name: name, Enabled: spec.Enabled}
+		own := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+		if node := entries[name]; node != nil {
+			var err error
+			if own, err = section(node, map[string]func(*yaml.Node) error{
+				"enabled": func(v *yaml.Node) error { return decodeEnabled(v, &src.Enabled) },
+			}); err != nil {
+				return fmt.Errorf("%s: %w", prefix, err)
+			}
+		}
+		settings, err := decodeSettings(spec.Config, own, prefix, src.Enabled, "source")
+		if err != nil {
+			return err
+		}
+		src.Settings = settings
+		in.Sources = append(in.Sources, src)
+	}
+	return nil
+}
+
 // decodeSink splits a sink's section into the host's keys (enabled, batch)
 // and the sink's own, which its spec decodes strictly.
-func decodeSink(name string, node *yaml.Node) (Sink, error) {
+func decodeSink(reg *sinks.Registry, name string, node *yaml.Node) (Sink, error) {
 	s := Sink{Name: name}
-	spec, registered := sinks.Lookup(name)
+	spec, registered := reg.Lookup(name)
 	s.Available = registered
 	if registered {
 		s.Batch = spec.Batch
 	}
-	own := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
-	if node.Kind != yaml.MappingNode && !isNull(node) {
-		return s, errors.New("must be a mapping")
-	}
-	for i := 0; node.Kind == yaml.MappingNode && i+1 < len(node.Content); i += 2 {
-		k, v := node.Content[i], node.Content[i+1]
-		switch k.Value {
-		case "enabled":
-			if err := v.Decode(&s.Enabled); err != nil {
-				return s, fmt.Errorf("enabled: must be true or false, got %q", v.Value)
-			}
-		case "batch":
-			if err := decodeStrict(v, &s.Batch, "batch"); err != nil {
-				return s, err
-			}
-		default:
-			own.Content = append(own.Content, k, v)
-		}
-	}
-	if !registered {
-		return s, nil
+	own, err := section(node, map[string]func(*yaml.Node) error{
+		"enabled": func(v *yaml.Node) error { return decodeEnabled(v, &s.Enabled) },
+		"batch":   func(v *yaml.Node) error { return decodeStrict(v, &s.Batch, "batch") },
+	})
+	if err != nil || !registered {
+		return s, err
 	}
 	if err := s.Batch.Validate(); err != nil {
 		return s, fmt.Errorf("batch: %w", err)
 	}
-	if spec.Config == nil {
+	s.Settings, err = decodeSettings(spec.Config, own, "", s.Enabled, "sink")
+	return s, err
+}
+
+// section splits a component's mapping into the host's keys, each handed
+// to its decoder, and the component's own, returned as a mapping.
+func section(node *yaml.Node, host map[string]func(*yaml.Node) error) (*yaml.Node, error) {
+	own := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	if node.Kind != yaml.MappingNode && !isNull(node) {
+		return own, errors.New("must be a mapping")
+	}
+	for i := 0; node.Kind == yaml.MappingNode && i+1 < len(node.Content); i += 2 {
+		k, v := node.Content[i], node.Content[i+1]
+		if dec, ok := host[k.Value]; ok {
+			if err := dec(v); err != nil {
+				return own, err
+			}
+			continue
+		}
+		own.Content = append(own.Content, k, v)
+	}
+	return own, nil
+}
+
+func decodeEnabled(v *yaml.Node, dst *bool) error {
+	if err := v.Decode(dst); err != nil {
+		return fmt.Errorf("enabled: must be true or false, got %q", v.Value)
+	}
+	return nil
+}
+
+// decodeSettings decodes a component's own keys strictly into a fresh
+// value from newConfig and, for an enabled component, runs its Validate.
+// Errors carry prefix: the keys' full path when prefix is set (a source's
+// ingest.binance.url), none when the caller wraps them (a sink's).
+func decodeSettings(newConfig func() any, own *yaml.Node, prefix string, enabled bool, kind string) (any, error) {
+	if newConfig == nil {
 		if len(own.Content) > 0 {
-			return s, fmt.Errorf("%s: not allowed, this sink takes no settings", own.Content[0].Value)
+			return nil, qualify(prefix, fmt.Errorf("%s: not allowed, this %s takes no settings", own.Content[0].Value, kind))
 		}
-		return s, nil
+		return nil, nil
 	}
-	s.Settings = spec.Config()
-	if err := decodeStrict(own, s.Settings, ""); err != nil {
-		return s, err
+	settings := newConfig()
+	if err := decodeStrict(own, settings, prefix); err != nil {
+		return nil, err
 	}
-	if v, ok := s.Settings.(sinks.Validator); ok && s.Enabled {
+	if v, ok := settings.(interface{ Validate() error }); ok && enabled {
 		if err := v.Validate(); err != nil {
-			return s, err
+			return nil, qualify(prefix, err)
 		}
 	}
-	return s, nil
+	return settings, nil
+}
+
+// qualify puts the section's key in front of a component's error. An error
+// that starts with a key ("symbols: empty") gets the whole path
+// (ingest.binance.symbols: empty); any other follows the section after a
+// colon. An empty prefix leaves err alone.
+func qualify(prefix string, err error) error {
+	if prefix == "" {
+		return err
+	}
+	msg := err.Error()
+	if i := strings.Index(msg, ": "); i > 0 && strings.IndexFunc(msg[:i], func(r rune) bool {
+		return !('a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '_' || r == '.')
+	}) < 0 {
+		return fmt.Errorf("%s.%w", prefix, err)
+	}
+	return fmt.Errorf("%s: %w", prefix, err)
+}
+
+// Source returns the named source's entry.
+func (c *Config) Source(name string) (Source, bool) {
+	for _, s := range c.Ingest.Sources {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Source{}, false
 }
 
 // Sink returns the named sink's entry.
@@ -390,40 +492,6 @@ func (c *Config) Sink(name string) (Sink, bool) {
 
 // Validate checks cross-field rules.
 func (c *Config) Validate() error {
-	b := c.Ingest.Binance
-	if b.Enabled {
-		if b.URL == "" {
-			return errors.New("ingest.binance.url: required when ingest.binance.enabled")
-		}
-		if !strings.HasPrefix(b.URL, "ws://") && !strings.HasPrefix(b.URL, "wss://") {
-			return fmt.Errorf("ingest.binance.url: %q is not a ws:// or wss:// URL", b.URL)
-		}
-		if err := symbols("ingest.binance.symbols", b.Symbols); err != nil {
-			return err
-		}
-		if b.StreamsPerConn < 1 || b.StreamsPerConn > 1024 {
-			return fmt.Errorf("ingest.binance.streams_per_conn: %d is outside 1..1024 (Binance's limit)", b.StreamsPerConn)
-		}
-		for key, d := range map[string]time.Duration{"stale_after": b.StaleAfter, "max_lifetime": b.MaxLifetime, "backoff_min": b.BackoffMin, "backoff_max": b.BackoffMax} {
-			if d <= 0 {
-				return fmt.Errorf("ingest.binance.%s: must be > 0, got %s", key, d)
-			}
-		}
-		if b.MaxLifetime >= 24*time.Hour {
-			return fmt.Errorf("ingest.binance.max_lifetime: %s must be under Binance's 24h cut-off", b.MaxLifetime)
-		}
-		if b.BackoffMin > b.BackoffMax {
-			return errors.New("ingest.binance.backoff_min: larger than backoff_max")
-		}
-	}
-	if c.Ingest.Sim.Enabled {
-		if err := symbols("ingest.sim.symbols", c.Ingest.Sim.Symbols); err != nil {
-			return err
-		}
-		if c.Ingest.Sim.Interval <= 0 {
-			return fmt.Errorf("ingest.sim.interval: must be > 0, got %s", c.Ingest.Sim.Interval)
-		}
-	}
 	if c.Ingest.Queue <= 0 {
 		return fmt.Errorf("ingest.queue: must be > 0, got %d", c.Ingest.Queue)
 	}
@@ -470,24 +538,6 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("log.format: %q is not text or json", c.Log.Format)
-	}
-	return nil
-}
-
-func symbols(key string, ss []string) error {
-	if len(ss) == 0 {
-		return fmt.Errorf("%s: empty, but the source is enabled", key)
-	}
-	seen := map[string]bool{}
-	for _, s := range ss {
-		if s == "" || strings.ContainsAny(s, " /@:\t") {
-			return fmt.Errorf("%s: bad symbol %q", key, s)
-		}
-		u := strings.ToUpper(s)
-		if seen[u] {
-			return fmt.Errorf("%s: %q listed twice", key, s)
-		}
-		seen[u] = true
 	}
 	return nil
 }

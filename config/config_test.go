@@ -2,12 +2,15 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tickflow/tickflow/ingest"
+	"github.com/tickflow/tickflow/ingest/binance"
+	"github.com/tickflow/tickflow/ingest/sim"
 	"github.com/tickflow/tickflow/sinks"
-	"github.com/tickflow/tickflow/tick"
 )
 
 // A stand-in registration for the cache sink: config only needs a spec with
@@ -26,13 +29,23 @@ func (c *testCacheConfig) Validate() error {
 	return nil
 }
 
-func init() {
-	sinks.Register(sinks.Spec{
+// testRegs are this test's own registries: the stand-in cache sink and the
+// real source specs, registered into nothing global.
+func testRegs() Registries {
+	r := Registries{Sinks: sinks.NewRegistry(), Sources: ingest.NewRegistry()}
+	r.Sinks.Register(sinks.Spec{
 		Name:   "cache",
 		Batch:  sinks.BatchPolicy{Size: 100, MaxWait: 10 * time.Millisecond},
 		Config: func() any { return &testCacheConfig{TTL: time.Hour} },
 		New:    func(sinks.Env, any) (sinks.Sink, error) { return nil, errors.New("not used") },
 	})
+	r.Sources.Register(binance.Spec())
+	r.Sources.Register(sim.Spec())
+	return r
+}
+
+func parse(yaml string, getenv func(string) string) (Config, error) {
+	return ParseWith([]byte(yaml), getenv, testRegs())
 }
 
 const full = `
@@ -60,15 +73,23 @@ api:
 func noEnv(string) string { return "" }
 
 func TestParseFull(t *testing.T) {
-	cfg, err := Parse([]byte(full), noEnv)
+	cfg, err := parse(full, noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := cfg.Ingest.Binance.Symbols; len(got) != 2 || got[1] != "ETHUSDT" {
+	b, ok := cfg.Source("binance")
+	if !ok || !b.Enabled {
+		t.Fatalf("binance entry %+v", b)
+	}
+	bc := b.Settings.(*binance.Config)
+	if got := bc.Symbols; len(got) != 2 || got[1] != "ETHUSDT" {
 		t.Fatalf("symbols %v", got)
 	}
-	if cfg.Ingest.Binance.StaleAfter != 60*time.Second {
-		t.Fatalf("default stale_after not kept: %v", cfg.Ingest.Binance.StaleAfter)
+	if bc.StaleAfter != 60*time.Second {
+		t.Fatalf("default stale_after not kept: %v", bc.StaleAfter)
+	}
+	if s, ok := cfg.Source("sim"); !ok || s.Enabled || s.Settings.(*sim.Config).Interval != 250*time.Millisecond {
+		t.Fatalf("sim entry %+v, want it present, disabled, with its defaults", s)
 	}
 	c, ok := cfg.Sink("cache")
 	if !ok || !c.Enabled || !c.Available || c.Batch.Size != 7 || c.Batch.MaxWait != 3*time.Millisecond {
@@ -87,12 +108,23 @@ func TestParseFull(t *testing.T) {
 }
 
 func TestEmptyFileIsDefaults(t *testing.T) {
-	cfg, err := Parse(nil, noEnv)
+	cfg, err := parse("", noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Bus.Topic != "market_data.ticks" || cfg.Bus.Partitions != 12 || cfg.API.Listen != "127.0.0.1:8080" {
 		t.Fatalf("defaults %+v", cfg.Bus)
+	}
+	if cfg.Ingest.Queue != 4096 {
+		t.Fatalf("queue %d", cfg.Ingest.Queue)
+	}
+	// Every registered source is listed, enabled as its spec says.
+	var got []string
+	for _, s := range cfg.Ingest.Sources {
+		got = append(got, fmt.Sprintf("%s=%v", s.Name, s.Enabled))
+	}
+	if strings.Join(got, " ") != "binance=true sim=false" {
+		t.Fatalf("sources %v", got)
 	}
 }
 
@@ -102,8 +134,9 @@ func TestEnvOverrides(t *testing.T) {
 		"TICKFLOW_BUS_SASL_USERNAME": "u",
 		"TICKFLOW_API_LISTEN":        "0.0.0.0:9000",
 		"TICKFLOW_CACHE_REDIS_ADDRS": "r1:6379,r2:6379",
+		"TICKFLOW_BINANCE_URL":       "ws://127.0.0.1:1",
 	}
-	cfg, err := Parse([]byte(full), func(k string) string { return env[k] })
+	cfg, err := parse(full, func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,8 +147,12 @@ func TestEnvOverrides(t *testing.T) {
 	if got := c.Settings.(*testCacheConfig).Redis.Addrs; strings.Join(got, ",") != "r1:6379,r2:6379" {
 		t.Fatalf("cache addrs %v", got)
 	}
+	// The source's spec declares its own override.
+	if b, _ := cfg.Source("binance"); b.Settings.(*binance.Config).URL != "ws://127.0.0.1:1" {
+		t.Fatalf("binance url %q", b.Settings.(*binance.Config).URL)
+	}
 	// An override for a section the file does not have creates it.
-	cfg, err = Parse([]byte("api: {listen: 'x:1'}"), func(k string) string { return env[k] })
+	cfg, err = parse("api: {listen: 'x:1'}", func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,11 +189,19 @@ func TestParseErrors(t *testing.T) {
 		{"bad broker", "bus: {brokers: [localhost]}", "not host:port"},
 		{"bad sasl", "bus: {sasl: {mechanism: GSSAPI}}", "bus.sasl.mechanism"},
 		{"bad log level", "log: {level: loud}", "log.level"},
+		{"unknown source", "ingest: {kraken: {enabled: true}}", "ingest.kraken: unknown source (known: binance, sim)"},
+		{"unknown source setting", "ingest: {binance: {urll: x}}", "ingest.binance: field urll not found"},
+		{"source not a mapping", "ingest: {sim: 5}", "ingest.sim: must be a mapping"},
+		{"ingest not a mapping", "ingest: 5", "ingest: must be a mapping"},
+		{"bad queue", "ingest: {queue: 0}", "ingest.queue: must be > 0"},
+		{"queue not a number", "ingest: {queue: lots}", "ingest.queue"},
+		{"source enabled not bool", "ingest: {sim: {enabled: maybe}}", "ingest.sim: enabled"},
+		{"bad sim interval", "ingest: {sim: {enabled: true, interval: 0s}}", "ingest.sim.interval: must be > 0"},
 		{"not yaml", "ingest: [", "yaml"},
 		{"enabled not bool", "sinks: {cache: {enabled: maybe}}", "sinks.cache: enabled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Parse([]byte(tc.yaml), noEnv)
+			_, err := parse(tc.yaml, noEnv)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
 			}
@@ -165,10 +210,7 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestUnregisteredKnownSinkIsAcceptedButUnavailable(t *testing.T) {
-	cfg, err := Parse([]byte("sinks: {risk: {enabled: true, anything: 1}}"), noEnv)
-	if _, registered := sinks.Lookup("risk"); registered {
-		t.Skip("risk is compiled into this test binary")
-	}
+	cfg, err := parse("sinks: {risk: {enabled: true, anything: 1}}", noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,4 +220,49 @@ func TestUnregisteredKnownSinkIsAcceptedButUnavailable(t *testing.T) {
 	}
 }
 
-var _ = tick.Pair{}
+// A disabled source's settings are decoded (unknown keys are still errors)
+// but not validated, like a sink's.
+func TestDisabledSourceIsNotValidated(t *testing.T) {
+	cfg, err := parse("ingest: {binance: {enabled: false, symbols: []}}", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := cfg.Source("binance"); b.Enabled {
+		t.Fatal("binance enabled")
+	}
+}
+
+// The package-level Parse reads the Default registries; a test registry
+// never leaks into them.
+func TestParseUsesDefaultRegistries(t *testing.T) {
+	const doc = "sinks: {cache: {enabled: true, ttl: 30m}}"
+	if _, err := ParseWith([]byte(doc), noEnv, testRegs()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := sinks.Lookup("cache"); ok {
+		t.Fatal("the test's cache spec reached sinks.Default")
+	}
+	// No sink package is compiled into this test, so against Default the
+	// cache is known but not available.
+	cfg, err := Parse([]byte(doc), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := cfg.Sink("cache"); c.Available || c.Settings != nil {
+		t.Fatalf("cache entry %+v", c)
+	}
+}
+
+func TestQualify(t *testing.T) {
+	for _, tc := range []struct{ prefix, err, want string }{
+		{"ingest.binance", "symbols: empty", "ingest.binance.symbols: empty"},
+		{"ingest.binance", "backoff.min: too small", "ingest.binance.backoff.min: too small"},
+		{"ingest.binance", "Bad thing: happened", "ingest.binance: Bad thing: happened"},
+		{"ingest.binance", "no key here", "ingest.binance: no key here"},
+		{"", "symbols: empty", "symbols: empty"},
+	} {
+		if got := qualify(tc.prefix, errors.New(tc.err)).Error(); got != tc.want {
+			t.Errorf("qualify(%q, %q) = %q, want %q", tc.prefix, tc.err, got, tc.want)
+		}
+	}
+}

@@ -2,9 +2,12 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tickflow/tickflow/ingest"
 )
 
 // envOverride maps an environment variable onto a key path. Addresses and
@@ -16,7 +19,8 @@ type envOverride struct {
 	list bool
 }
 
-// Overrides lists every environment variable tickflow reads.
+// overrides lists the environment variables for the host's keys and the
+// sinks; each source's spec declares its own (sourceOverrides).
 var overrides = []envOverride{
 	{"TICKFLOW_BUS_BROKERS", []string{"bus", "brokers"}, true},
 	{"TICKFLOW_BUS_LISTEN", []string{"bus", "listen"}, false},
@@ -25,7 +29,6 @@ var overrides = []envOverride{
 	{"TICKFLOW_BUS_SASL_USERNAME", []string{"bus", "sasl", "username"}, false},
 	{"TICKFLOW_BUS_SASL_PASSWORD", []string{"bus", "sasl", "password"}, false},
 	{"TICKFLOW_API_LISTEN", []string{"api", "listen"}, false},
-	{"TICKFLOW_BINANCE_URL", []string{"ingest", "binance", "url"}, false},
 	{"TICKFLOW_CACHE_REDIS_ADDRS", []string{"sinks", "cache", "redis", "addrs"}, true},
 	{"TICKFLOW_CACHE_REDIS_PASSWORD", []string{"sinks", "cache", "redis", "password"}, false},
 	{"TICKFLOW_STORE_CLICKHOUSE_URL", []string{"sinks", "store", "clickhouse", "url"}, false},
@@ -34,17 +37,31 @@ var overrides = []envOverride{
 	{"TICKFLOW_PUSH_LISTEN", []string{"sinks", "push", "listen"}, false},
 }
 
+// sourceOverrides are the overrides the registered sources declare, on
+// their keys under ingest.<name>.
+func sourceOverrides(reg *ingest.Registry) []envOverride {
+	var out []envOverride
+	for _, name := range reg.Registered() {
+		spec, _ := reg.Lookup(name)
+		for _, e := range spec.EnvVars {
+			out = append(out, envOverride{e.Var, append([]string{"ingest", name}, strings.Split(e.Key, ".")...), e.List})
+		}
+	}
+	return out
+}
+
 // EnvVars lists the environment variables Load honours, for documentation.
 func EnvVars() []string {
-	out := make([]string, len(overrides))
-	for i, o := range overrides {
+	all := append(slices.Clone(overrides), sourceOverrides(ingest.Default)...)
+	out := make([]string, len(all))
+	for i, o := range all {
 		out[i] = o.env + " → " + strings.Join(o.path, ".")
 	}
 	return out
 }
 
-func applyEnv(doc *yaml.Node, getenv func(string) string) error {
-	for _, o := range overrides {
+func applyEnv(doc *yaml.Node, getenv func(string) string, more []envOverride) error {
+	for _, o := range append(slices.Clone(overrides), more...) {
 		v, ok := lookup(getenv, o.env)
 		if !ok {
 			continue

@@ -404,20 +404,3 @@ func TestSometimes(t *testing.T) {
 		}
 	}
 }
-
-func TestBackoff(t *testing.T) {
-	for _, tc := range []struct {
-		attempt int
-		want    time.Duration
-	}{
-		{0, 100 * time.Millisecond},
-		{1, 200 * time.Millisecond},
-		{3, 800 * time.Millisecond},
-		{6, 5 * time.Second},
-		{1000, 5 * time.Second},
-	} {
-		if got := backoff(100*time.Millisecond, 5*time.Second, tc.attempt); got != tc.want {
-			t.Errorf("backoff(attempt %d) = %s, want %s", tc.attempt, got, tc.want)
-		}
-	}
-}

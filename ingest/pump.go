@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/internal/backoff"
 	"github.com/tickflow/tickflow/tick"
 )
 
@@ -72,6 +73,7 @@ type Pump struct {
 	o      PumpOptions
 	m      *Metrics
 	logErr Sometimes
+	retry  backoff.Policy
 
 	mu   sync.Mutex
 	lost map[string]int // by exchange
@@ -104,7 +106,13 @@ func NewPump(q *Queue, pub Publisher, o PumpOptions) (*Pump, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Pump{q: q, pub: pub, o: o, m: m, logErr: Sometimes{Every: 5 * time.Second, Clock: o.Clock}}, nil
+	return &Pump{
+		q: q, pub: pub, o: o, m: m,
+		logErr: Sometimes{Every: 5 * time.Second, Clock: o.Clock},
+		// No jitter: the pump retries one producer it owns, so there is no
+		// herd to spread.
+		retry: backoff.Policy{Min: o.RetryMin, Max: o.RetryMax, NoJitter: true},
+	}, nil
 }
 
 // Run produces queued ticks until ctx ends, then closes the queue and keeps
@@ -220,16 +228,12 @@ func (p *Pump) produce(ctx context.Context, t *tick.Tick) bool {
 			return false
 		}
 		p.m.ProduceErrors.WithLabelValues(t.Exchange).Inc()
-		wait := backoff(p.o.RetryMin, p.o.RetryMax, attempt)
+		wait := p.retry.Delay(attempt)
 		if ok, suppressed := p.logErr.Allow(); ok {
 			p.o.Logger.Warn("ingest: produce failed; retrying", "key", t.Key(), "attempt", attempt+1,
 				"retry_in", wait, "err", err, "suppressed", suppressed)
 		}
-		timer := p.o.Clock.NewTimer(wait)
-		select {
-		case <-timer.C():
-		case <-ctx.Done():
-			timer.Stop()
+		if clock.Sleep(ctx, p.o.Clock, wait) != nil {
 			return false
 		}
 	}
@@ -256,16 +260,6 @@ func (p *Pump) lostSummary() (int, string) {
 	}
 	sort.Strings(parts)
 	return total, strings.Join(parts, " ")
-}
-
-// backoff is min·2^attempt capped at max, without jitter: the pump retries
-// one producer it owns, so there is no herd to spread.
-func backoff(lo, hi time.Duration, attempt int) time.Duration {
-	d := lo
-	for i := 0; i < attempt && d < hi; i++ {
-		d *= 2
-	}
-	return min(d, hi)
 }
 
 // pairHash is FNV-1a over "exchange:symbol", without building the string.

@@ -12,13 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/internal/registry"
 	"github.com/tickflow/tickflow/tick"
 )
 
@@ -126,47 +125,39 @@ type Spec struct {
 	New func(env Env, cfg any) (Sink, error)
 }
 
-var (
-	mu       sync.RWMutex
-	registry = map[string]Spec{}
-)
+// Registry holds sink specs by name. The sink packages register into
+// Default from init(); a test builds its own with NewRegistry.
+type Registry = registry.Registry[Spec]
 
-// Register adds a sink type. It panics on an unknown or duplicate name: both
-// are programming errors caught at init.
-func Register(s Spec) {
-	mu.Lock()
-	defer mu.Unlock()
+// NewRegistry returns an empty sink registry. Its Register panics on a
+// name not in Names, a duplicate, or an unusable default batch policy.
+func NewRegistry() *Registry {
+	return registry.New("sinks", func(s Spec) string { return s.Name }, checkSpec)
+}
+
+// Default is the registry the sink packages register into and the config
+// loader and main read unless given another.
+var Default = NewRegistry()
+
+func checkSpec(s Spec) error {
 	if !known(s.Name) {
-		panic(fmt.Sprintf("sinks: register %q: not one of %v", s.Name, Names))
-	}
-	if _, dup := registry[s.Name]; dup {
-		panic(fmt.Sprintf("sinks: %q registered twice", s.Name))
+		return fmt.Errorf("not one of %v", Names)
 	}
 	if err := s.Batch.Validate(); err != nil {
-		panic(fmt.Sprintf("sinks: %q default batch: %v", s.Name, err))
+		return fmt.Errorf("default batch: %w", err)
 	}
-	registry[s.Name] = s
+	return nil
 }
 
-// Lookup returns the registered spec for name.
-func Lookup(name string) (Spec, bool) {
-	mu.RLock()
-	defer mu.RUnlock()
-	s, ok := registry[name]
-	return s, ok
-}
+// Register adds a sink type to Default. It panics on an unknown or
+// duplicate name: both are programming errors caught at init.
+func Register(s Spec) { Default.Register(s) }
+
+// Lookup returns Default's spec for name.
+func Lookup(name string) (Spec, bool) { return Default.Lookup(name) }
 
 // Registered lists the compiled-in sink names, sorted.
-func Registered() []string {
-	mu.RLock()
-	defer mu.RUnlock()
-	out := make([]string, 0, len(registry))
-	for n := range registry {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func Registered() []string { return Default.Registered() }
 
 // Known reports whether name is a sink tickflow defines.
 func Known(name string) bool { return known(name) }

@@ -21,27 +21,20 @@ func mustPanic(t *testing.T, want string, fn func()) {
 }
 
 func TestRegister(t *testing.T) {
-	// The registry is process-wide: give this test an empty one and put the
-	// real one back, so -count=N and other tests see what they expect.
-	mu.Lock()
-	saved := registry
-	registry = map[string]Spec{}
-	mu.Unlock()
-	t.Cleanup(func() {
-		mu.Lock()
-		registry = saved
-		mu.Unlock()
-	})
+	r := NewRegistry() // the test's own: Default is what init() fills
 	ok := BatchPolicy{Size: 1, MaxWait: time.Millisecond}
-	mustPanic(t, "not one of", func() { Register(Spec{Name: "mystery", Batch: ok}) })
-	mustPanic(t, "default batch", func() { Register(Spec{Name: "risk", Batch: BatchPolicy{}}) })
-	Register(Spec{Name: "risk", Batch: ok})
-	mustPanic(t, "registered twice", func() { Register(Spec{Name: "risk", Batch: ok}) })
-	if s, found := Lookup("risk"); !found || s.Batch != ok {
+	mustPanic(t, "not one of", func() { r.Register(Spec{Name: "mystery", Batch: ok}) })
+	mustPanic(t, "default batch", func() { r.Register(Spec{Name: "risk", Batch: BatchPolicy{}}) })
+	r.Register(Spec{Name: "risk", Batch: ok})
+	mustPanic(t, "registered twice", func() { r.Register(Spec{Name: "risk", Batch: ok}) })
+	if s, found := r.Lookup("risk"); !found || s.Batch != ok {
 		t.Fatalf("lookup: %+v %v", s, found)
 	}
-	if got := Registered(); len(got) != 1 || got[0] != "risk" {
+	if got := r.Registered(); len(got) != 1 || got[0] != "risk" {
 		t.Fatalf("registered %v", got)
+	}
+	if _, found := Lookup("risk"); found {
+		t.Fatal("registering into a test registry reached Default")
 	}
 	if !Known("store") || Known("redis") {
 		t.Fatal("Known")

@@ -262,3 +262,46 @@ func BenchmarkDecodeTypical(b *testing.B) {
 		}
 	}
 }
+
+// ParseDecimalBytes, which exchange decoders call on every field of every
+// frame, agrees with apd on value, exponent and sign, accepts only finite
+// decimals, and allocates nothing on the plain decimals exchanges send.
+func checkParseDecimalBytes(t *testing.T, s string) {
+	var got, want apd.Decimal
+	err := ParseDecimalBytes(&got, []byte(s))
+	_, _, werr := want.SetString(s)
+	if werr == nil && want.Form != apd.Finite {
+		werr = errors.New("not finite")
+	}
+	if s == "" {
+		werr = errors.New("empty")
+	}
+	if (err == nil) != (werr == nil) {
+		t.Fatalf("%q: ParseDecimalBytes err %v, apd err %v", s, err, werr)
+	}
+	if err == nil && (got.CmpTotal(&want) != 0 || got.Exponent != want.Exponent || got.Negative != want.Negative) {
+		t.Fatalf("%q: ParseDecimalBytes %s (exp %d), apd %s (exp %d)", s, &got, got.Exponent, &want, want.Exponent)
+	}
+}
+
+func TestParseDecimalBytes(t *testing.T) {
+	for _, s := range []string{
+		"0", "0.0025", "25.35190000", "10000", "-0.5", "-0", "0.000", "00.5", ".5", "5.", ".", "-", "+5", "",
+		"1e5", "1E-3", "9999999999999999999", "18446744073709551615", "99999999999999999999",
+		"0.00000000000000000001", "1.2.3", "1,5", " 1", "1 ", "NaN", "inf", "-Infinity", "0x10", "١",
+	} {
+		checkParseDecimalBytes(t, s)
+	}
+	frame := []byte(`"c":"50100.01000000"`)
+	var d apd.Decimal
+	if n := testing.AllocsPerRun(100, func() { _ = ParseDecimalBytes(&d, frame[5:19]) }); n != 0 {
+		t.Fatalf("%v allocations per plain decimal, want 0", n)
+	}
+}
+
+func FuzzParseDecimalBytes(f *testing.F) {
+	for _, s := range []string{"0.0025", "25.35190000", "-0", ".5", "1e5", "9999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(checkParseDecimalBytes)
+}

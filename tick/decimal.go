@@ -11,6 +11,14 @@ import (
 // apd's big-integer paths; anything else (exponents, long coefficients)
 // takes apd's general path, so the result is exact either way.
 
+// ParseDecimalBytes is ParseDecimal reading straight from a frame's bytes,
+// for exchange decoders: plain decimals ("25.35190000") take the fast path
+// without allocating, and the result keeps its exponent, so "50100.00"
+// keeps its two places. b is not retained.
+func ParseDecimalBytes(d *apd.Decimal, b []byte) error {
+	return ParseDecimal(d, unsafeString(b))
+}
+
 // parseDecimalFast handles [-]digits[.digits] with at most 18 digits. It
 // reports false when s needs the general parser.
 func parseDecimalFast(d *apd.Decimal, s string) bool {

@@ -1,14 +1,15 @@
-// Package binance is the Binance spot 24hrTicker source.
+// Package binance is the Binance spot 24hrTicker source: Binance's format
+// and limits on the ingest/wsfeed connection manager.
 //
 // It subscribes through the URL (combined streams, /stream?streams=...), so
 // it never sends a SUBSCRIBE message; the only frames it sends are pongs,
 // which are rate-limited to stay under Binance's 5 incoming messages per
-// second per connection. Streams are sharded over as many connections as
-// StreamsPerConn requires; each connection has its own read loop,
-// reconnects with exponential backoff and jitter, is replaced when it goes
-// silent for StaleAfter or reaches MaxLifetime (Binance cuts connections at
-// 24 h), and hands its ticks to the queue in the order they arrived. New
-// connections are paced process-wide to respect Binance's limit of 300
+// second per connection. The manager shards the streams over as many
+// connections as StreamsPerConn requires; each connection has its own read
+// loop, reconnects with exponential backoff and jitter, is replaced when it
+// goes silent for StaleAfter or reaches MaxLifetime (Binance cuts
+// connections at 24 h), and hands its ticks to the queue in the order they
+// arrived. New connections are paced to respect Binance's limit of 300
 // connection attempts per 5 minutes per IP.
 package binance
 
@@ -17,25 +18,25 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/ingest"
+	"github.com/tickflow/tickflow/ingest/wsfeed"
+	"github.com/tickflow/tickflow/internal/backoff"
+	"github.com/tickflow/tickflow/tick"
 )
 
 // Exchange is the Exchange of every tick this source emits.
 const Exchange = "binance"
 
-// Options configure a Feed; the first group mirrors config.Binance. Zero
-// values take the documented defaults.
+// Options configure a Feed; the first group mirrors Config. Zero values
+// take DefaultConfig's.
 type Options struct {
 	URL            string        // base URL; default wss://stream.binance.com:9443
 	Symbols        []string      // any case; ticks carry them upper-case
@@ -69,27 +70,27 @@ const (
 	// connection stays under 5 client messages per second.
 	pongEvery = 250 * time.Millisecond
 	readLimit = 1 << 16 // a ticker frame is ~500 bytes
-	dialLimit = 15 * time.Second
 )
 
 func (o *Options) setDefaults() error {
+	def := DefaultConfig()
 	if o.URL == "" {
-		o.URL = "wss://stream.binance.com:9443"
+		o.URL = def.URL
 	}
 	if o.StreamsPerConn == 0 {
-		o.StreamsPerConn = 200
+		o.StreamsPerConn = def.StreamsPerConn
 	}
 	if o.StaleAfter == 0 {
-		o.StaleAfter = 60 * time.Second
+		o.StaleAfter = def.StaleAfter
 	}
 	if o.MaxLifetime == 0 {
-		o.MaxLifetime = 23 * time.Hour
+		o.MaxLifetime = def.MaxLifetime
 	}
 	if o.BackoffMin == 0 {
-		o.BackoffMin = 500 * time.Millisecond
+		o.BackoffMin = def.BackoffMin
 	}
 	if o.BackoffMax == 0 {
-		o.BackoffMax = 30 * time.Second
+		o.BackoffMax = def.BackoffMax
 	}
 	if o.ConnectBurst == 0 {
 		o.ConnectBurst = 5
@@ -97,10 +98,6 @@ func (o *Options) setDefaults() error {
 	if o.ConnectEvery == 0 {
 		o.ConnectEvery = 1250 * time.Millisecond
 	}
-	if o.HTTPClient == nil {
-		o.HTTPClient = http.DefaultClient
-	}
-	o.Clock = clock.OrReal(o.Clock)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -145,15 +142,10 @@ func (o *Options) setDefaults() error {
 
 // Feed is the Binance source. Build it with New; Run it once.
 type Feed struct {
-	o        Options
-	log      *slog.Logger
-	m        *ingest.Metrics
-	dec      decoder
-	conns    []*conn
-	connects *pacer
-
-	logBad    ingest.Sometimes
-	logServer ingest.Sometimes
+	o   Options
+	log *slog.Logger
+	dec decoder
+	ws  *wsfeed.Feed
 }
 
 var _ ingest.Feed = (*Feed)(nil)
@@ -168,13 +160,9 @@ func New(o Options) (*Feed, error) {
 		return nil, fmt.Errorf("binance: %w", err)
 	}
 	f := &Feed{
-		o:         o,
-		log:       o.Logger.With("source", Exchange),
-		m:         m,
-		dec:       decoder{streams: map[string]*stream{}},
-		connects:  &pacer{clk: o.Clock, every: o.ConnectEvery, burst: o.ConnectBurst},
-		logBad:    ingest.Sometimes{Every: 10 * time.Second, Clock: o.Clock},
-		logServer: ingest.Sometimes{Every: 10 * time.Second, Clock: o.Clock},
+		o:   o,
+		log: o.Logger.With("source", Exchange),
+		dec: decoder{streams: map[string]*stream{}},
 	}
 	names := make([]string, len(o.Symbols))
 	for i, s := range o.Symbols {
@@ -182,130 +170,74 @@ func New(o Options) (*Feed, error) {
 		sym := strings.ToUpper(s)
 		f.dec.streams[names[i]] = &stream{symbol: sym, received: m.Received.WithLabelValues(Exchange, sym)}
 	}
-	base := strings.TrimRight(o.URL, "/")
-	for i := 0; i < len(names); i += o.StreamsPerConn {
-		shard := names[i:min(i+o.StreamsPerConn, len(names))]
-		f.conns = append(f.conns, &conn{
-			f:       f,
-			id:      len(f.conns),
-			streams: shard,
-			url:     base + "/stream?streams=" + strings.Join(shard, "/"),
-		})
+	f.ws, err = wsfeed.New(wsfeed.Options{
+		Name:           Exchange,
+		Exchange:       format{base: strings.TrimRight(o.URL, "/"), dec: &f.dec},
+		Streams:        names,
+		PerConn:        o.StreamsPerConn,
+		StaleAfter:     o.StaleAfter,
+		MaxLifetime:    o.MaxLifetime,
+		Backoff:        backoff.Policy{Min: o.BackoffMin, Max: o.BackoffMax},
+		Connects:       wsfeed.Rate{Every: o.ConnectEvery, Burst: o.ConnectBurst},
+		ClientMessages: wsfeed.Rate{Every: pongEvery, Burst: 1},
+		ReadLimit:      readLimit,
+		Queue:          o.Queue,
+		HTTPClient:     o.HTTPClient,
+		Clock:          o.Clock,
+		Logger:         f.log,
+		Metrics:        o.Metrics,
+	})
+	if err != nil {
+		return nil, err
 	}
 	return f, nil
 }
 
 // URLs are the combined-stream URLs, one per connection.
-func (f *Feed) URLs() []string {
-	out := make([]string, len(f.conns))
-	for i, c := range f.conns {
-		out[i] = c.url
-	}
-	return out
-}
+func (f *Feed) URLs() []string { return f.ws.URLs() }
 
 // Run reads every connection until ctx ends, and returns nil then. It
 // returns an error only when the queue stops accepting ticks.
 func (f *Feed) Run(ctx context.Context) error {
-	f.log.Info("binance: starting", "symbols", len(f.o.Symbols), "connections", len(f.conns), "url", f.o.URL)
-	g, gctx := errgroup.WithContext(ctx)
-	for _, c := range f.conns {
-		g.Go(func() error { return c.run(gctx) })
-	}
-	err := g.Wait()
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
+	f.log.Info("binance: starting", "symbols", len(f.o.Symbols), "connections", len(f.ws.URLs()), "url", f.o.URL)
+	return f.ws.Run(ctx)
 }
 
 // Ready reports nil when every connection is up, or which is not and why.
 // It suits a health.Registry check.
-func (f *Feed) Ready(context.Context) error {
-	var errs []error
-	for _, c := range f.conns {
-		if !c.up.Load() {
-			why := "not connected yet"
-			if e := c.lastErr.Load(); e != nil {
-				why = *e
-			}
-			errs = append(errs, fmt.Errorf("connection %d/%d: %s", c.id+1, len(f.conns), why))
+func (f *Feed) Ready(ctx context.Context) error { return f.ws.Ready(ctx) }
+
+// format is Binance's side of the connection manager: combined-stream URLs,
+// no subscribe messages, the ticker decoder.
+type format struct {
+	base string
+	dec  *decoder
+}
+
+func (x format) URL(streams []string) string {
+	return x.base + "/stream?streams=" + strings.Join(streams, "/")
+}
+
+func (format) Subscribe([]string) [][]byte { return nil }
+
+func (x format) Decode(frame []byte, t *tick.Tick) (wsfeed.Event, error) {
+	kind, st, info, err := x.dec.decode(frame, t)
+	if err != nil {
+		var m *malformed
+		if errors.As(err, &m) {
+			return wsfeed.Event{}, &wsfeed.Malformed{Reason: m.reason, Detail: m.detail}
 		}
+		return wsfeed.Event{}, err
 	}
-	return errors.Join(errs...)
-}
-
-// retryDelay is the wait before reconnect attempt n (0-based): exponential
-// from BackoffMin, capped at BackoffMax, with "equal jitter" (half fixed,
-// half random) so that clients dropped together do not return together,
-// yet never retry in a tight loop.
-func retryDelay(lo, hi time.Duration, attempt int, rnd func(int64) int64) time.Duration {
-	d := lo
-	for i := 0; i < attempt && d < hi; i++ {
-		d *= 2
+	switch kind {
+	case frameError:
+		return wsfeed.Event{Kind: wsfeed.ServerEvent, Name: "error", Info: info}, nil
+	case frameShutdown:
+		// Binance sends this some minutes before it cuts the connection.
+		// Replacing it now loses only what is in flight, and the next
+		// ticker snapshot (every second) supersedes that.
+		return wsfeed.Event{Kind: wsfeed.Reconnect, Name: "server_shutdown"}, nil
 	}
-	d = min(d, hi)
-	half := d / 2
-	if half <= 0 {
-		return d
-	}
-	return half + time.Duration(rnd(int64(d-half)+1))
-}
-
-func jitter(n int64) int64 { return rand.Int64N(n) }
-
-// pacer is a token bucket (as GCRA: one "theoretical arrival time") for
-// connection attempts, shared by all of a feed's connections.
-type pacer struct {
-	clk   clock.Clock
-	every time.Duration
-	burst int
-
-	tat atomic.Int64 // unix nanos; guarded by CAS
-}
-
-// reserve claims the next slot and returns how long to wait for it.
-func (p *pacer) reserve() time.Duration {
-	for {
-		now := p.clk.Now().UnixNano()
-		old := p.tat.Load()
-		t := max(old, now)
-		if p.tat.CompareAndSwap(old, t+int64(p.every)) {
-			return max(0, time.Duration(t-int64(p.burst-1)*int64(p.every)-now))
-		}
-	}
-}
-
-// allow claims a slot only if one is free now.
-func (p *pacer) allow() bool {
-	for {
-		now := p.clk.Now().UnixNano()
-		old := p.tat.Load()
-		t := max(old, now)
-		if t-int64(p.burst-1)*int64(p.every) > now {
-			return false
-		}
-		if p.tat.CompareAndSwap(old, t+int64(p.every)) {
-			return true
-		}
-	}
-}
-
-// wait blocks until the next slot; false if ctx ended first.
-func (p *pacer) wait(ctx context.Context) bool {
-	return sleep(ctx, p.clk, p.reserve())
-}
-
-func sleep(ctx context.Context, clk clock.Clock, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := clk.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C():
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	st.received.Inc()
+	return wsfeed.Event{Kind: wsfeed.Tick}, nil
 }

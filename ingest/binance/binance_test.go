@@ -5,16 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/tickflow/tickflow/internal/testkit"
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,111 +18,17 @@ import (
 
 	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/ingest"
+	"github.com/tickflow/tickflow/internal/testkit"
+	"github.com/tickflow/tickflow/internal/wstest"
 	"github.com/tickflow/tickflow/tick"
 )
 
-// ---- a local Binance: combined streams over WebSocket, scripted per connection ----
+// ---- a local Binance: combined streams over WebSocket (internal/wstest), scripted per connection ----
 
-type fakeBinance struct {
-	t      *testing.T
-	srv    *httptest.Server
-	ctx    context.Context // ends at test cleanup, before the server closes
-	clk    clock.Clock
-	script func(sc *serverConn)
+type serverConn = wstest.Conn
 
-	mu       sync.Mutex
-	conns    []*serverConn
-	attempts []time.Time // fake-clock time of every handshake attempt
-	reject   []int       // HTTP status for the next handshakes, consumed in order
-	header   http.Header // sent with a rejection
-}
-
-// serverConn is one accepted connection.
-type serverConn struct {
-	n       int
-	path    string
-	streams []string
-	ws      *websocket.Conn
-	// gone ends when the client disconnects (or the test ends).
-	gone  context.Context
-	pongs atomic.Int32
-	fb    *fakeBinance
-}
-
-func newFakeBinance(t *testing.T, clk clock.Clock, script func(sc *serverConn)) *fakeBinance {
-	fb := &fakeBinance{t: t, clk: clk, script: script}
-	ctx, cancel := context.WithCancel(context.Background())
-	fb.ctx = ctx
-	fb.srv = httptest.NewServer(http.HandlerFunc(fb.handle))
-	t.Cleanup(fb.srv.Close)
-	t.Cleanup(cancel) // runs first: unblocks scripts waiting on gone
-	return fb
-}
-
-func (fb *fakeBinance) url() string { return "ws" + strings.TrimPrefix(fb.srv.URL, "http") }
-
-func (fb *fakeBinance) handle(w http.ResponseWriter, r *http.Request) {
-	fb.mu.Lock()
-	fb.attempts = append(fb.attempts, fb.clk.Now())
-	if len(fb.reject) > 0 {
-		status := fb.reject[0]
-		fb.reject = fb.reject[1:]
-		fb.mu.Unlock()
-		for k, v := range fb.header {
-			w.Header()[k] = v
-		}
-		http.Error(w, "go away", status)
-		return
-	}
-	sc := &serverConn{n: len(fb.conns), path: r.URL.Path, streams: strings.Split(r.URL.Query().Get("streams"), "/"), fb: fb}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
-		OnPongReceived: func(context.Context, []byte) { sc.pongs.Add(1) },
-	})
-	if err != nil {
-		fb.mu.Unlock()
-		fb.t.Errorf("accept: %v", err)
-		return
-	}
-	sc.ws = ws
-	fb.conns = append(fb.conns, sc)
-	fb.mu.Unlock()
-	defer ws.CloseNow()
-	// CloseRead keeps reading (answering control frames) and ends gone
-	// when the client leaves. The client must never send a data message:
-	// CloseRead would fail the connection and the test would see a
-	// reconnect it did not expect.
-	gone := ws.CloseRead(fb.ctx)
-	sc.gone = gone
-	fb.script(sc)
-}
-
-func (fb *fakeBinance) connections() []*serverConn {
-	fb.mu.Lock()
-	defer fb.mu.Unlock()
-	return slices.Clone(fb.conns)
-}
-
-func (fb *fakeBinance) attemptTimes() []time.Time {
-	fb.mu.Lock()
-	defer fb.mu.Unlock()
-	return slices.Clone(fb.attempts)
-}
-
-// send writes text frames; it fails the test only if the client is still
-// there to read them.
-func (sc *serverConn) send(frames ...string) {
-	for _, f := range frames {
-		if err := sc.ws.Write(sc.fb.ctx, websocket.MessageText, []byte(f)); err != nil {
-			if sc.gone.Err() == nil {
-				sc.fb.t.Errorf("conn %d: write: %v", sc.n, err)
-			}
-			return
-		}
-	}
-}
-
-// waitGone blocks until the client closes the connection.
-func (sc *serverConn) waitGone() { <-sc.gone.Done() }
+// streamsOf is what a connection subscribed to: the combined-stream query.
+func streamsOf(sc *serverConn) []string { return strings.Split(sc.URL.Query().Get("streams"), "/") }
 
 // ---- frames ----
 
@@ -174,53 +76,6 @@ func tickers(symbols []string, from, n int, receivedAt int64) ([]string, []tick.
 
 // ---- the receiving end ----
 
-// collector is an Enqueuer that keeps what it gets.
-type collector struct {
-	mu    sync.Mutex
-	ticks []tick.Tick
-}
-
-func (c *collector) Enqueue(_ context.Context, t *tick.Tick) error {
-	c.mu.Lock()
-	c.ticks = append(c.ticks, *t)
-	c.mu.Unlock()
-	return nil
-}
-
-func (c *collector) got() []tick.Tick {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.ticks)
-}
-
-func (c *collector) waitFor(t *testing.T, n int) []tick.Tick {
-	t.Helper()
-	testkit.Eventually(t, 5*time.Second, fmt.Sprintf("%d ticks", n), func() bool { return len(c.got()) >= n })
-	return c.got()
-}
-
-func waitTimers(t *testing.T, clk *clock.Fake, n int) {
-	t.Helper()
-	if !clk.WaitTimersFor(n, 5*time.Second) {
-		t.Fatalf("timed out waiting for %d pending timers (have %d)", n, clk.Pending())
-	}
-}
-
-// advanceUntil moves the fake clock by step whenever a timer waits, until
-// cond holds: for waits whose exact length is random (jittered backoff).
-func advanceUntil(t *testing.T, clk *clock.Fake, step time.Duration, what string, cond func() bool) {
-	t.Helper()
-	testkit.Eventually(t, 5*time.Second, what, func() bool {
-		if cond() {
-			return true
-		}
-		if clk.Pending() > 0 {
-			clk.Advance(step)
-		}
-		return false
-	})
-}
-
 // sameTicks compares in order, on the wire form (exact decimals).
 func sameTicks(t *testing.T, got, want []tick.Tick) {
 	t.Helper()
@@ -237,8 +92,8 @@ func sameTicks(t *testing.T, got, want []tick.Tick) {
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 type harness struct {
-	fb  *fakeBinance
-	out *collector
+	fb  *wstest.Server
+	out *wstest.Collector
 	m   *ingest.Metrics
 	clk *clock.Fake
 	f   *Feed
@@ -246,7 +101,7 @@ type harness struct {
 
 // start runs a feed against a fresh fake Binance. With a nil clock the
 // real clock runs and backoff is made short.
-func start(t *testing.T, clk *clock.Fake, o Options, script func(sc *serverConn), setup ...func(fb *fakeBinance)) *harness {
+func start(t *testing.T, clk *clock.Fake, o Options, script func(sc *serverConn), setup ...func(fb *wstest.Server)) *harness {
 	t.Helper()
 	var c clock.Clock = clock.Real
 	if clk != nil {
@@ -254,13 +109,13 @@ func start(t *testing.T, clk *clock.Fake, o Options, script func(sc *serverConn)
 	} else if o.BackoffMin == 0 {
 		o.BackoffMin, o.BackoffMax = time.Millisecond, 5*time.Millisecond
 	}
-	h := &harness{fb: newFakeBinance(t, c, script), out: &collector{}, clk: clk}
+	h := &harness{fb: wstest.NewServer(t, c, script), out: &wstest.Collector{}, clk: clk}
 	for _, f := range setup {
 		f(h.fb)
 	}
 	reg := prometheus.NewRegistry()
 	h.m, _ = ingest.NewMetrics(reg)
-	o.URL = h.fb.url()
+	o.URL = h.fb.URL()
 	o.Clock, o.Metrics = clk, reg
 	if clk == nil {
 		o.Clock = nil
@@ -272,18 +127,14 @@ func start(t *testing.T, clk *clock.Fake, o Options, script func(sc *serverConn)
 	if h.f, err = New(o); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.f.Run(ctx) }()
+	wstest.Run(t, h.f)
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run returned %v after cancel, want nil", err)
+		// Binance subscribes through the URL: the only frames a client
+		// sends are pongs, never a data message.
+		for _, sc := range h.fb.Conns() {
+			if sent := sc.Sent(); len(sent) > 0 {
+				t.Errorf("conn %d: the client sent %q", sc.N, sent)
 			}
-		case <-time.After(5 * time.Second):
-			t.Errorf("Run did not return within 5s of cancel")
 		}
 	})
 	return h
@@ -311,17 +162,17 @@ func TestNormalFlowDecodesEveryTickInOrder(t *testing.T) {
 	frames, want = append([]string{sampleTicker}, frames...), append([]tick.Tick{first}, want...)
 
 	h := start(t, clk, Options{Symbols: []string{"bnbbtc", "BTCUSDT", "EthUsdt"}}, func(sc *serverConn) {
-		sc.send(frames...)
-		sc.waitGone()
+		sc.Send(frames...)
+		sc.WaitGone()
 	})
-	sameTicks(t, h.out.waitFor(t, len(want)), want)
+	sameTicks(t, h.out.WaitFor(t, len(want)), want)
 
-	conns := h.fb.connections()
+	conns := h.fb.Conns()
 	if len(conns) != 1 {
 		t.Fatalf("%d connections, want 1", len(conns))
 	}
-	if conns[0].path != "/stream" || strings.Join(conns[0].streams, "/") != "bnbbtc@ticker/btcusdt@ticker/ethusdt@ticker" {
-		t.Errorf("connected to %s?streams=%s", conns[0].path, strings.Join(conns[0].streams, "/"))
+	if conns[0].URL.Path != "/stream" || strings.Join(streamsOf(conns[0]), "/") != "bnbbtc@ticker/btcusdt@ticker/ethusdt@ticker" {
+		t.Errorf("connected to %s?streams=%s", conns[0].URL.Path, strings.Join(streamsOf(conns[0]), "/"))
 	}
 	for sym, n := range map[string]float64{"BNBBTC": 11, "BTCUSDT": 10, "ETHUSDT": 10} {
 		if got := testutil.ToFloat64(h.m.Received.WithLabelValues(Exchange, sym)); got != n {
@@ -352,18 +203,18 @@ func TestReconnectsWhenServerDrops(t *testing.T) {
 			symbols := []string{"BTCUSDT", "ETHUSDT"}
 			frames, want := tickers(symbols, 0, 12, 0)
 			h := start(t, nil, Options{Symbols: symbols}, func(sc *serverConn) {
-				switch sc.n {
+				switch sc.N {
 				case 0:
-					sc.send(frames[:5]...)
-					tc.drop(sc.ws)
+					sc.Send(frames[:5]...)
+					tc.drop(sc.WS)
 				case 1:
-					sc.send(frames[5:]...)
-					sc.waitGone()
+					sc.Send(frames[5:]...)
+					sc.WaitGone()
 				default:
-					t.Errorf("unexpected connection %d", sc.n)
+					t.Errorf("unexpected connection %d", sc.N)
 				}
 			})
-			got := h.out.waitFor(t, len(want))
+			got := h.out.WaitFor(t, len(want))
 			for i := range got {
 				got[i].ReceivedAt = 0 // real clock here
 			}
@@ -384,19 +235,19 @@ func TestSkipsMalformedFramesAndCountsThem(t *testing.T) {
 	h := start(t, clk, Options{Symbols: symbols}, func(sc *serverConn) {
 		// Each bad frame sits between two good ones.
 		for i, b := range bad {
-			sc.send(goodFrames[i], b.frame)
+			sc.Send(goodFrames[i], b.frame)
 		}
-		sc.send(`{"code": 0, "msg": "Unknown property", "id": 1}`)
-		if err := sc.ws.Write(sc.fb.ctx, websocket.MessageBinary, []byte(sampleTicker)); err != nil {
+		sc.Send(`{"code": 0, "msg": "Unknown property", "id": 1}`)
+		if err := sc.WS.Write(sc.Context(), websocket.MessageBinary, []byte(sampleTicker)); err != nil {
 			t.Errorf("write binary: %v", err)
 		}
-		sc.send(goodFrames[len(bad)])
-		sc.waitGone()
+		sc.Send(goodFrames[len(bad)])
+		sc.WaitGone()
 	})
 	for _, b := range bad {
 		wantBad[b.reason]++
 	}
-	sameTicks(t, h.out.waitFor(t, len(want)), want)
+	sameTicks(t, h.out.WaitFor(t, len(want)), want)
 	for reason, n := range wantBad {
 		if got := testutil.ToFloat64(h.m.Malformed.WithLabelValues(Exchange, reason)); got != n {
 			t.Errorf("malformed_frames_total{%s} = %v, want %v", reason, got, n)
@@ -405,8 +256,8 @@ func TestSkipsMalformedFramesAndCountsThem(t *testing.T) {
 	if got := testutil.ToFloat64(h.m.ServerEvents.WithLabelValues(Exchange, "error")); got != 1 {
 		t.Errorf("server_events_total{error} = %v, want 1", got)
 	}
-	if n := h.totalReconnects(); n != 0 || len(h.fb.connections()) != 1 {
-		t.Errorf("bad frames caused a reconnect (%d series, %d connections)", n, len(h.fb.connections()))
+	if n := h.totalReconnects(); n != 0 || len(h.fb.Conns()) != 1 {
+		t.Errorf("bad frames caused a reconnect (%d series, %d connections)", n, len(h.fb.Conns()))
 	}
 }
 
@@ -416,24 +267,24 @@ func TestStaleConnectionIsReplaced(t *testing.T) {
 	frames, want := tickers(symbols, 0, 4, 0)
 	h := start(t, clk, Options{Symbols: symbols, StaleAfter: 30 * time.Second, BackoffMin: 100 * time.Millisecond, BackoffMax: time.Second},
 		func(sc *serverConn) {
-			switch sc.n {
+			switch sc.N {
 			case 0:
-				sc.send(frames[:2]...)
-				sc.waitGone() // then silence: no data, the connection stays open
+				sc.Send(frames[:2]...)
+				sc.WaitGone() // then silence: no data, the connection stays open
 			default:
-				sc.send(frames[2:]...)
-				sc.waitGone()
+				sc.Send(frames[2:]...)
+				sc.WaitGone()
 			}
 		})
-	h.out.waitFor(t, 2)
-	waitTimers(t, clk, 2) // the watchdog and the lifetime timer
+	h.out.WaitFor(t, 2)
+	wstest.WaitTimers(t, clk, 2) // the watchdog and the lifetime timer
 	clk.Advance(29 * time.Second)
-	if len(h.fb.connections()) != 1 || h.reconnects("stale") != 0 {
+	if len(h.fb.Conns()) != 1 || h.reconnects("stale") != 0 {
 		t.Fatal("replaced before StaleAfter passed")
 	}
 	clk.Advance(time.Second)
-	advanceUntil(t, clk, 50*time.Millisecond, "the replacement connection's ticks", func() bool { return len(h.out.got()) == 4 })
-	got := h.out.got()
+	wstest.AdvanceUntil(t, clk, 50*time.Millisecond, "the replacement connection's ticks", func() bool { return len(h.out.Ticks()) == 4 })
+	got := h.out.Ticks()
 	for i := range got {
 		got[i].ReceivedAt = 0
 	}
@@ -441,7 +292,7 @@ func TestStaleConnectionIsReplaced(t *testing.T) {
 	if r := h.reconnects("stale"); r != 1 {
 		t.Errorf("reconnects_total{stale} = %v, want 1", r)
 	}
-	if conns := h.fb.connections(); conns[0].gone.Err() == nil {
+	if conns := h.fb.Conns(); conns[0].Gone.Err() == nil {
 		t.Error("the stale connection was not closed")
 	}
 }
@@ -451,23 +302,23 @@ func TestMaxLifetimeReconnect(t *testing.T) {
 	symbols := []string{"BTCUSDT"}
 	frames, want := tickers(symbols, 0, 4, 0)
 	h := start(t, clk, Options{Symbols: symbols, MaxLifetime: time.Hour, StaleAfter: 2 * time.Hour}, func(sc *serverConn) {
-		if sc.n == 0 {
-			sc.send(frames[:2]...)
+		if sc.N == 0 {
+			sc.Send(frames[:2]...)
 		} else {
-			sc.send(frames[2:]...)
+			sc.Send(frames[2:]...)
 		}
-		sc.waitGone()
+		sc.WaitGone()
 	})
-	h.out.waitFor(t, 2)
-	waitTimers(t, clk, 2)
+	h.out.WaitFor(t, 2)
+	wstest.WaitTimers(t, clk, 2)
 	clk.Advance(time.Hour - time.Millisecond)
-	if len(h.fb.connections()) != 1 {
+	if len(h.fb.Conns()) != 1 {
 		t.Fatal("reconnected before MaxLifetime")
 	}
 	// A planned reconnect does not back off: no further clock movement
 	// is needed for the new connection.
 	clk.Advance(time.Millisecond)
-	got := h.out.waitFor(t, 4)
+	got := h.out.WaitFor(t, 4)
 	for i := range got {
 		got[i].ReceivedAt = 0
 	}
@@ -475,7 +326,7 @@ func TestMaxLifetimeReconnect(t *testing.T) {
 	if r := h.reconnects("max_lifetime"); r != 1 {
 		t.Errorf("reconnects_total{max_lifetime} = %v, want 1", r)
 	}
-	if conns := h.fb.connections(); len(conns) != 2 || conns[0].gone.Err() == nil {
+	if conns := h.fb.Conns(); len(conns) != 2 || conns[0].Gone.Err() == nil {
 		t.Errorf("want the old connection closed and one new one; have %d", len(conns))
 	}
 }
@@ -485,14 +336,14 @@ func TestServerShutdownEventReconnectsAtOnce(t *testing.T) {
 	symbols := []string{"BTCUSDT"}
 	frames, want := tickers(symbols, 0, 4, t0.UnixMicro())
 	h := start(t, clk, Options{Symbols: symbols}, func(sc *serverConn) {
-		if sc.n == 0 {
-			sc.send(frames[0], frames[1], `{"e":"serverShutdown","E":1770123456789}`)
+		if sc.N == 0 {
+			sc.Send(frames[0], frames[1], `{"e":"serverShutdown","E":1770123456789}`)
 		} else {
-			sc.send(frames[2:]...)
+			sc.Send(frames[2:]...)
 		}
-		sc.waitGone()
+		sc.WaitGone()
 	})
-	sameTicks(t, h.out.waitFor(t, 4), want)
+	sameTicks(t, h.out.WaitFor(t, 4), want)
 	if r := h.reconnects("server_shutdown"); r != 1 {
 		t.Errorf("reconnects_total{server_shutdown} = %v, want 1", r)
 	}
@@ -520,17 +371,17 @@ func TestShardsStreamsAcrossConnections(t *testing.T) {
 			const perStream = 3
 			h := start(t, clk, Options{Symbols: tc.symbols, StreamsPerConn: tc.perConn}, func(sc *serverConn) {
 				for i := range perStream {
-					for _, s := range sc.streams {
+					for _, s := range streamsOf(sc) {
 						f, _ := ticker(strings.ToUpper(strings.TrimSuffix(s, "@ticker")), i, 0)
-						sc.send(f)
+						sc.Send(f)
 					}
 				}
-				sc.waitGone()
+				sc.WaitGone()
 			})
-			got := h.out.waitFor(t, perStream*len(tc.symbols))
+			got := h.out.WaitFor(t, perStream*len(tc.symbols))
 			var lists []string
-			for _, sc := range h.fb.connections() {
-				lists = append(lists, strings.Join(sc.streams, "/"))
+			for _, sc := range h.fb.Conns() {
+				lists = append(lists, strings.Join(streamsOf(sc), "/"))
 			}
 			sort.Strings(lists)
 			if fmt.Sprint(lists) != fmt.Sprint(tc.want) {
@@ -559,13 +410,13 @@ func TestAnswersPingsWithinTheMessageRateLimit(t *testing.T) {
 	ready := make(chan *serverConn, 1)
 	h := start(t, clk, Options{Symbols: []string{"BTCUSDT"}}, func(sc *serverConn) {
 		ready <- sc
-		sc.waitGone()
+		sc.WaitGone()
 	})
 	sc := <-ready
 	ping := func() error {
-		ctx, cancel := context.WithTimeout(sc.fb.ctx, 5*time.Second)
+		ctx, cancel := context.WithTimeout(sc.Context(), 5*time.Second)
 		defer cancel()
-		return sc.ws.Ping(ctx) // returns once a pong echoing its payload arrives
+		return sc.WS.Ping(ctx) // returns once a pong echoing its payload arrives
 	}
 	if err := ping(); err != nil {
 		t.Fatalf("first ping: %v", err)
@@ -574,11 +425,11 @@ func TestAnswersPingsWithinTheMessageRateLimit(t *testing.T) {
 	// Binance's 5 messages per second.
 	const flood = 5
 	for range flood {
-		go func() { _ = sc.ws.Ping(sc.fb.ctx) }()
+		go func() { _ = sc.WS.Ping(sc.Context()) }()
 	}
 	dropped := func() float64 { return testutil.ToFloat64(h.m.PingsDropped.WithLabelValues(Exchange)) }
 	testkit.Eventually(t, 5*time.Second, "flood pings dropped", func() bool { return dropped() == flood })
-	if n := sc.pongs.Load(); n != 1 {
+	if n := sc.Pongs.Load(); n != 1 {
 		t.Errorf("server got %d pongs, want 1", n)
 	}
 	clk.Advance(pongEvery)
@@ -596,22 +447,21 @@ func TestDialFailuresBackOffExponentiallyWithJitter(t *testing.T) {
 	frame, want := ticker("BTCUSDT", 1, 0)
 	h := start(t, clk, Options{Symbols: symbols, BackoffMin: time.Second, BackoffMax: 4 * time.Second, ConnectBurst: 100},
 		func(sc *serverConn) {
-			sc.send(frame)
-			sc.waitGone()
+			sc.Send(frame)
+			sc.WaitGone()
 		},
 		// The server refuses five handshakes before it accepts: four 503s,
 		// then a rate-limit answer whose Retry-After must be honoured.
-		func(fb *fakeBinance) {
-			fb.reject = []int{503, 503, 503, 503, http.StatusTooManyRequests}
-			fb.header = http.Header{"Retry-After": {"7"}}
+		func(fb *wstest.Server) {
+			fb.Reject(http.Header{"Retry-After": {"7"}}, 503, 503, 503, 503, http.StatusTooManyRequests)
 		})
 	const step = 50 * time.Millisecond
-	advanceUntil(t, clk, step, "a connection after the refusals", func() bool { return len(h.out.got()) == 1 })
-	got := h.out.got()
+	wstest.AdvanceUntil(t, clk, step, "a connection after the refusals", func() bool { return len(h.out.Ticks()) == 1 })
+	got := h.out.Ticks()
 	got[0].ReceivedAt = 0
 	sameTicks(t, got, []tick.Tick{want})
 
-	at := h.fb.attemptTimes()
+	at := h.fb.Attempts()
 	if len(at) != 6 {
 		t.Fatalf("%d attempts, want 6", len(at))
 	}
@@ -651,8 +501,8 @@ func TestBackpressureBlocksTheReadLoopWithoutLosingOrReconnecting(t *testing.T) 
 	symbols := []string{"BTCUSDT", "ETHUSDT"}
 	frames, want := tickers(symbols, 0, 60, t0.UnixMicro())
 	h := start(t, clk, Options{Symbols: symbols, StaleAfter: 10 * time.Second, Queue: q}, func(sc *serverConn) {
-		sc.send(frames...)
-		sc.waitGone()
+		sc.Send(frames...)
+		sc.WaitGone()
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	pumped := make(chan error, 1)
@@ -661,11 +511,11 @@ func TestBackpressureBlocksTheReadLoopWithoutLosingOrReconnecting(t *testing.T) 
 	testkit.Eventually(t, 5*time.Second, "the read loop blocked on the full queue", func() bool { return testutil.ToFloat64(m.QueueWaiting) == 1 })
 	// Blocked far longer than StaleAfter: that is the producer's stall, not
 	// the server's silence, so the connection must stay.
-	waitTimers(t, clk, 2)
+	wstest.WaitTimers(t, clk, 2)
 	clk.Advance(10 * time.Second)
-	waitTimers(t, clk, 2) // the watchdog looked and re-armed
+	wstest.WaitTimers(t, clk, 2) // the watchdog looked and re-armed
 	clk.Advance(10 * time.Second)
-	waitTimers(t, clk, 2)
+	wstest.WaitTimers(t, clk, 2)
 	if received := testutil.ToFloat64(m.Received.WithLabelValues(Exchange, "BTCUSDT")); received >= 30 {
 		t.Fatalf("all ticks were received despite the stalled producer")
 	}
@@ -682,7 +532,7 @@ func TestBackpressureBlocksTheReadLoopWithoutLosingOrReconnecting(t *testing.T) 
 		want[i].ReceivedAt = 0
 	}
 	sameTicks(t, got, want) // one worker: global order is kept too
-	if n := h.totalReconnects(); n != 0 || len(h.fb.connections()) != 1 {
+	if n := h.totalReconnects(); n != 0 || len(h.fb.Conns()) != 1 {
 		t.Errorf("backpressure caused a reconnect")
 	}
 	if got := testutil.ToFloat64(m.QueueBlocked.WithLabelValues(Exchange)); got <= 0 {
@@ -718,7 +568,7 @@ func TestReadyReportsDisconnectedShards(t *testing.T) {
 	clk := clock.NewFake(t0)
 	h := start(t, clk, Options{Symbols: []string{"BTCUSDT"}, BackoffMin: time.Hour, BackoffMax: time.Hour},
 		func(sc *serverConn) { t.Error("connected despite the refusal") },
-		func(fb *fakeBinance) { fb.reject = []int{503} })
+		func(fb *wstest.Server) { fb.Reject(nil, 503) })
 	testkit.Eventually(t, 5*time.Second, "a dial error", func() bool { return testutil.ToFloat64(h.m.DialErrors.WithLabelValues(Exchange)) == 1 })
 	err := h.f.Ready(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "connection 1/1") || !strings.Contains(err.Error(), "503") {
@@ -727,7 +577,7 @@ func TestReadyReportsDisconnectedShards(t *testing.T) {
 }
 
 func TestOptionsValidate(t *testing.T) {
-	q := &collector{}
+	q := &wstest.Collector{}
 	ok := Options{Symbols: []string{"BTCUSDT"}, Queue: q}
 	for _, tc := range []struct {
 		name   string
@@ -759,54 +609,5 @@ func TestOptionsValidate(t *testing.T) {
 				t.Fatalf("New = %v, want an error containing %q", err, tc.err)
 			}
 		})
-	}
-}
-
-func TestRetryDelay(t *testing.T) {
-	lo, hi := 500*time.Millisecond, 30*time.Second
-	least := func(int64) int64 { return 0 }
-	most := func(n int64) int64 { return n - 1 }
-	for _, tc := range []struct {
-		attempt  int
-		min, max time.Duration
-	}{
-		{0, 250 * time.Millisecond, 500 * time.Millisecond},
-		{1, 500 * time.Millisecond, time.Second},
-		{4, 4 * time.Second, 8 * time.Second},
-		{6, 15 * time.Second, 30 * time.Second},
-		{60, 15 * time.Second, 30 * time.Second},
-	} {
-		if got := retryDelay(lo, hi, tc.attempt, least); got != tc.min {
-			t.Errorf("attempt %d, least jitter: %s, want %s", tc.attempt, got, tc.min)
-		}
-		if got := retryDelay(lo, hi, tc.attempt, most); got != tc.max {
-			t.Errorf("attempt %d, most jitter: %s, want %s", tc.attempt, got, tc.max)
-		}
-	}
-}
-
-func TestPacerSpacesConnectionAttempts(t *testing.T) {
-	clk := clock.NewFake(t0)
-	p := &pacer{clk: clk, every: time.Second, burst: 3}
-	var got []time.Duration
-	for range 5 {
-		got = append(got, p.reserve())
-	}
-	want := []time.Duration{0, 0, 0, time.Second, 2 * time.Second}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("waits %v, want %v", got, want)
-	}
-	clk.Advance(10 * time.Second) // the bucket refills, but only to its burst
-	if !p.allow() || !p.allow() || !p.allow() || p.allow() {
-		t.Fatal("after a long pause, want exactly a burst of 3")
-	}
-	// Over any 5 minutes the defaults stay under Binance's 300 attempts.
-	d := &pacer{clk: clk, every: 1250 * time.Millisecond, burst: 5}
-	n := 0
-	for d.reserve() <= 5*time.Minute {
-		n++
-	}
-	if n >= 300 {
-		t.Fatalf("%d attempts within 5 minutes", n)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/cockroachdb/apd/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tickflow/tickflow/ingest/wsfeed"
 	"github.com/tickflow/tickflow/tick"
 )
 
@@ -20,8 +21,8 @@ import (
 
 // Malformed-frame reasons: the label values of malformed_frames_total.
 const (
-	reasonBadJSON         = "bad_json"
-	reasonBinary          = "binary_frame"
+	reasonBadJSON         = wsfeed.ReasonBadJSON
+	reasonBinary          = wsfeed.ReasonBinary
 	reasonUnexpected      = "unexpected_message" // valid JSON, not a shape we know
 	reasonResponse        = "unexpected_response"
 	reasonUnknownStream   = "unknown_stream"
@@ -187,58 +188,13 @@ func fillTick(ev *event, st *stream, t *tick.Tick) error {
 	}
 	*t = tick.Tick{Exchange: Exchange, Symbol: st.symbol, Timestamp: ts}
 	for _, f := range fields {
-		if err := parseDecimal(f.dst, f.raw); err != nil {
+		if err := tick.ParseDecimalBytes(f.dst, f.raw); err != nil {
 			return &malformed{reasonBadField, "field " + string(f.name) + ": " + err.Error()}
 		}
 	}
 	if err := t.Validate(); err != nil {
 		return &malformed{reasonInvalidTick, err.Error()}
 	}
-	return nil
-}
-
-// parseDecimal parses Binance's plain decimal text ("25.35190000") straight
-// into d when the digits fit a uint64, which is every price and size Binance
-// sends; anything else (more digits, exponents, junk) goes through
-// tick.ParseDecimal, which is exact and strict. Both give the same value and
-// exponent, so "50100.00" keeps its two places either way.
-func parseDecimal(d *apd.Decimal, b []byte) error {
-	if len(b) == 0 || len(b) > 19 {
-		return tick.ParseDecimal(d, unsafeString(b))
-	}
-	var (
-		mant  uint64
-		frac  int32
-		dot   bool
-		neg   bool
-		i     int
-		digit bool
-	)
-	if b[0] == '-' {
-		neg, i = true, 1
-	}
-	for ; i < len(b); i++ {
-		c := b[i]
-		switch {
-		case c >= '0' && c <= '9':
-			mant = mant*10 + uint64(c-'0') // cannot overflow: at most 19 digits
-			digit = true
-			if dot {
-				frac++
-			}
-		case c == '.' && !dot:
-			dot = true
-		default:
-			return tick.ParseDecimal(d, unsafeString(b))
-		}
-	}
-	if !digit {
-		return tick.ParseDecimal(d, unsafeString(b))
-	}
-	d.Form = apd.Finite
-	d.Negative = neg
-	d.Exponent = -frac
-	d.Coeff.SetUint64(mant)
 	return nil
 }
 

@@ -220,40 +220,6 @@ func TestDecodeControlFrames(t *testing.T) {
 	}
 }
 
-// parseDecimal must agree with tick.ParseDecimal on value, exponent, sign
-// and whether the text is accepted.
-func checkParseDecimal(t *testing.T, s string) {
-	var fast, slow apd.Decimal
-	errFast := parseDecimal(&fast, []byte(s))
-	errSlow := tick.ParseDecimal(&slow, s)
-	if (errFast == nil) != (errSlow == nil) {
-		t.Fatalf("%q: fast path err %v, tick.ParseDecimal err %v", s, errFast, errSlow)
-	}
-	if errFast != nil {
-		return
-	}
-	if fast.Cmp(&slow) != 0 || fast.Exponent != slow.Exponent || fast.Negative != slow.Negative || fast.Form != slow.Form {
-		t.Fatalf("%q: fast path %s (exp %d), tick.ParseDecimal %s (exp %d)", s, &fast, fast.Exponent, &slow, slow.Exponent)
-	}
-}
-
-func TestParseDecimalMatchesTickParseDecimal(t *testing.T) {
-	for _, s := range []string{
-		"0", "0.0025", "25.35190000", "10000", "-0.5", "-0", "0.000", "00.5", ".5", "5.", ".", "-", "+5", "",
-		"1e5", "1E-3", "9999999999999999999", "18446744073709551615", "99999999999999999999",
-		"0.00000000000000000001", "1.2.3", "1,5", " 1", "1 ", "NaN", "inf", "-Infinity", "0x10", "١",
-	} {
-		checkParseDecimal(t, s)
-	}
-}
-
-func FuzzParseDecimal(f *testing.F) {
-	for _, s := range []string{"0.0025", "25.35190000", "-0", ".5", "1e5", "9999999999999999999"} {
-		f.Add(s)
-	}
-	f.Fuzz(checkParseDecimal)
-}
-
 // FuzzDecode: no input crashes the decoder, and anything it accepts as a
 // ticker is a valid tick.
 func FuzzDecode(f *testing.F) {

@@ -31,7 +31,7 @@ import (
 // Exchange is the Exchange of every simulated tick.
 const Exchange = "sim"
 
-// Options configure the simulator; the first group mirrors config.Sim.
+// Options configure the simulator; the first group mirrors Config.
 type Options struct {
 	Symbols  []string
 	Interval time.Duration // between two ticks of one symbol; default 250 ms
@@ -57,7 +57,7 @@ var _ ingest.Feed = (*Feed)(nil)
 // New validates o and sets up the markets (their 24 h history included).
 func New(o Options) (*Feed, error) {
 	if o.Interval == 0 {
-		o.Interval = 250 * time.Millisecond
+		o.Interval = DefaultConfig().Interval
 	}
 	o.Clock = clock.OrReal(o.Clock)
 	if o.Logger == nil {

@@ -1,0 +1,8 @@
+// Package all compiles in every tickflow source: main blank-imports it, so
+// the set a binary can ingest from is this list.
+package all
+
+import (
+	_ "github.com/tickflow/tickflow/ingest/binance"
+	_ "github.com/tickflow/tickflow/ingest/sim"
+)

@@ -1,0 +1,381 @@
+package wsfeed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/tick"
+)
+
+// conn is one shard: a set of streams on one connection at a time.
+type conn struct {
+	f       *Feed
+	id      int
+	streams []string
+	url     string
+
+	up      atomic.Bool
+	lastErr atomic.Pointer[string]
+}
+
+// Why a connection ended: the reason label of reconnects_total.
+var (
+	errStale     = errors.New("stale")
+	errLifetime  = errors.New("max_lifetime")
+	errSubscribe = errors.New("subscribe_failed")
+)
+
+// planned is a Reconnect the server asked for; its name is the reason.
+type planned struct{ name string }
+
+func (p *planned) Error() string { return p.name }
+
+// ending describes a finished connection.
+type ending struct {
+	reason string
+	err    error
+	ticks  int
+	fatal  error // the source cannot go on (queue closed)
+}
+
+// run keeps the shard connected until ctx ends.
+func (c *conn) run(ctx context.Context) error {
+	f := c.f
+	name := f.o.Name
+	log := f.o.Logger.With("conn", c.id, "streams", len(c.streams))
+	failures := 0
+	for {
+		if f.connects.Wait(ctx) != nil {
+			return nil
+		}
+		ws, msgs, wait, err := c.dial(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			f.dialErrors.Inc()
+			c.setDown(err.Error())
+			delay := max(wait, f.o.Backoff.Delay(failures))
+			failures++
+			log.Warn(name+": connect failed", "attempt", failures, "retry_in", delay, "err", err)
+			if clock.Sleep(ctx, f.o.Clock, delay) != nil {
+				return nil
+			}
+			continue
+		}
+		log.Info(name+": connected", "url", c.url)
+		end := c.serve(ctx, ws, msgs)
+		if end.fatal != nil {
+			return end.fatal
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		f.m.Reconnects.WithLabelValues(name, end.reason).Inc()
+		c.setDown(fmt.Sprintf("%s: %v", end.reason, end.err))
+		var delay time.Duration
+		var p *planned
+		switch {
+		case errors.Is(end.err, errLifetime), errors.As(end.err, &p):
+			// Planned: the server asked for a new connection "as soon as
+			// possible", or the lifetime cut is ours.
+			failures = 0
+		case end.ticks > 0:
+			// The connection worked: start the backoff over.
+			delay = f.o.Backoff.Delay(0)
+			failures = 1
+		default:
+			delay = f.o.Backoff.Delay(failures)
+			failures++
+		}
+		log.Info(name+": connection ended; reconnecting", "reason", end.reason, "err", end.err,
+			"ticks", end.ticks, "retry_in", delay)
+		if clock.Sleep(ctx, f.o.Clock, delay) != nil {
+			return nil
+		}
+	}
+}
+
+func (c *conn) setDown(why string) {
+	c.up.Store(false)
+	c.lastErr.Store(&why)
+}
+
+// dial opens the connection and returns it with the pacer of its client
+// messages. On a 429 or 418 (the rate-limit and ban answers) it also
+// returns the server's Retry-After.
+func (c *conn) dial(ctx context.Context) (*websocket.Conn, *Pacer, time.Duration, error) {
+	f := c.f
+	msgs := NewPacer(f.o.Clock, f.o.ClientMessages)
+	dctx, cancel := context.WithTimeout(ctx, f.o.DialTimeout)
+	defer cancel()
+	ws, resp, err := websocket.Dial(dctx, c.url, &websocket.DialOptions{
+		HTTPClient: f.o.HTTPClient,
+		// The library answers each ping with a pong echoing its payload
+		// while Read runs; this only keeps a ping flood from making us
+		// break the exchange's client message rate. An unanswered ping is
+		// harmless: exchanges wait a minute or more for the pong.
+		OnPingReceived: func(context.Context, []byte) bool {
+			if msgs.Allow() {
+				return true
+			}
+			f.pingsDrop.Inc()
+			return false
+		},
+	})
+	if err != nil {
+		var wait time.Duration
+		if resp != nil {
+			wait = retryAfter(resp)
+			err = fmt.Errorf("%w (HTTP %d)", err, resp.StatusCode)
+		}
+		return nil, nil, wait, err
+	}
+	ws.SetReadLimit(f.o.ReadLimit)
+	return ws, msgs, 0, nil
+}
+
+// retryAfter is the wait a 429 (rate limited) or 418 (banned, Binance's
+// answer to clients that ignored the 429s) asks for, in seconds; zero
+// otherwise.
+func retryAfter(resp *http.Response) time.Duration {
+	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusTeapot {
+		return 0
+	}
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	return 0
+}
+
+// serve subscribes and reads one connection until it fails, goes stale,
+// reaches its lifetime, the server asks for a new one, or ctx ends.
+func (c *conn) serve(ctx context.Context, ws *websocket.Conn, msgs *Pacer) (end ending) {
+	f := c.f
+	name := f.o.Name
+	cctx, stop := context.WithCancelCause(ctx)
+	var last atomic.Int64 // clock unix nanos of the last frame
+	var handingOff atomic.Bool
+	last.Store(f.o.Clock.Now().UnixNano())
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		c.watch(cctx, stop, &last, &handingOff)
+	}()
+	pinged := make(chan struct{})
+	go func() {
+		defer close(pinged)
+		c.keepAlive(cctx, stop, ws, msgs)
+	}()
+	f.connections.Inc()
+	c.up.Store(true)
+	defer func() {
+		stop(nil)
+		<-watched
+		<-pinged
+		ws.CloseNow()
+		f.connections.Dec()
+		if end.reason == "" {
+			end.reason = reasonFor(end.err)
+		}
+	}()
+
+	for _, m := range f.o.Exchange.Subscribe(c.streams) {
+		err := msgs.Wait(cctx)
+		if err == nil {
+			err = ws.Write(cctx, websocket.MessageText, m)
+		}
+		if err != nil {
+			if cause := context.Cause(cctx); cause != nil && !errors.Is(cause, context.Canceled) {
+				err = cause
+			} else {
+				err = fmt.Errorf("%w: %w", errSubscribe, err)
+			}
+			end.err = err
+			return end
+		}
+	}
+
+	var (
+		buf []byte
+		t   tick.Tick
+	)
+	for {
+		typ, r, err := ws.Reader(cctx)
+		if err == nil {
+			buf, err = readAll(r, buf[:0])
+		}
+		if err != nil {
+			if cause := context.Cause(cctx); cause != nil && !errors.Is(cause, context.Canceled) {
+				err = cause
+			}
+			end.err = err
+			return end
+		}
+		now := f.o.Clock.Now()
+		last.Store(now.UnixNano())
+		if typ != websocket.MessageText {
+			c.bad(&Malformed{ReasonBinary, "binary message"}, buf)
+			continue
+		}
+		ev, err := f.o.Exchange.Decode(buf, &t)
+		if err != nil {
+			c.bad(err, buf)
+			continue
+		}
+		switch ev.Kind {
+		case ServerEvent:
+			f.m.ServerEvents.WithLabelValues(name, ev.Name).Inc()
+			if ok, n := f.logServer.Allow(); ok {
+				f.o.Logger.Warn(name+": "+ev.Name+" frame from server", "conn", c.id, "detail", ev.Info, "suppressed", n)
+			}
+		case Reconnect:
+			// Replacing the connection now loses only what is in flight
+			// here; the exchange asked for it before cutting us off.
+			f.m.ServerEvents.WithLabelValues(name, ev.Name).Inc()
+			f.o.Logger.Info(name+": server asked for a new connection; reconnecting now", "conn", c.id, "event", ev.Name, "detail", ev.Info)
+			end.err = &planned{ev.Name}
+			end.reason = ev.Name
+			return end
+		case Tick:
+			t.ReceivedAt = now.UnixMicro()
+			// A full queue is not the server going quiet: the watchdog
+			// leaves the connection alone while the hand-off blocks.
+			handingOff.Store(true)
+			err := f.o.Queue.Enqueue(ctx, &t)
+			last.Store(f.o.Clock.Now().UnixNano())
+			handingOff.Store(false)
+			if err != nil {
+				end.err = err
+				if ctx.Err() == nil {
+					end.fatal = fmt.Errorf("%s: queue refused a tick: %w", name, err)
+				}
+				return end
+			}
+			end.ticks++
+		}
+	}
+}
+
+// watch cancels cctx when nothing arrived for StaleAfter, or when the
+// connection reaches MaxLifetime.
+func (c *conn) watch(cctx context.Context, stop context.CancelCauseFunc, last *atomic.Int64, handingOff *atomic.Bool) {
+	o := c.f.o
+	var lifetime <-chan time.Time
+	if o.MaxLifetime > 0 {
+		t := o.Clock.NewTimer(o.MaxLifetime)
+		defer t.Stop()
+		lifetime = t.C()
+	}
+	wait := o.StaleAfter
+	for {
+		stale := o.Clock.NewTimer(wait)
+		select {
+		case <-cctx.Done():
+			stale.Stop()
+			return
+		case <-lifetime:
+			stale.Stop()
+			stop(errLifetime)
+			return
+		case <-stale.C():
+		}
+		idle := o.Clock.Now().Sub(time.Unix(0, last.Load()))
+		switch {
+		case handingOff.Load():
+			wait = o.StaleAfter
+		case idle >= o.StaleAfter:
+			stop(fmt.Errorf("%w: nothing received for %s", errStale, idle))
+			return
+		default:
+			wait = o.StaleAfter - idle
+		}
+	}
+}
+
+// keepAlive sends the exchange's application-level ping every PingEvery,
+// through the client message pacer, until cctx ends. A failed send ends
+// the connection.
+func (c *conn) keepAlive(cctx context.Context, stop context.CancelCauseFunc, ws *websocket.Conn, msgs *Pacer) {
+	ka := c.f.o.KeepAlive
+	if ka.Ping == nil {
+		return
+	}
+	for clock.Sleep(cctx, c.f.o.Clock, ka.PingEvery) == nil {
+		err := msgs.Wait(cctx)
+		if err == nil {
+			err = ws.Write(cctx, websocket.MessageText, ka.Ping)
+		}
+		if err != nil {
+			if cctx.Err() == nil {
+				stop(fmt.Errorf("keep-alive ping: %w", err))
+			}
+			return
+		}
+	}
+}
+
+func reasonFor(err error) string {
+	var p *planned
+	switch {
+	case errors.Is(err, errStale):
+		return "stale"
+	case errors.Is(err, errLifetime):
+		return "max_lifetime"
+	case errors.Is(err, errSubscribe):
+		return "subscribe_failed"
+	case errors.As(err, &p):
+		return p.name
+	case websocket.CloseStatus(err) != -1:
+		return "closed_by_server"
+	default:
+		return "read_error"
+	}
+}
+
+// bad counts and (at a bounded rate) logs a frame that was skipped.
+func (c *conn) bad(err error, frame []byte) {
+	f := c.f
+	reason, detail := ReasonBadJSON, err.Error()
+	var m *Malformed
+	if errors.As(err, &m) {
+		reason, detail = m.Reason, m.Detail
+	}
+	f.m.Malformed.WithLabelValues(f.o.Name, reason).Inc()
+	if ok, n := f.logBad.Allow(); ok {
+		const show = 200
+		snippet := string(frame[:min(len(frame), show)])
+		f.o.Logger.Warn(f.o.Name+": skipped a frame", "conn", c.id, "reason", reason, "detail", detail,
+			"frame", snippet, "suppressed", n, slog.Int("bytes", len(frame)))
+	}
+}
+
+// readAll reads one message into buf, reusing its storage.
+func readAll(r io.Reader, buf []byte) ([]byte, error) {
+	if cap(buf) == 0 {
+		buf = make([]byte, 0, 1024)
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}

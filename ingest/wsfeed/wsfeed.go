@@ -1,0 +1,338 @@
+// Package wsfeed is the connection manager every WebSocket exchange feed
+// runs on: everything that is not the exchange's format. It shards the
+// subscriptions over connections, dials with exponential backoff and jitter
+// (honouring Retry-After on HTTP 429 and 418), paces connection attempts
+// and client messages (GCRA), keeps each connection alive the way the
+// exchange wants, replaces a connection that goes silent (the watchdog) or
+// reaches its planned lifetime, hands every tick to the ingest queue in
+// arrival order, and counts all of it in the ingest metrics.
+//
+// An exchange package supplies an Exchange (endpoint per shard, subscribe
+// messages, frame decoder) and its limits in Options; see ingest/binance.
+package wsfeed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/ingest"
+	"github.com/tickflow/tickflow/internal/backoff"
+	"github.com/tickflow/tickflow/tick"
+)
+
+// Exchange is what an exchange package supplies: its format, nothing about
+// connections. Its methods are called from every connection's goroutine at
+// once.
+type Exchange interface {
+	// URL is the endpoint of one connection carrying streams.
+	URL(streams []string) string
+	// Subscribe returns the text messages to send, in order, once a
+	// connection carrying streams is up: one per request the exchange
+	// allows (Bybit spot takes 10 args per request). Nil when the URL
+	// subscribes by itself (Binance combined streams).
+	Subscribe(streams []string) [][]byte
+	// Decode decodes one text frame. For a tick it fills t (all but
+	// ReceivedAt) and returns Kind Tick. An error is a frame to skip and
+	// count: a *Malformed names its reason, any other counts as bad_json.
+	Decode(frame []byte, t *tick.Tick) (Event, error)
+}
+
+// Kind is what a decoded frame was.
+type Kind int
+
+const (
+	// Ignore is a frame with nothing to hand on: a pong, a subscription
+	// acknowledgement, a heartbeat.
+	Ignore Kind = iota
+	// Tick: t holds a tick for the queue.
+	Tick
+	// ServerEvent is a control message worth counting and logging (an
+	// error frame): server_events_total{event=Name}.
+	ServerEvent
+	// Reconnect: the server asked for a new connection (Binance's
+	// serverShutdown). It is counted as a server event and as a reconnect
+	// with reason Name, and replaced at once, without backoff.
+	Reconnect
+)
+
+// Event is the result of decoding one frame.
+type Event struct {
+	Kind Kind
+	Name string // label for ServerEvent and Reconnect: "error", "server_shutdown"
+	Info string // detail for the log
+}
+
+// Malformed is a frame the decoder refuses. Reason is the reason label of
+// malformed_frames_total; Detail is for the log.
+type Malformed struct {
+	Reason, Detail string
+}
+
+func (m *Malformed) Error() string { return m.Reason + ": " + m.Detail }
+
+// Reasons the manager itself gives for a skipped frame.
+const (
+	ReasonBadJSON = "bad_json"     // a decode error that is not a *Malformed
+	ReasonBinary  = "binary_frame" // the exchange sends text
+)
+
+// Rate is a GCRA pace: Burst events at once, then one per Every. The zero
+// value does not pace.
+type Rate struct {
+	Every time.Duration
+	Burst int
+}
+
+// KeepAlive is how a connection stays alive, as the exchange wants it.
+//
+// Server WebSocket pings are always answered with a pong echoing their
+// payload (the protocol, and Binance, require it). A pong is a client
+// message, so with Options.ClientMessages set a ping that arrives when no
+// slot is free is left unanswered and counted (pings_unanswered_total)
+// rather than breaking the exchange's message rate limit.
+type KeepAlive struct {
+	// Ping, when set, is sent as a text frame every PingEvery while the
+	// connection is up, through the client message pacer: OKX's "ping"
+	// (answered by "pong", which the decoder returns as Ignore), Bybit's
+	// {"op":"ping"} every 20 s, Kraken's {"method":"ping"}. Nil for
+	// exchanges that ping us (Binance) or whose heartbeat is a
+	// subscription (Coinbase's heartbeats channel, sent by Subscribe).
+	Ping      []byte
+	PingEvery time.Duration
+}
+
+// Options configure a Feed. Zero values take the defaults noted.
+type Options struct {
+	// Name is the exchange: the exchange label of every metric and the
+	// prefix of every log line. Required.
+	Name     string
+	Exchange Exchange // required
+	// Streams are the subscriptions, PerConn to a connection, in order.
+	Streams []string
+	PerConn int // required, > 0
+
+	// StaleAfter: a connection that delivers nothing for this long is
+	// replaced (reason stale); a blocked queue hand-off does not count.
+	StaleAfter time.Duration // required
+	// MaxLifetime: a connection this old is replaced (reason
+	// max_lifetime) at once, without backoff. Zero: no limit.
+	MaxLifetime time.Duration
+	// Backoff spaces reconnect attempts after failures.
+	Backoff backoff.Policy
+	// Connects paces connection attempts across all of the feed's
+	// connections (Binance: 300 per 5 minutes per IP). Zero: unpaced.
+	Connects Rate
+	// ClientMessages paces what each connection sends (subscriptions,
+	// pings, pongs): Binance allows 5 a second. Zero: unpaced.
+	ClientMessages Rate
+	KeepAlive      KeepAlive
+	// ReadLimit caps one frame (default 64 KiB); DialTimeout bounds one
+	// handshake (default 15 s).
+	ReadLimit   int64
+	DialTimeout time.Duration
+
+	// Queue receives the ticks. Required.
+	Queue ingest.Enqueuer
+	// HTTPClient dials the WebSocket handshake (http.DefaultClient when
+	// nil); tests and proxies inject their own.
+	HTTPClient *http.Client
+	Clock      clock.Clock
+	// Logger should already carry the source (With("source", name)).
+	Logger  *slog.Logger
+	Metrics prometheus.Registerer
+}
+
+func (o *Options) setDefaults() error {
+	if o.ReadLimit == 0 {
+		o.ReadLimit = 1 << 16
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = 15 * time.Second
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = http.DefaultClient
+	}
+	o.Clock = clock.OrReal(o.Clock)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case o.Name == "":
+		return errors.New("name: required")
+	case o.Exchange == nil:
+		return errors.New("exchange: required")
+	case o.Queue == nil:
+		return errors.New("queue: required")
+	case len(o.Streams) == 0:
+		return errors.New("streams: none given")
+	case o.PerConn < 1:
+		return fmt.Errorf("streams per connection: must be > 0, got %d", o.PerConn)
+	case o.StaleAfter <= 0:
+		return fmt.Errorf("stale after: must be > 0, got %s", o.StaleAfter)
+	case o.MaxLifetime < 0:
+		return fmt.Errorf("max lifetime: must be >= 0, got %s", o.MaxLifetime)
+	case o.KeepAlive.Ping != nil && o.KeepAlive.PingEvery <= 0:
+		return fmt.Errorf("keep-alive: a ping needs an interval > 0, got %s", o.KeepAlive.PingEvery)
+	}
+	if err := o.Backoff.Validate(); err != nil {
+		return err
+	}
+	for what, r := range map[string]Rate{"connect pacing": o.Connects, "client message pacing": o.ClientMessages} {
+		if r.Every < 0 || (r.Every > 0 && r.Burst < 1) {
+			return fmt.Errorf("%s: need burst >= 1 and interval > 0, got %d per %s", what, r.Burst, r.Every)
+		}
+	}
+	return nil
+}
+
+// Feed runs an exchange's connections. Build it with New; Run it once.
+type Feed struct {
+	o        Options
+	m        *ingest.Metrics
+	conns    []*conn
+	connects *Pacer
+
+	dialErrors  prometheus.Counter
+	connections prometheus.Gauge
+	pingsDrop   prometheus.Counter
+	logBad      ingest.Sometimes
+	logServer   ingest.Sometimes
+}
+
+var _ ingest.Feed = (*Feed)(nil)
+
+// New validates o and lays out the shards. It does not dial.
+func New(o Options) (*Feed, error) {
+	if err := o.setDefaults(); err != nil {
+		return nil, fmt.Errorf("%s: %w", o.Name, err)
+	}
+	m, err := ingest.NewMetrics(o.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.Name, err)
+	}
+	f := &Feed{
+		o:           o,
+		m:           m,
+		connects:    NewPacer(o.Clock, o.Connects),
+		dialErrors:  m.DialErrors.WithLabelValues(o.Name),
+		connections: m.Connections.WithLabelValues(o.Name),
+		pingsDrop:   m.PingsDropped.WithLabelValues(o.Name),
+		logBad:      ingest.Sometimes{Every: 10 * time.Second, Clock: o.Clock},
+		logServer:   ingest.Sometimes{Every: 10 * time.Second, Clock: o.Clock},
+	}
+	for i := 0; i < len(o.Streams); i += o.PerConn {
+		shard := o.Streams[i:min(i+o.PerConn, len(o.Streams))]
+		f.conns = append(f.conns, &conn{
+			f:       f,
+			id:      len(f.conns),
+			streams: shard,
+			url:     o.Exchange.URL(shard),
+		})
+	}
+	return f, nil
+}
+
+// URLs are the endpoints, one per connection.
+func (f *Feed) URLs() []string {
+	out := make([]string, len(f.conns))
+	for i, c := range f.conns {
+		out[i] = c.url
+	}
+	return out
+}
+
+// Shards are the streams of each connection, in order.
+func (f *Feed) Shards() [][]string {
+	out := make([][]string, len(f.conns))
+	for i, c := range f.conns {
+		out[i] = c.streams
+	}
+	return out
+}
+
+// Run keeps every connection up until ctx ends, and returns nil then. It
+// returns an error only when the queue stops accepting ticks.
+func (f *Feed) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, c := range f.conns {
+		g.Go(func() error { return c.run(gctx) })
+	}
+	err := g.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// Ready reports nil when every connection is up, or which is not and why.
+// It suits a health.Registry check.
+func (f *Feed) Ready(context.Context) error {
+	var errs []error
+	for _, c := range f.conns {
+		if !c.up.Load() {
+			why := "not connected yet"
+			if e := c.lastErr.Load(); e != nil {
+				why = *e
+			}
+			errs = append(errs, fmt.Errorf("connection %d/%d: %s", c.id+1, len(f.conns), why))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Pacer is a token bucket kept as GCRA (one "theoretical arrival time"):
+// Burst events at once, then one per Every. Safe for concurrent use.
+type Pacer struct {
+	clk   clock.Clock
+	every time.Duration
+	burst int
+
+	tat atomic.Int64 // unix nanos; guarded by CAS
+}
+
+// NewPacer returns a pacer for r on clk; a zero Rate never waits.
+func NewPacer(clk clock.Clock, r Rate) *Pacer {
+	return &Pacer{clk: clock.OrReal(clk), every: r.Every, burst: max(r.Burst, 1)}
+}
+
+// Reserve claims the next slot and returns how long to wait for it.
+func (p *Pacer) Reserve() time.Duration {
+	for {
+		now := p.clk.Now().UnixNano()
+		old := p.tat.Load()
+		t := max(old, now)
+		if p.tat.CompareAndSwap(old, t+int64(p.every)) {
+			return max(0, time.Duration(t-int64(p.burst-1)*int64(p.every)-now))
+		}
+	}
+}
+
+// Allow claims a slot only if one is free now.
+func (p *Pacer) Allow() bool {
+	for {
+		now := p.clk.Now().UnixNano()
+		old := p.tat.Load()
+		t := max(old, now)
+		if t-int64(p.burst-1)*int64(p.every) > now {
+			return false
+		}
+		if p.tat.CompareAndSwap(old, t+int64(p.every)) {
+			return true
+		}
+	}
+}
+
+// Wait blocks until the next slot; it returns ctx's error if ctx ends
+// first.
+func (p *Pacer) Wait(ctx context.Context) error {
+	return clock.Sleep(ctx, p.clk, p.Reserve())
+}
