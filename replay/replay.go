@@ -79,7 +79,7 @@ func Run(ctx context.Context, src Source, dst Producer, o Options) (Stats, error
 		if o.Speed > 0 {
 			due := start.Add(time.Duration(float64(time.Duration(t.Timestamp-epoch)*time.Millisecond) / o.Speed))
 			if wait := due.Sub(clk.Now()); wait > 0 {
-				if err := sleep(ctx, clk, wait); err != nil {
+				if err := clock.Sleep(ctx, clk, wait); err != nil {
 					return err
 				}
 			} else if -wait > st.BehindSchedule {
@@ -129,15 +129,4 @@ func progress(w io.Writer, st Stats, elapsed time.Duration, final bool) {
 		end = "\n"
 	}
 	fmt.Fprintf(w, "\rreplay: %d ticks  %.0f ticks/s  event time %s  %s%s", st.Ticks, rate, at, elapsed.Round(100*time.Millisecond), end)
-}
-
-func sleep(ctx context.Context, clk clock.Clock, d time.Duration) error {
-	t := clk.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C():
-		return nil
-	}
 }
