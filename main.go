@@ -256,8 +256,6 @@ type builtSink struct {
 func buildSinks(cfg config.Config, cc bus.ClientConfig, log *slog.Logger, reg *prometheus.Registry, hr *health.Registry, pub sinks.Publisher, bk *backends) ([]builtSink, error) {
 	rm := bus.NewRuntimeMetrics(reg)
 	var out []builtSink
-	byName := map[string]sinks.Sink{}
-	peer := func(name string) (sinks.Sink, bool) { s, ok := byName[name]; return s, ok }
 	for _, sc := range cfg.Sinks {
 		slog := log.With("component", "sink", "sink", sc.Name)
 		if !sc.Enabled {
@@ -271,7 +269,7 @@ func buildSinks(cfg config.Config, cc bus.ClientConfig, log *slog.Logger, reg *p
 		spec, _ := sinks.Lookup(sc.Name)
 		s, err := spec.New(sinks.Env{
 			Name: sc.Name, Logger: slog, Metrics: reg,
-			Clock: clock.Real, Publisher: pub, Peer: peer, Follower: bus.Follower{Client: cc},
+			Clock: clock.Real, Publisher: pub, Follower: bus.Follower{Client: cc},
 			Backend: bk.lookup,
 		}, sc.Settings)
 		if errors.Is(err, sinks.ErrUnavailable) {
@@ -292,7 +290,6 @@ func buildSinks(cfg config.Config, cc bus.ClientConfig, log *slog.Logger, reg *p
 		if r, ok := s.(sinks.Readier); ok {
 			hr.Check("sink:"+sc.Name+":backend", r.Ready)
 		}
-		byName[sc.Name] = s
 		out = append(out, builtSink{name: sc.Name, sink: s, rt: rt})
 		attrs := []any{"component", "sink", "sink", sc.Name, "group", "tickflow." + sc.Name, "batch_size", sc.Batch.Size, "max_wait", sc.Batch.MaxWait}
 		if a, ok := s.(interface{ Addr() string }); ok {

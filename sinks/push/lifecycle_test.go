@@ -15,9 +15,8 @@ import (
 	"github.com/tickflow/tickflow/tick"
 )
 
-// fakeCache stands in for the cache sink's Pairs.
+// fakeCache stands in for the cache backend's Pairs.
 type fakeCache struct {
-	sinks.Sink
 	ticks []tick.Tick
 	err   error
 	calls int
@@ -35,7 +34,7 @@ func TestSnapshotFromCache(t *testing.T) {
 	}}
 	ts := startSink(t, func(*Config) {}, func(e *sinks.Env, _ *Sink) {
 		if e != nil {
-			e.Peer = func(name string) (sinks.Sink, bool) { return cache, name == "cache" }
+			e.Backend = func(name string) (any, bool) { return cache, name == "cache" }
 		}
 	})
 	write(t, ts.Sink, mkTick("binance", "BTCUSDT", "101", 20))
@@ -57,15 +56,16 @@ func TestSnapshotFromCache(t *testing.T) {
 }
 
 func TestSnapshotWithoutCacheOrWithAFailingOne(t *testing.T) {
-	for _, peer := range []func(string) (sinks.Sink, bool){
+	for _, backend := range []func(string) (any, bool){
 		nil,
-		func(name string) (sinks.Sink, bool) {
+		func(name string) (any, bool) {
 			return &fakeCache{err: errors.New("redis down")}, name == "cache"
 		},
+		func(name string) (any, bool) { return struct{}{}, name == "cache" }, // no Pairs
 	} {
 		ts := startSink(t, func(*Config) {}, func(e *sinks.Env, _ *Sink) {
 			if e != nil {
-				e.Peer = peer
+				e.Backend = backend
 			}
 		})
 		write(t, ts.Sink, mkTick("okx", "SOLUSDT", "3", 1))

@@ -2,99 +2,33 @@ package risk
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/tickflow/tickflow/internal/testkit"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tickflow/tickflow/alert"
+	"github.com/tickflow/tickflow/internal/testkit"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/tick"
 )
 
-// record is one message a fake publisher accepted.
-type record struct {
-	topic, key string
-	alert      alert.Alert
-}
-
-// fakeBus stands in for the bus producer; failNext makes the next n
-// publishes fail.
-type fakeBus struct {
-	mu       sync.Mutex
-	records  []record
-	failNext int
-}
-
-func (b *fakeBus) Publish(_ context.Context, topic string, key, value []byte) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.failNext > 0 {
-		b.failNext--
-		return errors.New("broker unavailable")
-	}
-	var a alert.Alert
-	if err := json.Unmarshal(value, &a); err != nil {
-		return err
-	}
-	b.records = append(b.records, record{topic: topic, key: string(key), alert: a})
-	return nil
-}
-
-func (b *fakeBus) alerts() []alert.Alert {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	out := make([]alert.Alert, len(b.records))
-	for i, r := range b.records {
-		out[i] = r.alert
-	}
-	return out
-}
-
-// fakePush stands in for the push sink's channel fan-out.
-type fakePush struct {
-	sinks.Sink
-	mu   sync.Mutex
-	msgs map[string][]string
-}
-
-func (p *fakePush) Publish(channel, key string, payload []byte) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.msgs == nil {
-		p.msgs = map[string][]string{}
-	}
-	p.msgs[channel] = append(p.msgs[channel], key)
-}
-
 type harness struct {
 	t    *testing.T
 	sink *Sink
-	bus  *fakeBus
-	push *fakePush
+	bus  *testkit.Publisher
 	reg  *prometheus.Registry
+}
+
+// alerts decodes what the monitor published, in order.
+func (h *harness) alerts() []alert.Alert {
+	return testkit.Values[alert.Alert](h.t, h.bus, alert.Topic)
 }
 
 func newHarness(t *testing.T, cfg *Config) *harness {
 	t.Helper()
-	h := &harness{t: t, bus: &fakeBus{}, push: &fakePush{}, reg: prometheus.NewRegistry()}
-	env := sinks.Env{
-		Name:      "risk",
-		Metrics:   h.reg,
-		Publisher: h.bus,
-		Peer: func(name string) (sinks.Sink, bool) {
-			if name == "push" {
-				return h.push, true
-			}
-			return nil, false
-		},
-	}
-	s, err := New(env, cfg)
+	h := &harness{t: t, bus: &testkit.Publisher{}, reg: prometheus.NewRegistry()}
+	s, err := New(sinks.Env{Name: "risk", Metrics: h.reg, Publisher: h.bus}, cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -21,7 +21,7 @@ func TestVolatilityCrossingFiresOnce(t *testing.T) {
 	// +5 % exactly is not above the threshold; 105.01 is. The price then
 	// stays up: still one alert.
 	h.write(path("binance", "BTCUSDT", 20*time.Second, "100", "102", "104", "105", "105.01", "106", "107", "106.5")...)
-	got := h.bus.alerts()
+	got := h.alerts()
 	if len(got) != 1 {
 		t.Fatalf("got %d alerts, want 1: %+v", len(got), got)
 	}
@@ -36,11 +36,8 @@ func TestVolatilityCrossingFiresOnce(t *testing.T) {
 	if !reflect.DeepEqual(a, want) {
 		t.Fatalf("alert\n got %+v\nwant %+v", a, want)
 	}
-	if h.bus.records[0].topic != alert.Topic || h.bus.records[0].key != "binance:BTCUSDT" {
-		t.Fatalf("published to %s key %s", h.bus.records[0].topic, h.bus.records[0].key)
-	}
-	if got := h.push.msgs[alert.Channel]; len(got) != 1 || got[0] != "binance:BTCUSDT" {
-		t.Fatalf("push channel got %v", got)
+	if r := h.bus.Records()[0]; r.Topic != alert.Topic || r.Key != "binance:BTCUSDT" {
+		t.Fatalf("published to %s key %s", r.Topic, r.Key)
 	}
 	if l := h.sink.RecentAlerts(0, "", 0); len(l) != 1 || l[0].ID != want.ID {
 		t.Fatalf("recent = %+v", l)
@@ -56,7 +53,7 @@ func TestVolatilityWindowIsEventTime(t *testing.T) {
 		ticks = append(ticks, tk("binance", "ETHUSDT", time.Duration(i)*3*time.Minute, []string{"100", "101", "102", "103", "104", "105", "106", "107", "108", "109", "110"}[i]))
 	}
 	h.write(ticks...)
-	if got := h.bus.alerts(); len(got) != 0 {
+	if got := h.alerts(); len(got) != 0 {
 		t.Fatalf("slow drift raised %d alerts: %+v", len(got), got)
 	}
 }
@@ -64,7 +61,7 @@ func TestVolatilityWindowIsEventTime(t *testing.T) {
 func TestVolatilityDownMove(t *testing.T) {
 	h := newHarness(t, onlyRules(alert.PriceVolatility))
 	h.write(path("binance", "SOLUSDT", time.Second, "200", "189.9")...)
-	got := h.bus.alerts()
+	got := h.alerts()
 	if len(got) != 1 || got[0].ChangePercent != "-5.05" {
 		t.Fatalf("got %+v, want one alert at -5.05 %%", got)
 	}
@@ -89,7 +86,7 @@ func TestVolatilityOscillationCooldown(t *testing.T) {
 			cfg.Volatility.Cooldown = tt.cooldown
 			h := newHarness(t, cfg)
 			h.write(path("binance", "BTCUSDT", 10*time.Second, prices...)...)
-			got := h.bus.alerts()
+			got := h.alerts()
 			f := len(firing(got))
 			if f != tt.wantFiring || len(got)-f != tt.wantResolved {
 				t.Fatalf("firing %d resolved %d, want %d and %d: %+v", f, len(got)-f, tt.wantFiring, tt.wantResolved, got)
@@ -106,7 +103,7 @@ func TestVolatilityHysteresis(t *testing.T) {
 	// 4.5 % is below the threshold but above the clearing level: the alert
 	// stays firing; 3.9 % resolves it.
 	h.write(path("binance", "BTCUSDT", 10*time.Second, "100", "105.5", "104.5", "105.9", "103.9")...)
-	got := h.bus.alerts()
+	got := h.alerts()
 	if len(got) != 2 || got[0].Status != alert.Firing || got[1].Status != alert.Resolved || got[0].ID != got[1].ID {
 		t.Fatalf("want firing then resolved with one ID, got %+v", got)
 	}
@@ -125,7 +122,7 @@ func TestVolatilityVsOpen24h(t *testing.T) {
 	b := tk("binance", "BTCUSDT", time.Second, "100")
 	b.Open24h = tick.MustDecimal("91")
 	h.write(a, b)
-	got := h.bus.alerts()
+	got := h.alerts()
 	if len(got) != 1 || got[0].Rule != alert.PriceVolatility24h || got[0].Window != "24h" || got[0].FromPrice != "90" {
 		t.Fatalf("got %+v, want one 24h alert from 90", got)
 	}
@@ -138,14 +135,14 @@ func TestReplayGivesNoNewAlert(t *testing.T) {
 
 	h := newHarness(t, cfg)
 	h.write(ticks...)
-	first := ids(h.bus.alerts())
+	first := ids(h.alerts())
 	if len(first) < 4 {
 		t.Fatalf("scenario raised only %v", first)
 	}
 
 	// The same ticks again, as the runtime redelivers after a failed commit.
 	h.write(ticks...)
-	if again := ids(h.bus.alerts()); !reflect.DeepEqual(again, first) {
+	if again := ids(h.alerts()); !reflect.DeepEqual(again, first) {
 		t.Fatalf("replay published more: %v, first run %v", again, first)
 	}
 	if n := h.counter("tickflow_risk_ticks_skipped_total", "reason", "replayed"); n != float64(len(ticks)) {
@@ -155,7 +152,7 @@ func TestReplayGivesNoNewAlert(t *testing.T) {
 	// A fresh monitor fed the same ticks derives the same IDs.
 	h2 := newHarness(t, cfg)
 	h2.write(ticks...)
-	if got := ids(h2.bus.alerts()); !reflect.DeepEqual(got, first) {
+	if got := ids(h2.alerts()); !reflect.DeepEqual(got, first) {
 		t.Fatalf("fresh monitor: %v, want %v", got, first)
 	}
 }
@@ -180,7 +177,7 @@ func TestRestartReplaysSavedState(t *testing.T) {
 
 	whole := newHarness(t, cfg(t.TempDir()))
 	whole.write(ticks...)
-	want := ids(whole.bus.alerts())
+	want := ids(whole.alerts())
 
 	for _, snapshot := range []bool{false, true} {
 		t.Run(fmt.Sprintf("snapshot=%v", snapshot), func(t *testing.T) {
@@ -188,7 +185,7 @@ func TestRestartReplaysSavedState(t *testing.T) {
 			first := newHarness(t, cfg(dir))
 			first.write(ticks[:8]...)
 			if snapshot { // as when the journal has grown: state so far in the snapshot, the rest logged
-				if err := first.sink.snapshotState(); err != nil {
+				if err := first.sink.journal.Snapshot(); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -198,15 +195,15 @@ func TestRestartReplaysSavedState(t *testing.T) {
 			// committed, so the restarted monitor sees it again, then the rest.
 			second := newHarness(t, cfg(dir))
 			second.write(ticks[8:]...)
-			got := append(ids(first.bus.alerts()), ids(second.bus.alerts())...)
+			got := append(ids(first.alerts()), ids(second.alerts())...)
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("with restart %v\nuninterrupted %v", got, want)
 			}
 			if l := second.sink.RecentAlerts(0, "", 0); len(l) != len(got) {
 				t.Fatalf("REST list after restart has %d alerts, want %d", len(l), len(got))
 			}
-			if n := second.counter("tickflow_risk_alerts_total"); n != float64(len(second.bus.alerts())) {
-				t.Fatalf("alerts_total %v counts replayed alerts; published %d", n, len(second.bus.alerts()))
+			if n := second.counter("tickflow_risk_alerts_total"); n != float64(len(second.alerts())) {
+				t.Fatalf("alerts_total %v counts replayed alerts; published %d", n, len(second.alerts()))
 			}
 		})
 	}
@@ -258,7 +255,7 @@ func TestCorruptStateStartsCold(t *testing.T) {
 				t.Fatalf("bad state not kept aside: %v", err)
 			}
 			h.write(path("binance", "BTCUSDT", time.Second, "100", "110")...)
-			if len(h.bus.alerts()) != 1 {
+			if len(h.alerts()) != 1 {
 				t.Fatal("monitor does not work after bad state")
 			}
 		})
@@ -282,7 +279,7 @@ func TestStaleFeed(t *testing.T) {
 	}
 	h.write(ticks[:40]...) // batch boundaries must not matter
 	h.write(ticks[40:]...)
-	got := h.bus.alerts()
+	got := h.alerts()
 	if len(got) != 2 {
 		t.Fatalf("got %d alerts, want firing and resolved for binance:ETHUSDT: %+v", len(got), got)
 	}
@@ -309,7 +306,7 @@ func TestCrossedBook(t *testing.T) {
 		tk("binance", "BTCUSDT", 3*time.Second, "100"),                       // no book: no judgement
 		book(tk("binance", "BTCUSDT", 4*time.Second, "100"), "99.9", "100"),  // normal
 	)
-	got := h.bus.alerts()
+	got := h.alerts()
 	if len(got) != 2 {
 		t.Fatalf("got %+v, want firing and resolved", got)
 	}
@@ -333,7 +330,7 @@ func TestPriceSpike(t *testing.T) {
 		tk("bybit", "BTCUSDT", 3*time.Second, "100.2"), // back in line
 		tk("kraken", "BTCUSDT", 60*time.Second, "150"), // others are all older than max_age
 	)
-	got := h.bus.alerts()
+	got := h.alerts()
 	if len(got) != 2 {
 		t.Fatalf("got %+v, want bybit firing and resolved", got)
 	}
@@ -353,15 +350,15 @@ func TestPublishFailureIsRetriedWithoutDuplicates(t *testing.T) {
 		tk("binance", "BTCUSDT", 0, "100"),
 		book(tk("binance", "BTCUSDT", time.Second, "106"), "107", "106"),
 	}
-	h.bus.failNext = 1
+	h.bus.FailNext(1)
 	if err := h.sink.WriteBatch(context.Background(), batch); err == nil {
 		t.Fatal("WriteBatch succeeded although the bus refused the alert")
 	}
-	if len(h.bus.alerts()) != 0 || len(h.sink.RecentAlerts(0, "", 0)) != 0 {
+	if len(h.alerts()) != 0 || len(h.sink.RecentAlerts(0, "", 0)) != 0 {
 		t.Fatal("alert listed before the bus acknowledged it")
 	}
 	h.write(batch...) // the runtime's retry
-	got := h.bus.alerts()
+	got := h.alerts()
 	if len(got) != 2 || got[0].Rule != alert.PriceVolatility || got[1].Rule != alert.CrossedBook {
 		t.Fatalf("after retry got %+v, want the two alerts once, in order", got)
 	}
@@ -410,20 +407,6 @@ func TestRecentAlertsFilters(t *testing.T) {
 		if !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("since %d min %q limit %d: got %v, want %v", tt.since, tt.min, tt.limit, got, tt.want)
 		}
-	}
-}
-
-func TestRecentIsBounded(t *testing.T) {
-	r := newRecent(3)
-	for i := 1; i <= 5; i++ {
-		r.add(alert.Alert{Timestamp: int64(i)})
-	}
-	var got []int64
-	for _, a := range r.all() {
-		got = append(got, a.Timestamp)
-	}
-	if !reflect.DeepEqual(got, []int64{3, 4, 5}) {
-		t.Fatalf("kept %v", got)
 	}
 }
 

@@ -199,8 +199,8 @@ func TestSinkPostsAlertsToWebhook(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	var a alert.Alert
-	if err := json.Unmarshal(srv.bodies[0], &a); err != nil || a.ID != h.bus.alerts()[0].ID {
-		t.Fatalf("posted %s (%v), published %+v", srv.bodies[0], err, h.bus.alerts())
+	if err := json.Unmarshal(srv.bodies[0], &a); err != nil || a.ID != h.alerts()[0].ID {
+		t.Fatalf("posted %s (%v), published %+v", srv.bodies[0], err, h.alerts())
 	}
 }
 

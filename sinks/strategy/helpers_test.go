@@ -2,74 +2,19 @@ package strategy
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/tickflow/tickflow/internal/testkit"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/internal/testkit"
 	"github.com/tickflow/tickflow/signal"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/tick"
 )
-
-type record struct {
-	topic, key string
-	sig        signal.Signal
-}
-
-type fakeBus struct {
-	mu       sync.Mutex
-	records  []record
-	failNext int
-}
-
-func (b *fakeBus) Publish(_ context.Context, topic string, key, value []byte) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.failNext > 0 {
-		b.failNext--
-		return errors.New("broker unavailable")
-	}
-	var s signal.Signal
-	if err := json.Unmarshal(value, &s); err != nil {
-		return err
-	}
-	b.records = append(b.records, record{topic: topic, key: string(key), sig: s})
-	return nil
-}
-
-func (b *fakeBus) signals() []signal.Signal {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	out := make([]signal.Signal, len(b.records))
-	for i, r := range b.records {
-		out[i] = r.sig
-	}
-	return out
-}
-
-type fakePush struct {
-	sinks.Sink
-	mu   sync.Mutex
-	keys map[string][]string
-}
-
-func (p *fakePush) Publish(channel, key string, _ []byte) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.keys == nil {
-		p.keys = map[string][]string{}
-	}
-	p.keys[channel] = append(p.keys[channel], key)
-}
 
 // parseConfig decodes a sinks.strategy section the way the config loader
 // does, over the defaults.
@@ -87,20 +32,21 @@ func parseConfig(t *testing.T, src string) *Config {
 type harness struct {
 	t    *testing.T
 	sink *Sink
-	bus  *fakeBus
-	push *fakePush
+	bus  *testkit.Publisher
 	reg  *prometheus.Registry
+}
+
+// signals decodes what the engine published, in order.
+func (h *harness) signals() []signal.Signal {
+	return testkit.Values[signal.Signal](h.t, h.bus, signal.Topic)
 }
 
 // newHarness builds a connected engine with its pool running until the
 // test ends.
 func newHarness(t *testing.T, cfg *Config, clk clock.Clock) *harness {
 	t.Helper()
-	h := &harness{t: t, bus: &fakeBus{}, push: &fakePush{}, reg: prometheus.NewRegistry()}
-	s, err := New(sinks.Env{
-		Name: "strategy", Metrics: h.reg, Publisher: h.bus, Clock: clk,
-		Peer: func(name string) (sinks.Sink, bool) { return h.push, name == "push" },
-	}, cfg)
+	h := &harness{t: t, bus: &testkit.Publisher{}, reg: prometheus.NewRegistry()}
+	s, err := New(sinks.Env{Name: "strategy", Metrics: h.reg, Publisher: h.bus, Clock: clk}, cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -173,5 +119,5 @@ func indent(s, prefix string) string {
 }
 
 func senv() sinks.Env {
-	return sinks.Env{Name: "strategy", Metrics: prometheus.NewRegistry(), Publisher: &fakeBus{}}
+	return sinks.Env{Name: "strategy", Metrics: prometheus.NewRegistry(), Publisher: &testkit.Publisher{}}
 }

@@ -103,7 +103,7 @@ func TestPoolFloodOfFastTriggers(t *testing.T) {
 	h := newHarness(t, everyConfig(t, "fast", 2, 4, 5*time.Second), nil)
 	const n = 5000
 	h.write(rising(n)...)
-	if got := len(h.bus.signals()); got != n {
+	if got := len(h.signals()); got != n {
 		t.Fatalf("%d signals, want %d", got, n)
 	}
 	if m := exec.max.Load(); m > 2 {
@@ -116,7 +116,7 @@ func TestPoolFloodOfFastTriggers(t *testing.T) {
 		t.Fatal("fast triggers were dropped")
 	}
 	// Signals come out in trigger order, whatever order the workers ran.
-	for i, s := range h.bus.signals() {
+	for i, s := range h.signals() {
 		if s.Timestamp != t0+int64(i) {
 			t.Fatalf("signal %d has time %d", i, s.Timestamp-t0)
 		}
@@ -136,7 +136,7 @@ func TestPoolFloodOfStuckTriggers(t *testing.T) {
 	if d := time.Since(start); d > 20*timeout {
 		t.Fatalf("batch took %s with a %s timeout", d, timeout)
 	}
-	if len(h.bus.signals()) != 0 {
+	if len(h.signals()) != 0 {
 		t.Fatal("timed-out executions produced signals")
 	}
 	if m := exec.max.Load(); m > 2 {
@@ -199,7 +199,7 @@ func TestPoolExecuteIgnoringContext(t *testing.T) {
 	if exec.max.Load() != 1 || exec.calls.Load() != 1 {
 		t.Fatalf("%d calls, %d at once, want one", exec.calls.Load(), exec.max.Load())
 	}
-	if len(h.bus.signals()) != 0 {
+	if len(h.signals()) != 0 {
 		t.Fatal("lost triggers produced signals")
 	}
 }
@@ -211,7 +211,7 @@ func TestExecuteErrorIsCountedNotFatal(t *testing.T) {
 	if got := h.counter("tickflow_strategy_exec_errors_total"); got != 3 {
 		t.Fatalf("exec errors %v, want 3", got)
 	}
-	if len(h.bus.signals()) != 0 {
+	if len(h.signals()) != 0 {
 		t.Fatal("failed executions produced signals")
 	}
 }

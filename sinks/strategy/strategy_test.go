@@ -109,7 +109,7 @@ func TestStrategyTypesOnKnownPaths(t *testing.T) {
 				ticks = append(ticks, tk("binance", "BTCUSDT", s.at, s.price))
 			}
 			h.write(ticks...)
-			got := h.bus.signals()
+			got := h.signals()
 			if !reflect.DeepEqual(sigs(got), tt.want) {
 				t.Fatalf("signals %v, want %v", sigs(got), tt.want)
 			}
@@ -143,17 +143,14 @@ func TestSinkPublishesAndPaperTrades(t *testing.T) {
 		tk("binance", "BTCUSDT", 3*time.Second, "99.5"), // sell: close at -1, open short 2 @ 99.5
 		tk("binance", "BTCUSDT", 4*time.Second, "98"),   // mark: short is up 3
 	)
-	got := h.bus.signals()
+	got := h.signals()
 	if !reflect.DeepEqual(sigs(got), []sig{{"btc-cross", signal.Buy, "100", 1000}, {"btc-cross", signal.Sell, "99.5", 3000}}) {
 		t.Fatalf("signals %v", sigs(got))
 	}
-	for _, r := range h.bus.records {
-		if r.topic != signal.Topic || r.key != "binance:BTCUSDT" {
-			t.Fatalf("published to %s key %s", r.topic, r.key)
+	for _, r := range h.bus.Records() {
+		if r.Topic != signal.Topic || r.Key != "binance:BTCUSDT" {
+			t.Fatalf("published to %s key %s", r.Topic, r.Key)
 		}
-	}
-	if keys := h.push.keys[signal.Channel]; len(keys) != 2 {
-		t.Fatalf("push channel got %v", keys)
 	}
 	st := h.sink.Strategies()
 	if len(st) != 2 || st[0].Name != "btc-cross" || st[1].Name != "eth-sma" {
@@ -204,9 +201,9 @@ func TestReplayPublishesNothingNew(t *testing.T) {
 	h := newHarness(t, parseConfig(t, twoStrategies), nil)
 	ticks := path("binance", "BTCUSDT", time.Second, "99", "101", "98", "102")
 	h.write(ticks...)
-	first := sigs(h.bus.signals())
+	first := sigs(h.signals())
 	h.write(ticks...)
-	if again := sigs(h.bus.signals()); !reflect.DeepEqual(again, first) {
+	if again := sigs(h.signals()); !reflect.DeepEqual(again, first) {
 		t.Fatalf("replay published more: %v, first %v", again, first)
 	}
 	if n := h.counter("tickflow_strategy_ticks_skipped_total", "reason", "replayed"); n != 4 {
@@ -217,12 +214,12 @@ func TestReplayPublishesNothingNew(t *testing.T) {
 func TestPublishFailureIsRetried(t *testing.T) {
 	h := newHarness(t, parseConfig(t, twoStrategies), nil)
 	batch := path("binance", "BTCUSDT", time.Second, "99", "101", "98")
-	h.bus.failNext = 1
+	h.bus.FailNext(1)
 	if err := h.sink.WriteBatch(context.Background(), batch); err == nil {
 		t.Fatal("WriteBatch succeeded although the bus refused")
 	}
 	h.write(batch...)
-	if got := sigs(h.bus.signals()); len(got) != 2 || got[0].side != signal.Buy || got[1].side != signal.Sell {
+	if got := sigs(h.signals()); len(got) != 2 || got[0].side != signal.Buy || got[1].side != signal.Sell {
 		t.Fatalf("after retry %v, want buy then sell once", got)
 	}
 	if st := h.sink.Strategies()[0]; st.Paper.Fills != 3 || st.Signals != 2 {
@@ -250,7 +247,7 @@ strategies:
 
 	whole := newHarness(t, cfg(t.TempDir()), nil)
 	whole.write(ticks...)
-	want := whole.bus.signals()
+	want := whole.signals()
 	if len(want) < 4 {
 		t.Fatalf("scenario gives only %v", sigs(want))
 	}
@@ -261,7 +258,7 @@ strategies:
 			first := newHarness(t, cfg(dir), nil)
 			first.write(ticks[:6]...)
 			if snapshot {
-				if err := first.sink.snapshotState(); err != nil {
+				if err := first.sink.journal.Snapshot(); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -269,7 +266,7 @@ strategies:
 			first.sink.Close(context.Background())
 			second := newHarness(t, cfg(dir), nil) // the last batch was never committed
 			second.write(ticks[6:]...)
-			got := append(first.bus.signals(), second.bus.signals()...)
+			got := append(first.signals(), second.signals()...)
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("with restart %v\nuninterrupted %v", sigs(got), sigs(want))
 			}
@@ -331,7 +328,7 @@ func TestCorruptStateStartsAfresh(t *testing.T) {
 				t.Fatalf("bad state not kept aside: %v", err)
 			}
 			h.write(path("binance", "BTCUSDT", time.Second, "99", "101")...)
-			if len(h.bus.signals()) != 1 {
+			if len(h.signals()) != 1 {
 				t.Fatal("engine does not work after bad state")
 			}
 		})
