@@ -1,16 +1,11 @@
 package push
 
 import (
-	"context"
 	"testing"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tickflow/tickflow/alert"
 	"github.com/tickflow/tickflow/internal/testkit"
 	"github.com/tickflow/tickflow/signal"
-	"github.com/tickflow/tickflow/sinks"
 )
 
 // Alerts and signals come from their topics: a record's value reaches the
@@ -44,34 +39,5 @@ func TestEventsFromTopics(t *testing.T) {
 	}
 	if n := testkit.Metric(ts.reg, "tickflow_push_events_total", "channel", "alert"); n != 2 {
 		t.Fatalf("alerts counted %v, want 2", n)
-	}
-}
-
-// Following stops with Run: the follower's reads end and Run returns.
-func TestFollowingStopsWithRun(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Listen = "127.0.0.1:0"
-	bus := &testkit.Follower{}
-	s, err := New(sinks.Env{Metrics: prometheus.NewRegistry(), Follower: bus}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	testkit.Eventually(t, 5*time.Second, "following both topics", func() bool {
-		return bus.Following(alert.Topic) == 1 && bus.Following(signal.Topic) == 1
-	})
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("Run did not return")
-	}
-	if bus.Following(alert.Topic) != 0 || bus.Following(signal.Topic) != 0 {
-		t.Fatal("still following after Run returned")
 	}
 }

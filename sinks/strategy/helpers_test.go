@@ -67,12 +67,7 @@ func newHarness(t *testing.T, cfg *Config, clk clock.Clock) *harness {
 	return h
 }
 
-func (h *harness) write(ticks ...tick.Tick) {
-	h.t.Helper()
-	if err := h.sink.WriteBatch(context.Background(), ticks); err != nil {
-		h.t.Fatalf("WriteBatch: %v", err)
-	}
-}
+func (h *harness) write(ticks ...tick.Tick) { h.t.Helper(); testkit.Write(h.t, h.sink, ticks...) }
 
 func (h *harness) counter(name string, labels ...string) float64 {
 	return testkit.Metric(h.reg, name, labels...)
