@@ -60,6 +60,20 @@ func TestRecentIsBoundedAndFilters(t *testing.T) {
 		s.Add(signal.Signal{ID: fmt.Sprint(ts), Strategy: "x", Timestamp: ts})
 	}
 	s.Add(signal.Signal{ID: "other", Strategy: "y", Timestamp: 9})
+	// Full, a list filled by event time keeps the newest, whatever the
+	// order they came in.
+	byTime := NewSignals(2)
+	for _, ts := range []int64{5, 9, 1, 9, 7, 3, 7} { // 9 and 7 twice
+		byTime.AddByTime(signal.Signal{ID: fmt.Sprint(ts), Timestamp: ts}, signalTime, func(s *signal.Signal) string { return s.ID })
+	}
+	var kept []string
+	for _, sig := range byTime.RecentSignals("", 0, 0) {
+		kept = append(kept, sig.ID)
+	}
+	if !reflect.DeepEqual(kept, []string{"9", "7"}) {
+		t.Fatalf("kept by time %v, want 9 and 7 once each", kept)
+	}
+
 	var got []string
 	for _, sig := range s.RecentSignals("x", 0, 0) {
 		got = append(got, sig.ID)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/tickflow/tickflow/alert"
 	"github.com/tickflow/tickflow/clock"
-	"github.com/tickflow/tickflow/internal/journal"
 	"github.com/tickflow/tickflow/signal"
 	"github.com/tickflow/tickflow/sinks"
 )
@@ -44,17 +43,16 @@ func feedUndecodable(reg prometheus.Registerer, topic string) (prometheus.Counte
 	return v.WithLabelValues(topic), nil
 }
 
-// feed follows one topic into a bounded list, skipping events it already
-// holds (a reconnect reads the backfill again; a sink that crashed between
-// publishing and saving republishes with the same IDs).
+// feed follows one topic into a bounded list of the newest events by
+// event time (partitions interleave them), each once (a reconnect reads
+// the backfill again; a sink that crashed between publishing and saving
+// republishes with the same IDs).
 type feed[E any] struct {
 	reader Reader
 	recent *Recent[E]
-	seenMu sync.Mutex
-	seen   *journal.Seen
 }
 
-func newFeed[E any](f sinks.Follower, topic string, capacity int, opt FeedOptions, id func(*E) string, onAdd func(*E)) (*feed[E], error) {
+func newFeed[E any](f sinks.Follower, topic string, capacity int, opt FeedOptions, id func(*E) string, ts func(*E) int64, onAdd func(*E)) (*feed[E], error) {
 	if f == nil {
 		return nil, fmt.Errorf("events: feed of %s: no follower", topic)
 	}
@@ -65,7 +63,7 @@ func newFeed[E any](f sinks.Follower, topic string, capacity int, opt FeedOption
 	if err != nil {
 		return nil, fmt.Errorf("events: feed of %s: metrics: %w", topic, err)
 	}
-	fd := &feed[E]{recent: NewRecent[E](capacity), seen: journal.NewSeen(max(2*capacity, journal.DefaultSeen))}
+	fd := &feed[E]{recent: NewRecent[E](capacity)}
 	log := opt.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -78,15 +76,10 @@ func newFeed[E any](f sinks.Follower, topic string, capacity int, opt FeedOption
 			if err := json.Unmarshal(value, &e); err != nil {
 				return err
 			}
-			k := id(&e)
-			if k == "" {
+			if id(&e) == "" {
 				return errors.New("event without an id")
 			}
-			fd.seenMu.Lock()
-			fresh := fd.seen.Add(k)
-			fd.seenMu.Unlock()
-			if fresh {
-				fd.recent.Add(e)
+			if fd.recent.AddByTime(e, ts, id) {
 				if onAdd != nil {
 					onAdd(&e)
 				}
@@ -115,7 +108,7 @@ func NewAlertFeed(f sinks.Follower, capacity int, opt FeedOptions) (*AlertFeed, 
 			return ""
 		}
 		return a.DedupKey()
-	}, nil)
+	}, alertTime, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +134,7 @@ type SignalFeed struct {
 // signals. Call Run for the life of the process.
 func NewSignalFeed(f sinks.Follower, capacity int, opt FeedOptions) (*SignalFeed, error) {
 	sf := &SignalFeed{strategies: map[string]*signal.StrategyStatus{}}
-	fd, err := newFeed(f, signal.Topic, capacity, opt, func(s *signal.Signal) string { return s.ID }, sf.note)
+	fd, err := newFeed(f, signal.Topic, capacity, opt, func(s *signal.Signal) string { return s.ID }, signalTime, sf.note)
 	if err != nil {
 		return nil, err
 	}

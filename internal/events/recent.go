@@ -33,6 +33,45 @@ func (r *Recent[E]) Add(e E) {
 	}
 }
 
+// AddByTime keeps e unless an event with the same id is kept already, or
+// the list is full and e is older, by ts, than every event kept; when
+// full, e replaces the oldest. It reports whether e was kept. It is for
+// events that arrive out of event-time order and may arrive twice, as a
+// topic's partitions interleave them and a re-read repeats them: the list
+// keeps the newest, once each, whatever order they came in. (List's order
+// is then not meaningful; Alerts and Signals sort by event time.)
+func (r *Recent[E]) AddByTime(e E, ts func(*E) int64, id func(*E) string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.next
+	if r.full {
+		n = len(r.buf)
+	}
+	k := id(&e)
+	oldest := 0
+	for i := range n {
+		if id(&r.buf[i]) == k {
+			return false
+		}
+		if ts(&r.buf[i]) < ts(&r.buf[oldest]) {
+			oldest = i
+		}
+	}
+	if !r.full {
+		r.buf[r.next] = e
+		r.next++
+		if r.next == len(r.buf) {
+			r.next, r.full = 0, true
+		}
+		return true
+	}
+	if ts(&e) < ts(&r.buf[oldest]) {
+		return false
+	}
+	r.buf[oldest] = e
+	return true
+}
+
 // Reset forgets every event.
 func (r *Recent[E]) Reset() {
 	r.mu.Lock()
@@ -93,7 +132,7 @@ func (a Alerts) RecentAlerts(since int64, min alert.Severity, limit int) []alert
 	l := a.List(func(x *alert.Alert) bool {
 		return x.Timestamp >= since && (min == "" || x.Severity.Rank() >= min.Rank())
 	})
-	return newest(l, func(x *alert.Alert) int64 { return x.Timestamp }, limit)
+	return newest(l, alertTime, limit)
 }
 
 // Signals is the bounded list of recent signals the REST API serves.
@@ -109,5 +148,8 @@ func (s Signals) RecentSignals(strategy string, since int64, limit int) []signal
 	l := s.List(func(x *signal.Signal) bool {
 		return (strategy == "" || x.Strategy == strategy) && x.Timestamp >= since
 	})
-	return newest(l, func(x *signal.Signal) int64 { return x.Timestamp }, limit)
+	return newest(l, signalTime, limit)
 }
+
+func alertTime(a *alert.Alert) int64    { return a.Timestamp }
+func signalTime(s *signal.Signal) int64 { return s.Timestamp }
