@@ -128,6 +128,9 @@ type SignalFeed struct {
 	mu         sync.Mutex
 	strategies map[string]*signal.StrategyStatus
 	order      []string
+	engine     interface {
+		Strategies() []signal.StrategyStatus
+	}
 }
 
 // NewSignalFeed follows signal.Topic through f, keeping up to capacity
@@ -159,15 +162,30 @@ func (s *SignalFeed) note(sig *signal.Signal) {
 	st.Signals++
 }
 
-// Strategies lists the strategies the topic has carried signals from, in
-// the order first seen, as far as signals tell: name, type, pair and the
-// number of signals this feed has read. A strategy's state and paper
-// account live in the engine that runs it and are not on the topic, so
-// State is null and Paper is empty; a strategy that has not signalled yet
-// is not listed.
+// UseEngine makes Strategies answer from the strategy engine running in
+// this process (the strategy sink), which knows every configured strategy
+// with its state and paper account, while RecentSignals still reads the
+// topic. Call it before serving.
+func (s *SignalFeed) UseEngine(e interface {
+	Strategies() []signal.StrategyStatus
+}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.engine = e
+}
+
+// Strategies lists the strategies of the engine set with UseEngine. Without
+// one it lists those the topic has carried signals from, in the order
+// first seen, as far as signals tell: name, type, pair and the number of
+// signals this feed has read. A strategy's state and paper account live in
+// the engine that runs it and are not on the topic, so State is null and
+// Paper is empty; a strategy that has not signalled yet is not listed.
 func (s *SignalFeed) Strategies() []signal.StrategyStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.engine != nil {
+		return s.engine.Strategies()
+	}
 	out := make([]signal.StrategyStatus, 0, len(s.order))
 	for _, name := range s.order {
 		st := *s.strategies[name]

@@ -120,6 +120,11 @@ func TestFeedsFromTheTopics(t *testing.T) {
 		t.Fatalf("strategies %+v", st)
 	}
 
+	sf.UseEngine(engine{{Name: "configured-but-quiet"}})
+	if st := sf.Strategies(); len(st) != 1 || st[0].Name != "configured-but-quiet" {
+		t.Fatalf("strategies with an engine %+v", st)
+	}
+
 	publish(alert.Topic, "binance:BTCUSDT", []byte(`{not an alert`))
 	a3 := mk("a3", "SOLUSDT", 300, alert.Info)
 	publish(alert.Topic, a3.Key(), a3)
@@ -149,3 +154,7 @@ func TestFeedOptionsValidate(t *testing.T) {
 		t.Error("a feed keeping nothing was built")
 	}
 }
+
+type engine []signal.StrategyStatus
+
+func (e engine) Strategies() []signal.StrategyStatus { return e }
