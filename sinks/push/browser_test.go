@@ -22,11 +22,11 @@ import (
 	"github.com/tickflow/tickflow/tick"
 )
 
-// The push sink snapshots from the cache backend through this method; keep
-// them in step.
+// The push sink snapshots from the cache backend (main's Env.Backend
+// ("cache") is a *cache.Cache) through this method; keep them in step.
 var _ interface {
 	Pairs(context.Context) ([]tick.Tick, error)
-} = (*cache.Sink)(nil)
+} = (*cache.Cache)(nil)
 
 // toSinks hands each simulated tick straight to the sinks, standing in for
 // the broker (whose path the broker test covers).
