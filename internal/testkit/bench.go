@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tickflow/tickflow/tick"
 )
 
@@ -82,4 +84,63 @@ func Write(t testing.TB, s Batcher, ticks ...tick.Tick) {
 	if err := s.WriteBatch(context.Background(), ticks); err != nil {
 		t.Fatalf("WriteBatch: %v", err)
 	}
+}
+
+// T0 is an arbitrary event time (Unix ms) test ticks count from.
+const T0 = int64(1_700_000_000_000)
+
+// TickAt is a tick of exchange:symbol at price, at offset at from T0.
+func TickAt(exchange, symbol string, at time.Duration, price string) tick.Tick {
+	return tick.Tick{Exchange: exchange, Symbol: symbol, Timestamp: T0 + at.Milliseconds(), Price: tick.MustDecimal(price)}
+}
+
+// Path is one pair's prices, step apart from T0 on.
+func Path(exchange, symbol string, step time.Duration, prices ...string) []tick.Tick {
+	out := make([]tick.Tick, len(prices))
+	for i, p := range prices {
+		out[i] = TickAt(exchange, symbol, time.Duration(i)*step, p)
+	}
+	return out
+}
+
+// Connecter is a sink as the runtime connects and feeds it.
+type Connecter interface {
+	Batcher
+	Connect(ctx context.Context) error
+}
+
+// Harness is a sink under test with a Publisher recording what it sends
+// and a metrics registry of its own. Build the sink with Bus and Reg, then
+// hand it to Connect.
+type Harness[S Connecter] struct {
+	T    testing.TB
+	Sink S
+	Bus  *Publisher
+	Reg  *prometheus.Registry
+}
+
+// NewHarness makes the bus and the registry.
+func NewHarness[S Connecter](t testing.TB) *Harness[S] {
+	return &Harness[S]{T: t, Bus: &Publisher{}, Reg: prometheus.NewRegistry()}
+}
+
+// Connect connects s, failing the test if it fails, and keeps it as the
+// sink under test.
+func (h *Harness[S]) Connect(s S) {
+	h.T.Helper()
+	if err := s.Connect(context.Background()); err != nil {
+		h.T.Fatalf("Connect: %v", err)
+	}
+	h.Sink = s
+}
+
+// Write hands ticks to the sink as one batch, failing the test if it fails.
+func (h *Harness[S]) Write(ticks ...tick.Tick) {
+	h.T.Helper()
+	Write(h.T, h.Sink, ticks...)
+}
+
+// Counter reads a series of the sink's registry (see Metric).
+func (h *Harness[S]) Counter(name string, labels ...string) float64 {
+	return Metric(h.Reg, name, labels...)
 }

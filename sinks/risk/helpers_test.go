@@ -1,11 +1,7 @@
 package risk
 
 import (
-	"context"
 	"testing"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tickflow/tickflow/alert"
 	"github.com/tickflow/tickflow/internal/testkit"
@@ -13,36 +9,23 @@ import (
 	"github.com/tickflow/tickflow/tick"
 )
 
-type harness struct {
-	t    *testing.T
-	sink *Sink
-	bus  *testkit.Publisher
-	reg  *prometheus.Registry
-}
+// harness is a connected monitor with a recording bus.
+type harness struct{ *testkit.Harness[*Sink] }
 
 // alerts decodes what the monitor published, in order.
 func (h *harness) alerts() []alert.Alert {
-	return testkit.Values[alert.Alert](h.t, h.bus, alert.Topic)
+	return testkit.Values[alert.Alert](h.T, h.Bus, alert.Topic)
 }
 
 func newHarness(t *testing.T, cfg *Config) *harness {
 	t.Helper()
-	h := &harness{t: t, bus: &testkit.Publisher{}, reg: prometheus.NewRegistry()}
-	s, err := New(sinks.Env{Name: "risk", Metrics: h.reg, Publisher: h.bus}, cfg)
+	h := &harness{testkit.NewHarness[*Sink](t)}
+	s, err := New(sinks.Env{Name: "risk", Metrics: h.Reg, Publisher: h.Bus}, cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	if err := s.Connect(context.Background()); err != nil {
-		t.Fatalf("Connect: %v", err)
-	}
-	h.sink = s
+	h.Connect(s)
 	return h
-}
-
-func (h *harness) write(ticks ...tick.Tick) { h.t.Helper(); testkit.Write(h.t, h.sink, ticks...) }
-
-func (h *harness) counter(name string, labels ...string) float64 {
-	return testkit.Metric(h.reg, name, labels...)
 }
 
 // onlyRules is the default config with just the named rules enabled.
@@ -64,25 +47,17 @@ func onlyRules(rules ...string) *Config {
 	return c
 }
 
-// t0 is an arbitrary event time (ms).
-const t0 = int64(1_700_000_000_000)
+// t0, tk and path: ticks at offsets from an arbitrary event time.
+const t0 = testkit.T0
 
-func tk(exchange, symbol string, at time.Duration, price string) tick.Tick {
-	return tick.Tick{Exchange: exchange, Symbol: symbol, Timestamp: t0 + at.Milliseconds(), Price: tick.MustDecimal(price)}
-}
+var (
+	tk   = testkit.TickAt
+	path = testkit.Path
+)
 
 func book(t tick.Tick, bid, ask string) tick.Tick {
 	t.Bid, t.Ask = tick.MustDecimal(bid), tick.MustDecimal(ask)
 	return t
-}
-
-// path is one pair's prices at the given offsets from t0.
-func path(exchange, symbol string, step time.Duration, prices ...string) []tick.Tick {
-	out := make([]tick.Tick, len(prices))
-	for i, p := range prices {
-		out[i] = tk(exchange, symbol, time.Duration(i)*step, p)
-	}
-	return out
 }
 
 func firing(as []alert.Alert) []alert.Alert {

@@ -191,8 +191,8 @@ func TestSinkPostsAlertsToWebhook(t *testing.T) {
 	h := newHarness(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.sink.Run(ctx) }()
-	h.write(path("binance", "BTCUSDT", time.Second, "100", "107")...)
+	go func() { done <- h.Sink.Run(ctx) }()
+	h.Write(path("binance", "BTCUSDT", time.Second, "100", "107")...)
 	<-srv.got
 	cancel()
 	if err := <-done; err != nil {

@@ -13,7 +13,6 @@ import (
 	"github.com/tickflow/tickflow/internal/testkit"
 	"github.com/tickflow/tickflow/signal"
 	"github.com/tickflow/tickflow/sinks"
-	"github.com/tickflow/tickflow/tick"
 )
 
 // parseConfig decodes a sinks.strategy section the way the config loader
@@ -29,24 +28,20 @@ func parseConfig(t *testing.T, src string) *Config {
 	return c
 }
 
-type harness struct {
-	t    *testing.T
-	sink *Sink
-	bus  *testkit.Publisher
-	reg  *prometheus.Registry
-}
+// harness is a connected engine with a recording bus.
+type harness struct{ *testkit.Harness[*Sink] }
 
 // signals decodes what the engine published, in order.
 func (h *harness) signals() []signal.Signal {
-	return testkit.Values[signal.Signal](h.t, h.bus, signal.Topic)
+	return testkit.Values[signal.Signal](h.T, h.Bus, signal.Topic)
 }
 
 // newHarness builds a connected engine with its pool running until the
 // test ends.
 func newHarness(t *testing.T, cfg *Config, clk clock.Clock) *harness {
 	t.Helper()
-	h := &harness{t: t, bus: &testkit.Publisher{}, reg: prometheus.NewRegistry()}
-	s, err := New(sinks.Env{Name: "strategy", Metrics: h.reg, Publisher: h.bus, Clock: clk}, cfg)
+	h := &harness{testkit.NewHarness[*Sink](t)}
+	s, err := New(sinks.Env{Name: "strategy", Metrics: h.Reg, Publisher: h.Bus, Clock: clk}, cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -60,32 +55,17 @@ func newHarness(t *testing.T, cfg *Config, clk clock.Clock) *harness {
 		}
 	})
 	testkit.Eventually(t, 10*time.Second, "the pool to start", s.pool.running.Load)
-	if err := s.Connect(context.Background()); err != nil {
-		t.Fatalf("Connect: %v", err)
-	}
-	h.sink = s
+	h.Connect(s)
 	return h
 }
 
-func (h *harness) write(ticks ...tick.Tick) { h.t.Helper(); testkit.Write(h.t, h.sink, ticks...) }
+// t0, tk and path: ticks at offsets from an arbitrary event time.
+const t0 = testkit.T0
 
-func (h *harness) counter(name string, labels ...string) float64 {
-	return testkit.Metric(h.reg, name, labels...)
-}
-
-const t0 = int64(1_700_000_000_000)
-
-func tk(exchange, symbol string, at time.Duration, price string) tick.Tick {
-	return tick.Tick{Exchange: exchange, Symbol: symbol, Timestamp: t0 + at.Milliseconds(), Price: tick.MustDecimal(price)}
-}
-
-func path(exchange, symbol string, step time.Duration, prices ...string) []tick.Tick {
-	out := make([]tick.Tick, len(prices))
-	for i, p := range prices {
-		out[i] = tk(exchange, symbol, time.Duration(i)*step, p)
-	}
-	return out
-}
+var (
+	tk   = testkit.TickAt
+	path = testkit.Path
+)
 
 // sig is the comparable part of a signal.
 type sig struct {

@@ -102,17 +102,17 @@ func TestPoolFloodOfFastTriggers(t *testing.T) {
 	resetExec()
 	h := newHarness(t, everyConfig(t, "fast", 2, 4, 5*time.Second), nil)
 	const n = 5000
-	h.write(rising(n)...)
+	h.Write(rising(n)...)
 	if got := len(h.signals()); got != n {
 		t.Fatalf("%d signals, want %d", got, n)
 	}
 	if m := exec.max.Load(); m > 2 {
 		t.Fatalf("%d Executes ran at once with 2 workers", m)
 	}
-	if h.counter("tickflow_strategy_trigger_waits_total") == 0 {
+	if h.Counter("tickflow_strategy_trigger_waits_total") == 0 {
 		t.Fatal("a 4-deep queue took 5000 triggers without ever waiting")
 	}
-	if h.counter("tickflow_strategy_triggers_dropped_total") != 0 {
+	if h.Counter("tickflow_strategy_triggers_dropped_total") != 0 {
 		t.Fatal("fast triggers were dropped")
 	}
 	// Signals come out in trigger order, whatever order the workers ran.
@@ -132,7 +132,7 @@ func TestPoolFloodOfStuckTriggers(t *testing.T) {
 	h := newHarness(t, everyConfig(t, "block", 2, 4, timeout), nil)
 	before := runtime.NumGoroutine()
 	start := time.Now()
-	h.write(rising(1000)...)
+	h.Write(rising(1000)...)
 	if d := time.Since(start); d > 20*timeout {
 		t.Fatalf("batch took %s with a %s timeout", d, timeout)
 	}
@@ -142,8 +142,8 @@ func TestPoolFloodOfStuckTriggers(t *testing.T) {
 	if m := exec.max.Load(); m > 2 {
 		t.Fatalf("%d Executes ran at once with 2 workers", m)
 	}
-	timeouts := h.counter("tickflow_strategy_exec_timeouts_total")
-	dropped := h.counter("tickflow_strategy_triggers_dropped_total")
+	timeouts := h.Counter("tickflow_strategy_exec_timeouts_total")
+	dropped := h.Counter("tickflow_strategy_triggers_dropped_total")
 	if timeouts < 2 || dropped < 900 || timeouts+dropped != 1000 {
 		t.Fatalf("timeouts %v + dropped %v, want all 1000 accounted for, mostly dropped", timeouts, dropped)
 	}
@@ -163,7 +163,7 @@ func TestPoolExecuteIgnoringContext(t *testing.T) {
 	ticks := rising(3)
 	write := func(ts ...tick.Tick) chan error {
 		done := make(chan error, 1)
-		go func() { done <- h.sink.WriteBatch(context.Background(), ts) }()
+		go func() { done <- h.Sink.WriteBatch(context.Background(), ts) }()
 		return done
 	}
 
@@ -175,7 +175,7 @@ func TestPoolExecuteIgnoringContext(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("WriteBatch: %v", err)
 	}
-	if got := h.counter("tickflow_strategy_exec_timeouts_total"); got != 1 {
+	if got := h.Counter("tickflow_strategy_exec_timeouts_total"); got != 1 {
 		t.Fatalf("timeouts %v, want 1", got)
 	}
 
@@ -190,10 +190,10 @@ func TestPoolExecuteIgnoringContext(t *testing.T) {
 		t.Fatalf("WriteBatch: %v", err)
 	}
 	release()
-	if got := h.counter("tickflow_strategy_triggers_dropped_total", "reason", "queue_full"); got != 1 {
+	if got := h.Counter("tickflow_strategy_triggers_dropped_total", "reason", "queue_full"); got != 1 {
 		t.Fatalf("dropped queue_full %v, want 1", got)
 	}
-	if got := h.counter("tickflow_strategy_triggers_dropped_total", "reason", "abandoned"); got != 1 {
+	if got := h.Counter("tickflow_strategy_triggers_dropped_total", "reason", "abandoned"); got != 1 {
 		t.Fatalf("dropped abandoned %v, want 1", got)
 	}
 	if exec.max.Load() != 1 || exec.calls.Load() != 1 {
@@ -207,8 +207,8 @@ func TestPoolExecuteIgnoringContext(t *testing.T) {
 func TestExecuteErrorIsCountedNotFatal(t *testing.T) {
 	resetExec()
 	h := newHarness(t, everyConfig(t, "fail", 2, 8, time.Second), nil)
-	h.write(rising(3)...)
-	if got := h.counter("tickflow_strategy_exec_errors_total"); got != 3 {
+	h.Write(rising(3)...)
+	if got := h.Counter("tickflow_strategy_exec_errors_total"); got != 3 {
 		t.Fatalf("exec errors %v, want 3", got)
 	}
 	if len(h.signals()) != 0 {
