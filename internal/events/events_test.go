@@ -15,6 +15,7 @@ import (
 
 	"github.com/tickflow/tickflow/alert"
 	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/internal/backoff"
 	"github.com/tickflow/tickflow/internal/testkit"
 	"github.com/tickflow/tickflow/signal"
 )
@@ -244,7 +245,7 @@ func TestReaderRetriesAndCountsUndecodable(t *testing.T) {
 	reg.MustRegister(bad)
 	var got []string
 	r := &Reader{
-		Follower: fol, Topic: "t", Clock: clk, Undecodable: bad, BackoffMin: time.Second, BackoffMax: 4 * time.Second,
+		Follower: fol, Topic: "t", Clock: clk, Undecodable: bad, Backoff: backoff.Policy{Min: time.Second, Max: 4 * time.Second, NoJitter: true},
 		Handle: func(key, value []byte) error {
 			if string(value) == "bad" {
 				return errors.New("bad value")

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/internal/backoff"
 	"github.com/tickflow/tickflow/sinks"
 )
 
@@ -32,9 +33,10 @@ type Reader struct {
 	Undecodable prometheus.Counter
 	Logger      *slog.Logger
 	Clock       clock.Clock
-	// BackoffMin and BackoffMax bound the wait before following again
-	// (default 500ms and 30s).
-	BackoffMin, BackoffMax time.Duration
+	// Backoff is the wait before following again (default 500ms doubling
+	// to 30s, jittered: every process's readers come back after a broker
+	// outage, not all at once).
+	Backoff backoff.Policy
 
 	// lastBad is the last decode error logged; a record that decodes
 	// clears it, so logs say when decoding starts and stops failing, not
@@ -53,15 +55,11 @@ func (r *Reader) Run(ctx context.Context) error {
 	}
 	log = log.With("topic", r.Topic)
 	clk := clock.OrReal(r.Clock)
-	lo, hi := r.BackoffMin, r.BackoffMax
-	if lo <= 0 {
-		lo = 500 * time.Millisecond
+	bo := r.Backoff
+	if bo.Validate() != nil {
+		bo = backoff.Policy{Min: 500 * time.Millisecond, Max: 30 * time.Second}
 	}
-	if hi < lo {
-		hi = max(lo, 30*time.Second)
-	}
-	wait := lo
-	for {
+	for attempt := 0; ; attempt++ {
 		start := clk.Now()
 		err := r.Follower.Follow(ctx, r.Topic, r.Backfill, func(key, value []byte) { r.handle(log, key, value) })
 		if ctx.Err() != nil {
@@ -70,18 +68,14 @@ func (r *Reader) Run(ctx context.Context) error {
 		if err == nil {
 			err = errors.New("follower stopped")
 		}
-		if clk.Now().Sub(start) > hi {
-			wait = lo // it had worked for a while: not a failing streak
+		if clk.Now().Sub(start) > bo.Max {
+			attempt = 0 // it had worked for a while: not a failing streak
 		}
+		wait := bo.Delay(attempt)
 		log.Warn("events: following the topic failed; retrying", "err", err, "in", wait)
-		t := clk.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if clock.Sleep(ctx, clk, wait) != nil {
 			return nil
-		case <-t.C():
 		}
-		wait = min(2*wait, hi)
 	}
 }
 
