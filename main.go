@@ -171,7 +171,11 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 		Listen: cfg.API.Listen, Logger: log.With("component", "api"), Health: hr, Gatherer: reg,
 		ShutdownTimeout: cfg.API.ShutdownTimeout,
 	}
-	bk.apiReaders(&apiOpts, built)
+	fd, err := newFeeds(cc, log, reg, built)
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	bk.apiReaders(&apiOpts, fd, built)
 	srv := api.New(apiOpts)
 	if err := srv.Listen(); err != nil {
 		return err
@@ -184,6 +188,7 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 	g, gctx := errgroup.WithContext(ctx)
 	running = true
 	g.Go(func() error { return srv.Run(gctx) })
+	g.Go(func() error { return fd.run(gctx) })
 	g.Go(func() error { return runSinks(gctx, built) })
 	ig, ictx := errgroup.WithContext(gctx)
 	for _, f := range feeds {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -140,6 +141,34 @@ log: {format: json}
 	onTopic(signal.Topic, func(v []byte) bool {
 		var s signal.Signal
 		return json.Unmarshal(v, &s) == nil && s.ID == gotSignal.ID
+	})
+
+	// Process 2's API, which runs neither risk nor strategy, lists them:
+	// its recent lists follow the topics too.
+	listed := func(path, id string) bool {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", api2, path))
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var page struct {
+			Data []struct{ ID string }
+		}
+		if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&page) != nil {
+			return false
+		}
+		for _, e := range page.Data {
+			if e.ID == id {
+				return true
+			}
+		}
+		return false
+	}
+	testkit.Eventually(t, 20*time.Second, "the alert on process 2's /api/v1/alerts", func() bool {
+		return listed("/api/v1/alerts?limit=1000", gotAlert.ID)
+	})
+	testkit.Eventually(t, 20*time.Second, "the signal on process 2's /api/v1/signals", func() bool {
+		return listed("/api/v1/signals?limit=1000", gotSignal.ID)
 	})
 
 	if err := p2.stop(t); err != nil {
