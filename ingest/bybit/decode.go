@@ -1,10 +1,10 @@
 package bybit
 
 import (
-	"encoding/json"
 	"strconv"
 
 	"github.com/cockroachdb/apd/v3"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/tickflow/tickflow/ingest/wire"
 	"github.com/tickflow/tickflow/instrument"
@@ -48,15 +48,15 @@ func NewDecoder(topics *wire.Topics, resolver *instrument.Resolver) *Decoder {
 var _ wire.Decoder = (*Decoder)(nil)
 
 type envelope struct {
-	Topic   string          `json:"topic"`
-	Type    string          `json:"type"`
-	Ts      wire.Num        `json:"ts"`
-	Data    json.RawMessage `json:"data"`
-	Success *bool           `json:"success"`
-	RetMsg  string          `json:"ret_msg"`
-	Op      string          `json:"op"`
-	ReqID   string          `json:"req_id"`
-	Args    json.RawMessage `json:"args"`
+	Topic   string         `json:"topic"`
+	Type    string         `json:"type"`
+	Ts      wire.Num       `json:"ts"`
+	Data    jsontext.Value `json:"data"`
+	Success *bool          `json:"success"`
+	RetMsg  string         `json:"ret_msg"`
+	Op      string         `json:"op"`
+	ReqID   string         `json:"req_id"`
+	Args    jsontext.Value `json:"args"`
 }
 
 // Decode decodes one frame: a topic push or an op response (subscribe,
@@ -91,7 +91,7 @@ func (d *Decoder) Decode(frame []byte, receivedAt int64, f *wire.Frame) error {
 		f.Kind = wire.Data
 		err = d.ticker(&env, sym, receivedAt, f)
 	case Trades:
-		var entries []json.RawMessage
+		var entries []jsontext.Value
 		if err := wire.Unmarshal(env.Data, &entries); err != nil {
 			return err
 		}
@@ -189,9 +189,8 @@ func (d *Decoder) ticker(env *envelope, sym string, receivedAt int64, f *wire.Fr
 	return nil
 }
 
-// tradeEntry declares the other-case twin of each one-letter field:
-// encoding/json matches keys case-insensitively, so without them a new
-// field "V" would overwrite "v".
+// tradeEntry's one-letter keys differ only in case (s symbol, S side):
+// wire.Unmarshal matches them exactly.
 type tradeEntry struct {
 	T   wire.Num `json:"T"`
 	S   string   `json:"S"`
@@ -200,13 +199,6 @@ type tradeEntry struct {
 	P   wire.Num `json:"p"`
 	I   wire.Num `json:"i"`
 	Seq wire.Num `json:"seq"`
-
-	T2 json.RawMessage `json:"t"`
-	V2 json.RawMessage `json:"V"`
-	P2 json.RawMessage `json:"P"`
-	I2 json.RawMessage `json:"I"`
-	L  json.RawMessage `json:"L"`
-	L2 json.RawMessage `json:"l"`
 }
 
 func (d *Decoder) trade(raw []byte, sym string, receivedAt int64, f *wire.Frame) error {
@@ -266,11 +258,6 @@ type bookData struct {
 	A   [][]wire.Num `json:"a"`
 	U   wire.Num     `json:"u"`
 	Seq wire.Num     `json:"seq"`
-
-	S2 json.RawMessage `json:"S"`
-	B2 json.RawMessage `json:"B"`
-	A2 json.RawMessage `json:"A"`
-	U2 json.RawMessage `json:"U"`
 }
 
 // level is one side's change in a push: absent (leave the side), cleared

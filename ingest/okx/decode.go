@@ -2,10 +2,10 @@ package okx
 
 import (
 	"bytes"
-	"encoding/json"
 	"strconv"
 
 	"github.com/cockroachdb/apd/v3"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/tickflow/tickflow/ingest/wire"
 	"github.com/tickflow/tickflow/instrument"
@@ -45,14 +45,14 @@ func NewDecoder(topics *wire.Topics, resolver *instrument.Resolver) *Decoder {
 var _ wire.Decoder = (*Decoder)(nil)
 
 type envelope struct {
-	Event     string             `json:"event"`
-	Arg       *Arg               `json:"arg"`
-	Data      *[]json.RawMessage `json:"data"`
-	Code      wire.Num           `json:"code"`
-	Msg       string             `json:"msg"`
-	ID        string             `json:"id"`
-	Channel   string             `json:"channel"`
-	ConnCount wire.Num           `json:"connCount"`
+	Event     string            `json:"event"`
+	Arg       *Arg              `json:"arg"`
+	Data      *[]jsontext.Value `json:"data"`
+	Code      wire.Num          `json:"code"`
+	Msg       string            `json:"msg"`
+	ID        string            `json:"id"`
+	Channel   string            `json:"channel"`
+	ConnCount wire.Num          `json:"connCount"`
 }
 
 // Decode decodes one frame: a push ({"arg":…,"data":[…]}), an event

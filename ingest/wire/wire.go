@@ -11,7 +11,6 @@
 package wire
 
 import (
-	"encoding/json"
 	"errors"
 	"strconv"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"unsafe"
 
 	"github.com/cockroachdb/apd/v3"
+	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/tickflow/tickflow/instrument"
 	"github.com/tickflow/tickflow/tick"
@@ -272,7 +272,7 @@ func (n *Num) UnmarshalJSON(b []byte) error {
 		for _, c := range s {
 			if c == '\\' {
 				var u string // escapes in a number: unusual, so decode properly
-				if err := json.Unmarshal(b, &u); err != nil {
+				if err := jsonv2.Unmarshal(b, &u); err != nil {
 					return err
 				}
 				s = []byte(u)
@@ -382,15 +382,24 @@ func Check(frame []byte) error {
 	return nil
 }
 
-// Unmarshal is json.Unmarshal with its error as a Malformed bad_json.
+// Unmarshal decodes one JSON value into v, with its error as a Malformed:
+// bad_field for a value of the wrong type, bad_json for broken syntax.
+//
+// It is github.com/go-json-experiment/json (encoding/json/v2 as it will
+// land in the standard library), not encoding/json, because v1 matches
+// object keys case-insensitively: an unknown field "Last" would silently
+// overwrite "last", and Bybit's one-letter fields (s symbol, S side) are
+// each other's twins. v2 matches exactly, refuses duplicate keys and
+// invalid UTF-8, and decodes a []byte input in place, so Num.Raw can alias
+// the frame instead of copying every number.
 func Unmarshal(b []byte, v any) error {
-	if err := json.Unmarshal(b, v); err != nil {
+	if err := jsonv2.Unmarshal(b, v); err != nil {
 		var m *Malformed
 		if errors.As(err, &m) {
 			return m
 		}
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
+		var se *jsonv2.SemanticError
+		if errors.As(err, &se) {
 			return Fail(ReasonBadField, err.Error())
 		}
 		return Fail(ReasonBadJSON, err.Error())
