@@ -153,6 +153,11 @@ type Seq struct {
 	// Reset: this value starts a new run (a snapshot, a service restart);
 	// do not compare it with the one before.
 	Reset bool
+	// Latest: the value reports where the stream stands without a record
+	// of its own (Coinbase's heartbeat last_trade_id). Equal to the
+	// previous Value is normal; above it, the records in between were
+	// missed.
+	Latest bool
 }
 
 // Reject is one entry of a data frame that was refused while the others
