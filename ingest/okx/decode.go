@@ -244,8 +244,11 @@ func (d *Decoder) trade(raw []byte, ch, inst string, receivedAt int64, f *wire.F
 		return wire.Fail(wire.ReasonInvalid, err.Error())
 	}
 	f.Trades = append(f.Trades, t)
-	// tradeId is the last id of an aggregation of count trades, so the one
-	// before it is tradeId-count: a different last id is a gap.
+	// tradeId is "the last trade ID in the trades aggregation" of count
+	// trades, so the previous push's last id should be tradeId-count. That
+	// assumes OKX numbers each instrument's trades consecutively, which the
+	// aggregation's description implies but no page states outright: a
+	// gap detector should confirm it on live data before alerting on it.
 	if v, err := e.TradeID.Uint("tradeId"); err == nil {
 		s := wire.Seq{Channel: ch, Symbol: inst, Field: "tradeId", Value: v}
 		if n, err := e.Count.Uint("count"); err == nil && n > 0 && n <= v {
