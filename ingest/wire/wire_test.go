@@ -231,3 +231,19 @@ func TestKindAndReset(t *testing.T) {
 		t.Fatalf("Reset: %+v", f)
 	}
 }
+
+func TestHostileNestingIsAnError(t *testing.T) {
+	// Well-formed nesting half a million deep fits MaxFrame; the JSON
+	// decoder's depth limit refuses it without exhausting the stack.
+	n := (MaxFrame - 20) / 2
+	deep := []byte(`{"data":` + strings.Repeat("[", n) + strings.Repeat("]", n) + `}`)
+	var v struct {
+		Data any `json:"data"`
+	}
+	if err := Check(deep); err != nil {
+		t.Fatal(err)
+	}
+	if err := Unmarshal(deep, &v); ReasonOf(err) != ReasonBadJSON || !strings.Contains(err.Error(), "depth") {
+		t.Fatalf("err = %v", err)
+	}
+}
