@@ -408,8 +408,14 @@ func (h hist) minus(b hist) hist {
 	return out
 }
 
+// q is the q-quantile in seconds; past the last finite bucket it is +Inf
+// (printed as "≥ bound"): the histogram cannot say how far past.
 func (h hist) q(q float64) float64 {
-	return loadgen.HistogramQuantile(q, slices.Clone(h.buckets), h.count)
+	v := loadgen.HistogramQuantile(q, slices.Clone(h.buckets), h.count)
+	if n := len(h.buckets); n >= 2 && v >= h.buckets[n-2].UpperBound && h.buckets[n-2].Count < q*h.count {
+		return math.Inf(1)
+	}
+	return v
 }
 
 type snapshot struct {
@@ -770,6 +776,9 @@ func ratio(v, lim float64) string {
 func ms(s float64) string {
 	if math.IsNaN(s) {
 		return "–"
+	}
+	if math.IsInf(s, 1) {
+		return "≥ 10 s"
 	}
 	return fmt.Sprintf("%.2f ms", s*1e3)
 }
