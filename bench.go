@@ -241,7 +241,7 @@ func bench(ctx context.Context, o benchOpts) error {
 		sent := gen.sent.Load()
 		line := fmt.Sprintf("t=%3.0fs sent=%s/s produced=%s/s", el.Seconds(), si(float64(sent-prevSent)), si(s.produced-prev.produced))
 		for _, n := range sinkNames {
-			line += fmt.Sprintf(" %s=%s/s(lag %s)", n, si(s.sink[n]-prev.sink[n]), si(s.lag[n]))
+			line += fmt.Sprintf(" %s=%s/s(backlog %s, lag gauge %s)", n, si(s.sink[n]-prev.sink[n]), si(max(0, s.produced-s.sink[n])), si(s.lag[n]))
 		}
 		if ws != nil {
 			line += fmt.Sprintf(" ws=%s", si(float64(ws.frames.Load())))
@@ -259,8 +259,10 @@ func bench(ctx context.Context, o benchOpts) error {
 			}
 		}
 		if measured {
+			// Backlog as produced minus written: the gauge only moves
+			// when the sink polls, which a sink stuck writing does not.
 			for _, n := range sinkNames {
-				lags[n] = append(lags[n], s.lag[n])
+				lags[n] = append(lags[n], max(0, s.produced-s.sink[n]))
 			}
 		}
 		if el >= o.warmup+o.d {
@@ -295,7 +297,7 @@ func bench(ctx context.Context, o benchOpts) error {
 	out := o.stderr
 	fmt.Fprintf(out, "\n## tickflow bench: rate=%d pairs=%d window=%.0fs sinks=%s linger=%s\n", o.rate, o.pairs, win, strings.Join(sinkNames, ","), cfg.Bus.Linger)
 	fmt.Fprintf(out, "load average at end: %s; tickflow CPU %.2f cores; peak RSS %d MiB\n\n", loadEnd, cpu, endRU.Maxrss/1024)
-	fmt.Fprintln(out, "| stage | ticks/s | raw limit ticks/s | ratio | lag trend (slope/s, end) | p50 | p99 | p99.9 (ReceivedAt→written) |")
+	fmt.Fprintln(out, "| stage | ticks/s | raw limit ticks/s | ratio | backlog trend (slope/s, end) | p50 | p99 | p99.9 (ReceivedAt→written) |")
 	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|")
 	rate := func(a, b float64) float64 { return (b - a) / win }
 	fmt.Fprintf(out, "| load source → queue | %s | | | | | | |\n", si(rate(base.sent, end.sent)))
