@@ -297,11 +297,11 @@ func bench(ctx context.Context, o benchOpts) error {
 	out := o.stderr
 	fmt.Fprintf(out, "\n## tickflow bench: rate=%d pairs=%d window=%.0fs sinks=%s linger=%s\n", o.rate, o.pairs, win, strings.Join(sinkNames, ","), cfg.Bus.Linger)
 	fmt.Fprintf(out, "load average at end: %s; tickflow CPU %.2f cores; peak RSS %d MiB\n\n", loadEnd, cpu, endRU.Maxrss/1024)
-	fmt.Fprintln(out, "| stage | ticks/s | raw limit ticks/s | ratio | backlog trend (slope/s, end) | p50 | p99 | p99.9 (ReceivedAt→written) |")
-	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(out, "| stage | ticks/s | raw limit ticks/s | ratio | backlog trend (slope/s, end) | mean batch | p50 | p99 | p99.9 (ReceivedAt→written) |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|")
 	rate := func(a, b float64) float64 { return (b - a) / win }
-	fmt.Fprintf(out, "| load source → queue | %s | | | | | | |\n", si(rate(base.sent, end.sent)))
-	fmt.Fprintf(out, "| producer → broker | %s | %s (kfake produce) | %s | | | | |\n", si(rate(base.produced, end.produced)), si(raw.produce), ratio(rate(base.produced, end.produced), raw.produce))
+	fmt.Fprintf(out, "| load source → queue | %s | | | | | | | |\n", si(rate(base.sent, end.sent)))
+	fmt.Fprintf(out, "| producer → broker | %s | %s (kfake produce) | %s | | | | | |\n", si(rate(base.produced, end.produced)), si(raw.produce), ratio(rate(base.produced, end.produced), raw.produce))
 	for _, n := range sinkNames {
 		r := rate(base.sink[n], end.sink[n])
 		lim, limName := raw.consume, "kfake consume"
@@ -315,8 +315,12 @@ func bench(ctx context.Context, o benchOpts) error {
 		}
 		trend, slope := loadgen.Trend(lags[n], time.Second, max(1000, float64(o.rate)/100))
 		h := end.hist[n].minus(base.hist[n])
-		fmt.Fprintf(out, "| %s | %s | %s (%s) | %s | %s (%+.0f/s, %s) | %s | %s | %s |\n", n, si(r), si(lim), limName, ratio(r, lim),
-			trend, slope, si(lags[n][len(lags[n])-1]), ms(h.q(0.5)), ms(h.q(0.99)), ms(h.q(0.999)))
+		mean := 0.0
+		if nb := end.batches[n] - base.batches[n]; nb > 0 {
+			mean = (end.sink[n] - base.sink[n]) / nb
+		}
+		fmt.Fprintf(out, "| %s | %s | %s (%s) | %s | %s (%+.0f/s, %s) | %.0f | %s | %s | %s |\n", n, si(r), si(lim), limName, ratio(r, lim),
+			trend, slope, si(lags[n][len(lags[n])-1]), mean, ms(h.q(0.5)), ms(h.q(0.99)), ms(h.q(0.999)))
 	}
 	if ws != nil {
 		l := ws.sorted()
@@ -424,11 +428,12 @@ type snapshot struct {
 	at             time.Time
 	sent, produced float64
 	sink, lag      map[string]float64
+	batches        map[string]float64 // successful WriteBatch calls
 	hist           map[string]hist
 }
 
 func gatherSnap(g prometheus.Gatherer) snapshot {
-	s := snapshot{sink: map[string]float64{}, lag: map[string]float64{}, hist: map[string]hist{}}
+	s := snapshot{sink: map[string]float64{}, lag: map[string]float64{}, hist: map[string]hist{}, batches: map[string]float64{}}
 	mfs, _ := g.Gather()
 	label := func(m *dto.Metric, name string) string {
 		for _, l := range m.GetLabel() {
@@ -445,6 +450,8 @@ func gatherSnap(g prometheus.Gatherer) snapshot {
 				s.produced += m.GetCounter().GetValue()
 			case "tickflow_sink_ticks_total":
 				s.sink[label(m, "sink")] += m.GetCounter().GetValue()
+			case "tickflow_sink_batch_size":
+				s.batches[label(m, "sink")] += float64(m.GetHistogram().GetSampleCount())
 			case "tickflow_sink_consumer_lag":
 				s.lag[label(m, "sink")] = m.GetGauge().GetValue()
 			case "tickflow_sink_latency_seconds":
