@@ -126,7 +126,7 @@ func Default() Config {
 			Partitions:  12,
 			Replication: -1,
 			ClientID:    "tickflow",
-			Linger:      5 * time.Millisecond,
+			Linger:      0, // no linger: measured in docs/PERFORMANCE.md ("Producer linger")
 		},
 		API: API{Listen: "127.0.0.1:8080", ShutdownTimeout: 10 * time.Second},
 		Log: Log{Level: "info", Format: "text"},

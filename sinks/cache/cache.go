@@ -38,9 +38,10 @@ import (
 func init() {
 	sinks.Register(sinks.Spec{
 		Name: "cache",
-		// Small batches keep the cache close to live; a batch of 500 is
-		// still one pipelined round trip.
-		Batch:  sinks.BatchPolicy{Size: 500, MaxWait: 20 * time.Millisecond},
+		// A batch goes as soon as it is polled, so the cache stays live;
+		// under backlog it grows to 20 000 ticks, which a write coalesces
+		// into one update per pair, still one pipelined round trip.
+		Batch:  sinks.BatchPolicy{Size: 20_000, MaxWait: 20 * time.Millisecond},
 		Config: func() any { return DefaultConfig() },
 		New:    sinks.Typed(func(env sinks.Env, c *Config) (*Sink, error) { return New(env, *c) }),
 	})
