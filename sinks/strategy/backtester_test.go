@@ -103,9 +103,9 @@ func TestBacktesterSkipsWhatLiveSkips(t *testing.T) {
 		pair    int
 	}{
 		{tk("binance", "BTCUSDT", time.Second, "99"), true, 0},
-		{tk("binance", "BTCUSDT", time.Second, "101"), false, 0}, // same event time: replayed
-		{tk("binance", "BTCUSDT", 0, "101"), false, 0},           // older
-		{tk("binance", "XRPUSDT", 0, "1"), false, -1},            // nobody's pair
+		{tk("binance", "BTCUSDT", time.Second, "101"), false, 0},                     // same event time: replayed
+		{tk("binance", "BTCUSDT", 0, "101"), false, 0},                               // older
+		{tk("binance", "XRPUSDT", 0, "1"), false, -1},                                // nobody's pair
 		{tick.Tick{Exchange: "binance", Symbol: "ETHUSDT", Timestamp: t0}, false, 1}, // invalid: no price
 		{tk("binance", "BTCUSDT", 2*time.Second, "100"), true, 0},
 	} {
