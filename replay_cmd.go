@@ -93,25 +93,9 @@ func runReplay(ctx context.Context, args []string, stderr io.Writer, getenv func
 	if len(cc.Brokers) == 0 {
 		cc.Brokers = []string{cfg.Bus.Listen}
 	}
-	var storeCfg *store.Config
-	if sc, ok := cfg.Sink("store"); ok && sc.Available {
-		if c := sc.Settings.(*store.Config); c.ClickHouse.URL != "" {
-			storeCfg = c
-		}
-	}
-	switch *source {
-	case "":
-		*source = "log"
-		if storeCfg != nil {
-			*source = "store"
-		}
-	case "store":
-		if storeCfg == nil {
-			return fail("-source store: sinks.store.clickhouse.url is not configured")
-		}
-	case "log":
-	default:
-		return fail(`-source %q: want "store" or "log"`, *source)
+	storeCfg, err := pickSource(source, cfg)
+	if err != nil {
+		return fail("%v", err)
 	}
 	src, closeSrc, err := replaySource(*source, cfg, cc, storeCfg, log, fromT, toT, exs, syms)
 	if err != nil {
@@ -140,6 +124,37 @@ func runReplay(ctx context.Context, args []string, stderr io.Writer, getenv func
 	log.Info("replay done", "ticks", st.Ticks, "elapsed", st.Elapsed.Round(time.Millisecond), "behind_schedule_max", st.BehindSchedule,
 		"stopped", errors.Is(err, context.Canceled))
 	return 0
+}
+
+// pickSource settles -source: "store" when sinks.store.clickhouse.url is
+// configured, else "log", unless the flag says which; it returns the store
+// settings when the store is the source.
+func pickSource(source *string, cfg config.Config) (*store.Config, error) {
+	var storeCfg *store.Config
+	if sc, ok := cfg.Sink("store"); ok && sc.Available {
+		if c := sc.Settings.(*store.Config); c.ClickHouse.URL != "" {
+			storeCfg = c
+		}
+	}
+	switch *source {
+	case "":
+		*source = "log"
+		if storeCfg != nil {
+			*source = "store"
+		}
+	case "store":
+		if storeCfg == nil {
+			return nil, errors.New("-source store: sinks.store.clickhouse.url is not configured")
+		}
+	case "log":
+		return nil, nil
+	default:
+		return nil, fmt.Errorf(`-source %q: want "store" or "log"`, *source)
+	}
+	if *source == "log" {
+		return nil, nil
+	}
+	return storeCfg, nil
 }
 
 func replaySource(kind string, cfg config.Config, cc bus.ClientConfig, storeCfg *store.Config, log *slog.Logger,

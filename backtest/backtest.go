@@ -37,11 +37,13 @@
 package backtest
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/apd/v3"
@@ -88,8 +90,9 @@ type Report struct {
 	Applied    int64       `json:"applied"`
 	Strategies []*Strategy `json:"strategies"`
 	Pairs      []*Pair     `json:"pairs"`
-	// Signals are every signal decided, in decision order, each encoded
-	// as the live engine publishes it on strategy.signals.
+	// Signals are every signal decided, each encoded as the live engine
+	// publishes it on strategy.signals, ordered by event time and then by
+	// strategy in configuration order (for each pair: the order decided).
 	Signals []json.RawMessage `json:"signals"`
 }
 
@@ -187,13 +190,20 @@ type stratState struct {
 	entryPrice, lastPx apd.Decimal
 }
 
+type decided struct {
+	at       int64
+	strategy int
+	raw      json.RawMessage
+}
+
 // Stats is how a run went, for the terminal: not part of the report.
 type Stats struct {
 	Ticks   int64
 	Elapsed time.Duration
 }
 
-var errNoStrategies = errors.New("no strategies to backtest (sinks.strategy.strategies is empty or -strategy matched none)")
+// ErrNoStrategies: the configuration (or the -strategy selection) has none.
+var ErrNoStrategies = errors.New("no strategies to backtest (sinks.strategy.strategies is empty or -strategy matched none)")
 
 // Run backtests cfg's strategies over src.
 func Run(ctx context.Context, cfg *strategy.Config, src replay.Source, o Options) (*Report, Stats, error) {
@@ -234,6 +244,7 @@ func Run(ctx context.Context, cfg *strategy.Config, src replay.Source, o Options
 		byPair[si.PairIndex] = append(byPair[si.PairIndex], s)
 	}
 	step := o.Step.Milliseconds()
+	var sigs []decided
 	start := clk.Now()
 	lastProgress := start
 	err = src.Scan(ctx, func(t *tick.Tick) error {
@@ -277,7 +288,7 @@ func Run(ctx context.Context, cfg *strategy.Config, src replay.Source, o Options
 			if err != nil {
 				return err
 			}
-			rep.Signals = append(rep.Signals, b)
+			sigs = append(sigs, decided{r.Signal.Timestamp, r.Strategy, b})
 			rep.Strategies[r.Strategy].Signals++
 		}
 		for _, s := range byPair[st.Pair] {
@@ -291,6 +302,17 @@ func Run(ctx context.Context, cfg *strategy.Config, src replay.Source, o Options
 	}
 	if err != nil {
 		return nil, stats, err
+	}
+	// Each pair's ticks come in order, but ticks of different pairs at
+	// one event time may come in either order (from the log, partitions
+	// are merged by event time), so signals are listed in a canonical
+	// order: by event time, then by strategy in configuration order,
+	// which is each pair's own decision order too.
+	slices.SortStableFunc(sigs, func(a, b decided) int {
+		return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.strategy, b.strategy))
+	})
+	for _, d := range sigs {
+		rep.Signals = append(rep.Signals, d.raw)
 	}
 	for _, p := range rep.Pairs {
 		p.flush()
@@ -319,7 +341,7 @@ func selectStrategies(cfg *strategy.Config, names []string) (*strategy.Config, e
 		}
 	}
 	if len(sel.Strategies) == 0 {
-		return nil, errNoStrategies
+		return nil, ErrNoStrategies
 	}
 	return &sel, nil
 }
