@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -227,12 +228,24 @@ log: {format: json}
 	}
 
 	// Run again: the same report, byte for byte.
-	out2 := filepath.Join(dir, "report2.json")
-	if code, msg := runBacktestCmd(t, "-config", path, "-o", out2, "-source", "log"); code != 0 {
+	// Run again: the same report, byte for byte; the page carries it.
+	out2, html := filepath.Join(dir, "report2.json"), filepath.Join(dir, "report.html")
+	if code, msg := runBacktestCmd(t, "-config", path, "-o", out2, "-source", "log", "-html", html); code != 0 {
 		t.Fatalf("second backtest exit %d:\n%s", code, msg)
 	}
 	if _, raw2 := readReport(t, out2); !bytes.Equal(raw, raw2) {
 		t.Fatal("two backtests over the same ticks wrote different reports")
+	}
+	page, err := os.ReadFile(html)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want any
+	if err := json.Unmarshal(raw, &want); err != nil {
+		t.Fatal(err)
+	}
+	if got := backtestPageData(t, page); !reflect.DeepEqual(got, want) {
+		t.Fatal("the page's report differs from the JSON report")
 	}
 
 	// -strategy picks; bad flags are exit 2.
@@ -249,6 +262,22 @@ log: {format: json}
 			t.Errorf("backtest %v: exit %d (%s), want 2", bad, code, msg)
 		}
 	}
+}
+
+// backtestPageData decodes the report a backtest page embeds.
+func backtestPageData(t *testing.T, page []byte) any {
+	t.Helper()
+	const open = `<script id="report" type="application/json">`
+	_, rest, ok := bytes.Cut(page, []byte(open))
+	data, _, closed := bytes.Cut(rest, []byte("</script>"))
+	if !ok || !closed {
+		t.Fatal("page has no report element")
+	}
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		t.Fatalf("page report: %v", err)
+	}
+	return v
 }
 
 func mustClient(t *testing.T, cc bus.ClientConfig) *kgo.Client {
