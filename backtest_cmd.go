@@ -114,7 +114,10 @@ func runBacktest(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	if len(cc.Brokers) == 0 {
 		cc.Brokers = []string{cfg.Bus.Listen}
 	}
-	src, closeSrc, err := replaySource(*source, cfg, cc, storeCfg, log, fromT, toT, exs, syms)
+	// Pages of 50 000 ticks (about 20 MB): each page of the store's scan
+	// costs a query over the rest of the range, so small pages make long
+	// ranges slow (docs/PERFORMANCE.md).
+	src, closeSrc, err := replaySource(*source, cfg, cc, storeCfg, log, fromT, toT, exs, syms, 50_000)
 	if err != nil {
 		return fail("%v", err)
 	}

@@ -23,6 +23,8 @@ import (
 	"github.com/tickflow/tickflow/internal/testkit"
 	"github.com/tickflow/tickflow/internal/testsvc"
 	"github.com/tickflow/tickflow/signal"
+	"github.com/tickflow/tickflow/sinks"
+	"github.com/tickflow/tickflow/sinks/store"
 	"github.com/tickflow/tickflow/tick"
 )
 
@@ -335,5 +337,71 @@ func getJSON(t *testing.T, url string, v any) {
 	defer resp.Body.Close()
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("%s: %v", url, err)
+	}
+}
+
+// TestBacktestFromTheStore: the same ticks in ClickHouse and in the
+// broker's log give the same report, byte for byte, but for its source.
+func TestBacktestFromTheStore(t *testing.T) {
+	ch := testsvc.StartClickHouse(t)
+	dir := t.TempDir()
+	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "kafka")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Close)
+	cc := bus.ClientConfig{Brokers: emb.Addrs()}
+	ctx := context.Background()
+	if err := bus.EnsureTopic(ctx, cc, "market_data.ticks", 4, -1); err != nil {
+		t.Fatal(err)
+	}
+	ticks := walkTicks(3000, 5)
+	p, err := bus.NewProducer(cc, bus.ProducerOptions{Topic: "market_data.ticks"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ticks {
+		if err := p.Produce(ctx, &ticks[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	scfg := store.DefaultConfig()
+	scfg.ClickHouse.URL, scfg.ClickHouse.Database = ch.HTTPURL(), "backtest"
+	s, err := store.New(sinks.Env{Name: "store"}, *scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteBatch(ctx, ticks); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close(ctx)
+
+	path := replayConfig(t, emb.Addrs()[0], fmt.Sprintf("sinks:\n  store: {enabled: false, clickhouse: {url: %q, database: backtest}}\n  strategy:\n%s",
+		ch.HTTPURL(), backtestStrategies))
+	from, to := ticks[100].Timestamp, ticks[2800].Timestamp
+	reports := map[string][]byte{}
+	for _, src := range []string{"", "log"} {
+		out := filepath.Join(dir, "report-"+src+".json")
+		code, msg := runBacktestCmd(t, "-config", path, "-o", out, "-from", fmt.Sprint(from), "-to", fmt.Sprint(to), "-step", "10s", "-source", src)
+		if code != 0 {
+			t.Fatalf("backtest -source %q exit %d:\n%s", src, code, msg)
+		}
+		rep, raw := readReport(t, out)
+		if want := map[string]string{"": "store", "log": "log"}[src]; rep.Source != want {
+			t.Fatalf("-source %q read from %q, want %q", src, rep.Source, want)
+		}
+		if rep.First < from || rep.Last > to || len(rep.Signals) < 20 {
+			t.Fatalf("-source %q: range %d..%d, %d signals", src, rep.First, rep.Last, len(rep.Signals))
+		}
+		reports[src] = bytes.Replace(raw, []byte(`"source":"`+rep.Source+`"`), nil, 1)
+	}
+	if !bytes.Equal(reports[""], reports["log"]) {
+		t.Fatal("the store and the log give different reports over the same ticks")
 	}
 }

@@ -97,7 +97,7 @@ func runReplay(ctx context.Context, args []string, stderr io.Writer, getenv func
 	if err != nil {
 		return fail("%v", err)
 	}
-	src, closeSrc, err := replaySource(*source, cfg, cc, storeCfg, log, fromT, toT, exs, syms)
+	src, closeSrc, err := replaySource(*source, cfg, cc, storeCfg, log, fromT, toT, exs, syms, 0)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -157,14 +157,16 @@ func pickSource(source *string, cfg config.Config) (*store.Config, error) {
 	return storeCfg, nil
 }
 
+// replaySource opens the source -source named; page is the store's page
+// size (0: its default).
 func replaySource(kind string, cfg config.Config, cc bus.ClientConfig, storeCfg *store.Config, log *slog.Logger,
-	from, to time.Time, exs, syms []string) (replay.Source, func(), error) {
+	from, to time.Time, exs, syms []string, page int) (replay.Source, func(), error) {
 	if kind == "store" {
 		h, err := store.Open(sinks.Env{Name: "store", Logger: log.With("component", "store")}, *storeCfg)
 		if err != nil {
 			return nil, nil, fmt.Errorf("sinks.store: %w", err)
 		}
-		q := store.ScanQuery{From: from, To: to, Exchanges: exs, Symbols: syms}
+		q := store.ScanQuery{From: from, To: to, Exchanges: exs, Symbols: syms, PageSize: page}
 		return replay.SourceFunc(func(ctx context.Context, fn func(*tick.Tick) error) error { return h.Scan(ctx, q, fn) }),
 			func() { _ = h.Close(context.Background()) }, nil
 	}

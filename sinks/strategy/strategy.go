@@ -15,6 +15,13 @@
 // accounts, and returns nil only once the signals are acknowledged by the
 // bus.
 //
+// # Backtests
+//
+// The routing of ticks to strategies, the replay skip, the turning of
+// decisions into signals and the paper fills are one engine (engine.go),
+// which the sink runs with its pool and Backtester (backtester.go) runs
+// with Execute inline, so a backtest decides what live decides.
+//
 // # State across restarts
 //
 // With state_dir set, the engine keeps its state in a journal (package
