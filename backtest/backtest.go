@@ -455,7 +455,7 @@ func (s *Strategy) finish(bt *strategy.Backtester, first, last int64) {
 		r := ratio(int64(s.Wins), int64(s.Trades))
 		s.WinRate = &r
 	}
-	s.Exposure = "0"
+	s.Exposure = "0.0000"
 	if last > first {
 		s.Exposure = ratio(s.ExposureMs, last-first)
 	}
