@@ -47,6 +47,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 	if len(args) > 0 && args[0] == "replay" {
 		return runReplay(ctx, args[1:], stderr, getenv)
 	}
+	if len(args) > 0 && args[0] == "backtest" {
+		return runBacktest(ctx, args[1:], os.Stdout, stderr, getenv)
+	}
 	fs := flag.NewFlagSet("tickflow", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "config.yaml", "path to the YAML config file")
