@@ -84,6 +84,7 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	hr := health.New()
+	log.Info("instance", "instance_id", cfg.Bus.InstanceID)
 
 	// Bus: the embedded broker unless external brokers are configured.
 	cc, err := clientConfig(cfg.Bus, log)
@@ -285,8 +286,13 @@ func buildSinks(cfg config.Config, cc bus.ClientConfig, log *slog.Logger, reg *p
 		if err != nil {
 			return nil, fmt.Errorf("sink %s: %w", sc.Name, err)
 		}
+		// The sink says which instances see which ticks (STYLE lesson 20).
+		sharing := spec.SharingOf(sc.Settings)
+		group := sharing.Group(sc.Name, cfg.Bus.InstanceID)
 		rt, err := bus.NewRuntime(bus.RuntimeConfig{
-			Client: cc, Topic: cfg.Bus.Topic, Group: "tickflow." + sc.Name, Name: sc.Name, Sink: s, Batch: sc.Batch,
+			Client: cc, Topic: cfg.Bus.Topic, Group: group, Exclusive: sharing == sinks.Exclusive,
+			SessionTimeout: cfg.Bus.SessionTimeout, RebalanceTimeout: cfg.Bus.RebalanceTimeout,
+			Name: sc.Name, Sink: s, Batch: sc.Batch,
 			Logger: log.With("component", "sink"), Metrics: rm, Health: hr,
 		})
 		if err != nil {
@@ -296,7 +302,7 @@ func buildSinks(cfg config.Config, cc bus.ClientConfig, log *slog.Logger, reg *p
 			hr.Check("sink:"+sc.Name+":backend", r.Ready)
 		}
 		out = append(out, builtSink{name: sc.Name, sink: s, rt: rt})
-		attrs := []any{"component", "sink", "sink", sc.Name, "group", "tickflow." + sc.Name, "batch_size", sc.Batch.Size, "max_wait", sc.Batch.MaxWait}
+		attrs := []any{"component", "sink", "sink", sc.Name, "group", group, "sharing", sharing.String(), "batch_size", sc.Batch.Size, "max_wait", sc.Batch.MaxWait}
 		if a, ok := s.(interface{ Addr() string }); ok {
 			attrs = append(attrs, "addr", a.Addr())
 		}

@@ -146,6 +146,7 @@ bus:
   listen: 127.0.0.1:%d
   data_dir: %s
   partitions: 4
+  instance_id: demo
 sinks:
   cache: {enabled: true}
   push: {enabled: true, listen: "127.0.0.1:%d"}
@@ -256,7 +257,9 @@ func TestSIGTERMLosesNothingAccepted(t *testing.T) {
 	}
 }
 
-var sinkGroups = []string{"tickflow.cache", "tickflow.push"}
+// Both sinks of demoConfig consume every tick on every instance, so their
+// groups are the instance's own.
+var sinkGroups = []string{"tickflow.cache.demo", "tickflow.push.demo"}
 
 func admin(t *testing.T, addr string) *kadm.Client {
 	t.Helper()

@@ -49,9 +49,13 @@ func init() {
 	sinks.Register(sinks.Spec{
 		Name: "push",
 		// Small and quick: browsers should see a tick within milliseconds.
-		Batch:  sinks.BatchPolicy{Size: 256, MaxWait: 2 * time.Millisecond},
-		Config: func() any { return DefaultConfig() },
-		New:    sinks.Typed(New),
+		Batch: sinks.BatchPolicy{Size: 256, MaxWait: 2 * time.Millisecond},
+		// Each instance's browsers must get every tick of their filters,
+		// whichever partition it is on, so every instance consumes every
+		// tick; a restarted instance resumes from its own commit.
+		Sharing: func(any) sinks.Sharing { return sinks.PerInstance },
+		Config:  func() any { return DefaultConfig() },
+		New:     sinks.Typed(New),
 	})
 }
 

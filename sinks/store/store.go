@@ -32,10 +32,13 @@ import (
 
 func init() {
 	sinks.Register(sinks.Spec{
-		Name:   "store",
-		Batch:  sinks.BatchPolicy{Size: 1000, MaxWait: 5 * time.Second},
-		Config: func() any { return DefaultConfig() },
-		New:    sinks.Typed(func(env sinks.Env, c *Config) (*Sink, error) { return New(env, *c) }),
+		Name: "store",
+		// Every instance writes the one ClickHouse table; replayed copies
+		// collapse (ReplacingMergeTree), so the partitions are split.
+		Sharing: func(any) sinks.Sharing { return sinks.Shared },
+		Batch:   sinks.BatchPolicy{Size: 1000, MaxWait: 5 * time.Second},
+		Config:  func() any { return DefaultConfig() },
+		New:     sinks.Typed(func(env sinks.Env, c *Config) (*Sink, error) { return New(env, *c) }),
 	})
 }
 
