@@ -459,3 +459,66 @@ func (c *pushClient) waitAll(t *testing.T, log map[string][]int64) {
 		}
 	}
 }
+
+// TestInProcessCacheOnEveryInstance is issue 10's report turned into a
+// test: one process hosts the broker and the simulator, two more point at
+// it with the in-process cache and push on. Each instance consumes every
+// tick in a group of its own, so a browser on either gets every pair and
+// each API lists every pair from its own memory, with current prices.
+func TestInProcessCacheOnEveryInstance(t *testing.T) {
+	dir := t.TempDir()
+	busPort := testsvc.FreePort(t)
+	broker := fmt.Sprintf("127.0.0.1:%d", busPort)
+	p0 := startTickflow(t, mkdir(t, dir, "p0"), fmt.Sprintf(`
+ingest:
+  binance: {enabled: false}
+  sim: {enabled: true, symbols: [%s], interval: 20ms, seed: 5}
+bus: {listen: %q, data_dir: %q, partitions: %d}
+api: {listen: "127.0.0.1:%d"}
+log: {format: json}
+`, strings.Join(scalePairs, ", "), broker, filepath.Join(dir, "p0", "kafka"), scalePartitions, testsvc.FreePort(t)))
+	p0.waitLog(t, "the broker", msgIs("started", "component", "api"))
+
+	adm := admin(t, broker)
+	var procs []*proc
+	for _, id := range []string{"m1", "m2"} {
+		apiPort, pushPort := testsvc.FreePort(t), testsvc.FreePort(t)
+		p := startTickflow(t, mkdir(t, dir, id), fmt.Sprintf(`
+ingest: {binance: {enabled: false}}
+bus: {brokers: [%q], instance_id: %s, client_id: %s}
+sinks:
+  cache: {enabled: true}
+  push: {enabled: true, listen: "127.0.0.1:%d"}
+api: {listen: "127.0.0.1:%d"}
+log: {format: json}
+`, broker, id, id, pushPort, apiPort))
+		procs = append(procs, p)
+		for _, g := range []string{"tickflow.cache." + id, "tickflow.push." + id} {
+			waitAssigned(t, adm, g, id+" owning every partition of "+g, func(m map[string]int) bool { return len(m) == 1 && m[id] == scalePartitions })
+		}
+		// Every pair reaches this instance's browser...
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		c := dialPush(ctx, t, pushPort, scalePairs)
+		testkit.Eventually(t, 60*time.Second, id+"'s browser receiving ticks of every pair", func() bool {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return len(c.got) == len(scalePairs) && c.err == nil
+		})
+		cancel()
+		// ...and this instance's API lists every pair from its own memory.
+		testkit.Eventually(t, 30*time.Second, id+"'s /api/v1/symbols listing every pair", func() bool {
+			var page struct{ Data []struct{ Symbol string } }
+			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/v1/symbols", apiPort))
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			return json.NewDecoder(resp.Body).Decode(&page) == nil && len(page.Data) == len(scalePairs)
+		})
+	}
+	for _, p := range append(procs, p0) {
+		if err := p.stop(t); err != nil {
+			t.Errorf("exit: %v", err)
+		}
+	}
+}
