@@ -24,6 +24,7 @@ import (
 	"github.com/tickflow/tickflow/config"
 	"github.com/tickflow/tickflow/internal/testsvc"
 	"github.com/tickflow/tickflow/sinks"
+	"github.com/tickflow/tickflow/sinks/cache"
 )
 
 // The test binary doubles as tickflow: with TICKFLOW_TEST_MAIN=1 it runs
@@ -421,5 +422,57 @@ func TestStartFailureNamesComponent(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "broker closed") {
 		t.Fatalf("the embedded broker was not closed:\n%s", stderr.String())
+	}
+}
+
+// The three-process layout under deploy/ loads, and between them the roles
+// run every source and sink once: ingest only ingests, the workers run the
+// sinks that write the shared stores, the front runs the API and push and
+// reads the stores. None starts an embedded broker or an in-process cache.
+func TestDeployConfigsLoad(t *testing.T) {
+	roles := map[string]struct {
+		sources bool
+		sinks   []string
+	}{
+		"deploy/ingest.yaml":  {true, nil},
+		"deploy/workers.yaml": {false, []string{"cache", "store", "strategy", "risk"}},
+		"deploy/front.yaml":   {false, []string{"push"}},
+	}
+	seen := map[string]int{}
+	for f, want := range roles {
+		t.Run(f, func(t *testing.T) {
+			cfg, err := config.Load(f, func(string) string { return "" })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(cfg.Bus.Brokers) == 0 {
+				t.Error("no bus.brokers: this role would start an embedded broker")
+			}
+			sources := false
+			for _, s := range cfg.Ingest.Sources {
+				sources = sources || s.Enabled
+			}
+			if sources != want.sources {
+				t.Errorf("sources enabled %v, want %v", sources, want.sources)
+			}
+			var got []string
+			for _, s := range cfg.Sinks {
+				if s.Enabled {
+					got = append(got, s.Name)
+					seen[s.Name]++
+				}
+				if s.Name == "cache" && len(s.Settings.(*cache.Config).Redis.Addrs) == 0 {
+					t.Error("the cache has no redis.addrs: an in-process cache in a multi-process layout")
+				}
+			}
+			if strings.Join(got, ",") != strings.Join(want.sinks, ",") {
+				t.Errorf("sinks enabled %v, want %v", got, want.sinks)
+			}
+		})
+	}
+	for _, name := range sinks.Names {
+		if seen[name] != 1 {
+			t.Errorf("sink %s is enabled in %d roles, want 1", name, seen[name])
+		}
 	}
 }
