@@ -46,7 +46,7 @@ type proc struct {
 }
 
 // stop sends SIGTERM and returns the exit status once the process is gone.
-func (p *proc) stop(t *testing.T) error {
+func (p *proc) stop(t testing.TB) error {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -65,7 +65,7 @@ func (p *proc) wait() error {
 
 // startTickflow runs tickflow with the given config text in dir and
 // streams its JSON log lines.
-func startTickflow(t *testing.T, dir, cfg string, env ...string) *proc {
+func startTickflow(t testing.TB, dir, cfg string, env ...string) *proc {
 	t.Helper()
 	path := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
@@ -106,7 +106,7 @@ func startTickflow(t *testing.T, dir, cfg string, env ...string) *proc {
 }
 
 // waitLog returns the first log line satisfying match.
-func (p *proc) waitLog(t *testing.T, what string, match func(map[string]any) bool) map[string]any {
+func (p *proc) waitLog(t testing.TB, what string, match func(map[string]any) bool) map[string]any {
 	t.Helper()
 	deadline := time.After(60 * time.Second)
 	for {
@@ -262,7 +262,7 @@ func TestSIGTERMLosesNothingAccepted(t *testing.T) {
 // groups are the instance's own.
 var sinkGroups = []string{"tickflow.cache.demo", "tickflow.push.demo"}
 
-func admin(t *testing.T, addr string) *kadm.Client {
+func admin(t testing.TB, addr string) *kadm.Client {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
 	if err != nil {

@@ -258,7 +258,7 @@ func groupAssignment(adm *kadm.Client, group string) (map[string]int, error) {
 	return out, nil
 }
 
-func waitAssigned(t *testing.T, adm *kadm.Client, group, what string, ok func(map[string]int) bool) {
+func waitAssigned(t testing.TB, adm *kadm.Client, group, what string, ok func(map[string]int) bool) {
 	t.Helper()
 	testkit.Eventually(t, 60*time.Second, what, func() bool {
 		m, err := groupAssignment(adm, group)
