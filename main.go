@@ -114,6 +114,13 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 			return fmt.Errorf("broker: topic %s: %w", t, err)
 		}
 	}
+	// bus.partitions raised in the file grows the tick topic (only it: the
+	// side topics' followers would not see new partitions until restart).
+	if cfg.Bus.PartitionsSet {
+		if err := bus.GrowTopic(setupCtx, cc, cfg.Bus.Topic, int32(cfg.Bus.Partitions)); err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+	}
 	hr.Set("broker", nil)
 
 	producer, err := bus.NewProducer(cc, bus.ProducerOptions{Topic: cfg.Bus.Topic, Linger: cfg.Bus.Linger, Logger: log.With("component", "producer"), Metrics: reg})

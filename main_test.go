@@ -476,3 +476,44 @@ func TestDeployConfigsLoad(t *testing.T) {
 		}
 	}
 }
+
+// A process whose file raises bus.partitions grows the existing tick topic
+// (and only it); one that relies on the default leaves the topic alone.
+func TestRaisedPartitionsGrowTheTickTopic(t *testing.T) {
+	ext, err := bus.StartEmbedded(bus.EmbeddedConfig{Listen: "127.0.0.1:0", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ext.Close()
+	cc := bus.ClientConfig{Brokers: ext.Addrs()}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, topic := range append([]string{"market_data.ticks"}, sideTopics...) {
+		if err := bus.EnsureTopic(ctx, cc, topic, 4, -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counts := func() string {
+		t.Helper()
+		adm := admin(t, ext.Addrs()[0]) // a fresh client: metadata is cached for seconds
+		d, err := adm.ListTopics(ctx, append([]string{"market_data.ticks"}, sideTopics...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("%d %d %d", len(d["market_data.ticks"].Partitions), len(d[sideTopics[0]].Partitions), len(d[sideTopics[1]].Partitions))
+	}
+	for _, tc := range []struct{ bus, want string }{
+		{fmt.Sprintf("{brokers: [%q]}", ext.Addrs()[0]), "4 4 4"},
+		{fmt.Sprintf("{brokers: [%q], partitions: 8}", ext.Addrs()[0]), "8 4 4"},
+	} {
+		dir := t.TempDir()
+		p := startTickflow(t, dir, fmt.Sprintf("ingest: {binance: {enabled: false}}\nbus: %s\napi: {listen: \"127.0.0.1:%d\"}\nlog: {format: json}\n", tc.bus, testsvc.FreePort(t)))
+		p.waitLog(t, "api start", msgIs("started", "component", "api"))
+		if got := counts(); got != tc.want {
+			t.Errorf("bus %s: partitions (ticks, alerts, signals) %s, want %s", tc.bus, got, tc.want)
+		}
+		if err := p.stop(t); err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+	}
+}

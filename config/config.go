@@ -65,6 +65,10 @@ type Bus struct {
 	SyncWrites bool     `yaml:"sync_writes"`
 	Topic      string   `yaml:"topic"`
 	Partitions int      `yaml:"partitions"`
+	// PartitionsSet says the file sets bus.partitions. Only then does
+	// tickflow add partitions to an existing tick topic that has fewer: a
+	// process relying on the default must not grow a topic others made.
+	PartitionsSet bool `yaml:"-"`
 	// Replication for topics tickflow creates on an external cluster;
 	// -1 uses the broker default.
 	Replication int           `yaml:"replication"`
@@ -236,6 +240,7 @@ func ParseWith(b []byte, getenv func(string) string, regs Registries) (Config, e
 	if err := decodeStrict(rest, &f, ""); err != nil {
 		return Config{}, err
 	}
+	cfg.Bus.PartitionsSet = hasKey(rest, "bus", "partitions")
 	if err := decodeIngest(ingestNode, regs.Sources, &cfg.Ingest); err != nil {
 		return Config{}, err
 	}
@@ -306,6 +311,26 @@ func blockStyle(n *yaml.Node) {
 	for _, c := range n.Content {
 		blockStyle(c)
 	}
+}
+
+// hasKey reports whether the mapping n has the key path.
+func hasKey(n *yaml.Node, path ...string) bool {
+	for _, k := range path {
+		if n.Kind != yaml.MappingNode {
+			return false
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				next = n.Content[i+1]
+			}
+		}
+		if next == nil {
+			return false
+		}
+		n = next
+	}
+	return true
 }
 
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }

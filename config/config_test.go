@@ -299,6 +299,12 @@ func TestInstanceID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if cfg.Bus.PartitionsSet {
+		t.Error("an empty file sets bus.partitions")
+	}
+	if cfg, err := parse("bus: {partitions: 24}", noEnv); err != nil || !cfg.Bus.PartitionsSet {
+		t.Errorf("bus.partitions in the file: set %v, err %v", cfg.Bus.PartitionsSet, err)
+	}
 	if cfg.Bus.SessionTimeout != 45*time.Second || cfg.Bus.RebalanceTimeout != time.Minute {
 		t.Errorf("timeouts %s %s", cfg.Bus.SessionTimeout, cfg.Bus.RebalanceTimeout)
 	}
