@@ -25,15 +25,15 @@ func rank(pkg string) int {
 		return 6
 	case pkg == "config" || pkg == "ingest/all" || pkg == "sinks/all":
 		return 5
-	case strings.HasPrefix(pkg, "sinks/") || (strings.HasPrefix(pkg, "ingest/") && pkg != "ingest/wsfeed"):
+	case strings.HasPrefix(pkg, "sinks/") || (strings.HasPrefix(pkg, "ingest/") && pkg != "ingest/wsfeed" && pkg != "ingest/wire"):
 		return 4
-	case pkg == "ingest/wsfeed" || pkg == "bus" || pkg == "replay" || pkg == "internal/events":
+	case pkg == "ingest/wsfeed" || pkg == "ingest/wire" || pkg == "bus" || pkg == "replay" || pkg == "internal/events":
 		return 3
 	case pkg == "ingest" || pkg == "sinks" || pkg == "internal/wstest":
 		return 2
 	case pkg == "alert" || pkg == "signal" || pkg == "internal/journal" || pkg == "internal/testkit":
 		return 1
-	case pkg == "tick" || pkg == "clock" || pkg == "health" || pkg == "web" || pkg == "internal/backoff" ||
+	case pkg == "tick" || pkg == "instrument" || pkg == "clock" || pkg == "health" || pkg == "web" || pkg == "internal/backoff" ||
 		pkg == "internal/registry" || pkg == "internal/loadgen" || pkg == "internal/window" || pkg == "internal/testsvc":
 		return 0
 	}

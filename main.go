@@ -50,6 +50,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 	fs := flag.NewFlagSet("tickflow", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "config.yaml", "path to the YAML config file")
+	if len(args) > 0 && args[0] == "bench" {
+		return runBench(ctx, args[1:], stderr, getenv)
+	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -80,9 +83,14 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 // start runs every component until ctx ends or one fails, then shuts down in
 // order: ingest stops and the producer flushes what it accepted, each sink
 // writes and commits its batch in hand, and the broker closes last.
-func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error) {
+//
+// hooks (the bench only) add load sources and see the metrics registry.
+func start(ctx context.Context, cfg config.Config, log *slog.Logger, hooks ...startHook) (err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, h := range hooks {
+		h.registry(reg)
+	}
 	hr := health.New()
 	log.Info("instance", "instance_id", cfg.Bus.InstanceID)
 
@@ -201,6 +209,9 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 	ig, ictx := errgroup.WithContext(gctx)
 	for _, f := range feeds {
 		ig.Go(func() error { return f.feed.Run(ictx) })
+	}
+	for _, h := range hooks {
+		ig.Go(func() error { return h.feed(queue).Run(ictx) })
 	}
 	g.Go(func() error {
 		err := ig.Wait()

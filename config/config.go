@@ -145,7 +145,7 @@ func Default() Config {
 			Partitions:  12,
 			Replication: -1,
 			ClientID:    "tickflow",
-			Linger:      5 * time.Millisecond,
+			Linger:      0, // no linger: measured in docs/PERFORMANCE.md ("Producer linger")
 			// franz-go's defaults; the broker's group.min.session.timeout.ms
 			// (6 s by default, the embedded broker's too) bounds the first.
 			SessionTimeout:   45 * time.Second,

@@ -52,10 +52,25 @@ type Readier interface {
 	Ready(ctx context.Context) error
 }
 
-// BatchPolicy is how many ticks the runtime accumulates before calling
-// WriteBatch: Size ticks, or whatever arrived within MaxWait of the first.
+// BatchPolicy is how the runtime batches ticks for a sink. It batches by
+// what is there, not by the clock: a batch is handed on as soon as it
+// holds Min ticks (by default at once, whatever a poll returned), and
+// while a batch is being written the next one keeps filling, so under
+// backlog batches grow up to Size, the ceiling, and a slow backend gets
+// few large writes instead of many small ones.
+//
+// A sink whose writes are costly per call (the store: a ClickHouse INSERT
+// makes a part) sets Min, so that while the feed is slow a batch waits for
+// Min ticks or MaxWait after its first tick, whichever comes first.
 type BatchPolicy struct {
-	Size    int           `yaml:"size"`
+	// Size is the most ticks one WriteBatch gets.
+	Size int `yaml:"size"`
+	// Min is how many ticks a batch waits for (at most MaxWait) before it
+	// is written. 0 or 1 hands on whatever a poll returned at once; above
+	// Size it means Size, so a config that only lowers size keeps the
+	// policy "size ticks or max_wait".
+	Min int `yaml:"min"`
+	// MaxWait bounds how long a batch below Min waits for more ticks.
 	MaxWait time.Duration `yaml:"max_wait"`
 }
 
@@ -64,11 +79,18 @@ func (p BatchPolicy) Validate() error {
 	if p.Size <= 0 {
 		return fmt.Errorf("size must be > 0, got %d", p.Size)
 	}
+	if p.Min < 0 {
+		return fmt.Errorf("min must be >= 0, got %d", p.Min)
+	}
 	if p.MaxWait <= 0 {
 		return fmt.Errorf("max_wait must be > 0, got %s", p.MaxWait)
 	}
 	return nil
 }
+
+// Threshold is how many ticks make a batch due without waiting for
+// MaxWait: Min bounded to 1..Size.
+func (p BatchPolicy) Threshold() int { return max(1, min(p.Min, p.Size)) }
 
 // Publisher sends a record to a Kafka topic; strategy and risk use it to
 // publish signals and alerts. Produce returns once the record is

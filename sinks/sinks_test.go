@@ -46,6 +46,8 @@ func TestBatchPolicyValidate(t *testing.T) {
 		{BatchPolicy{Size: 0, MaxWait: time.Second}, "size"},
 		{BatchPolicy{Size: 1, MaxWait: 0}, "max_wait"},
 		{BatchPolicy{Size: 1, MaxWait: time.Second}, ""},
+		{BatchPolicy{Size: 1, Min: -1, MaxWait: time.Second}, "min"},
+		{BatchPolicy{Size: 10, Min: 1000, MaxWait: time.Second}, ""},
 	} {
 		err := tc.p.Validate()
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
@@ -71,5 +73,20 @@ func TestSharingGroup(t *testing.T) {
 	}
 	if got := (Spec{}).SharingOf(nil); got != Shared {
 		t.Errorf("a spec without Sharing is %s, want shared", got)
+	}
+}
+
+func TestBatchThresholdIsMinWithinOneToSize(t *testing.T) {
+	for _, tc := range []struct {
+		p    BatchPolicy
+		want int
+	}{
+		{BatchPolicy{Size: 256}, 1},                  // no min: hand on what a poll returned
+		{BatchPolicy{Size: 50_000, Min: 1000}, 1000}, // the store while the feed is slow
+		{BatchPolicy{Size: 500, Min: 1000}, 500},     // an old config lowering size keeps "size or max_wait"
+	} {
+		if got := tc.p.Threshold(); got != tc.want {
+			t.Errorf("%+v: threshold %d, want %d", tc.p, got, tc.want)
+		}
 	}
 }

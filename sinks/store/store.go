@@ -36,9 +36,12 @@ func init() {
 		// Every instance writes the one ClickHouse table; replayed copies
 		// collapse (ReplacingMergeTree), so the partitions are split.
 		Sharing: func(any) sinks.Sharing { return sinks.Shared },
-		Batch:   sinks.BatchPolicy{Size: 1000, MaxWait: 5 * time.Second},
-		Config:  func() any { return DefaultConfig() },
-		New:     sinks.Typed(func(env sinks.Env, c *Config) (*Sink, error) { return New(env, *c) }),
+		// While the feed is slow a batch waits for 1000 ticks or 5 s (an
+		// INSERT makes a part: ClickHouse wants few, large ones); under
+		// backlog batches grow to 50 000 while the previous INSERT runs.
+		Batch:  sinks.BatchPolicy{Size: 50_000, Min: 1000, MaxWait: 5 * time.Second},
+		Config: func() any { return DefaultConfig() },
+		New:    sinks.Typed(func(env sinks.Env, c *Config) (*Sink, error) { return New(env, *c) }),
 	})
 }
 
