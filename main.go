@@ -95,6 +95,7 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger, hooks ...st
 		h.registry(reg)
 	}
 	hr := health.New()
+	log.Info("instance", "instance_id", cfg.Bus.InstanceID)
 
 	// Bus: the embedded broker unless external brokers are configured.
 	cc, err := clientConfig(cfg.Bus, log)
@@ -122,6 +123,13 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger, hooks ...st
 	for _, t := range append([]string{cfg.Bus.Topic}, sideTopics...) {
 		if err := bus.EnsureTopic(setupCtx, cc, t, int32(cfg.Bus.Partitions), int16(cfg.Bus.Replication)); err != nil {
 			return fmt.Errorf("broker: topic %s: %w", t, err)
+		}
+	}
+	// bus.partitions raised in the file grows the tick topic (only it: the
+	// side topics' followers would not see new partitions until restart).
+	if cfg.Bus.PartitionsSet {
+		if err := bus.GrowTopic(setupCtx, cc, cfg.Bus.Topic, int32(cfg.Bus.Partitions)); err != nil {
+			return fmt.Errorf("broker: %w", err)
 		}
 	}
 	hr.Set("broker", nil)
@@ -299,8 +307,13 @@ func buildSinks(cfg config.Config, cc bus.ClientConfig, log *slog.Logger, reg *p
 		if err != nil {
 			return nil, fmt.Errorf("sink %s: %w", sc.Name, err)
 		}
+		// The sink says which instances see which ticks (STYLE lesson 20).
+		sharing := spec.SharingOf(sc.Settings)
+		group := sharing.Group(sc.Name, cfg.Bus.InstanceID)
 		rt, err := bus.NewRuntime(bus.RuntimeConfig{
-			Client: cc, Topic: cfg.Bus.Topic, Group: "tickflow." + sc.Name, Name: sc.Name, Sink: s, Batch: sc.Batch,
+			Client: cc, Topic: cfg.Bus.Topic, Group: group, Exclusive: sharing == sinks.Exclusive,
+			SessionTimeout: cfg.Bus.SessionTimeout, RebalanceTimeout: cfg.Bus.RebalanceTimeout,
+			Name: sc.Name, Sink: s, Batch: sc.Batch,
 			Logger: log.With("component", "sink"), Metrics: rm, Health: hr,
 		})
 		if err != nil {
@@ -310,7 +323,7 @@ func buildSinks(cfg config.Config, cc bus.ClientConfig, log *slog.Logger, reg *p
 			hr.Check("sink:"+sc.Name+":backend", r.Ready)
 		}
 		out = append(out, builtSink{name: sc.Name, sink: s, rt: rt})
-		attrs := []any{"component", "sink", "sink", sc.Name, "group", "tickflow." + sc.Name, "batch_size", sc.Batch.Size, "max_wait", sc.Batch.MaxWait}
+		attrs := []any{"component", "sink", "sink", sc.Name, "group", group, "sharing", sharing.String(), "batch_size", sc.Batch.Size, "max_wait", sc.Batch.MaxWait}
 		if a, ok := s.(interface{ Addr() string }); ok {
 			attrs = append(attrs, "addr", a.Addr())
 		}

@@ -23,8 +23,20 @@ import (
 type RuntimeConfig struct {
 	Client ClientConfig
 	Topic  string
-	// Group is the sink's own consumer group, conventionally "tickflow.<sink>".
+	// Group is the sink's consumer group: "tickflow.<sink>" when the
+	// instances share it, "tickflow.<sink>.<instance_id>" when each has its
+	// own (sinks.Sharing.Group).
 	Group string
+	// Exclusive gives every partition to one member of the group and none
+	// to the others, which stand by (sinks.Exclusive).
+	Exclusive bool
+	// SessionTimeout is how long the broker waits for a silent member (a
+	// killed process) before moving its partitions; RebalanceTimeout is
+	// how long members have to finish their batch and rejoin. 45 s and
+	// 60 s by default (franz-go's); the broker bounds the session timeout
+	// (group.min.session.timeout.ms, 6 s by default).
+	SessionTimeout, RebalanceTimeout time.Duration
+
 	Name  string // the sink's name, for logs, metrics and /readyz
 	Sink  sinks.Sink
 	Batch sinks.BatchPolicy
@@ -191,6 +203,16 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 		kgo.OnPartitionsRevoked(r.onRevoked),
 		kgo.OnPartitionsLost(r.onLost),
 	)
+	if cfg.SessionTimeout > 0 {
+		// Heartbeats well inside the session, at franz-go's 3 s at most.
+		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout), kgo.HeartbeatInterval(min(3*time.Second, cfg.SessionTimeout/3)))
+	}
+	if cfg.RebalanceTimeout > 0 {
+		opts = append(opts, kgo.RebalanceTimeout(cfg.RebalanceTimeout))
+	}
+	if cfg.Exclusive {
+		opts = append(opts, kgo.Balancers(ExclusiveBalancer()))
+	}
 	r.opts = opts
 	cfg.Health.Register(r.hname, true, "starting")
 	return r, nil

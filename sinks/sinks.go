@@ -126,9 +126,64 @@ type Follower interface {
 	Follow(ctx context.Context, topic string, backfill int, fn func(key, value []byte)) error
 }
 
+// Sharing is how a sink's consumers on several tickflow instances divide
+// the tick topic between them (STYLE lesson 20: say which instances see
+// which data). Every instance is a process with its own bus.instance_id.
+type Sharing int
+
+const (
+	// Shared: one consumer group, tickflow.<sink>, for every instance; the
+	// partitions are split between them, so each tick is written by one
+	// instance. For sinks that write to a store all instances share and
+	// whose work is per pair (store, cache on Redis, strategy). Adding an
+	// instance adds capacity; one that dies has its partitions moved to
+	// the others within bus.session_timeout, from the group's commit.
+	Shared Sharing = iota
+	// PerInstance: a group per instance, tickflow.<sink>.<instance_id>, so
+	// every instance consumes every tick. For sinks whose output lives in
+	// the process: push (each instance's browsers must get every tick of
+	// their filters) and the in-process cache (each instance's API serves
+	// every pair). An instance that restarts with the same instance_id
+	// resumes from its own commit, so nothing it had not handled is lost.
+	PerInstance
+	// Exclusive: one group, tickflow.<sink>, in which a single instance
+	// owns every partition and the others stand by. For rules that compare
+	// pairs on different partitions (risk's price spike across exchanges
+	// and stale feed across an exchange's pairs): the rule needs every
+	// tick in one place, and two active instances would raise every alert
+	// twice. When the owner goes, a standby takes every partition over
+	// from the group's commit within bus.session_timeout.
+	Exclusive
+)
+
+func (s Sharing) String() string {
+	switch s {
+	case Shared:
+		return "shared"
+	case PerInstance:
+		return "per-instance"
+	case Exclusive:
+		return "exclusive"
+	}
+	return fmt.Sprintf("Sharing(%d)", int(s))
+}
+
+// Group is the consumer group the sink consumes in on the instance with
+// the given id.
+func (s Sharing) Group(sink, instanceID string) string {
+	if s == PerInstance {
+		return "tickflow." + sink + "." + instanceID
+	}
+	return "tickflow." + sink
+}
+
 // Spec describes a sink type to the registry.
 type Spec struct {
 	Name string
+	// Sharing says how the sink's instances divide the tick topic, given
+	// its decoded config (the cache's depends on where it keeps ticks).
+	// Nil means Shared.
+	Sharing func(cfg any) Sharing
 	// Batch is the default batch policy; config may override it.
 	Batch BatchPolicy
 	// Config returns a pointer to a fresh config value with defaults set.
@@ -140,6 +195,14 @@ type Spec struct {
 	// New builds the sink from its decoded config. It should not dial
 	// anything; that is Connect's job.
 	New func(env Env, cfg any) (Sink, error)
+}
+
+// SharingOf is the spec's Sharing for the decoded config cfg.
+func (s Spec) SharingOf(cfg any) Sharing {
+	if s.Sharing == nil {
+		return Shared
+	}
+	return s.Sharing(cfg)
 }
 
 // Registry holds sink specs by name. The sink packages register into

@@ -56,6 +56,26 @@ func TestBatchPolicyValidate(t *testing.T) {
 	}
 }
 
+// Each sink's group follows from its sharing: shared and exclusive sinks
+// have one group for every instance, per-instance sinks one each.
+func TestSharingGroup(t *testing.T) {
+	for _, tc := range []struct {
+		s    Sharing
+		want string
+	}{
+		{Shared, "tickflow.store"},
+		{Exclusive, "tickflow.store"},
+		{PerInstance, "tickflow.store.host-8080"},
+	} {
+		if got := tc.s.Group("store", "host-8080"); got != tc.want {
+			t.Errorf("%s: group %q, want %q", tc.s, got, tc.want)
+		}
+	}
+	if got := (Spec{}).SharingOf(nil); got != Shared {
+		t.Errorf("a spec without Sharing is %s, want shared", got)
+	}
+}
+
 func TestBatchThresholdIsMinWithinOneToSize(t *testing.T) {
 	for _, tc := range []struct {
 		p    BatchPolicy

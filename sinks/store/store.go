@@ -33,6 +33,9 @@ import (
 func init() {
 	sinks.Register(sinks.Spec{
 		Name: "store",
+		// Every instance writes the one ClickHouse table; replayed copies
+		// collapse (ReplacingMergeTree), so the partitions are split.
+		Sharing: func(any) sinks.Sharing { return sinks.Shared },
 		// While the feed is slow a batch waits for 1000 ticks or 5 s (an
 		// INSERT makes a part: ClickHouse wants few, large ones); under
 		// backlog batches grow to 50 000 while the previous INSERT runs.
