@@ -54,6 +54,9 @@ type Env struct {
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
 	Clock   clock.Clock
+	// Gaps receives the gaps the source detects (a dropped connection, a
+	// sequence jump). Nil: gaps are only counted.
+	Gaps GapSink
 }
 
 // Readier is implemented by sources that can be not ready (a connection

@@ -4,5 +4,6 @@ package all
 
 import (
 	_ "github.com/tickflow/tickflow/ingest/binance"
+	_ "github.com/tickflow/tickflow/ingest/okx"
 	_ "github.com/tickflow/tickflow/ingest/sim"
 )
