@@ -9,19 +9,24 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
+	"github.com/tickflow/tickflow/internal/testkit"
 	"github.com/tickflow/tickflow/internal/testsvc"
 )
 
 // fakeExchange serves one exchange's documented ticker frames: frame(sym,
 // i, ms) for every symbol every few ms, from the first client message on
-// (the subscribe), acknowledged by ack when it is set.
-func fakeExchange(t *testing.T, syms []string, ack string, frame func(sym string, i int, ms int64) string) string {
+// (the subscribe), acknowledged by ack when it is set. With dropAfter > 0
+// the first connection is closed by the server after that many rounds.
+func fakeExchange(t *testing.T, syms []string, ack string, dropAfter int, frame func(sym string, i int, ms int64) string) string {
+	var conns atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := conns.Add(1)
 		c, err := websocket.Accept(w, r, nil)
 		if err != nil {
 			return
@@ -45,6 +50,10 @@ func fakeExchange(t *testing.T, syms []string, ack string, frame func(sym string
 			c.Write(ctx, websocket.MessageText, []byte(ack))
 		}
 		for i := 0; ctx.Err() == nil; i++ {
+			if n == 1 && dropAfter > 0 && i == dropAfter {
+				c.Close(websocket.StatusGoingAway, "restarting")
+				return
+			}
 			for _, s := range syms {
 				if err := c.Write(ctx, websocket.MessageText, []byte(frame(s, i, time.Now().UnixMilli()))); err != nil {
 					return
@@ -66,20 +75,20 @@ func fakeExchange(t *testing.T, syms []string, ack string, frame func(sym string
 // broker with the frame's exact decimals.
 func TestFiveExchangesToAPI(t *testing.T) {
 	binanceURL := "ws" + strings.TrimPrefix(fakeBinance(t).URL, "http")
-	okxURL := fakeExchange(t, []string{"BTC-USDT", "ETH-USDT"}, `{"event":"subscribe","arg":{"channel":"tickers","instId":"BTC-USDT"},"connId":"a"}`,
+	okxURL := fakeExchange(t, []string{"BTC-USDT", "ETH-USDT"}, `{"event":"subscribe","arg":{"channel":"tickers","instId":"BTC-USDT"},"connId":"a"}`, 20,
 		func(s string, i int, ms int64) string {
 			return fmt.Sprintf(`{"arg":{"channel":"tickers","instId":%q},"data":[{"instType":"SPOT","instId":%q,"last":"60001.%02d","askPx":"60001.5","bidPx":"60000.5","open24h":"59000","high24h":"61000","low24h":"58000","volCcy24h":"2222.5","vol24h":"37.25","ts":"%d"}]}`, s, s, i%100, ms)
 		})
-	bybitURL := fakeExchange(t, []string{"BTCUSDT", "ETHUSDT"}, `{"success":true,"ret_msg":"subscribe","conn_id":"c","req_id":"sub0","op":"subscribe"}`,
+	bybitURL := fakeExchange(t, []string{"BTCUSDT", "ETHUSDT"}, `{"success":true,"ret_msg":"subscribe","conn_id":"c","req_id":"sub0","op":"subscribe"}`, 0,
 		func(s string, i int, ms int64) string {
 			return fmt.Sprintf(`{"topic":"tickers.%s","ts":%d,"type":"snapshot","cs":1,"data":{"symbol":%q,"lastPrice":"60002.%02d","highPrice24h":"61000","lowPrice24h":"58000","prevPrice24h":"59000.10","volume24h":"5865.470182","turnover24h":"95949815.680875"}}`, s, ms, s, i%100)
 		})
-	coinbaseURL := fakeExchange(t, []string{"BTC-USD", "ETH-USD"}, "",
+	coinbaseURL := fakeExchange(t, []string{"BTC-USD", "ETH-USD"}, "", 0,
 		func(s string, i int, ms int64) string {
 			return fmt.Sprintf(`{"channel":"ticker","client_id":"","timestamp":%q,"sequence_num":%d,"events":[{"type":"update","tickers":[{"type":"ticker","product_id":%q,"price":"60003.%02d","volume_24_h":"16038.28770938","low_24_h":"58000","high_24_h":"61000","best_bid":"60003.00","best_bid_quantity":"1","best_ask":"60004.00","best_ask_quantity":"2"}]}]}`,
 				time.UnixMilli(ms).UTC().Format(time.RFC3339Nano), i, s, i%100)
 		})
-	krakenURL := fakeExchange(t, []string{"BTC/USD", "ETH/USD"}, `{"method":"subscribe","result":{"channel":"ticker","snapshot":true,"symbol":"BTC/USD"},"success":true}`,
+	krakenURL := fakeExchange(t, []string{"BTC/USD", "ETH/USD"}, `{"method":"subscribe","result":{"channel":"ticker","snapshot":true,"symbol":"BTC/USD"},"success":true}`, 0,
 		func(s string, i int, ms int64) string {
 			return fmt.Sprintf(`{"channel":"ticker","type":"update","data":[{"symbol":%q,"bid":60004.1,"bid_qty":740.0,"ask":60004.2,"ask_qty":1.5,"last":60004.%02d,"volume":997038.98383185,"low":58000,"high":61000,"change":-0.00017,"timestamp":%q}]}`,
 				s, 10+i%90, time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000000Z"))
@@ -133,6 +142,28 @@ log: {format: json}
 		if !strings.Contains(ready, `"source:`+s+`"`) {
 			t.Errorf("/readyz lacks source:%s: %s", s, ready)
 		}
+	}
+	// OKX's server dropped the first connection: each pair's gap is data,
+	// on the gaps topic and the API.
+	var body []byte
+	var gaps struct{ Data []map[string]any }
+	testkit.Eventually(t, 30*time.Second, "two okx gaps on the API", func() bool {
+		body = waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/api/v1/gaps?exchange=okx", apiPort), http.StatusOK)
+		return json.Unmarshal(body, &gaps) == nil && len(gaps.Data) >= 2
+	})
+	syms := map[any]bool{}
+	for _, g := range gaps.Data {
+		if g["exchange"] != "okx" || g["reason"] != "reconnect" || g["cause"] != "closed_by_server" || g["from"].(float64) > g["to"].(float64) {
+			t.Errorf("gap %v", g)
+		}
+		syms[g["symbol"]] = true
+	}
+	if !syms["BTC-USDT"] || !syms["ETH-USDT"] {
+		t.Errorf("gaps from the API: %s", body)
+	}
+	metrics := string(waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", apiPort), http.StatusOK))
+	if !strings.Contains(metrics, `tickflow_ingest_gaps_total{exchange="okx",reason="reconnect"} 2`) {
+		t.Errorf("/metrics lacks the okx gaps")
 	}
 	if err := p.stop(t); err != nil {
 		t.Fatalf("exit: %v", err)

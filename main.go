@@ -27,8 +27,10 @@ import (
 	"github.com/tickflow/tickflow/health"
 	"github.com/tickflow/tickflow/ingest"
 	_ "github.com/tickflow/tickflow/ingest/all" // the compiled-in sources
+	"github.com/tickflow/tickflow/internal/events"
 	"github.com/tickflow/tickflow/sinks"
 	_ "github.com/tickflow/tickflow/sinks/all" // the compiled-in sinks
+	"github.com/tickflow/tickflow/tick"
 )
 
 func main() {
@@ -39,7 +41,7 @@ func main() {
 }
 
 // Topics tickflow publishes besides the tick topic.
-var sideTopics = []string{"risk.alerts", "strategy.signals"}
+var sideTopics = []string{"risk.alerts", "strategy.signals", tick.GapTopic}
 
 // run is main without the process: it returns the exit code, so tests can
 // run tickflow in-process.
@@ -158,7 +160,11 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
-	feeds, err := buildFeeds(cfg, queue, log, reg, hr)
+	gaps, err := newGapPublisher(producer, log, reg)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	feeds, err := buildFeeds(cfg, queue, gaps, log, reg, hr)
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
@@ -176,6 +182,12 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 		return fmt.Errorf("api: %w", err)
 	}
 	bk.apiReaders(&apiOpts, fd, built)
+	gapFeed, err := events.NewGapFeed(bus.Follower{Client: cc}, recentCapacity,
+		events.FeedOptions{Logger: log.With("component", "api"), Metrics: reg, Clock: clock.Real})
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	apiOpts.Gaps = gapFeed
 	srv := api.New(apiOpts)
 	if err := srv.Listen(); err != nil {
 		return err
@@ -189,6 +201,8 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 	running = true
 	g.Go(func() error { return srv.Run(gctx) })
 	g.Go(func() error { return fd.run(gctx) })
+	g.Go(func() error { return gapFeed.Run(gctx) })
+	g.Go(func() error { return gaps.run(gctx) })
 	g.Go(func() error { return runSinks(gctx, built) })
 	ig, ictx := errgroup.WithContext(gctx)
 	for _, f := range feeds {

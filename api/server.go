@@ -42,6 +42,7 @@ type Options struct {
 	Candles CandleReader // candles computed from the history
 	Alerts  AlertSource  // recent risk alerts
 	Signals SignalSource // recent strategy signals and strategy status
+	Gaps    GapSource    // recent gaps in the sources' data
 	// Push gives the live page its WebSocket URL; nil when no push feed
 	// runs behind this API.
 	Push PushURLer

@@ -3,6 +3,7 @@ package tick
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"time"
 )
 
@@ -32,6 +33,16 @@ type Gap struct {
 	ToSeq   uint64 `json:"to_seq,omitempty"`
 	// DetectedAt is when tickflow noticed, Unix µs.
 	DetectedAt int64 `json:"detected_at"`
+}
+
+// GapTopic is the topic gap records are published on, keyed
+// exchange:symbol.
+const GapTopic = "market_data.gaps"
+
+// ID identifies a gap, so a re-read of the topic keeps it once.
+func (g *Gap) ID() string {
+	return g.Exchange + ":" + g.Symbol + ":" + g.Channel + ":" + g.Reason + ":" +
+		strconv.FormatInt(g.From, 10) + "-" + strconv.FormatInt(g.To, 10)
 }
 
 // Gap reasons.
