@@ -57,6 +57,9 @@ type Env struct {
 	// Gaps receives the gaps the source detects (a dropped connection, a
 	// sequence jump). Nil: gaps are only counted.
 	Gaps GapSink
+	// Trades receives the trades of sources configured to follow them.
+	// Nil: trades are decoded (for their sequence gaps) but not kept.
+	Trades TradeSink
 }
 
 // Readier is implemented by sources that can be not ready (a connection

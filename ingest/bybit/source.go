@@ -2,6 +2,7 @@ package bybit
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -57,6 +58,9 @@ func DefaultConfig() Config {
 
 // Validate checks the section of an enabled source.
 func (c *Config) Validate() error {
+	if c.Trades && c.StreamsPerConn > maxStreamsPerConn/2 {
+		return fmt.Errorf("streams_per_conn: %d with trades is two topics a symbol, over %d a connection", c.StreamsPerConn, maxStreamsPerConn)
+	}
 	return c.Check(wsfeed.Limits{
 		Exchange: "Bybit", MaxStreamsPerConn: maxStreamsPerConn, MaxPingEvery: PingInterval,
 		Symbol: func(s string) error {
@@ -74,7 +78,7 @@ func (c *Config) Validate() error {
 // manager.
 func NewSource(env ingest.Env, c *Config) (*wsfeed.Feed, error) {
 	o := c.Options(Exchange, env)
-	o.Exchange = source{url: c.URL}
+	o.Exchange = source{url: c.URL, trades: c.Trades}
 	o.Streams = c.Symbols
 	o.Connects = wsfeed.Rate{Every: connectEvery, Burst: connectBurst}
 	o.ClientMessages = wsfeed.Rate{Every: 100 * time.Millisecond, Burst: 10}
@@ -82,15 +86,21 @@ func NewSource(env ingest.Env, c *Config) (*wsfeed.Feed, error) {
 	return wsfeed.New(o)
 }
 
-type source struct{ url string }
+type source struct {
+	url    string
+	trades bool
+}
 
 func (x source) URL([]string) string { return x.url }
 
 // Subscribe is one request per 10 topics, spot's limit.
-func (source) Subscribe(streams []string) [][]byte {
-	topics := make([]string, len(streams))
-	for i, s := range streams {
-		topics[i] = Topic(Tickers, s)
+func (x source) Subscribe(streams []string) [][]byte {
+	topics := make([]string, 0, 2*len(streams))
+	for _, s := range streams {
+		topics = append(topics, Topic(Tickers, s))
+		if x.trades {
+			topics = append(topics, Topic(Trades, s))
+		}
 	}
 	var out [][]byte
 	for i, b := range Batches(topics) {
@@ -107,10 +117,13 @@ func (source) Decode([]byte, *tick.Tick) (wsfeed.Event, error) {
 	return wsfeed.Event{}, errors.New("bybit: frames are decoded per connection")
 }
 
-func (source) NewDecoder(streams []string) wsfeed.FrameDecoder {
+func (x source) NewDecoder(streams []string) wsfeed.FrameDecoder {
 	var topics wire.Topics
 	for _, s := range streams {
 		topics.Add(Tickers, s)
+		if x.trades {
+			topics.Add(Trades, s)
+		}
 	}
 	return frames{NewDecoder(&topics, nil)}
 }

@@ -27,7 +27,11 @@ func TestSource(t *testing.T) {
 			if err := c.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			f, err := NewSource(ingest.Env{Queue: env.Queue, Metrics: env.Metrics, Clock: env.Clock, Gaps: env.Gaps}, &c)
+			ie := ingest.Env{Queue: env.Queue, Metrics: env.Metrics, Clock: env.Clock, Gaps: env.Gaps}
+			if env.Trades != nil {
+				c.Trades, ie.Trades = true, env.Trades
+			}
+			f, err := NewSource(ie, &c)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -52,6 +56,9 @@ func TestSource(t *testing.T) {
 		Ping:         `{"op":"ping"}`,
 		Pong:         `{"success":true,"ret_msg":"pong","conn_id":"0970e817-426e-429a-a679-ff7f55e0b16a","op":"ping"}`,
 		PingEvery:    PingInterval,
+		Trade: func(id uint64, price string, ts int64) string {
+			return fmt.Sprintf(`{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":%d,"data":[{"i":"2290000000%d","T":%d,"p":%q,"v":"0.001","S":"Buy","s":"BTCUSDT","BT":false}]}`, ts, id, ts, price)
+		},
 	})
 }
 

@@ -67,6 +67,9 @@ func (c *Config) Validate() error {
 	if c.Format != FormatAdvanced && c.Format != FormatExchange {
 		return fmt.Errorf("format: %q is neither %s nor %s", c.Format, FormatAdvanced, FormatExchange)
 	}
+	if c.Trades && c.Format != FormatExchange {
+		return errors.New("trades: only with format: exchange (its matches channel says whose side a trade is; Advanced Trade's market_trades does not)")
+	}
 	return c.Check(wsfeed.Limits{
 		Exchange: "Coinbase", MaxStreamsPerConn: maxStreamsPerConn,
 		Symbol: func(s string) error {
@@ -83,7 +86,7 @@ func (c *Config) Validate() error {
 // NewSource builds the Coinbase ticker source on the connection manager.
 func NewSource(env ingest.Env, c *Config) (*wsfeed.Feed, error) {
 	o := c.Options(Exchange, env)
-	o.Exchange = source{url: c.URL, exchange: c.Format == FormatExchange}
+	o.Exchange = source{url: c.URL, exchange: c.Format == FormatExchange, trades: c.Trades}
 	o.Streams = c.Symbols
 	o.Connects = wsfeed.Rate{Every: connectEvery, Burst: 4}
 	o.ClientMessages = wsfeed.Rate{Every: 100 * time.Millisecond, Burst: 5}
@@ -93,16 +96,22 @@ func NewSource(env ingest.Env, c *Config) (*wsfeed.Feed, error) {
 type source struct {
 	url      string
 	exchange bool
+	trades   bool
 }
 
 func (x source) URL([]string) string { return x.url }
 
 // Subscribe is, for Advanced Trade, the ticker channel and the heartbeats
 // channel (one channel per message, as it requires; heartbeats keep the
-// connection open); for Exchange, one message with ticker and heartbeat.
+// connection open); for Exchange, one message with ticker, heartbeat and,
+// with trades, matches.
 func (x source) Subscribe(streams []string) [][]byte {
 	if x.exchange {
-		m, err := Subscribe(streams, Ticker, Heartbeat)
+		channels := []string{Ticker, Heartbeat}
+		if x.trades {
+			channels = append(channels, Matches)
+		}
+		m, err := Subscribe(streams, channels...)
 		if err != nil {
 			panic(err)
 		}
@@ -123,10 +132,13 @@ func (source) Decode([]byte, *tick.Tick) (wsfeed.Event, error) {
 	return wsfeed.Event{}, errors.New("coinbase: frames are decoded per connection")
 }
 
-func (source) NewDecoder(streams []string) wsfeed.FrameDecoder {
+func (x source) NewDecoder(streams []string) wsfeed.FrameDecoder {
 	var topics wire.Topics
 	for _, s := range streams {
 		topics.Add(Ticker, s)
+		if x.trades {
+			topics.Add(Matches, s)
+		}
 	}
 	return frames{NewDecoder(&topics, nil)}
 }

@@ -27,7 +27,11 @@ func TestSource(t *testing.T) {
 			if err := c.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			f, err := NewSource(ingest.Env{Queue: env.Queue, Metrics: env.Metrics, Clock: env.Clock, Gaps: env.Gaps}, &c)
+			ie := ingest.Env{Queue: env.Queue, Metrics: env.Metrics, Clock: env.Clock, Gaps: env.Gaps}
+			if env.Trades != nil {
+				c.Trades, ie.Trades = true, env.Trades
+			}
+			f, err := NewSource(ie, &c)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -57,6 +61,19 @@ func TestExchangeFormatSubscribe(t *testing.T) {
 	msgs := source{exchange: true}.Subscribe([]string{"BTC-USD", "ETH-USD"})
 	if len(msgs) != 1 || !strings.Contains(string(msgs[0]), `"channels":["ticker","heartbeat"]`) {
 		t.Fatalf("Exchange subscribe: %s", msgs)
+	}
+	msgs = source{exchange: true, trades: true}.Subscribe([]string{"BTC-USD"})
+	if len(msgs) != 1 || !strings.Contains(string(msgs[0]), `"channels":["ticker","heartbeat","matches"]`) {
+		t.Fatalf("Exchange subscribe with trades: %s", msgs)
+	}
+	c := DefaultConfig()
+	c.Trades = true
+	if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), "trades") {
+		t.Errorf("trades on Advanced Trade: %v", err)
+	}
+	c.Format, c.URL = FormatExchange, ExchangeURL
+	if err := c.Validate(); err != nil {
+		t.Errorf("trades on Exchange: %v", err)
 	}
 }
 

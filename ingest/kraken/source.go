@@ -73,7 +73,7 @@ func (c *Config) Validate() error {
 // NewSource builds the Kraken ticker source on the connection manager.
 func NewSource(env ingest.Env, c *Config) (*wsfeed.Feed, error) {
 	o := c.Options(Exchange, env)
-	o.Exchange = source{url: c.URL}
+	o.Exchange = source{url: c.URL, trades: c.Trades}
 	o.Streams = c.Symbols
 	o.Connects = wsfeed.Rate{Every: connectEvery, Burst: connectBurst}
 	o.ClientMessages = wsfeed.Rate{Every: 100 * time.Millisecond, Burst: 5}
@@ -81,27 +81,44 @@ func NewSource(env ingest.Env, c *Config) (*wsfeed.Feed, error) {
 	return wsfeed.New(o)
 }
 
-type source struct{ url string }
+type source struct {
+	url    string
+	trades bool
+}
 
 func (x source) URL([]string) string { return x.url }
 
-// Subscribe is one request for the shard's symbols.
-func (source) Subscribe(streams []string) [][]byte {
+// Subscribe is one ticker request for the shard's symbols, and one trade
+// request without the snapshot (its last 50 trades would be published
+// again on every reconnect).
+func (x source) Subscribe(streams []string) [][]byte {
 	m, err := Subscribe(Params{Channel: Ticker, Symbols: streams}, 1)
 	if err != nil {
 		panic(err) // a shard is never empty
 	}
-	return [][]byte{m}
+	out := [][]byte{m}
+	if x.trades {
+		no := false
+		m, err := Subscribe(Params{Channel: Trade, Symbols: streams, Snapshot: &no}, 2)
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 func (source) Decode([]byte, *tick.Tick) (wsfeed.Event, error) {
 	return wsfeed.Event{}, errors.New("kraken: frames are decoded per connection")
 }
 
-func (source) NewDecoder(streams []string) wsfeed.FrameDecoder {
+func (x source) NewDecoder(streams []string) wsfeed.FrameDecoder {
 	var topics wire.Topics
 	for _, s := range streams {
 		topics.Add(Ticker, s)
+		if x.trades {
+			topics.Add(Trade, s)
+		}
 	}
 	return frames{NewDecoder(&topics, nil)}
 }

@@ -27,7 +27,11 @@ func TestSource(t *testing.T) {
 			if err := c.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			f, err := NewSource(ingest.Env{Queue: env.Queue, Metrics: env.Metrics, Clock: env.Clock, Gaps: env.Gaps}, &c)
+			ie := ingest.Env{Queue: env.Queue, Metrics: env.Metrics, Clock: env.Clock, Gaps: env.Gaps}
+			if env.Trades != nil {
+				c.Trades, ie.Trades = true, env.Trades
+			}
+			f, err := NewSource(ie, &c)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -53,7 +57,12 @@ func TestSource(t *testing.T) {
 		Ping:          `{"method":"ping"}`,
 		Pong:          `{"method":"pong","time_in":"2023-09-25T09:05:00.123456Z","time_out":"2023-09-25T09:05:00.123500Z"}`,
 		PingEvery:     30 * time.Second,
-		Notice:        `{"channel":"status","type":"update","data":[{"api_version":"v2","connection_id":1,"system":"maintenance","version":"2.0.0"}]}`,
+		Trade: func(id uint64, price string, ts int64) string {
+			return fmt.Sprintf(`{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD","side":"sell","price":%s,"qty":0.5,"ord_type":"market","trade_id":%d,"timestamp":%q}]}`,
+				price, id, time.UnixMilli(ts).UTC().Format("2006-01-02T15:04:05.000000Z"))
+		},
+		TradeIDsContiguous: true,
+		Notice:             `{"channel":"status","type":"update","data":[{"api_version":"v2","connection_id":1,"system":"maintenance","version":"2.0.0"}]}`,
 	})
 }
 

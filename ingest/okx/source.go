@@ -80,7 +80,7 @@ func upperDashed(s string) bool {
 // NewSource builds the OKX tickers source on the connection manager.
 func NewSource(env ingest.Env, c *Config) (*wsfeed.Feed, error) {
 	o := c.Options(Exchange, env)
-	o.Exchange = source{url: c.URL}
+	o.Exchange = source{url: c.URL, trades: c.Trades}
 	o.Streams = c.Symbols
 	o.Connects = wsfeed.Rate{Every: connectEvery, Burst: 1}
 	// Pings and the subscribe requests; the hourly request cap is far off
@@ -91,16 +91,23 @@ func NewSource(env ingest.Env, c *Config) (*wsfeed.Feed, error) {
 }
 
 // source is OKX's side of the connection manager.
-type source struct{ url string }
+type source struct {
+	url    string
+	trades bool
+}
 
 func (x source) URL([]string) string { return x.url }
 
-// Subscribe is one request with every instrument's tickers channel, split
+// Subscribe is one request with every instrument's tickers (and trades)
+// channel, split
 // where a request would pass 64 KB.
-func (source) Subscribe(streams []string) [][]byte {
-	args := make([]Arg, len(streams))
-	for i, s := range streams {
-		args[i] = Arg{Channel: Tickers, InstID: s}
+func (x source) Subscribe(streams []string) [][]byte {
+	args := make([]Arg, 0, 2*len(streams))
+	for _, s := range streams {
+		args = append(args, Arg{Channel: Tickers, InstID: s})
+		if x.trades {
+			args = append(args, Arg{Channel: Trades, InstID: s})
+		}
 	}
 	var out [][]byte
 	for n := 0; len(args) > 0; n++ {
@@ -125,10 +132,13 @@ func (source) Decode([]byte, *tick.Tick) (wsfeed.Event, error) {
 	return wsfeed.Event{}, errors.New("okx: frames are decoded per connection")
 }
 
-func (source) NewDecoder(streams []string) wsfeed.FrameDecoder {
+func (x source) NewDecoder(streams []string) wsfeed.FrameDecoder {
 	var topics wire.Topics
 	for _, s := range streams {
 		topics.Add(Tickers, s)
+		if x.trades {
+			topics.Add(Trades, s)
+		}
 	}
 	return frames{NewDecoder(&topics, nil)}
 }

@@ -27,7 +27,11 @@ func TestSource(t *testing.T) {
 			if err := c.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			f, err := NewSource(ingest.Env{Queue: env.Queue, Metrics: env.Metrics, Clock: env.Clock, Gaps: env.Gaps}, &c)
+			ie := ingest.Env{Queue: env.Queue, Metrics: env.Metrics, Clock: env.Clock, Gaps: env.Gaps}
+			if env.Trades != nil {
+				c.Trades, ie.Trades = true, env.Trades
+			}
+			f, err := NewSource(ie, &c)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -52,7 +56,11 @@ func TestSource(t *testing.T) {
 		Ping:         "ping",
 		Pong:         "pong",
 		PingEvery:    PingAfter,
-		Notice:       `{"event":"notice","code":"64008","msg":"The connection will soon be closed for a service upgrade. Please reconnect.","connId":"a4d3ae55"}`,
+		Trade: func(id uint64, price string, ts int64) string {
+			return fmt.Sprintf(`{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","tradeId":"%d","px":%q,"sz":"0.1","side":"buy","ts":"%d","count":"1"}]}`, id, price, ts)
+		},
+		TradeIDsContiguous: true,
+		Notice:             `{"event":"notice","code":"64008","msg":"The connection will soon be closed for a service upgrade. Please reconnect.","connId":"a4d3ae55"}`,
 	})
 }
 

@@ -292,6 +292,11 @@ func (c *conn) serve(ctx context.Context, ws *websocket.Conn, msgs *Pacer) (end 
 				c.rejected(&fr.Rejects[i], buf)
 			}
 			c.sawSeqs(ctx, &fr, now.UnixMilli())
+			if f.o.Trades != nil {
+				for i := range fr.Trades {
+					f.o.Trades.RecordTrade(ctx, &fr.Trades[i])
+				}
+			}
 			for i := range fr.Ticks {
 				f.m.Received.WithLabelValues(name, fr.Ticks[i].Symbol).Inc()
 				if !enqueue(&fr.Ticks[i]) {

@@ -27,6 +27,9 @@ type SourceConfig struct {
 	MaxLifetime time.Duration `yaml:"max_lifetime"`
 	BackoffMin  time.Duration `yaml:"backoff_min"`
 	BackoffMax  time.Duration `yaml:"backoff_max"`
+	// Trades also subscribes each symbol's trade channel: trades go to the
+	// trades topic and their ids are checked for gaps.
+	Trades bool `yaml:"trades"`
 	// PingEvery spaces the exchange's application-level pings (none for
 	// exchanges whose keep-alive is a channel).
 	PingEvery time.Duration `yaml:"ping_every"`
@@ -113,6 +116,7 @@ func (c *SourceConfig) Options(name string, env ingest.Env) Options {
 		KeepAlive:   KeepAlive{PingEvery: c.PingEvery},
 		Queue:       env.Queue,
 		Gaps:        env.Gaps,
+		Trades:      env.Trades,
 		Clock:       env.Clock,
 		Logger:      log.With("source", name),
 		Metrics:     env.Metrics,

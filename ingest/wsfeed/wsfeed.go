@@ -147,6 +147,9 @@ type Options struct {
 	// FrameExchange) every sequence jump. Nil: gaps are only counted in
 	// tickflow_ingest_gaps_total.
 	Gaps ingest.GapSink
+	// Trades receives a FrameExchange's trades, in arrival order per
+	// connection; nil drops them after their sequences are checked.
+	Trades ingest.TradeSink
 	// HTTPClient dials the WebSocket handshake (http.DefaultClient when
 	// nil); tests and proxies inject their own.
 	HTTPClient *http.Client

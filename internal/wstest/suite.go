@@ -53,6 +53,13 @@ type Source struct {
 	// still give its tick (price UnknownPrice).
 	Unknown      string
 	UnknownPrice string
+	// Trade, when set, is one trade frame for Symbol with trade id id at
+	// ts: the suite then runs Start with SourceEnv.Trades set (the source
+	// follows trades) and checks trades and trade-id gaps.
+	Trade func(id uint64, price string, ts int64) string
+	// TradeIDsContiguous: the exchange numbers a pair's trades one by one,
+	// so a skipped id is a gap (OKX, Kraken, Coinbase; not Bybit).
+	TradeIDsContiguous bool
 }
 
 // BadFrame is a frame to skip and the reason it is counted under.
@@ -66,6 +73,29 @@ type SourceEnv struct {
 	Queue   *Collector
 	Metrics *prometheus.Registry
 	Gaps    *Gaps
+	// Trades is set for the trade test only: the source must follow trades
+	// and hand them to it.
+	Trades *Trades
+}
+
+// Trades collects trades (an ingest.TradeSink).
+type Trades struct {
+	mu     sync.Mutex
+	trades []tick.Trade
+}
+
+// RecordTrade keeps a copy of t.
+func (c *Trades) RecordTrade(_ context.Context, t *tick.Trade) {
+	c.mu.Lock()
+	c.trades = append(c.trades, *t)
+	c.mu.Unlock()
+}
+
+// All are the trades so far.
+func (c *Trades) All() []tick.Trade {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.trades)
 }
 
 // Gaps collects gap records (an ingest.GapSink).
@@ -127,10 +157,13 @@ type suiteRun struct {
 	env SourceEnv
 }
 
-func startSuite(t *testing.T, src Source, onText func(c *Conn, msg string)) suiteRun {
+func startSuite(t *testing.T, src Source, onText func(c *Conn, msg string), trades ...*Trades) suiteRun {
 	t.Helper()
 	env := SourceEnv{Clock: clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)), Queue: &Collector{},
 		Metrics: prometheus.NewRegistry(), Gaps: &Gaps{}}
+	if len(trades) > 0 {
+		env.Trades = trades[0]
+	}
 	s := NewServer(t, env.Clock, func(c *Conn) { c.WaitGone() })
 	s.OnText(func(c *Conn, msg string) {
 		if src.Ping != "" && msg == src.Ping {
@@ -288,6 +321,38 @@ func RunSourceSuite(t *testing.T, src Source) {
 	}
 	closeTest("server close reconnects with backoff", websocket.StatusGoingAway, "restart")
 	closeTest("rate-limit close reconnects with backoff", websocket.StatusPolicyViolation, "rate limit exceeded")
+
+	if src.Trade != nil {
+		t.Run("trades and trade-id gaps", func(t *testing.T) {
+			trades := &Trades{}
+			r := startSuite(t, src, subscribed(src, func(*Conn) []string {
+				return []string{src.Trade(100, "50000.1", 1767323045000), src.Trade(101, "50000.2", 1767323045100),
+					src.Trade(105, "50000.3", 1767323045900)}
+			}), trades)
+			testkit.Eventually(t, 5*time.Second, "3 trades", func() bool { return len(trades.All()) >= 3 })
+			got := trades.All()
+			for i, want := range []string{"50000.1", "50000.2", "50000.3"} {
+				if got[i].Exchange != src.Exchange || got[i].Symbol != src.Symbol || got[i].Price.String() != want || !got[i].Side.Valid() {
+					t.Errorf("trade %d: %+v", i, got[i])
+				}
+			}
+			if !src.TradeIDsContiguous {
+				if g := r.env.Gaps.All(); len(g) != 0 {
+					t.Errorf("gaps %+v from ids that need not be contiguous", g)
+				}
+				return
+			}
+			testkit.Eventually(t, 5*time.Second, "a sequence gap", func() bool { return len(r.env.Gaps.All()) == 1 })
+			g := r.env.Gaps.All()[0]
+			if g.Reason != tick.GapSequence || g.Symbol != src.Symbol || g.FromSeq != 101 || g.ToSeq != 105 ||
+				g.From != 1767323045100 || g.To != 1767323045900 {
+				t.Errorf("gap %+v", g)
+			}
+			if n := len(r.env.Queue.Ticks()); n != 0 {
+				t.Errorf("%d ticks from trade frames", n)
+			}
+		})
+	}
 
 	if src.Notice != "" {
 		t.Run("close notice reconnects at once", func(t *testing.T) {
