@@ -21,7 +21,8 @@ import (
 
 // fakeExchange serves one exchange's documented ticker frames: frame(sym,
 // i, ms) for every symbol every few ms, from the first client message on
-// (the subscribe), acknowledged by ack when it is set. With dropAfter > 0
+// (the subscribe), acknowledged by ack when it is set; a frame with
+// newlines is several frames. With dropAfter > 0
 // the first connection is closed by the server after that many rounds.
 func fakeExchange(t *testing.T, syms []string, ack string, dropAfter int, frame func(sym string, i int, ms int64) string) string {
 	var conns atomic.Int32
@@ -55,8 +56,10 @@ func fakeExchange(t *testing.T, syms []string, ack string, dropAfter int, frame 
 				return
 			}
 			for _, s := range syms {
-				if err := c.Write(ctx, websocket.MessageText, []byte(frame(s, i, time.Now().UnixMilli()))); err != nil {
-					return
+				for _, f := range strings.Split(frame(s, i, time.Now().UnixMilli()), "\n") {
+					if err := c.Write(ctx, websocket.MessageText, []byte(f)); err != nil {
+						return
+					}
 				}
 			}
 			select {
@@ -77,7 +80,8 @@ func TestFiveExchangesToAPI(t *testing.T) {
 	binanceURL := "ws" + strings.TrimPrefix(fakeBinance(t).URL, "http")
 	okxURL := fakeExchange(t, []string{"BTC-USDT", "ETH-USDT"}, `{"event":"subscribe","arg":{"channel":"tickers","instId":"BTC-USDT"},"connId":"a"}`, 20,
 		func(s string, i int, ms int64) string {
-			return fmt.Sprintf(`{"arg":{"channel":"tickers","instId":%q},"data":[{"instType":"SPOT","instId":%q,"last":"60001.%02d","askPx":"60001.5","bidPx":"60000.5","open24h":"59000","high24h":"61000","low24h":"58000","volCcy24h":"2222.5","vol24h":"37.25","ts":"%d"}]}`, s, s, i%100, ms)
+			return fmt.Sprintf(`{"arg":{"channel":"tickers","instId":%q},"data":[{"instType":"SPOT","instId":%q,"last":"60001.%02d","askPx":"60001.5","bidPx":"60000.5","open24h":"59000","high24h":"61000","low24h":"58000","volCcy24h":"2222.5","vol24h":"37.25","ts":"%d"}]}`, s, s, i%100, ms) +
+				fmt.Sprintf("\n"+`{"arg":{"channel":"trades","instId":%q},"data":[{"instId":%q,"tradeId":"%d","px":"60001.%02d","sz":"0.015","side":"sell","ts":"%d","count":"1"}]}`, s, s, i+1, i%100, ms)
 		})
 	bybitURL := fakeExchange(t, []string{"BTCUSDT", "ETHUSDT"}, `{"success":true,"ret_msg":"subscribe","conn_id":"c","req_id":"sub0","op":"subscribe"}`, 0,
 		func(s string, i int, ms int64) string {
@@ -99,7 +103,7 @@ func TestFiveExchangesToAPI(t *testing.T) {
 	cfg := fmt.Sprintf(`
 ingest:
   binance:  {enabled: true, url: %q, symbols: [BTCUSDT, ETHUSDT]}
-  okx:      {enabled: true, url: %q, symbols: [BTC-USDT, ETH-USDT]}
+  okx:      {enabled: true, url: %q, symbols: [BTC-USDT, ETH-USDT], trades: true}
   bybit:    {enabled: true, url: %q, symbols: [BTCUSDT, ETHUSDT]}
   coinbase: {enabled: true, url: %q, symbols: [BTC-USD, ETH-USD]}
   kraken:   {enabled: true, url: %q, symbols: [BTC/USD, ETH/USD]}
@@ -143,6 +147,18 @@ log: {format: json}
 			t.Errorf("/readyz lacks source:%s: %s", s, ready)
 		}
 	}
+	// OKX's trades: on market_data.trades and the API, exact and taker-sided.
+	var trades struct{ Data []map[string]any }
+	testkit.Eventually(t, 30*time.Second, "okx trades on the API", func() bool {
+		b := waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/api/v1/trades/okx/BTC-USDT?limit=5", apiPort), http.StatusOK)
+		return json.Unmarshal(b, &trades) == nil && len(trades.Data) == 5
+	})
+	for _, tr := range trades.Data {
+		if p, _ := tr["price"].(string); tr["side"] != "sell" || tr["size"] != "0.015" || !strings.HasPrefix(p, "60001.") || tr["trade_id"] == "" {
+			t.Errorf("trade %v", tr)
+		}
+	}
+
 	// OKX's server dropped the first connection: each pair's gap is data,
 	// on the gaps topic and the API.
 	var body []byte

@@ -41,7 +41,7 @@ func main() {
 }
 
 // Topics tickflow publishes besides the tick topic.
-var sideTopics = []string{"risk.alerts", "strategy.signals", tick.GapTopic}
+var sideTopics = []string{"risk.alerts", "strategy.signals", tick.GapTopic, ingest.TradeTopic}
 
 // run is main without the process: it returns the exit code, so tests can
 // run tickflow in-process.
@@ -164,7 +164,7 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
-	feeds, err := buildFeeds(cfg, queue, gaps, log, reg, hr)
+	feeds, err := buildFeeds(cfg, queue, gaps, newTradePublisher(producer, log), log, reg, hr)
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
@@ -188,6 +188,12 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 		return fmt.Errorf("api: %w", err)
 	}
 	apiOpts.Gaps = gapFeed
+	tradeFeed, err := events.NewTradeFeed(bus.Follower{Client: cc}, recentTrades,
+		events.FeedOptions{Logger: log.With("component", "api"), Metrics: reg, Clock: clock.Real})
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	apiOpts.Trades = tradeFeed
 	srv := api.New(apiOpts)
 	if err := srv.Listen(); err != nil {
 		return err
@@ -202,6 +208,7 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 	g.Go(func() error { return srv.Run(gctx) })
 	g.Go(func() error { return fd.run(gctx) })
 	g.Go(func() error { return gapFeed.Run(gctx) })
+	g.Go(func() error { return tradeFeed.Run(gctx) })
 	g.Go(func() error { return gaps.run(gctx) })
 	g.Go(func() error { return runSinks(gctx, built) })
 	ig, ictx := errgroup.WithContext(gctx)

@@ -43,6 +43,7 @@ type Options struct {
 	Alerts  AlertSource  // recent risk alerts
 	Signals SignalSource // recent strategy signals and strategy status
 	Gaps    GapSource    // recent gaps in the sources' data
+	Trades  TradeSource  // recent trades
 	// Push gives the live page its WebSocket URL; nil when no push feed
 	// runs behind this API.
 	Push PushURLer
