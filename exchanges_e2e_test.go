@@ -106,7 +106,7 @@ ingest:
   okx:      {enabled: true, url: %q, symbols: [BTC-USDT, ETH-USDT], trades: true}
   bybit:    {enabled: true, url: %q, symbols: [BTCUSDT, ETHUSDT]}
   coinbase: {enabled: true, url: %q, symbols: [BTC-USD, ETH-USD]}
-  kraken:   {enabled: true, url: %q, symbols: [BTC/USD, ETH/USD]}
+  kraken:   {enabled: true, url: %q, symbols: [BTC/USD, ETH/USD], quotes: true}
 bus: {listen: "127.0.0.1:%d", data_dir: %q, partitions: 3}
 sinks:
   cache: {enabled: true}
@@ -157,6 +157,16 @@ log: {format: json}
 		if p, _ := tr["price"].(string); tr["side"] != "sell" || tr["size"] != "0.015" || !strings.HasPrefix(p, "60001.") || tr["trade_id"] == "" {
 			t.Errorf("trade %v", tr)
 		}
+	}
+
+	// Kraken's best bid/ask, from its ticker: on market_data.quotes and the API.
+	var quotes struct{ Data []map[string]any }
+	testkit.Eventually(t, 30*time.Second, "kraken quotes on the API", func() bool {
+		b := waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/api/v1/quotes/kraken/BTC%%2FUSD?limit=3", apiPort), http.StatusOK)
+		return json.Unmarshal(b, &quotes) == nil && len(quotes.Data) == 3
+	})
+	if q := quotes.Data[0]; q["bid"] != "60004.1" || q["bid_size"] != "740.0" || q["ask"] != "60004.2" || q["ask_size"] != "1.5" || q["symbol"] != "BTC/USD" {
+		t.Errorf("quote %v", q)
 	}
 
 	// OKX's server dropped the first connection: each pair's gap is data,

@@ -19,9 +19,9 @@ type builtFeed struct {
 }
 
 // buildFeeds builds every enabled source, each handing its ticks to q and
-// its gaps and trades to gaps and trades, and
+// its gaps, trades and quotes to gaps, trades and quotes, and
 // registers each on /readyz as source:<name>.
-func buildFeeds(cfg config.Config, q ingest.Enqueuer, gaps ingest.GapSink, trades ingest.TradeSink, log *slog.Logger, reg prometheus.Registerer, hr *health.Registry) ([]builtFeed, error) {
+func buildFeeds(cfg config.Config, q ingest.Enqueuer, gaps ingest.GapSink, trades ingest.TradeSink, quotes ingest.QuoteSink, log *slog.Logger, reg prometheus.Registerer, hr *health.Registry) ([]builtFeed, error) {
 	var out []builtFeed
 	for _, sc := range cfg.Ingest.Sources {
 		if !sc.Enabled {
@@ -32,7 +32,7 @@ func buildFeeds(cfg config.Config, q ingest.Enqueuer, gaps ingest.GapSink, trade
 			return nil, fmt.Errorf("source %s: not registered", sc.Name)
 		}
 		f, err := spec.New(ingest.Env{
-			Name: sc.Name, Queue: q, Logger: log.With("component", "ingest"), Metrics: reg, Clock: clock.Real, Gaps: gaps, Trades: trades,
+			Name: sc.Name, Queue: q, Logger: log.With("component", "ingest"), Metrics: reg, Clock: clock.Real, Gaps: gaps, Trades: trades, Quotes: quotes,
 		}, sc.Settings)
 		if err != nil {
 			return nil, err

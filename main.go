@@ -41,7 +41,7 @@ func main() {
 }
 
 // Topics tickflow publishes besides the tick topic.
-var sideTopics = []string{"risk.alerts", "strategy.signals", tick.GapTopic, ingest.TradeTopic}
+var sideTopics = []string{"risk.alerts", "strategy.signals", tick.GapTopic, ingest.TradeTopic, tick.QuoteTopic}
 
 // run is main without the process: it returns the exit code, so tests can
 // run tickflow in-process.
@@ -164,7 +164,8 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
-	feeds, err := buildFeeds(cfg, queue, gaps, newTradePublisher(producer, log), log, reg, hr)
+	sides := newTradePublisher(producer, log)
+	feeds, err := buildFeeds(cfg, queue, gaps, sides, sides, log, reg, hr)
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
@@ -194,6 +195,12 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 		return fmt.Errorf("api: %w", err)
 	}
 	apiOpts.Trades = tradeFeed
+	quoteFeed, err := events.NewQuoteFeed(bus.Follower{Client: cc}, recentQuotes,
+		events.FeedOptions{Logger: log.With("component", "api"), Metrics: reg, Clock: clock.Real})
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	apiOpts.Quotes = quoteFeed
 	srv := api.New(apiOpts)
 	if err := srv.Listen(); err != nil {
 		return err
@@ -209,6 +216,7 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 	g.Go(func() error { return fd.run(gctx) })
 	g.Go(func() error { return gapFeed.Run(gctx) })
 	g.Go(func() error { return tradeFeed.Run(gctx) })
+	g.Go(func() error { return quoteFeed.Run(gctx) })
 	g.Go(func() error { return gaps.run(gctx) })
 	g.Go(func() error { return runSinks(gctx, built) })
 	ig, ictx := errgroup.WithContext(gctx)

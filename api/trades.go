@@ -15,8 +15,17 @@ type TradeSource interface {
 	RecentTrades(exchange, symbol string) []tick.Trade
 }
 
+// QuoteSource lists a pair's recent best bid/ask quotes (tick.Quote): the
+// quote feed implements it.
+type QuoteSource interface {
+	RecentQuotes(exchange, symbol string) []tick.Quote
+}
+
 func init() {
-	addRoutes(func(s *Server) { s.e.GET("/api/v1/trades/:exchange/:symbol", s.getTrades) })
+	addRoutes(func(s *Server) {
+		s.e.GET("/api/v1/trades/:exchange/:symbol", s.getTrades)
+		s.e.GET("/api/v1/quotes/:exchange/:symbol", s.getQuotes)
+	})
 	describeTradeRoutes()
 }
 
@@ -40,6 +49,28 @@ func (s *Server) getTrades(c echo.Context) error {
 		}
 	}
 	return ok(c, newestFirst(out, func(t tick.Trade) int64 { return t.Timestamp }, limit))
+}
+
+func (s *Server) getQuotes(c echo.Context) error {
+	ex, sym, err := pairParams(c)
+	if err != nil {
+		return err
+	}
+	limit, sinceMS, err := eventsQuery(c)
+	if err != nil {
+		return err
+	}
+	if s.opts.Quotes == nil {
+		return errorf(http.StatusServiceUnavailable, "unavailable", "no quote feed is followed here")
+	}
+	all := s.opts.Quotes.RecentQuotes(ex, sym)
+	out := make([]tick.Quote, 0, len(all))
+	for _, q := range all {
+		if q.Timestamp >= sinceMS {
+			out = append(out, q)
+		}
+	}
+	return ok(c, newestFirst(out, func(q tick.Quote) int64 { return q.Timestamp }, limit))
 }
 
 func describeTradeRoutes() {
@@ -76,6 +107,40 @@ func describeTradeRoutes() {
 		Errors: map[int]string{
 			400: "invalid_exchange, invalid_symbol, invalid_since or invalid_limit",
 			503: "unavailable: no trade feed behind this API",
+		},
+	})
+	defineSchema("Quote", Schema{
+		"type":     "object",
+		"required": []string{"exchange", "symbol", "bid", "bid_size", "ask", "ask_size", "timestamp"},
+		"properties": map[string]any{
+			"exchange":    Schema{"type": "string", "example": "kraken"},
+			"symbol":      Schema{"type": "string", "example": "BTC/USD"},
+			"base":        str("normalized base asset, when the symbol resolved"),
+			"quote":       str("normalized quote asset"),
+			"bid":         str("best bid, exact decimal"),
+			"bid_size":    str("size at the best bid"),
+			"ask":         str("best ask, exact decimal"),
+			"ask_size":    str("size at the best ask"),
+			"timestamp":   Schema{"type": "integer", "format": "int64", "description": "exchange time, Unix ms"},
+			"received_at": Schema{"type": "integer", "format": "int64", "description": "when tickflow read it, Unix µs"},
+		},
+	})
+	describe("GET", "/api/v1/quotes/:exchange/:symbol", Operation{
+		Summary: "A pair's recent best bid/ask quotes, newest first",
+		Description: "From a bounded in-process list of the newest quotes of all pairs, read from the Kafka topic " + tick.QuoteTopic +
+			" (sources with quotes: true publish there).",
+		Tags: []string{"ticks"},
+		Params: []Param{
+			PathParam("exchange", "exchange name (kraken)"),
+			PathParam("symbol", "the exchange's symbol (BTC-USDT; Kraken's BTC/USD as BTC%2FUSD)"),
+			QueryParam("since", "only quotes at or after this event time", Schema{"type": "string", "description": "RFC 3339 time or Unix milliseconds"}),
+			QueryParam("limit", "how many, 1.."+strconv.Itoa(MaxEventsLimit)+" (default "+strconv.Itoa(DefaultEventsLimit)+")",
+				Schema{"type": "integer", "minimum": 1, "maximum": MaxEventsLimit, "default": DefaultEventsLimit}),
+		},
+		Data: ArrayOf(Ref("Quote")),
+		Errors: map[int]string{
+			400: "invalid_exchange, invalid_symbol, invalid_since or invalid_limit",
+			503: "unavailable: no quote feed behind this API",
 		},
 	})
 }

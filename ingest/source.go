@@ -60,6 +60,9 @@ type Env struct {
 	// Trades receives the trades of sources configured to follow them.
 	// Nil: trades are decoded (for their sequence gaps) but not kept.
 	Trades TradeSink
+	// Quotes receives the best bid/ask quotes of sources configured to
+	// publish them. Nil: not kept.
+	Quotes QuoteSink
 }
 
 // Readier is implemented by sources that can be not ready (a connection

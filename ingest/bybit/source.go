@@ -58,8 +58,14 @@ func DefaultConfig() Config {
 
 // Validate checks the section of an enabled source.
 func (c *Config) Validate() error {
-	if c.Trades && c.StreamsPerConn > maxStreamsPerConn/2 {
-		return fmt.Errorf("streams_per_conn: %d with trades is two topics a symbol, over %d a connection", c.StreamsPerConn, maxStreamsPerConn)
+	perSymbol := 1
+	for _, on := range []bool{c.Trades, c.Quotes} {
+		if on {
+			perSymbol++
+		}
+	}
+	if c.StreamsPerConn*perSymbol > maxStreamsPerConn {
+		return fmt.Errorf("streams_per_conn: %d symbols of %d topics each (tickers, trades, quotes) is over %d topics a connection", c.StreamsPerConn, perSymbol, maxStreamsPerConn)
 	}
 	return c.Check(wsfeed.Limits{
 		Exchange: "Bybit", MaxStreamsPerConn: maxStreamsPerConn, MaxPingEvery: PingInterval,
@@ -78,7 +84,7 @@ func (c *Config) Validate() error {
 // manager.
 func NewSource(env ingest.Env, c *Config) (*wsfeed.Feed, error) {
 	o := c.Options(Exchange, env)
-	o.Exchange = source{url: c.URL, trades: c.Trades}
+	o.Exchange = source{url: c.URL, trades: c.Trades, quotes: c.Quotes}
 	o.Streams = c.Symbols
 	o.Connects = wsfeed.Rate{Every: connectEvery, Burst: connectBurst}
 	o.ClientMessages = wsfeed.Rate{Every: 100 * time.Millisecond, Burst: 10}
@@ -87,8 +93,8 @@ func NewSource(env ingest.Env, c *Config) (*wsfeed.Feed, error) {
 }
 
 type source struct {
-	url    string
-	trades bool
+	url            string
+	trades, quotes bool
 }
 
 func (x source) URL([]string) string { return x.url }
@@ -100,6 +106,9 @@ func (x source) Subscribe(streams []string) [][]byte {
 		topics = append(topics, Topic(Tickers, s))
 		if x.trades {
 			topics = append(topics, Topic(Trades, s))
+		}
+		if x.quotes {
+			topics = append(topics, Topic(Book1, s))
 		}
 	}
 	var out [][]byte
@@ -123,6 +132,9 @@ func (x source) NewDecoder(streams []string) wsfeed.FrameDecoder {
 		topics.Add(Tickers, s)
 		if x.trades {
 			topics.Add(Trades, s)
+		}
+		if x.quotes {
+			topics.Add(Book1, s)
 		}
 	}
 	return frames{NewDecoder(&topics, nil)}

@@ -80,7 +80,7 @@ func upperDashed(s string) bool {
 // NewSource builds the OKX tickers source on the connection manager.
 func NewSource(env ingest.Env, c *Config) (*wsfeed.Feed, error) {
 	o := c.Options(Exchange, env)
-	o.Exchange = source{url: c.URL, trades: c.Trades}
+	o.Exchange = source{url: c.URL, trades: c.Trades, quotes: c.Quotes}
 	o.Streams = c.Symbols
 	o.Connects = wsfeed.Rate{Every: connectEvery, Burst: 1}
 	// Pings and the subscribe requests; the hourly request cap is far off
@@ -92,8 +92,8 @@ func NewSource(env ingest.Env, c *Config) (*wsfeed.Feed, error) {
 
 // source is OKX's side of the connection manager.
 type source struct {
-	url    string
-	trades bool
+	url            string
+	trades, quotes bool
 }
 
 func (x source) URL([]string) string { return x.url }
@@ -107,6 +107,9 @@ func (x source) Subscribe(streams []string) [][]byte {
 		args = append(args, Arg{Channel: Tickers, InstID: s})
 		if x.trades {
 			args = append(args, Arg{Channel: Trades, InstID: s})
+		}
+		if x.quotes {
+			args = append(args, Arg{Channel: BBO, InstID: s})
 		}
 	}
 	var out [][]byte
@@ -138,6 +141,9 @@ func (x source) NewDecoder(streams []string) wsfeed.FrameDecoder {
 		topics.Add(Tickers, s)
 		if x.trades {
 			topics.Add(Trades, s)
+		}
+		if x.quotes {
+			topics.Add(BBO, s)
 		}
 	}
 	return frames{NewDecoder(&topics, nil)}

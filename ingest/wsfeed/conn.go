@@ -297,6 +297,11 @@ func (c *conn) serve(ctx context.Context, ws *websocket.Conn, msgs *Pacer) (end 
 					f.o.Trades.RecordTrade(ctx, &fr.Trades[i])
 				}
 			}
+			if f.o.Quotes != nil {
+				for i := range fr.Quotes {
+					f.o.Quotes.RecordQuote(ctx, &fr.Quotes[i])
+				}
+			}
 			for i := range fr.Ticks {
 				f.m.Received.WithLabelValues(name, fr.Ticks[i].Symbol).Inc()
 				if !enqueue(&fr.Ticks[i]) {

@@ -30,6 +30,10 @@ type SourceConfig struct {
 	// Trades also subscribes each symbol's trade channel: trades go to the
 	// trades topic and their ids are checked for gaps.
 	Trades bool `yaml:"trades"`
+	// Quotes publishes each symbol's best bid/ask: from the ticker where it
+	// carries the sizes (Kraken, Coinbase), else from the exchange's
+	// top-of-book channel, subscribed too (OKX bbo-tbt, Bybit orderbook.1).
+	Quotes bool `yaml:"quotes"`
 	// PingEvery spaces the exchange's application-level pings (none for
 	// exchanges whose keep-alive is a channel).
 	PingEvery time.Duration `yaml:"ping_every"`
@@ -107,7 +111,7 @@ func (c *SourceConfig) Options(name string, env ingest.Env) Options {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return Options{
+	o := Options{
 		Name:        name,
 		PerConn:     c.StreamsPerConn,
 		StaleAfter:  c.StaleAfter,
@@ -121,6 +125,13 @@ func (c *SourceConfig) Options(name string, env ingest.Env) Options {
 		Logger:      log.With("source", name),
 		Metrics:     env.Metrics,
 	}
+	if !c.Trades {
+		o.Trades = nil
+	}
+	if c.Quotes {
+		o.Quotes = env.Quotes
+	}
+	return o
 }
 
 // Describe is the address and size of the feed, for the host's "started"

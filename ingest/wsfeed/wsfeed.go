@@ -150,6 +150,9 @@ type Options struct {
 	// Trades receives a FrameExchange's trades, in arrival order per
 	// connection; nil drops them after their sequences are checked.
 	Trades ingest.TradeSink
+	// Quotes receives a FrameExchange's best bid/ask quotes; nil drops
+	// them.
+	Quotes ingest.QuoteSink
 	// HTTPClient dials the WebSocket handshake (http.DefaultClient when
 	// nil); tests and proxies inject their own.
 	HTTPClient *http.Client
