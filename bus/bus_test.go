@@ -288,7 +288,7 @@ func TestBatchPolicySizeAndMaxWaitWithFakeClock(t *testing.T) {
 	_, cc := startBroker(t, t.TempDir())
 	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
 	s := newRecSink(0)
-	r := runSink(t, cc, "tickflow.batch", s, sinks.BatchPolicy{Size: 10, MaxWait: 5 * time.Second}, clk, nil)
+	r := runSink(t, cc, "tickflow.batch", s, sinks.BatchPolicy{Size: 10, Min: 10, MaxWait: 5 * time.Second}, clk, nil)
 	defer r.stop(t)
 
 	// 25 ticks: two full batches of 10 go out on size alone ...

@@ -17,7 +17,10 @@ import (
 // ProducerOptions configure a Producer.
 type ProducerOptions struct {
 	Topic string
-	// Linger trades a little latency for larger batches; 5 ms by default.
+	// Linger is how long a partition's batch waits for more records
+	// before it is sent. 0 sends at once: franz-go still batches
+	// whatever accumulates while a produce request is in flight. The
+	// configured default (bus.linger) is in config.Default.
 	Linger time.Duration
 	// MaxBuffered bounds records waiting for acks; Produce blocks beyond it,
 	// which is the backpressure the ingestors measure.
@@ -46,8 +49,8 @@ func NewProducer(cc ClientConfig, o ProducerOptions) (*Producer, error) {
 	if o.Topic == "" {
 		return nil, errors.New("producer: no topic")
 	}
-	if o.Linger <= 0 {
-		o.Linger = 5 * time.Millisecond
+	if o.Linger < 0 {
+		return nil, fmt.Errorf("producer: linger %s: must be >= 0", o.Linger)
 	}
 	if o.MaxBuffered <= 0 {
 		o.MaxBuffered = 100_000
@@ -62,7 +65,7 @@ func NewProducer(cc ClientConfig, o ProducerOptions) (*Producer, error) {
 	opts = append(opts,
 		kgo.DefaultProduceTopic(o.Topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(o.Linger),
+		kgo.ProducerLinger(o.Linger), // 0: no linger
 		kgo.MaxBufferedRecords(o.MaxBuffered),
 		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
 	)
