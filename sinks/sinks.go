@@ -99,6 +99,18 @@ type Publisher interface {
 	Publish(ctx context.Context, topic string, key, value []byte) error
 }
 
+// BatchPublisher is the optional part of a Publisher that sends many
+// records to a topic in one round trip (the bus producer). PublishAll
+// sends keys[i], values[i] for every i and waits for all of them; acked is
+// how many leading records, in order, the broker acknowledged, and err,
+// nil only when acked == len(values), is why records[acked] was not. A
+// record after the first failure may have been acked all the same: a
+// caller that retries the suffix may publish it twice.
+type BatchPublisher interface {
+	Publisher
+	PublishAll(ctx context.Context, topic string, keys, values [][]byte) (acked int, err error)
+}
+
 // Env is what a sink is built with.
 type Env struct {
 	Name    string
