@@ -18,9 +18,10 @@ type builtFeed struct {
 	feed ingest.Feed
 }
 
-// buildFeeds builds every enabled source, each handing its ticks to q, and
+// buildFeeds builds every enabled source, each handing its ticks to q and
+// its gaps, trades and quotes to gaps, trades and quotes, and
 // registers each on /readyz as source:<name>.
-func buildFeeds(cfg config.Config, q ingest.Enqueuer, log *slog.Logger, reg prometheus.Registerer, hr *health.Registry) ([]builtFeed, error) {
+func buildFeeds(cfg config.Config, q ingest.Enqueuer, gaps ingest.GapSink, trades ingest.TradeSink, quotes ingest.QuoteSink, log *slog.Logger, reg prometheus.Registerer, hr *health.Registry) ([]builtFeed, error) {
 	var out []builtFeed
 	for _, sc := range cfg.Ingest.Sources {
 		if !sc.Enabled {
@@ -31,7 +32,7 @@ func buildFeeds(cfg config.Config, q ingest.Enqueuer, log *slog.Logger, reg prom
 			return nil, fmt.Errorf("source %s: not registered", sc.Name)
 		}
 		f, err := spec.New(ingest.Env{
-			Name: sc.Name, Queue: q, Logger: log.With("component", "ingest"), Metrics: reg, Clock: clock.Real,
+			Name: sc.Name, Queue: q, Logger: log.With("component", "ingest"), Metrics: reg, Clock: clock.Real, Gaps: gaps, Trades: trades, Quotes: quotes,
 		}, sc.Settings)
 		if err != nil {
 			return nil, err

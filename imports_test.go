@@ -27,9 +27,9 @@ func rank(pkg string) int {
 		return 5
 	case strings.HasPrefix(pkg, "sinks/") || (strings.HasPrefix(pkg, "ingest/") && pkg != "ingest/wsfeed" && pkg != "ingest/wire"):
 		return 4
-	case pkg == "ingest/wsfeed" || pkg == "ingest/wire" || pkg == "bus" || pkg == "replay" || pkg == "internal/events":
+	case pkg == "ingest/wsfeed" || pkg == "bus" || pkg == "replay" || pkg == "internal/events":
 		return 3
-	case pkg == "ingest" || pkg == "sinks" || pkg == "internal/wstest":
+	case pkg == "ingest" || pkg == "ingest/wire" || pkg == "sinks" || pkg == "internal/wstest":
 		return 2
 	case pkg == "alert" || pkg == "signal" || pkg == "internal/journal" || pkg == "internal/testkit":
 		return 1

@@ -27,8 +27,10 @@ import (
 	"github.com/tickflow/tickflow/health"
 	"github.com/tickflow/tickflow/ingest"
 	_ "github.com/tickflow/tickflow/ingest/all" // the compiled-in sources
+	"github.com/tickflow/tickflow/internal/events"
 	"github.com/tickflow/tickflow/sinks"
 	_ "github.com/tickflow/tickflow/sinks/all" // the compiled-in sinks
+	"github.com/tickflow/tickflow/tick"
 )
 
 func main() {
@@ -39,7 +41,7 @@ func main() {
 }
 
 // Topics tickflow publishes besides the tick topic.
-var sideTopics = []string{"risk.alerts", "strategy.signals"}
+var sideTopics = []string{"risk.alerts", "strategy.signals", tick.GapTopic, ingest.TradeTopic, tick.QuoteTopic}
 
 // run is main without the process: it returns the exit code, so tests can
 // run tickflow in-process.
@@ -177,7 +179,12 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger, hooks ...st
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
-	feeds, err := buildFeeds(cfg, queue, log, reg, hr)
+	gaps, err := newGapPublisher(producer, log, reg)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	sides := newTradePublisher(producer, log)
+	feeds, err := buildFeeds(cfg, queue, gaps, sides, sides, log, reg, hr)
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
@@ -195,6 +202,24 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger, hooks ...st
 		return fmt.Errorf("api: %w", err)
 	}
 	bk.apiReaders(&apiOpts, fd, built)
+	gapFeed, err := events.NewGapFeed(bus.Follower{Client: cc}, recentCapacity,
+		events.FeedOptions{Logger: log.With("component", "api"), Metrics: reg, Clock: clock.Real})
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	apiOpts.Gaps = gapFeed
+	tradeFeed, err := events.NewTradeFeed(bus.Follower{Client: cc}, recentTrades,
+		events.FeedOptions{Logger: log.With("component", "api"), Metrics: reg, Clock: clock.Real})
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	apiOpts.Trades = tradeFeed
+	quoteFeed, err := events.NewQuoteFeed(bus.Follower{Client: cc}, recentQuotes,
+		events.FeedOptions{Logger: log.With("component", "api"), Metrics: reg, Clock: clock.Real})
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	apiOpts.Quotes = quoteFeed
 	srv := api.New(apiOpts)
 	if err := srv.Listen(); err != nil {
 		return err
@@ -208,6 +233,10 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger, hooks ...st
 	running = true
 	g.Go(func() error { return srv.Run(gctx) })
 	g.Go(func() error { return fd.run(gctx) })
+	g.Go(func() error { return gapFeed.Run(gctx) })
+	g.Go(func() error { return tradeFeed.Run(gctx) })
+	g.Go(func() error { return quoteFeed.Run(gctx) })
+	g.Go(func() error { return gaps.run(gctx) })
 	g.Go(func() error { return runSinks(gctx, built) })
 	ig, ictx := errgroup.WithContext(gctx)
 	for _, f := range feeds {

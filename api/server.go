@@ -42,6 +42,9 @@ type Options struct {
 	Candles CandleReader // candles computed from the history
 	Alerts  AlertSource  // recent risk alerts
 	Signals SignalSource // recent strategy signals and strategy status
+	Gaps    GapSource    // recent gaps in the sources' data
+	Trades  TradeSource  // recent trades
+	Quotes  QuoteSource  // recent best bid/ask quotes
 	// Push gives the live page its WebSocket URL; nil when no push feed
 	// runs behind this API.
 	Push PushURLer

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -338,15 +339,30 @@ func (s *Server) getSymbols(c echo.Context) error {
 // reach a key or a query.
 func pairParams(c echo.Context) (exchange, symbol string, err error) {
 	exchange, symbol = c.Param("exchange"), c.Param("symbol")
+	if strings.Contains(symbol, "%") { // the router hands escaped text: BTC%2FUSD
+		if u, err := url.PathUnescape(symbol); err == nil {
+			symbol = u
+		}
+	}
 	if !validName(exchange) {
 		return "", "", errorf(http.StatusBadRequest, "invalid_exchange",
 			fmt.Sprintf("exchange %q: want 1..%d of A-Z a-z 0-9 . _ -", exchange, maxNameLen))
 	}
-	if !validName(symbol) {
+	if !validSymbol(symbol) {
 		return "", "", errorf(http.StatusBadRequest, "invalid_symbol",
-			fmt.Sprintf("symbol %q: want 1..%d of A-Z a-z 0-9 . _ -", symbol, maxNameLen))
+			fmt.Sprintf("symbol %q: want 1..%d of A-Z a-z 0-9 . _ - and / (as %%2F: Kraken's BTC/USD)", symbol, maxNameLen))
 	}
 	return tick.NormalizeExchange(exchange), tick.NormalizeSymbol(symbol), nil
+}
+
+// validSymbol is validName or a base/quote pair of them, Kraken's form,
+// which a path carries escaped (BTC%2FUSD).
+func validSymbol(s string) bool {
+	b, q, ok := strings.Cut(s, "/")
+	if !ok {
+		return validName(s)
+	}
+	return len(s) <= maxNameLen && validName(b) && validName(q)
 }
 
 func validName(s string) bool {

@@ -54,6 +54,15 @@ type Env struct {
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
 	Clock   clock.Clock
+	// Gaps receives the gaps the source detects (a dropped connection, a
+	// sequence jump). Nil: gaps are only counted.
+	Gaps GapSink
+	// Trades receives the trades of sources configured to follow them.
+	// Nil: trades are decoded (for their sequence gaps) but not kept.
+	Trades TradeSink
+	// Quotes receives the best bid/ask quotes of sources configured to
+	// publish them. Nil: not kept.
+	Quotes QuoteSink
 }
 
 // Readier is implemented by sources that can be not ready (a connection

@@ -4,5 +4,9 @@ package all
 
 import (
 	_ "github.com/tickflow/tickflow/ingest/binance"
+	_ "github.com/tickflow/tickflow/ingest/bybit"
+	_ "github.com/tickflow/tickflow/ingest/coinbase"
+	_ "github.com/tickflow/tickflow/ingest/kraken"
+	_ "github.com/tickflow/tickflow/ingest/okx"
 	_ "github.com/tickflow/tickflow/ingest/sim"
 )

@@ -97,43 +97,9 @@ type Control struct {
 	Message string   // the exchange's text
 }
 
-// Quote is a best bid/ask (top of book) update. Book updates are their own
-// record rather than folded into ticks: a tick's Price is a last trade
-// price, which a book update does not have, and folding needs per-pair
-// state the decoder does not keep.
-type Quote struct {
-	Exchange, Symbol string
-	Base, Quote      string // normalized; empty when the symbol did not resolve
-	Bid, BidSize     apd.Decimal
-	Ask, AskSize     apd.Decimal
-	Timestamp        int64 // exchange time, Unix ms
-	ReceivedAt       int64 // Unix µs
-}
-
-// Validate reports whether q is usable: identity, time, and a positive bid
-// and ask (a one-sided book is refused: the decoders do not emit half
-// quotes).
-func (q *Quote) Validate() error {
-	switch {
-	case q.Exchange == "":
-		return tick.ErrNoExchange
-	case q.Symbol == "":
-		return tick.ErrNoSymbol
-	case q.Timestamp <= 0:
-		return tick.ErrNoTime
-	}
-	for _, d := range []*apd.Decimal{&q.Bid, &q.Ask} {
-		if d.Form != apd.Finite || d.Sign() <= 0 {
-			return tick.ErrBadPrice
-		}
-	}
-	for _, d := range []*apd.Decimal{&q.BidSize, &q.AskSize} {
-		if d.Form != apd.Finite || d.Sign() < 0 {
-			return tick.ErrNotFinite
-		}
-	}
-	return nil
-}
+// Quote is a best bid/ask (top of book) update: tick.Quote, which lives
+// there so the ingest contracts and the topics can name it.
+type Quote = tick.Quote
 
 // Seq is one sequence value a frame carried, for gap detection: per
 // (Channel, Symbol) stream, Field names the exchange's field.

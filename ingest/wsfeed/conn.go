@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/ingest/wire"
 	"github.com/tickflow/tickflow/tick"
 )
 
@@ -26,6 +27,7 @@ type conn struct {
 
 	up      atomic.Bool
 	lastErr atomic.Pointer[string]
+	gaps    gapTracker // the shard goroutine's only
 }
 
 // Why a connection ended: the reason label of reconnects_total.
@@ -82,6 +84,7 @@ func (c *conn) run(ctx context.Context) error {
 			return nil
 		}
 		f.m.Reconnects.WithLabelValues(name, end.reason).Inc()
+		c.dropped(end.reason)
 		c.setDown(fmt.Sprintf("%s: %v", end.reason, end.err))
 		var delay time.Duration
 		var p *planned
@@ -209,7 +212,31 @@ func (c *conn) serve(ctx context.Context, ws *websocket.Conn, msgs *Pacer) (end 
 	var (
 		buf []byte
 		t   tick.Tick
+		fr  wire.Frame
 	)
+	var dec FrameDecoder
+	if fx, ok := f.o.Exchange.(FrameExchange); ok {
+		dec = fx.NewDecoder(c.streams)
+	}
+	// enqueue hands one tick on; false ends the connection (end is set).
+	enqueue := func(t *tick.Tick) bool {
+		c.sawTick(ctx, t)
+		// A full queue is not the server going quiet: the watchdog
+		// leaves the connection alone while the hand-off blocks.
+		handingOff.Store(true)
+		err := f.o.Queue.Enqueue(ctx, t)
+		last.Store(f.o.Clock.Now().UnixNano())
+		handingOff.Store(false)
+		if err != nil {
+			end.err = err
+			if ctx.Err() == nil {
+				end.fatal = fmt.Errorf("%s: queue refused a tick: %w", name, err)
+			}
+			return false
+		}
+		end.ticks++
+		return true
+	}
 	for {
 		typ, r, err := ws.Reader(cctx)
 		if err == nil {
@@ -228,7 +255,13 @@ func (c *conn) serve(ctx context.Context, ws *websocket.Conn, msgs *Pacer) (end 
 			c.bad(&Malformed{ReasonBinary, "binary message"}, buf)
 			continue
 		}
-		ev, err := f.o.Exchange.Decode(buf, &t)
+		var ev Event
+		if dec != nil {
+			fr.Reset()
+			ev, err = dec.DecodeFrame(buf, now.UnixMicro(), &fr)
+		} else {
+			ev, err = f.o.Exchange.Decode(buf, &t)
+		}
 		if err != nil {
 			c.bad(err, buf)
 			continue
@@ -248,21 +281,33 @@ func (c *conn) serve(ctx context.Context, ws *websocket.Conn, msgs *Pacer) (end 
 			end.reason = ev.Name
 			return end
 		case Tick:
-			t.ReceivedAt = now.UnixMicro()
-			// A full queue is not the server going quiet: the watchdog
-			// leaves the connection alone while the hand-off blocks.
-			handingOff.Store(true)
-			err := f.o.Queue.Enqueue(ctx, &t)
-			last.Store(f.o.Clock.Now().UnixNano())
-			handingOff.Store(false)
-			if err != nil {
-				end.err = err
-				if ctx.Err() == nil {
-					end.fatal = fmt.Errorf("%s: queue refused a tick: %w", name, err)
+			if dec == nil {
+				t.ReceivedAt = now.UnixMicro()
+				if !enqueue(&t) {
+					return end
 				}
-				return end
+				continue
 			}
-			end.ticks++
+			for i := range fr.Rejects {
+				c.rejected(&fr.Rejects[i], buf)
+			}
+			c.sawSeqs(ctx, &fr, now.UnixMilli())
+			if f.o.Trades != nil {
+				for i := range fr.Trades {
+					f.o.Trades.RecordTrade(ctx, &fr.Trades[i])
+				}
+			}
+			if f.o.Quotes != nil {
+				for i := range fr.Quotes {
+					f.o.Quotes.RecordQuote(ctx, &fr.Quotes[i])
+				}
+			}
+			for i := range fr.Ticks {
+				f.m.Received.WithLabelValues(name, fr.Ticks[i].Symbol).Inc()
+				if !enqueue(&fr.Ticks[i]) {
+					return end
+				}
+			}
 		}
 	}
 }
@@ -348,8 +393,12 @@ func (c *conn) bad(err error, frame []byte) {
 	f := c.f
 	reason, detail := ReasonBadJSON, err.Error()
 	var m *Malformed
-	if errors.As(err, &m) {
+	var wm *wire.Malformed
+	switch {
+	case errors.As(err, &m):
 		reason, detail = m.Reason, m.Detail
+	case errors.As(err, &wm):
+		reason, detail = wm.Reason, wm.Detail
 	}
 	f.m.Malformed.WithLabelValues(f.o.Name, reason).Inc()
 	if ok, n := f.logBad.Allow(); ok {
@@ -358,6 +407,16 @@ func (c *conn) bad(err error, frame []byte) {
 		f.o.Logger.Warn(f.o.Name+": skipped a frame", "conn", c.id, "reason", reason, "detail", detail,
 			"frame", snippet, "suppressed", n, slog.Int("bytes", len(frame)))
 	}
+}
+
+// rejected counts and (at a bounded rate) logs one refused entry of a data
+// frame whose other entries were kept.
+func (c *conn) rejected(r *wire.Reject, frame []byte) {
+	detail := r.Reason
+	if r.Err != nil {
+		detail = r.Err.Error()
+	}
+	c.bad(&Malformed{r.Reason, r.Channel + " " + r.Symbol + ": " + detail}, frame)
 }
 
 // readAll reads one message into buf, reusing its storage.

@@ -142,6 +142,17 @@ type Options struct {
 
 	// Queue receives the ticks. Required.
 	Queue ingest.Enqueuer
+	// Gaps receives the gaps the feed detects: per pair, from its last
+	// tick before a connection dropped to its first after, and (for a
+	// FrameExchange) every sequence jump. Nil: gaps are only counted in
+	// tickflow_ingest_gaps_total.
+	Gaps ingest.GapSink
+	// Trades receives a FrameExchange's trades, in arrival order per
+	// connection; nil drops them after their sequences are checked.
+	Trades ingest.TradeSink
+	// Quotes receives a FrameExchange's best bid/ask quotes; nil drops
+	// them.
+	Quotes ingest.QuoteSink
 	// HTTPClient dials the WebSocket handshake (http.DefaultClient when
 	// nil); tests and proxies inject their own.
 	HTTPClient *http.Client
@@ -204,6 +215,7 @@ type Feed struct {
 	dialErrors  prometheus.Counter
 	connections prometheus.Gauge
 	pingsDrop   prometheus.Counter
+	gapsTotal   *prometheus.CounterVec
 	logBad      ingest.Sometimes
 	logServer   ingest.Sometimes
 }
@@ -219,8 +231,13 @@ func New(o Options) (*Feed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.Name, err)
 	}
+	gaps, err := ingest.NewGapCounter(o.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.Name, err)
+	}
 	f := &Feed{
 		o:           o,
+		gapsTotal:   gaps,
 		m:           m,
 		connects:    NewPacer(o.Clock, o.Connects),
 		dialErrors:  m.DialErrors.WithLabelValues(o.Name),

@@ -41,6 +41,7 @@ type Server struct {
 	attempts []time.Time // clock time of every handshake attempt
 	reject   []int       // HTTP status for the next handshakes, in order
 	header   http.Header // sent with a rejection
+	onText   func(c *Conn, msg string)
 }
 
 // Conn is one accepted connection.
@@ -123,9 +124,24 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 			c.mu.Lock()
 			c.sent = append(c.sent, string(b))
 			c.mu.Unlock()
+			s.mu.Lock()
+			fn := s.onText
+			s.mu.Unlock()
+			if fn != nil {
+				fn(c, string(b))
+			}
 		}
 	}()
 	s.script(c)
+}
+
+// OnText calls fn with every text message a client sends, from the
+// connection's reader, in order: for an exchange's answers to requests
+// (subscribe acks, application-level pongs). fn may Send.
+func (s *Server) OnText(fn func(c *Conn, msg string)) {
+	s.mu.Lock()
+	s.onText = fn
+	s.mu.Unlock()
 }
 
 // Conns are the accepted connections so far.

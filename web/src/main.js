@@ -215,6 +215,41 @@ function onEvent(type, key, data) {
   while (list.children.length > MAX_EVENTS) list.lastChild.remove();
 }
 
+// ---- gaps -----------------------------------------------------------------
+// Gaps in the ingested data (a dropped connection, a sequence jump), from
+// GET /api/v1/gaps: polled, since gaps are rare and not on the push feed.
+
+const GAPS_EVERY_MS = 10000;
+const MAX_GAPS = 10;
+
+function secs(ms) {
+  return ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${ms} ms`;
+}
+
+async function refreshGaps() {
+  try {
+    const res = await fetch(`/api/v1/gaps?limit=${MAX_GAPS}`);
+    const body = await res.json();
+    if (!body.success) return;
+    const list = $('gaps');
+    list.replaceChildren();
+    for (const g of body.data) {
+      const li = document.createElement('li');
+      const meta = document.createElement('span');
+      meta.className = 'meta';
+      meta.textContent = `${g.exchange}:${g.symbol} · ${new Date(g.to).toLocaleTimeString()}`;
+      const text = document.createElement('span');
+      const what = g.reason === 'sequence' ? `${g.channel} ${g.cause} ${g.from_seq}→${g.to_seq}` : `reconnect (${g.cause || '?'})`;
+      text.textContent = `${secs(g.to - g.from)} missing: ${what}`;
+      li.append(meta, text);
+      list.append(li);
+    }
+    $('no-gaps').hidden = body.data.length > 0;
+  } catch (e) {
+    // The API is down: the status line already says so.
+  }
+}
+
 // ---- connection ---------------------------------------------------------
 
 async function pushURL() {
@@ -323,6 +358,10 @@ window.tickflow = {
   },
   counters,
   disconnect: () => ws && ws.close(4001, 'test'),
+  gaps: () => document.querySelectorAll('#gaps li').length,
+  refreshGaps,
 };
 
 connect();
+refreshGaps();
+setInterval(refreshGaps, GAPS_EVERY_MS);

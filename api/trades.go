@@ -1,0 +1,146 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tickflow/tickflow/tick"
+)
+
+// TradeSource lists a pair's recent trades (tick.Trade): the trade feed
+// implements it.
+type TradeSource interface {
+	RecentTrades(exchange, symbol string) []tick.Trade
+}
+
+// QuoteSource lists a pair's recent best bid/ask quotes (tick.Quote): the
+// quote feed implements it.
+type QuoteSource interface {
+	RecentQuotes(exchange, symbol string) []tick.Quote
+}
+
+func init() {
+	addRoutes(func(s *Server) {
+		s.e.GET("/api/v1/trades/:exchange/:symbol", s.getTrades)
+		s.e.GET("/api/v1/quotes/:exchange/:symbol", s.getQuotes)
+	})
+	describeTradeRoutes()
+}
+
+func (s *Server) getTrades(c echo.Context) error {
+	ex, sym, err := pairParams(c)
+	if err != nil {
+		return err
+	}
+	limit, sinceMS, err := eventsQuery(c)
+	if err != nil {
+		return err
+	}
+	if s.opts.Trades == nil {
+		return errorf(http.StatusServiceUnavailable, "unavailable", "no trade feed is followed here")
+	}
+	all := s.opts.Trades.RecentTrades(ex, sym)
+	out := make([]tick.Trade, 0, len(all))
+	for _, t := range all {
+		if t.Timestamp >= sinceMS {
+			out = append(out, t)
+		}
+	}
+	return ok(c, newestFirst(out, func(t tick.Trade) int64 { return t.Timestamp }, limit))
+}
+
+func (s *Server) getQuotes(c echo.Context) error {
+	ex, sym, err := pairParams(c)
+	if err != nil {
+		return err
+	}
+	limit, sinceMS, err := eventsQuery(c)
+	if err != nil {
+		return err
+	}
+	if s.opts.Quotes == nil {
+		return errorf(http.StatusServiceUnavailable, "unavailable", "no quote feed is followed here")
+	}
+	all := s.opts.Quotes.RecentQuotes(ex, sym)
+	out := make([]tick.Quote, 0, len(all))
+	for _, q := range all {
+		if q.Timestamp >= sinceMS {
+			out = append(out, q)
+		}
+	}
+	return ok(c, newestFirst(out, func(q tick.Quote) int64 { return q.Timestamp }, limit))
+}
+
+func describeTradeRoutes() {
+	str := func(d string) Schema { return Schema{"type": "string", "description": d} }
+	defineSchema("Trade", Schema{
+		"type":     "object",
+		"required": []string{"exchange", "symbol", "price", "size", "side", "trade_id", "timestamp"},
+		"properties": map[string]any{
+			"exchange":    Schema{"type": "string", "example": "okx"},
+			"symbol":      Schema{"type": "string", "example": "BTC-USDT"},
+			"base":        str("normalized base asset, when the symbol resolved"),
+			"quote":       str("normalized quote asset"),
+			"price":       str("execution price, exact decimal"),
+			"size":        str("executed quantity in the base asset, exact decimal"),
+			"side":        Schema{"type": "string", "enum": []string{string(tick.Buy), string(tick.Sell)}, "description": "the taker's side (Coinbase's maker side is inverted)"},
+			"trade_id":    str("the exchange's trade id"),
+			"timestamp":   Schema{"type": "integer", "format": "int64", "description": "exchange trade time, Unix ms"},
+			"received_at": Schema{"type": "integer", "format": "int64", "description": "when tickflow read it, Unix µs"},
+		},
+	})
+	describe("GET", "/api/v1/trades/:exchange/:symbol", Operation{
+		Summary: "A pair's recent trades, newest first",
+		Description: "From a bounded in-process list of the newest trades of all pairs, read from the Kafka topic market_data.trades " +
+			"(sources with trades: true publish there).",
+		Tags: []string{"ticks"},
+		Params: []Param{
+			PathParam("exchange", "exchange name (okx)"),
+			PathParam("symbol", "the exchange's symbol (BTC-USDT; Kraken's BTC/USD as BTC%2FUSD)"),
+			QueryParam("since", "only trades at or after this event time", Schema{"type": "string", "description": "RFC 3339 time or Unix milliseconds"}),
+			QueryParam("limit", "how many, 1.."+strconv.Itoa(MaxEventsLimit)+" (default "+strconv.Itoa(DefaultEventsLimit)+")",
+				Schema{"type": "integer", "minimum": 1, "maximum": MaxEventsLimit, "default": DefaultEventsLimit}),
+		},
+		Data: ArrayOf(Ref("Trade")),
+		Errors: map[int]string{
+			400: "invalid_exchange, invalid_symbol, invalid_since or invalid_limit",
+			503: "unavailable: no trade feed behind this API",
+		},
+	})
+	defineSchema("Quote", Schema{
+		"type":     "object",
+		"required": []string{"exchange", "symbol", "bid", "bid_size", "ask", "ask_size", "timestamp"},
+		"properties": map[string]any{
+			"exchange":    Schema{"type": "string", "example": "kraken"},
+			"symbol":      Schema{"type": "string", "example": "BTC/USD"},
+			"base":        str("normalized base asset, when the symbol resolved"),
+			"quote":       str("normalized quote asset"),
+			"bid":         str("best bid, exact decimal"),
+			"bid_size":    str("size at the best bid"),
+			"ask":         str("best ask, exact decimal"),
+			"ask_size":    str("size at the best ask"),
+			"timestamp":   Schema{"type": "integer", "format": "int64", "description": "exchange time, Unix ms"},
+			"received_at": Schema{"type": "integer", "format": "int64", "description": "when tickflow read it, Unix µs"},
+		},
+	})
+	describe("GET", "/api/v1/quotes/:exchange/:symbol", Operation{
+		Summary: "A pair's recent best bid/ask quotes, newest first",
+		Description: "From a bounded in-process list of the newest quotes of all pairs, read from the Kafka topic " + tick.QuoteTopic +
+			" (sources with quotes: true publish there).",
+		Tags: []string{"ticks"},
+		Params: []Param{
+			PathParam("exchange", "exchange name (kraken)"),
+			PathParam("symbol", "the exchange's symbol (BTC-USDT; Kraken's BTC/USD as BTC%2FUSD)"),
+			QueryParam("since", "only quotes at or after this event time", Schema{"type": "string", "description": "RFC 3339 time or Unix milliseconds"}),
+			QueryParam("limit", "how many, 1.."+strconv.Itoa(MaxEventsLimit)+" (default "+strconv.Itoa(DefaultEventsLimit)+")",
+				Schema{"type": "integer", "minimum": 1, "maximum": MaxEventsLimit, "default": DefaultEventsLimit}),
+		},
+		Data: ArrayOf(Ref("Quote")),
+		Errors: map[int]string{
+			400: "invalid_exchange, invalid_symbol, invalid_since or invalid_limit",
+			503: "unavailable: no quote feed behind this API",
+		},
+	})
+}
