@@ -207,10 +207,10 @@ func TestQueueBackpressureBlocksAndDropsNothing(t *testing.T) {
 	}
 	var produced float64
 	for _, s := range []string{"AAA", "BBB", "CCC"} {
-		produced += testutil.ToFloat64(m.Produced.WithLabelValues("test", s))
+		produced += testutil.ToFloat64(m.Handed.WithLabelValues("test", s))
 	}
 	if produced != n {
-		t.Errorf("ticks_produced_total = %v, want %d", produced, n)
+		t.Errorf("ticks_handed_total = %v, want %d", produced, n)
 	}
 }
 
@@ -269,7 +269,7 @@ func TestPumpReportsWhatTheDrainDeadlineCut(t *testing.T) {
 	waitTimers(t, clk, 1)
 	clk.Advance(3 * time.Second)
 	err := <-errc
-	if !errors.Is(err, ErrDrainIncomplete) || !strings.Contains(err.Error(), "10 accepted ticks not produced") {
+	if !errors.Is(err, ErrDrainIncomplete) || !strings.Contains(err.Error(), "10 accepted ticks not acknowledged") {
 		t.Fatalf("Run = %v, want ErrDrainIncomplete reporting 10 ticks", err)
 	}
 	if got := testutil.ToFloat64(m.Unproduced.WithLabelValues("test")); got != 10 {

@@ -74,10 +74,15 @@ func (q *Queue) Enqueue(ctx context.Context, t *tick.Tick) error {
 	}
 	select {
 	case q.ch <- *t:
+		q.m.Accepted.WithLabelValues(t.Exchange).Inc()
 		return nil
 	default:
 	}
-	return q.wait(ctx, t)
+	err := q.wait(ctx, t)
+	if err == nil {
+		q.m.Accepted.WithLabelValues(t.Exchange).Inc()
+	}
+	return err
 }
 
 func (q *Queue) wait(ctx context.Context, t *tick.Tick) error {
