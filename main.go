@@ -90,9 +90,13 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 	if err != nil {
 		return fmt.Errorf("bus: %w", err)
 	}
+	brokerErr := func() error { return nil }
 	if len(cfg.Bus.Brokers) == 0 {
 		emb, err := bus.StartEmbedded(bus.EmbeddedConfig{
-			Listen: cfg.Bus.Listen, DataDir: cfg.Bus.DataDir, SyncWrites: cfg.Bus.SyncWrites, Logger: log,
+			Listen: cfg.Bus.Listen, DataDir: cfg.Bus.DataDir, SyncWrites: cfg.Bus.SyncWrites, Logger: log, Metrics: reg,
+			// A full or failing data dir makes the broker refuse produce
+			// requests retriably: /readyz says so until it recovers.
+			OnStorage: func(err error) { hr.Set("broker", err) },
 		})
 		if err != nil {
 			return fmt.Errorf("broker: %w", err)
@@ -102,6 +106,7 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 			log.Info("broker closed", "component", "broker")
 		}()
 		cc.Brokers = emb.Addrs()
+		brokerErr = emb.StorageErr
 		log.Info("started", "component", "broker", "kind", "embedded", "addr", strings.Join(cc.Brokers, ","), "data_dir", cfg.Bus.DataDir)
 	} else {
 		log.Info("using external Kafka", "component", "broker", "brokers", strings.Join(cc.Brokers, ","))
@@ -113,7 +118,7 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 			return fmt.Errorf("broker: topic %s: %w", t, err)
 		}
 	}
-	hr.Set("broker", nil)
+	hr.Set("broker", brokerErr())
 
 	producer, err := bus.NewProducer(cc, bus.ProducerOptions{Topic: cfg.Bus.Topic, Linger: cfg.Bus.Linger, Logger: log.With("component", "producer"), Metrics: reg})
 	if err != nil {
