@@ -51,8 +51,9 @@ type storageGuard struct {
 	failing prometheus.Gauge
 	refused prometheus.Counter
 
-	mu       sync.Mutex
-	reported *storageState
+	closeOnce sync.Once
+	mu        sync.Mutex
+	reported  *storageState
 }
 
 type storageState struct {
@@ -211,7 +212,7 @@ func (g *storageGuard) probe() error {
 }
 
 func (g *storageGuard) close() {
-	close(g.stop)
+	g.closeOnce.Do(func() { close(g.stop) })
 	<-g.done
 }
 

@@ -2,9 +2,13 @@
 // package each, plus a simulated exchange) and the hand-off from a source's
 // read loop to the Kafka producer.
 //
-// A source decodes frames and hands each tick to a bounded Queue. The Queue
-// never drops: when it is full the read loop blocks, and that wait is logged
-// and measured. A Pump drains the Queue into a Publisher (the bus producer)
+// A source decodes frames and hands each tick to a bounded Queue. What the
+// Queue accepted is never dropped. When it is full, Enqueue blocks (the
+// simulator: its ticks are made on demand, so waiting loses nothing) and
+// the wait is logged and measured; EnqueueWithin, which live exchange
+// connections use, waits a bounded time and then drops the tick, counted
+// per pair, because a connection that stops reading is cut off by the
+// exchange and loses ticks that are then counted nowhere. A Pump drains the Queue into a Publisher (the bus producer)
 // with bounded concurrency, keeping each pair's ticks in order, and on
 // shutdown produces everything the Queue accepted before it returns.
 package ingest
@@ -52,6 +56,7 @@ type Metrics struct {
 	Acked         *prometheus.CounterVec // exchange, symbol
 	Refused       *prometheus.CounterVec // exchange, symbol
 	Redelivered   *prometheus.CounterVec // exchange
+	Dropped       *prometheus.CounterVec // exchange, symbol
 	Malformed     *prometheus.CounterVec // exchange, reason
 	Reconnects    *prometheus.CounterVec // exchange, reason
 	DialErrors    *prometheus.CounterVec // exchange
@@ -82,6 +87,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Handed:      counter("ticks_handed_total", "Accepted ticks handed to the bus producer (buffered, not yet acknowledged), by exchange and symbol; a tick produced again after a refusal counts once.", "exchange", "symbol"),
 		Acked:       counter("ticks_acked_total", "Accepted ticks the broker acknowledged, by exchange and symbol.", "exchange", "symbol"),
 		Refused:     counter("ticks_refused_total", "Deliveries the broker refused (or the client gave up on) and the pump produced again, by exchange and symbol.", "exchange", "symbol"),
+		Dropped:     counter("dropped_total", "Ticks a live source dropped because the ingest queue stayed full (never accepted), by exchange and symbol.", "exchange", "symbol"),
 		Redelivered: counter("ticks_redelivered_total", "Refused ticks handed to the producer again, by exchange.", "exchange"),
 		Malformed:   counter("malformed_frames_total", "Frames skipped because they were malformed or unexpected, by exchange and reason.", "exchange", "reason"),
 		Reconnects:  counter("reconnects_total", "Connections replaced, by exchange and why the old one ended.", "exchange", "reason"),
@@ -103,7 +109,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	err := errors.Join(
 		register(reg, &m.Received), register(reg, &m.Accepted), register(reg, &m.Handed),
-		register(reg, &m.Acked), register(reg, &m.Refused), register(reg, &m.Redelivered), register(reg, &m.Malformed),
+		register(reg, &m.Acked), register(reg, &m.Refused), register(reg, &m.Redelivered), register(reg, &m.Dropped), register(reg, &m.Malformed),
 		register(reg, &m.Reconnects), register(reg, &m.DialErrors), register(reg, &m.Connections),
 		register(reg, &m.ServerEvents), register(reg, &m.PingsDropped), register(reg, &m.QueueBlocked),
 		register(reg, &m.QueueWaiting), register(reg, &m.QueueDepth), register(reg, &m.QueueCapacity),
