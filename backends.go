@@ -8,10 +8,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/tickflow/tickflow/api"
+	"github.com/tickflow/tickflow/bus"
 	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/config"
 	"github.com/tickflow/tickflow/health"
+	"github.com/tickflow/tickflow/internal/events"
+	"github.com/tickflow/tickflow/signal"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/sinks/cache"
 	"github.com/tickflow/tickflow/sinks/push"
@@ -26,6 +31,8 @@ var (
 	_ api.TickHistory  = (*store.History)(nil)
 	_ api.CandleReader = (*store.History)(nil)
 	_ api.PushURLer    = (*push.Sink)(nil)
+	_ api.AlertSource  = (*events.AlertFeed)(nil)
+	_ api.SignalSource = (*events.SignalFeed)(nil)
 )
 
 // backends are the stores this process reads, opened from the cache and
@@ -83,22 +90,59 @@ func (b *backends) lookup(name string) (any, bool) {
 	return nil, false
 }
 
-// apiReaders fills the API's readers from the backends and, for alerts,
-// signals and the push URL, from the sinks running here.
-func (b *backends) apiReaders(o *api.Options, built []builtSink) {
+// feeds are the recent alerts and signals the API lists, followed from
+// their topics, so any process answers for alerts raised in another.
+type feeds struct {
+	alerts  *events.AlertFeed
+	signals *events.SignalFeed
+}
+
+// recentCapacity is how many records of each partition of the alert and
+// signal topics a feed reads back at start.
+const recentCapacity = 1000
+
+func newFeeds(cc bus.ClientConfig, log *slog.Logger, reg prometheus.Registerer, built []builtSink) (*feeds, error) {
+	f := bus.Follower{Client: cc}
+	opt := events.FeedOptions{Logger: log.With("component", "api"), Metrics: reg, Clock: clock.Real}
+	af, err := events.NewAlertFeed(f, recentCapacity, opt)
+	if err != nil {
+		return nil, err
+	}
+	sf, err := events.NewSignalFeed(f, recentCapacity, opt)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range built {
+		// Where the strategy engine runs, its live state and paper PnL
+		// complete what the topic carries.
+		if e, ok := s.sink.(interface {
+			Strategies() []signal.StrategyStatus
+		}); ok {
+			sf.UseEngine(e)
+		}
+	}
+	return &feeds{alerts: af, signals: sf}, nil
+}
+
+// run follows both topics until ctx ends.
+func (f *feeds) run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return f.alerts.Run(ctx) })
+	g.Go(func() error { return f.signals.Run(ctx) })
+	return g.Wait()
+}
+
+// apiReaders fills the API's readers: the backends, the followed alert and
+// signal feeds, and the push URL of a push sink running here.
+func (b *backends) apiReaders(o *api.Options, f *feeds, built []builtSink) {
 	if b.cache != nil {
 		o.Cache = b.cache
 	}
 	if b.history != nil {
 		o.History, o.Candles = b.history, b.history
 	}
+	o.Alerts, o.Signals = f.alerts, f.signals
 	for _, s := range built {
-		if v, ok := s.sink.(api.AlertSource); ok {
-			o.Alerts = v
-		}
-		if v, ok := s.sink.(api.SignalSource); ok {
-			o.Signals = v
-		}
 		if v, ok := s.sink.(api.PushURLer); ok {
 			o.Push = v
 		}

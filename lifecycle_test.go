@@ -14,19 +14,19 @@ import (
 	"github.com/tickflow/tickflow/tick"
 )
 
-// events records what happened, in order.
-type events struct {
+// eventLog records what happened, in order.
+type eventLog struct {
 	mu  sync.Mutex
 	log []string
 }
 
-func (e *events) add(s string) {
+func (e *eventLog) add(s string) {
 	e.mu.Lock()
 	e.log = append(e.log, s)
 	e.mu.Unlock()
 }
 
-func (e *events) list() []string {
+func (e *eventLog) list() []string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return slices.Clone(e.log)
@@ -35,7 +35,7 @@ func (e *events) list() []string {
 // serviceSink is a sink whose batches need its service running, like the
 // strategy pool: it starts serving only after Run begins, and says so.
 type serviceSink struct {
-	ev      *events
+	ev      *eventLog
 	started chan struct{}
 	serving sync.Mutex
 	up      bool
@@ -74,7 +74,7 @@ func (s *serviceSink) isUp() bool {
 // fakeRuntime stands in for bus.Runtime: it writes a final batch when its
 // context ends, which needs the sink's service.
 type fakeRuntime struct {
-	ev   *events
+	ev   *eventLog
 	name string
 	svc  *serviceSink
 	err  error
@@ -100,12 +100,12 @@ func (r *fakeRuntime) Run(ctx context.Context) error {
 var _ sinks.Starter = (*serviceSink)(nil)
 
 func TestRunSinksStartsServicesFirstAndStopsThemLast(t *testing.T) {
-	ev := &events{}
+	ev := &eventLog{}
 	svc := &serviceSink{ev: ev, started: make(chan struct{})}
-	plain := &serviceSink{ev: &events{}, started: make(chan struct{})} // a second sink, no service wait
+	plain := &serviceSink{ev: &eventLog{}, started: make(chan struct{})} // a second sink, no service wait
 	built := []builtSink{
 		{name: "strategy", sink: svc, rt: &fakeRuntime{ev: ev, name: "strategy runtime", svc: svc}},
-		{name: "cache", sink: plainSink{plain}, rt: &fakeRuntime{ev: &events{}, name: "cache runtime"}},
+		{name: "cache", sink: plainSink{plain}, rt: &fakeRuntime{ev: &eventLog{}, name: "cache runtime"}},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -136,13 +136,13 @@ func TestRunSinksFailureStopsEverything(t *testing.T) {
 	boom := errors.New("boom")
 	for _, tc := range []struct {
 		name  string
-		built func(ev *events) []builtSink
+		built func(ev *eventLog) []builtSink
 	}{
-		{"a service fails to start", func(ev *events) []builtSink {
+		{"a service fails to start", func(ev *eventLog) []builtSink {
 			svc := &serviceSink{ev: ev, started: make(chan struct{}), fail: boom}
 			return []builtSink{{name: "strategy", sink: svc, rt: &fakeRuntime{ev: ev, name: "strategy runtime", svc: svc}}}
 		}},
-		{"a runtime fails", func(ev *events) []builtSink {
+		{"a runtime fails", func(ev *eventLog) []builtSink {
 			svc := &serviceSink{ev: ev, started: make(chan struct{})}
 			return []builtSink{
 				{name: "strategy", sink: svc, rt: &fakeRuntime{ev: ev, name: "strategy runtime", svc: svc}},
@@ -151,7 +151,7 @@ func TestRunSinksFailureStopsEverything(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ev := &events{}
+			ev := &eventLog{}
 			err := runSinks(context.Background(), tc.built(ev))
 			if !errors.Is(err, boom) {
 				t.Fatalf("runSinks = %v, want %v", err, boom)

@@ -176,7 +176,11 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 		Listen: cfg.API.Listen, Logger: log.With("component", "api"), Health: hr, Gatherer: reg,
 		ShutdownTimeout: cfg.API.ShutdownTimeout,
 	}
-	bk.apiReaders(&apiOpts, built)
+	fd, err := newFeeds(cc, log, reg, built)
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	bk.apiReaders(&apiOpts, fd, built)
 	srv := api.New(apiOpts)
 	if err := srv.Listen(); err != nil {
 		return err
@@ -189,6 +193,7 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 	g, gctx := errgroup.WithContext(ctx)
 	running = true
 	g.Go(func() error { return srv.Run(gctx) })
+	g.Go(func() error { return fd.run(gctx) })
 	g.Go(func() error { return runSinks(gctx, built) })
 	ig, ictx := errgroup.WithContext(gctx)
 	for _, f := range feeds {
@@ -276,8 +281,6 @@ type builtSink struct {
 func buildSinks(cfg config.Config, cc bus.ClientConfig, log *slog.Logger, reg *prometheus.Registry, hr *health.Registry, pub sinks.Publisher, bk *backends) ([]builtSink, error) {
 	rm := bus.NewRuntimeMetrics(reg)
 	var out []builtSink
-	byName := map[string]sinks.Sink{}
-	peer := func(name string) (sinks.Sink, bool) { s, ok := byName[name]; return s, ok }
 	for _, sc := range cfg.Sinks {
 		slog := log.With("component", "sink", "sink", sc.Name)
 		if !sc.Enabled {
@@ -291,7 +294,7 @@ func buildSinks(cfg config.Config, cc bus.ClientConfig, log *slog.Logger, reg *p
 		spec, _ := sinks.Lookup(sc.Name)
 		s, err := spec.New(sinks.Env{
 			Name: sc.Name, Logger: slog, Metrics: reg,
-			Clock: clock.Real, Publisher: pub, Peer: peer, Follower: bus.Follower{Client: cc},
+			Clock: clock.Real, Publisher: pub, Follower: bus.Follower{Client: cc},
 			Backend: bk.lookup,
 		}, sc.Settings)
 		if errors.Is(err, sinks.ErrUnavailable) {
@@ -312,7 +315,6 @@ func buildSinks(cfg config.Config, cc bus.ClientConfig, log *slog.Logger, reg *p
 		if r, ok := s.(sinks.Readier); ok {
 			hr.Check("sink:"+sc.Name+":backend", r.Ready)
 		}
-		byName[sc.Name] = s
 		out = append(out, builtSink{name: sc.Name, sink: s, rt: rt})
 		attrs := []any{"component", "sink", "sink", sc.Name, "group", "tickflow." + sc.Name, "batch_size", sc.Batch.Size, "max_wait", sc.Batch.MaxWait}
 		if a, ok := s.(interface{ Addr() string }); ok {

@@ -1,7 +1,8 @@
 // Package alert is the risk monitor's output: the Alert value published to
-// the risk.alerts topic, the push sink's "alert" channel, webhooks and the
-// REST API. It imports only tick, so every consumer of alerts can read them
-// without depending on the sink that raises them.
+// the risk.alerts topic (which the push sink's "alert" channel and the REST
+// API's recent list read) and to webhooks. It imports only tick, so every
+// consumer of alerts can read them without depending on the sink that
+// raises them.
 package alert
 
 import (

@@ -1,7 +1,7 @@
 // Package signal is the strategy engine's output: the Signal value published
-// to the strategy.signals topic, the push sink's "signal" channel and the
-// REST API. It imports only tick, so consumers of signals do not depend on
-// the engine that produces them.
+// to the strategy.signals topic, which the push sink's "signal" channel and
+// the REST API's recent list read. It imports only tick, so consumers of
+// signals do not depend on the engine that produces them.
 package signal
 
 import (

@@ -95,11 +95,6 @@ type Env struct {
 	// process, so a reader never depends on a peer sink running; the
 	// caller asserts the interface it declares. Nil or false: none.
 	Backend func(name string) (any, bool)
-	// Peer returns another enabled sink by name once every sink is built,
-	// so a sink can use a peer's capability (push reads the cache for
-	// snapshots) by type-asserting to an interface it declares itself. Call
-	// it from Connect or later, not from New.
-	Peer func(name string) (Sink, bool)
 }
 
 // Follower is the bus's group-less reader (bus.Follower): Follow calls fn
@@ -218,22 +213,4 @@ func (e Env) WithDefaults() Env {
 		e.Metrics = prometheus.NewRegistry()
 	}
 	return e
-}
-
-// PeerAs returns the running sink called name as a T, the interface the
-// caller declares for the capability it wants. ok is false when no such
-// sink runs (or peer is nil); err reports one that runs but lacks T, which
-// callers log and then work without.
-func PeerAs[T any](peer func(string) (Sink, bool), name string) (v T, ok bool, err error) {
-	if peer == nil {
-		return v, false, nil
-	}
-	p, found := peer(name)
-	if !found {
-		return v, false, nil
-	}
-	if v, ok = p.(T); !ok {
-		return v, false, fmt.Errorf("sink %q (%T) does not provide %T", name, p, (*T)(nil))
-	}
-	return v, true, nil
 }

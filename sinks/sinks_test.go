@@ -1,12 +1,9 @@
 package sinks
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/tickflow/tickflow/tick"
 )
 
 func mustPanic(t *testing.T, want string, fn func()) {
@@ -54,35 +51,5 @@ func TestBatchPolicyValidate(t *testing.T) {
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%+v: %v", tc.p, err)
 		}
-	}
-}
-
-type fakeSink struct{}
-
-func (fakeSink) Connect(context.Context) error                 { return nil }
-func (fakeSink) WriteBatch(context.Context, []tick.Tick) error { return nil }
-func (fakeSink) Close(context.Context) error                   { return nil }
-func (fakeSink) Hello() string                                 { return "hi" }
-
-func TestPeerAs(t *testing.T) {
-	type greeter interface{ Hello() string }
-	type flyer interface{ Fly() }
-	peers := func(name string) (Sink, bool) {
-		if name == "push" {
-			return fakeSink{}, true
-		}
-		return nil, false
-	}
-	if g, ok, err := PeerAs[greeter](peers, "push"); !ok || err != nil || g.Hello() != "hi" {
-		t.Fatalf("present and capable: ok=%v err=%v", ok, err)
-	}
-	if _, ok, err := PeerAs[flyer](peers, "push"); ok || err == nil || !strings.Contains(err.Error(), `"push"`) {
-		t.Fatalf("present, lacking the capability: ok=%v err=%v", ok, err)
-	}
-	if _, ok, err := PeerAs[greeter](peers, "cache"); ok || err != nil {
-		t.Fatalf("absent: ok=%v err=%v", ok, err)
-	}
-	if _, ok, err := PeerAs[greeter](nil, "push"); ok || err != nil {
-		t.Fatalf("no peers: ok=%v err=%v", ok, err)
 	}
 }

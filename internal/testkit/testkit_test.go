@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -50,5 +51,34 @@ func TestPublisher(t *testing.T) {
 	rs := p.Records()
 	if len(rs) != 1 || rs[0].Topic != "t" || rs[0].Key != "k" || string(rs[0].Value) != "v2" {
 		t.Fatalf("records = %+v", rs)
+	}
+}
+
+func TestFollowerBackfillsAndFansOut(t *testing.T) {
+	f := &Follower{}
+	f.Send("t", "k", []byte("old1"))
+	f.Send("t", "k", []byte("old2"))
+	f.FailNext(1)
+	if err := f.Follow(context.Background(), "t", 1, func(_, _ []byte) {}); !errors.Is(err, ErrFollowFailed) {
+		t.Fatalf("first Follow: %v, want ErrFollowFailed", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan string, 10)
+	done := make(chan error, 1)
+	go func() { done <- f.Follow(ctx, "t", 1, func(_, v []byte) { got <- string(v) }) }()
+	Eventually(t, 5*time.Second, "following", func() bool { return f.Following("t") == 1 })
+	f.Send("other", "k", []byte("elsewhere"))
+	f.Send("t", "k", []byte("new"))
+	for _, want := range []string{"old2", "new"} {
+		if v := <-got; v != want {
+			t.Fatalf("got %q, want %q", v, want)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if f.Following("t") != 0 {
+		t.Fatal("still following after ctx ended")
 	}
 }

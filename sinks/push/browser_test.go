@@ -12,30 +12,21 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/tickflow/tickflow/alert"
 	"github.com/tickflow/tickflow/api"
 	"github.com/tickflow/tickflow/ingest/sim"
 	"github.com/tickflow/tickflow/internal/testsvc"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/sinks/cache"
 	"github.com/tickflow/tickflow/sinks/push"
-	"github.com/tickflow/tickflow/sinks/risk"
-	"github.com/tickflow/tickflow/sinks/strategy"
 	"github.com/tickflow/tickflow/tick"
 )
 
-// The push sink snapshots from the cache sink through this method; keep
-// them in step.
+// The push sink snapshots from the cache backend (main's Env.Backend
+// ("cache") is a *cache.Cache) through this method; keep them in step.
 var _ interface {
 	Pairs(context.Context) ([]tick.Tick, error)
-} = (*cache.Sink)(nil)
-
-// The risk and strategy sinks find the push sink with env.Peer("push") and
-// a type assertion to these; a signature drift would silently drop their
-// alerts and signals.
-var (
-	_ risk.Pusher     = (*push.Sink)(nil)
-	_ strategy.Pusher = (*push.Sink)(nil)
-)
+} = (*cache.Cache)(nil)
 
 // toSinks hands each simulated tick straight to the sinks, standing in for
 // the broker (whose path the broker test covers).
@@ -66,7 +57,8 @@ func TestBrowserPage(t *testing.T) {
 	}
 	cfg := push.DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
-	pushSink, err := push.New(sinks.Env{Name: "push", Peer: func(name string) (sinks.Sink, bool) {
+	events := &testkit.Follower{}
+	pushSink, err := push.New(sinks.Env{Name: "push", Follower: events, Backend: func(name string) (any, bool) {
 		return cacheSink, name == "cache"
 	}}, cfg)
 	if err != nil {
@@ -155,7 +147,8 @@ func TestBrowserPage(t *testing.T) {
 	// that arrived in between; both come from the same ticks).
 	poll("chart and table agree", `window.tickflow.chartLast().value === Number(window.tickflow.price('sim:BTCUSDT'))`)
 
-	pushSink.Publish("alert", "sim:BTCUSDT", []byte(`{"id":"t1","rule":"volatility","status":"firing","severity":"critical",`+
+	testkit.Eventually(t, 10*time.Second, "push following the alert topic", func() bool { return events.Following(alert.Topic) == 1 })
+	events.Send(alert.Topic, "sim:BTCUSDT", []byte(`{"id":"t1","rule":"volatility","status":"firing","severity":"critical",`+
 		`"exchange":"sim","symbol":"BTCUSDT","timestamp":`+fmt.Sprint(time.Now().UnixMilli())+`,"message":"BTCUSDT moved 5% in 1m"}`))
 	poll("the alert in the side panel", `[...document.querySelectorAll('#events li')].some(li => li.textContent.includes('BTCUSDT moved 5% in 1m'))`)
 

@@ -13,15 +13,18 @@ import (
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tickflow/tickflow/alert"
+	"github.com/tickflow/tickflow/signal"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/tick"
 )
 
 // testSink is a running push sink on a loopback port with its own metrics
-// registry.
+// registry, following the alert and signal topics of a fake bus.
 type testSink struct {
 	*Sink
 	reg *prometheus.Registry
+	bus *testkit.Follower
 }
 
 // startSink starts a sink with the default config changed by mutate; opts
@@ -32,7 +35,8 @@ func startSink(t testing.TB, mutate func(*Config), opts ...func(*sinks.Env, *Sin
 	cfg.Listen = "127.0.0.1:0"
 	mutate(cfg)
 	reg := prometheus.NewRegistry()
-	e := sinks.Env{Name: "push", Metrics: reg}
+	bus := &testkit.Follower{}
+	e := sinks.Env{Name: "push", Metrics: reg, Follower: bus}
 	for _, f := range opts {
 		f(&e, nil)
 	}
@@ -53,6 +57,11 @@ func startSink(t testing.TB, mutate func(*Config), opts ...func(*sinks.Env, *Sin
 		t.Fatalf("Connect: %v", err)
 	}
 	testkit.Eventually(t, 5*time.Second, "listener serving", func() bool { return s.Ready(ctx) == nil })
+	if e.Follower == bus {
+		testkit.Eventually(t, 5*time.Second, "following the alert and signal topics", func() bool {
+			return bus.Following(alert.Topic) == 1 && bus.Following(signal.Topic) == 1
+		})
+	}
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -65,7 +74,18 @@ func startSink(t testing.TB, mutate func(*Config), opts ...func(*sinks.Env, *Sin
 		}
 		_ = s.Close(context.Background())
 	})
-	return &testSink{Sink: s, reg: reg}
+	return &testSink{Sink: s, reg: reg, bus: bus}
+}
+
+// raise puts an event on its topic, as the risk or strategy sink does, and
+// waits until the sink has handed it to the hub.
+func (ts *testSink) raise(t testing.TB, topic, key string, payload []byte) {
+	t.Helper()
+	before := testkit.Metric(ts.reg, "tickflow_push_events_total") + testkit.Metric(ts.reg, "tickflow_push_events_undecodable_total")
+	ts.bus.Send(topic, key, payload)
+	testkit.Eventually(t, 5*time.Second, "the event to reach the hub", func() bool {
+		return testkit.Metric(ts.reg, "tickflow_push_events_total")+testkit.Metric(ts.reg, "tickflow_push_events_undecodable_total") > before
+	})
 }
 
 func (ts *testSink) url() string { return "ws://" + ts.Addr() + ts.cfg.Path }

@@ -11,13 +11,14 @@ import (
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tickflow/tickflow/alert"
+	"github.com/tickflow/tickflow/signal"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/tick"
 )
 
-// fakeCache stands in for the cache sink's Pairs.
+// fakeCache stands in for the cache backend's Pairs.
 type fakeCache struct {
-	sinks.Sink
 	ticks []tick.Tick
 	err   error
 	calls int
@@ -35,7 +36,7 @@ func TestSnapshotFromCache(t *testing.T) {
 	}}
 	ts := startSink(t, func(*Config) {}, func(e *sinks.Env, _ *Sink) {
 		if e != nil {
-			e.Peer = func(name string) (sinks.Sink, bool) { return cache, name == "cache" }
+			e.Backend = func(name string) (any, bool) { return cache, name == "cache" }
 		}
 	})
 	write(t, ts.Sink, mkTick("binance", "BTCUSDT", "101", 20))
@@ -57,15 +58,16 @@ func TestSnapshotFromCache(t *testing.T) {
 }
 
 func TestSnapshotWithoutCacheOrWithAFailingOne(t *testing.T) {
-	for _, peer := range []func(string) (sinks.Sink, bool){
+	for _, backend := range []func(string) (any, bool){
 		nil,
-		func(name string) (sinks.Sink, bool) {
+		func(name string) (any, bool) {
 			return &fakeCache{err: errors.New("redis down")}, name == "cache"
 		},
+		func(name string) (any, bool) { return struct{}{}, name == "cache" }, // no Pairs
 	} {
 		ts := startSink(t, func(*Config) {}, func(e *sinks.Env, _ *Sink) {
 			if e != nil {
-				e.Peer = peer
+				e.Backend = backend
 			}
 		})
 		write(t, ts.Sink, mkTick("okx", "SOLUSDT", "3", 1))
@@ -76,12 +78,13 @@ func TestSnapshotWithoutCacheOrWithAFailingOne(t *testing.T) {
 	}
 }
 
-// Ending Run says goodbye to every client with 1001 and returns promptly;
-// Close then refuses batches.
+// Ending Run says goodbye to every client with 1001, stops following the
+// alert and signal topics and returns promptly; Close then refuses batches.
 func TestShutdown(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
-	s, err := New(sinks.Env{Metrics: prometheus.NewRegistry()}, cfg)
+	bus := &testkit.Follower{}
+	s, err := New(sinks.Env{Metrics: prometheus.NewRegistry(), Follower: bus}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +94,9 @@ func TestShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	testkit.Eventually(t, 5*time.Second, "serving", func() bool { return s.Ready(ctx) == nil })
+	testkit.Eventually(t, 5*time.Second, "serving and following", func() bool {
+		return s.Ready(ctx) == nil && bus.Following(alert.Topic) == 1 && bus.Following(signal.Topic) == 1
+	})
 	ts := &testSink{Sink: s}
 	clients := []*websocket.Conn{dial(t, ts, ""), dial(t, ts, "")}
 	for _, c := range clients {
@@ -114,6 +119,9 @@ func TestShutdown(t *testing.T) {
 	}
 	if s.Ready(context.Background()) == nil {
 		t.Error("ready after Run returned")
+	}
+	if bus.Following(alert.Topic) != 0 || bus.Following(signal.Topic) != 0 {
+		t.Error("still following the topics after Run returned")
 	}
 	if err := s.Close(context.Background()); err != nil {
 		t.Fatal(err)

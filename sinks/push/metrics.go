@@ -13,6 +13,7 @@ type metrics struct {
 	clientErrors *prometheus.CounterVec // code
 	ticks        prometheus.Counter
 	events       *prometheus.CounterVec // channel
+	undecodable  *prometheus.CounterVec // channel
 	enqueued     prometheus.Counter
 	sent         prometheus.Counter
 	conflated    prometheus.Counter
@@ -39,6 +40,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tickflow_push_events_total", Help: "Alerts and signals published to the hub.",
 		}, []string{"channel"}),
+		undecodable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tickflow_push_events_undecodable_total", Help: "Records of the alert and signal topics skipped because they are not JSON.",
+		}, []string{"channel"}),
 		enqueued: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tickflow_push_enqueued_total", Help: "Messages queued to clients by the hub (one per client per message).",
 		}),
@@ -61,7 +65,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.connections, m.accepted, m.disconnects, m.clientErrors,
-		m.ticks, m.events, m.enqueued, m.sent, m.conflated, m.latency} {
+		m.ticks, m.events, m.undecodable, m.enqueued, m.sent, m.conflated, m.latency} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("push: metrics: %w", err)
 		}

@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tickflow/tickflow/internal/testkit"
-
 	"github.com/coder/websocket"
+
+	"github.com/tickflow/tickflow/alert"
+	"github.com/tickflow/tickflow/internal/testkit"
+	"github.com/tickflow/tickflow/signal"
 )
 
 func TestSubscribeFiltersAndSnapshot(t *testing.T) {
@@ -88,8 +90,8 @@ func TestSubscribeFiltersAndSnapshot(t *testing.T) {
 		mkTick("okx", "ETHUSDT", "11", 6),
 		mkTick("binance", "SOLUSDT", "1", 7),
 	)
-	ts.Publish("signal", "okx:ETHUSDT", []byte(`{"side":"buy"}`))
-	ts.Publish("alert", "binance:BTCUSDT", []byte(`{"rule":"spike"}`))
+	ts.raise(t, signal.Topic, "okx:ETHUSDT", []byte(`{"side":"buy"}`))
+	ts.raise(t, alert.Topic, "binance:BTCUSDT", []byte(`{"rule":"spike"}`))
 	for i, tt := range tests {
 		c := conns[i]
 		var got []string

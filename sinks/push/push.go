@@ -10,9 +10,16 @@
 // Delivery to browsers is best-effort by nature, so a batch counts as
 // written once the hub has it; after a crash the group resumes from Kafka.
 //
+// Alerts and signals come from their topics (risk.alerts,
+// strategy.signals), which Run follows without a consumer group: every push
+// instance sees every alert, whichever process raised it, and fans it out
+// on the "alert" and "signal" channels. Following starts from the topics'
+// ends (a browser gets live events, not history; the REST API lists recent
+// ones).
+//
 // Besides Sink it implements sinks.Service (Run serves the WebSocket
-// listener), sinks.Readier, PushURL (for the web page) and Publish (the
-// alert and signal channels, for the risk and strategy sinks).
+// listener and follows the topics), sinks.Readier and PushURL (for the web
+// page).
 package push
 
 import (
@@ -30,7 +37,10 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/tickflow/tickflow/alert"
 	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/internal/events"
+	"github.com/tickflow/tickflow/signal"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/tick"
 )
@@ -51,9 +61,10 @@ var (
 	_ sinks.Readier = (*Sink)(nil)
 )
 
-// latestSource is what the push sink needs from the cache sink: the latest
-// tick of every pair it holds, for snapshots after a restart, before the
-// hub has seen every pair again.
+// latestSource is what the push sink needs from the cache backend
+// (env.Backend("cache"), Redis or in-process): the latest tick of every
+// pair it holds, for snapshots after a restart, before the hub has seen
+// every pair again.
 type latestSource interface {
 	Pairs(ctx context.Context) ([]tick.Tick, error)
 }
@@ -64,12 +75,15 @@ const cacheTTL = time.Second
 
 // Sink is the push sink.
 type Sink struct {
-	cfg  Config
-	log  *slog.Logger
-	clk  clock.Clock
-	m    *metrics
-	hub  *hub
-	peer func(string) (sinks.Sink, bool)
+	cfg Config
+	log *slog.Logger
+	clk clock.Clock
+	m   *metrics
+	hub *hub
+	// backend finds the cache backend for snapshots; follower reads the
+	// alert and signal topics. Either may be nil.
+	backend  func(string) (any, bool)
+	follower sinks.Follower
 
 	cacheMu   sync.Mutex
 	cache     latestSource
@@ -108,33 +122,42 @@ func New(env sinks.Env, cfg *Config) (*Sink, error) {
 		return nil, err
 	}
 	return &Sink{
-		cfg:   *cfg,
-		log:   log,
-		clk:   clock.OrReal(env.Clock),
-		m:     m,
-		hub:   newHub(cfg.Shards, m),
-		peer:  env.Peer,
-		conns: map[*client]struct{}{},
+		cfg:      *cfg,
+		log:      log,
+		clk:      clock.OrReal(env.Clock),
+		m:        m,
+		hub:      newHub(cfg.Shards, m),
+		backend:  env.Backend,
+		follower: env.Follower,
+		conns:    map[*client]struct{}{},
 	}, nil
 }
 
 func (s *Sink) now() int64 { return s.clk.Now().UnixNano() }
 
-// Connect starts the hub and looks up the cache for snapshots. Nothing in it
-// can fail: without a cache the hub's own last ticks serve snapshots.
+// Connect starts the hub and looks up the cache backend for snapshots.
+// Nothing in it can fail: without a cache the hub's own last ticks serve
+// snapshots.
 func (s *Sink) Connect(context.Context) error {
 	if s.closed.Load() {
 		return fmt.Errorf("push: %w", errHubClosed)
 	}
 	s.hub.run()
-	src, ok, err := sinks.PeerAs[latestSource](s.peer, "cache")
-	if err != nil {
-		s.log.Warn("push: the cache sink has no Pairs method; snapshots use the hub's own last ticks", "err", err)
-	} else if ok {
-		s.cacheMu.Lock()
-		s.cache = src
-		s.cacheMu.Unlock()
+	if s.backend == nil {
+		return nil
 	}
+	b, ok := s.backend("cache")
+	if !ok || b == nil {
+		return nil
+	}
+	src, ok := b.(latestSource)
+	if !ok {
+		s.log.Warn("push: the cache backend has no Pairs method; snapshots use the hub's own last ticks", "backend", fmt.Sprintf("%T", b))
+		return nil
+	}
+	s.cacheMu.Lock()
+	s.cache = src
+	s.cacheMu.Unlock()
 	return nil
 }
 
@@ -167,32 +190,56 @@ func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
 	return nil
 }
 
-// Publish fans an alert or signal out to the subscribers of channel
-// ("alert" or "signal"). key is "exchange:symbol" when the event is about a
-// pair (subscriptions filter on it) and anything else otherwise (then only
-// subscriptions without exchange and symbol filters get it). payload is the
-// event's JSON; clients receive {"type":channel,"key":key,"data":payload}.
-// It never waits for a client; a bad channel or payload is logged and
-// dropped.
-func (s *Sink) Publish(channel, key string, payload []byte) {
-	ch, ok := parseChannel(channel)
-	if !ok || ch == chTick {
-		s.log.Error("push: publish to an unknown channel", "channel", channel)
-		return
-	}
+// errNotJSON: a record on an alert or signal topic that is not JSON.
+var errNotJSON = errors.New("record value is not JSON")
+
+// publish fans an alert or signal out to the subscribers of its channel.
+// key is "exchange:symbol" when the event is about a pair (subscriptions
+// filter on it) and anything else otherwise (then only subscriptions
+// without exchange and symbol filters get it). payload is the event's JSON,
+// the record's value as risk and strategy publish it; clients receive
+// {"type":channel,"key":key,"data":payload}. It never waits for a client
+// and does not keep payload.
+func (s *Sink) publish(ch channel, key string, payload []byte) error {
 	if !json.Valid(payload) {
-		s.log.Error("push: publish: payload is not JSON", "channel", channel, "key", key)
-		return
+		return errNotJSON
 	}
 	if s.closed.Load() {
-		return
+		return nil
 	}
+	channel := ch.String()
 	m := &message{data: encodeEvent(ch, key, payload), ch: ch, pair: key, at: s.now()}
 	if ex, sym, ok := strings.Cut(key, ":"); ok && ex != "" && sym != "" && !strings.Contains(sym, ":") {
 		m.exchange, m.symbol = tick.NormalizeExchange(ex), tick.NormalizeSymbol(sym)
 	}
-	s.m.events.WithLabelValues(channel).Inc()
 	s.hub.publish(m)
+	s.m.events.WithLabelValues(channel).Inc()
+	return nil
+}
+
+// eventTopics are the topics push follows, by channel.
+var eventTopics = []struct {
+	topic string
+	ch    channel
+}{{alert.Topic, chAlert}, {signal.Topic, chSignal}}
+
+// follow fans the alert and signal topics out until ctx ends. Backfill 0:
+// browsers get events raised from now on; the REST API serves history.
+func (s *Sink) follow(ctx context.Context) {
+	if s.follower == nil {
+		s.log.Warn("push: no bus follower; the alert and signal channels stay silent")
+		return
+	}
+	var wg sync.WaitGroup
+	for _, et := range eventTopics {
+		r := &events.Reader{
+			Follower: s.follower, Topic: et.topic, Logger: s.log, Clock: s.clk,
+			Undecodable: s.m.undecodable.WithLabelValues(et.ch.String()),
+			Handle:      func(key, value []byte) error { return s.publish(et.ch, string(key), value) },
+		}
+		wg.Go(func() { _ = r.Run(ctx) }) // returns nil when ctx ends
+	}
+	wg.Wait()
 }
 
 // Close stops the hub. The listener stops with Run's context.
@@ -246,13 +293,23 @@ func (s *Sink) PushURL() string {
 	return "ws://" + s.Addr() + s.cfg.Path
 }
 
-// Run serves WebSocket clients until ctx ends, then closes every
-// connection with 1001 (going away).
+// Run serves WebSocket clients and follows the alert and signal topics
+// until ctx ends, then closes every connection with 1001 (going away).
 func (s *Sink) Run(ctx context.Context) error {
 	if err := s.Listen(); err != nil {
 		return err
 	}
 	s.hub.run()
+	fctx, stopFollowing := context.WithCancel(ctx)
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		s.follow(fctx)
+	}()
+	defer func() {
+		stopFollowing()
+		<-followed
+	}()
 	mux := http.NewServeMux()
 	mux.HandleFunc(s.cfg.Path, s.serveWS)
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {

@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tickflow/tickflow/internal/testkit"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/tick"
 )
@@ -43,13 +43,6 @@ func benchTicks(n int) []tick.Tick {
 	return out
 }
 
-type countingBus struct{ n atomic.Int64 }
-
-func (c *countingBus) Publish(context.Context, string, []byte, []byte) error {
-	c.n.Add(1)
-	return nil
-}
-
 // BenchmarkRiskWriteBatch is the monitor's throughput with every rule on
 // (volatility, vs-24h-open, stale feed, crossed book, cross-exchange spike),
 // 500-tick batches as the runtime delivers them, alerts JSON-encoded and
@@ -67,7 +60,7 @@ func BenchmarkRiskWriteBatch(b *testing.B) {
 			if withState {
 				cfg.StateDir = b.TempDir()
 			}
-			pub := &countingBus{}
+			pub := &testkit.CountingPublisher{}
 			s, err := New(sinks.Env{Name: "risk", Metrics: prometheus.NewRegistry(), Publisher: pub}, cfg)
 			if err != nil {
 				b.Fatal(err)
@@ -75,57 +68,13 @@ func BenchmarkRiskWriteBatch(b *testing.B) {
 			if err := s.Connect(context.Background()); err != nil {
 				b.Fatal(err)
 			}
-			runBatches(b, func(batch []tick.Tick) error { return s.WriteBatch(context.Background(), batch) })
-			b.ReportMetric(float64(pub.n.Load())/float64(b.N)*1e6, "alerts/Mtick")
+			testkit.RunBatches(b, benchTicks(100_000), 500, func(batch []tick.Tick) error { return s.WriteBatch(context.Background(), batch) })
+			b.ReportMetric(float64(pub.Count())/float64(b.N)*1e6, "alerts/Mtick")
 		})
 	}
-}
-
-// runBatches feeds b.N ticks in 500-tick batches, cycling through a fixed
-// set whose event times are moved forward on every pass.
-func runBatches(b *testing.B, write func([]tick.Tick) error) {
-	const set, batch, step = 100_000, 500, 1 // one tick per ms overall: 100 ms per pair
-	ticks := benchTicks(set)
-	var now int64 = 1_700_000_000_000
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	for done := 0; done < b.N; {
-		if done%set == 0 {
-			b.StopTimer()
-			for i := range ticks {
-				ticks[i].Timestamp = now
-				now += step
-			}
-			b.StartTimer()
-		}
-		off := done % set
-		n := min(batch, b.N-done, set-off)
-		if err := write(ticks[off : off+n]); err != nil {
-			b.Fatal(err)
-		}
-		done += n
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ticks/s")
 }
 
 // BenchmarkBaselineDecode is the raw baseline for the same run: decoding
 // the same ticks from their JSON, the work the runtime does for every sink
 // before WriteBatch. One op is one tick.
-func BenchmarkBaselineDecode(b *testing.B) {
-	ticks := benchTicks(1000)
-	raw := make([][]byte, len(ticks))
-	for i := range ticks {
-		raw[i] = ticks[i].AppendJSON(nil)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	var t tick.Tick
-	for i := 0; i < b.N; i++ {
-		if err := tick.Unmarshal(raw[i%len(raw)], &t); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ticks/s")
-}
+func BenchmarkBaselineDecode(b *testing.B) { testkit.BenchDecode(b, benchTicks(1000)) }

@@ -18,6 +18,7 @@ import (
 	"github.com/tickflow/tickflow/bus"
 	"github.com/tickflow/tickflow/ingest"
 	"github.com/tickflow/tickflow/ingest/sim"
+	"github.com/tickflow/tickflow/internal/testkit"
 	"github.com/tickflow/tickflow/signal"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/sinks/push"
@@ -38,6 +39,7 @@ type stack struct {
 	prod *bus.Producer
 	ps   *push.Sink
 	pcfg *push.Config
+	preg *prometheus.Registry
 	rs   *risk.Sink
 	ss   *strategy.Sink
 }
@@ -63,21 +65,21 @@ func startStack(t *testing.T, ctx context.Context, rcfg *risk.Config, strategies
 
 	st.pcfg = push.DefaultConfig()
 	st.pcfg.Listen = "127.0.0.1:0"
-	if st.ps, err = push.New(sinks.Env{Name: "push"}, st.pcfg); err != nil {
+	st.preg = prometheus.NewRegistry()
+	if st.ps, err = push.New(sinks.Env{Name: "push", Metrics: st.preg, Follower: bus.Follower{Client: cc}}, st.pcfg); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.ps.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	peer := func(name string) (sinks.Sink, bool) { return st.ps, name == "push" }
-	if st.rs, err = risk.New(sinks.Env{Name: "risk", Publisher: prod, Peer: peer}, rcfg); err != nil {
+	if st.rs, err = risk.New(sinks.Env{Name: "risk", Publisher: prod}, rcfg); err != nil {
 		t.Fatal(err)
 	}
 	scfg := strategy.DefaultConfig()
 	if err := yaml.Unmarshal([]byte(strategies), scfg); err != nil {
 		t.Fatal(err)
 	}
-	if st.ss, err = strategy.New(sinks.Env{Name: "strategy", Publisher: prod, Peer: peer}, scfg); err != nil {
+	if st.ss, err = strategy.New(sinks.Env{Name: "strategy", Publisher: prod}, scfg); err != nil {
 		t.Fatal(err)
 	}
 
@@ -100,6 +102,7 @@ func startStack(t *testing.T, ctx context.Context, rcfg *risk.Config, strategies
 		_ = prod.Close(context.Background())
 	})
 	start(st.ps.Run)
+	st.waitFollowing(t, ctx)
 	start(st.rs.Run)
 	start(st.ss.Run)
 	for name, s := range map[string]sinks.Sink{"risk": st.rs, "strategy": st.ss} {
@@ -115,6 +118,34 @@ func startStack(t *testing.T, ctx context.Context, rcfg *risk.Config, strategies
 	}
 	return st
 }
+
+// waitFollowing returns once push follows the alert and signal topics.
+// Following starts from the topics' ends, so an alert produced before push
+// has listed them would never reach a browser (live fan-out, by design):
+// the test puts a probe that is not JSON on each topic until push counts
+// one as undecodable on both channels.
+func (st *stack) waitFollowing(t *testing.T, ctx context.Context) {
+	t.Helper()
+	var last time.Time
+	testkit.Eventually(t, 30*time.Second, "push following the alert and signal topics", func() bool {
+		if testkit.Metric(st.preg, "tickflow_push_events_undecodable_total", "channel", "alert") > 0 &&
+			testkit.Metric(st.preg, "tickflow_push_events_undecodable_total", "channel", "signal") > 0 {
+			return true
+		}
+		if time.Since(last) > 100*time.Millisecond { // one probe per topic per poll period
+			last = time.Now()
+			for _, topic := range []string{alert.Topic, signal.Topic} {
+				if err := st.prod.Publish(ctx, topic, []byte(probeKey), []byte(probeKey)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		return false
+	})
+}
+
+// probeKey marks the probes waitFollowing publishes.
+const probeKey = "probe"
 
 // subscribe connects a WebSocket client of the push sink to the alert and
 // signal channels.
@@ -152,6 +183,9 @@ func (st *stack) consume(t *testing.T, ctx context.Context, wantAlerts, wantSign
 			t.Fatalf("waiting for records: %v (have %d alerts, %d signals)", err, len(alerts), len(sigs))
 		}
 		fs.EachRecord(func(r *kgo.Record) {
+			if string(r.Key) == probeKey {
+				return
+			}
 			switch r.Topic {
 			case alert.Topic:
 				var a alert.Alert

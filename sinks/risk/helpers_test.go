@@ -1,119 +1,31 @@
 package risk
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
-	"sync"
 	"testing"
-	"time"
-
-	"github.com/tickflow/tickflow/internal/testkit"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tickflow/tickflow/alert"
+	"github.com/tickflow/tickflow/internal/testkit"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/tick"
 )
 
-// record is one message a fake publisher accepted.
-type record struct {
-	topic, key string
-	alert      alert.Alert
-}
+// harness is a connected monitor with a recording bus.
+type harness struct{ *testkit.Harness[*Sink] }
 
-// fakeBus stands in for the bus producer; failNext makes the next n
-// publishes fail.
-type fakeBus struct {
-	mu       sync.Mutex
-	records  []record
-	failNext int
-}
-
-func (b *fakeBus) Publish(_ context.Context, topic string, key, value []byte) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.failNext > 0 {
-		b.failNext--
-		return errors.New("broker unavailable")
-	}
-	var a alert.Alert
-	if err := json.Unmarshal(value, &a); err != nil {
-		return err
-	}
-	b.records = append(b.records, record{topic: topic, key: string(key), alert: a})
-	return nil
-}
-
-func (b *fakeBus) alerts() []alert.Alert {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	out := make([]alert.Alert, len(b.records))
-	for i, r := range b.records {
-		out[i] = r.alert
-	}
-	return out
-}
-
-// fakePush stands in for the push sink's channel fan-out.
-type fakePush struct {
-	sinks.Sink
-	mu   sync.Mutex
-	msgs map[string][]string
-}
-
-func (p *fakePush) Publish(channel, key string, payload []byte) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.msgs == nil {
-		p.msgs = map[string][]string{}
-	}
-	p.msgs[channel] = append(p.msgs[channel], key)
-}
-
-type harness struct {
-	t    *testing.T
-	sink *Sink
-	bus  *fakeBus
-	push *fakePush
-	reg  *prometheus.Registry
+// alerts decodes what the monitor published, in order.
+func (h *harness) alerts() []alert.Alert {
+	return testkit.Values[alert.Alert](h.T, h.Bus, alert.Topic)
 }
 
 func newHarness(t *testing.T, cfg *Config) *harness {
 	t.Helper()
-	h := &harness{t: t, bus: &fakeBus{}, push: &fakePush{}, reg: prometheus.NewRegistry()}
-	env := sinks.Env{
-		Name:      "risk",
-		Metrics:   h.reg,
-		Publisher: h.bus,
-		Peer: func(name string) (sinks.Sink, bool) {
-			if name == "push" {
-				return h.push, true
-			}
-			return nil, false
-		},
-	}
-	s, err := New(env, cfg)
+	h := &harness{testkit.NewHarness[*Sink](t)}
+	s, err := New(sinks.Env{Name: "risk", Metrics: h.Reg, Publisher: h.Bus}, cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	if err := s.Connect(context.Background()); err != nil {
-		t.Fatalf("Connect: %v", err)
-	}
-	h.sink = s
+	h.Connect(s)
 	return h
-}
-
-func (h *harness) write(ticks ...tick.Tick) {
-	h.t.Helper()
-	if err := h.sink.WriteBatch(context.Background(), ticks); err != nil {
-		h.t.Fatalf("WriteBatch: %v", err)
-	}
-}
-
-func (h *harness) counter(name string, labels ...string) float64 {
-	return testkit.Metric(h.reg, name, labels...)
 }
 
 // onlyRules is the default config with just the named rules enabled.
@@ -135,25 +47,17 @@ func onlyRules(rules ...string) *Config {
 	return c
 }
 
-// t0 is an arbitrary event time (ms).
-const t0 = int64(1_700_000_000_000)
+// t0, tk and path: ticks at offsets from an arbitrary event time.
+const t0 = testkit.T0
 
-func tk(exchange, symbol string, at time.Duration, price string) tick.Tick {
-	return tick.Tick{Exchange: exchange, Symbol: symbol, Timestamp: t0 + at.Milliseconds(), Price: tick.MustDecimal(price)}
-}
+var (
+	tk   = testkit.TickAt
+	path = testkit.Path
+)
 
 func book(t tick.Tick, bid, ask string) tick.Tick {
 	t.Bid, t.Ask = tick.MustDecimal(bid), tick.MustDecimal(ask)
 	return t
-}
-
-// path is one pair's prices at the given offsets from t0.
-func path(exchange, symbol string, step time.Duration, prices ...string) []tick.Tick {
-	out := make([]tick.Tick, len(prices))
-	for i, p := range prices {
-		out[i] = tk(exchange, symbol, time.Duration(i)*step, p)
-	}
-	return out
 }
 
 func firing(as []alert.Alert) []alert.Alert {

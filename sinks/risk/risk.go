@@ -1,8 +1,8 @@
 // Package risk is the risk monitor sink: it watches every pair for price
 // volatility (the seed's rule), stale feeds, crossed or locked books and
 // price spikes against other exchanges, and publishes alerts to the
-// risk.alerts topic, the push sink's "alert" channel, an optional webhook
-// and the REST API.
+// risk.alerts topic, an optional webhook and its REST list. Browsers get
+// them from the topic: the push sink follows it.
 //
 // # Time
 //
@@ -27,16 +27,14 @@
 // # Delivery
 //
 // WriteBatch returns nil only after the batch's alerts are acknowledged by
-// the bus; the push channel, the REST list and the webhook are fed after
-// that and are best effort. Alert IDs are deterministic, and a bounded set
+// the bus; the REST list and the webhook are fed after that and are best
+// effort. Alert IDs are deterministic, and a bounded set
 // of recently published IDs plus per-pair event-time ordering keeps a
 // retried or replayed batch from publishing an alert twice.
 package risk
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -45,6 +43,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tickflow/tickflow/alert"
+	"github.com/tickflow/tickflow/internal/events"
 	"github.com/tickflow/tickflow/internal/journal"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/tick"
@@ -60,28 +59,20 @@ func init() {
 	})
 }
 
-// Pusher is what the risk monitor needs from the push sink: fan a payload
-// out to a channel's subscribers without waiting for them.
-type Pusher interface {
-	Publish(channel, key string, payload []byte)
-}
-
 // Sink is the risk monitor.
 type Sink struct {
 	cfg    *Config
 	env    sinks.Env
 	log    *slog.Logger
 	m      *metrics
-	recent *recent
+	quiet  *metrics // counts replayed ticks' alerts, which are on the bus already
+	recent events.Alerts
 	hook   *notifier // nil without a webhook URL
 
 	mu      sync.Mutex // serialises batches, guards everything below
 	eng     *engine
-	outbox  []alert.Alert // raised, not yet acknowledged by the bus
-	loaded  bool
-	push    Pusher
-	lookups bool
-	store   *journal.Store // nil without state_dir
+	outbox  events.Outbox[alert.Alert] // raised, not yet acknowledged by the bus
+	journal events.Journal
 	// pending is the journal record of ticks applied but not yet logged:
 	// it outlives a failed attempt, whose retry finds the ticks skipped.
 	pending  []byte
@@ -107,112 +98,38 @@ func New(env sinks.Env, cfg *Config) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("risk: metrics: %w", err)
 	}
+	quiet, _ := newMetrics(prometheus.NewRegistry())
 	s := &Sink{
 		cfg:    cfg,
 		env:    env,
 		log:    env.Logger.With("sink", "risk"),
 		m:      m,
-		recent: newRecent(cfg.Recent),
+		quiet:  quiet,
+		recent: events.NewAlerts(cfg.Recent),
 		eng:    newEngine(cfg, m),
 	}
 	if cfg.Webhook.URL != "" {
 		s.hook = newNotifier(cfg.Webhook, env.Clock, s.log, m)
 	}
+	s.outbox = events.Outbox[alert.Alert]{
+		Topic: alert.Topic, Publisher: env.Publisher, Key: (*alert.Alert).Key,
+		Errors: m.publishErrors, Recent: s.recent.Recent, Acked: s.acked,
+	}
+	s.journal = events.Journal{
+		Dir: cfg.StateDir, Name: journalName, Version: stateVersion, State: (*journaled)(s),
+		Logger: s.log, Errors: m.stateErrors,
+	}
 	return s, nil
 }
 
-// Connect loads the saved state (once) and finds the push sink, if one is
-// running.
-func (s *Sink) Connect(ctx context.Context) error {
+// Connect loads the saved state, once.
+func (s *Sink) Connect(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.lookups {
-		s.lookups = true
-		push, ok, err := sinks.PeerAs[Pusher](s.env.Peer, "push")
-		if err != nil {
-			s.log.Warn("risk: the push sink cannot publish to channels; alerts go to Kafka and the API only", "err", err)
-		} else if ok {
-			s.push = push
-		}
-	}
-	if s.loaded || s.cfg.StateDir == "" {
-		s.loaded = true
-		return nil
-	}
-	if err := s.load(); err != nil {
-		s.m.stateErrors.Inc()
+	if err := s.journal.Load(); err != nil {
 		return fmt.Errorf("risk: %w", err)
 	}
-	s.loaded = true
-	return nil
-}
-
-// load restores the state from the journal. A corrupt one costs a window's
-// worth of history, not the monitor: it is kept aside and the monitor
-// starts afresh.
-func (s *Sink) load() error {
-	st, err := journal.Open(s.cfg.StateDir, journalName)
-	if err != nil {
-		return err
-	}
-	err = s.replay(st)
-	if err == nil {
-		s.store = st
-		return nil
-	}
-	st.Close()
-	if !errors.Is(err, journal.ErrCorrupt) && !errors.Is(err, errBadRecord) {
-		return err
-	}
-	s.log.Error("risk: saved state unusable, starting with empty windows", "err", err, "dir", s.cfg.StateDir)
-	s.m.stateErrors.Inc()
-	s.eng = newEngine(s.cfg, s.m)
-	s.recent = newRecent(s.cfg.Recent)
-	s.store, err = journal.Discard(s.cfg.StateDir, journalName)
-	return err
-}
-
-var errBadRecord = errors.New("unreadable journal record")
-
-func (s *Sink) replay(st *journal.Store) error {
-	snapData, records, err := st.Load()
-	if err != nil {
-		return err
-	}
-	if snapData != nil {
-		var snap snapshot
-		if err := json.Unmarshal(snapData, &snap); err != nil {
-			return fmt.Errorf("%w: %v", journal.ErrCorrupt, err)
-		}
-		if snap.Version != stateVersion {
-			return fmt.Errorf("%w: version %d, want %d", journal.ErrCorrupt, snap.Version, stateVersion)
-		}
-		s.eng.restore(&snap)
-		for _, a := range snap.Recent {
-			s.recent.add(a)
-		}
-	}
-	// The logged ticks' alerts are on the bus already; counting them again
-	// would be wrong, so the replay counts into a registry nobody reads.
-	live := s.eng.m
-	s.eng.m, _ = newMetrics(prometheus.NewRegistry())
-	defer func() { s.eng.m = live }()
-	n := 0
-	for _, rec := range records {
-		ticks, err := recordTicks(rec)
-		if err != nil {
-			return fmt.Errorf("%w: %v", errBadRecord, err)
-		}
-		for i := range ticks {
-			s.eng.apply(&ticks[i])
-		}
-		n += len(ticks)
-		for _, a := range s.eng.drain() {
-			s.recent.add(a)
-		}
-	}
 	s.m.pairs.Set(float64(len(s.eng.pairs)))
-	s.log.Info("risk: state restored", "pairs", len(s.eng.pairs), "replayed_ticks", n)
 	return nil
 }
 
@@ -223,81 +140,36 @@ func (s *Sink) replay(st *journal.Store) error {
 func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.loaded {
+	if !s.journal.Loaded() {
 		return sinks.ErrNotConnected
 	}
 	for i := range batch {
-		if s.eng.apply(&batch[i]) && s.cfg.StateDir != "" {
-			s.pending = appendTick(s.pending, &batch[i])
+		if s.eng.apply(&batch[i]) && s.journal.Enabled() {
+			s.pending = journal.AppendTick(s.pending, &batch[i])
 			s.nPending++
 		}
 	}
-	s.outbox = append(s.outbox, s.eng.drain()...)
-	if err := s.flush(ctx); err != nil {
-		return err
-	}
-	if err := s.save(); err != nil {
-		s.m.stateErrors.Inc()
+	s.outbox.Add(s.eng.drain()...)
+	if err := s.outbox.Flush(ctx); err != nil {
 		return fmt.Errorf("risk: %w", err)
 	}
-	return nil
-}
-
-// save logs the ticks applied since the last save, or snapshots the whole
-// state when the log has grown enough.
-func (s *Sink) save() error {
-	if s.store == nil || s.nPending == 0 {
+	if s.nPending == 0 {
 		return nil
 	}
-	var err error
-	if s.store.NeedsSnapshot() {
-		err = s.snapshotState()
-	} else {
-		err = s.store.Append(s.pending)
-	}
-	if err != nil {
-		return err
+	if err := s.journal.Save(func() ([]byte, error) { return s.pending, nil }); err != nil {
+		return fmt.Errorf("risk: %w", err)
 	}
 	s.pending, s.nPending = s.pending[:0], 0
 	return nil
 }
 
-// snapshotState writes the whole state and empties the journal.
-func (s *Sink) snapshotState() error {
-	snap := s.eng.snapshot()
-	snap.Recent = s.recent.all()
-	b, err := json.Marshal(&snap)
-	if err != nil {
-		return fmt.Errorf("encode state: %w", err)
+// acked follows an alert the bus has acknowledged: to the webhook and the
+// log. Browsers get it from the topic (the push sink follows it).
+func (s *Sink) acked(a *alert.Alert) {
+	if s.hook != nil {
+		s.hook.enqueue(*a)
 	}
-	return s.store.Snapshot(b)
-}
-
-// flush publishes the outbox in order, dropping each alert once acked.
-func (s *Sink) flush(ctx context.Context) error {
-	for len(s.outbox) > 0 {
-		a := &s.outbox[0]
-		b, err := json.Marshal(a)
-		if err != nil {
-			return fmt.Errorf("risk: encode alert: %w", err)
-		}
-		key := a.Key()
-		if err := s.env.Publisher.Publish(ctx, alert.Topic, []byte(key), b); err != nil {
-			s.m.publishErrors.Inc()
-			return fmt.Errorf("risk: publish to %s: %w", alert.Topic, err)
-		}
-		s.recent.add(*a)
-		if s.push != nil {
-			s.push.Publish(alert.Channel, key, b)
-		}
-		if s.hook != nil {
-			s.hook.enqueue(*a)
-		}
-		s.log.Info("risk: alert", "id", a.ID, "rule", a.Rule, "status", a.Status, "severity", a.Severity, "pair", key, "msg", a.Message)
-		s.outbox = s.outbox[1:]
-	}
-	s.outbox = nil
-	return nil
+	s.log.Info("risk: alert", "id", a.ID, "rule", a.Rule, "status", a.Status, "severity", a.Severity, "pair", a.Key(), "msg", a.Message)
 }
 
 // Close closes the state journal; the state itself is saved after every
@@ -305,12 +177,7 @@ func (s *Sink) flush(ctx context.Context) error {
 func (s *Sink) Close(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.store == nil {
-		return nil
-	}
-	err := s.store.Close()
-	s.store = nil
-	return err
+	return s.journal.Close()
 }
 
 // Run delivers webhooks for the life of the process.
@@ -326,7 +193,7 @@ func (s *Sink) Run(ctx context.Context) error {
 // with at least severity min ("" for any), newest first, at most limit (0
 // for all kept).
 func (s *Sink) RecentAlerts(since int64, min alert.Severity, limit int) []alert.Alert {
-	return s.recent.list(since, min, limit)
+	return s.recent.RecentAlerts(since, min, limit)
 }
 
 type metrics struct {

@@ -20,8 +20,8 @@ func TestVolatilityCrossingFiresOnce(t *testing.T) {
 	h := newHarness(t, onlyRules(alert.PriceVolatility))
 	// +5 % exactly is not above the threshold; 105.01 is. The price then
 	// stays up: still one alert.
-	h.write(path("binance", "BTCUSDT", 20*time.Second, "100", "102", "104", "105", "105.01", "106", "107", "106.5")...)
-	got := h.bus.alerts()
+	h.Write(path("binance", "BTCUSDT", 20*time.Second, "100", "102", "104", "105", "105.01", "106", "107", "106.5")...)
+	got := h.alerts()
 	if len(got) != 1 {
 		t.Fatalf("got %d alerts, want 1: %+v", len(got), got)
 	}
@@ -36,13 +36,10 @@ func TestVolatilityCrossingFiresOnce(t *testing.T) {
 	if !reflect.DeepEqual(a, want) {
 		t.Fatalf("alert\n got %+v\nwant %+v", a, want)
 	}
-	if h.bus.records[0].topic != alert.Topic || h.bus.records[0].key != "binance:BTCUSDT" {
-		t.Fatalf("published to %s key %s", h.bus.records[0].topic, h.bus.records[0].key)
+	if r := h.Bus.Records()[0]; r.Topic != alert.Topic || r.Key != "binance:BTCUSDT" {
+		t.Fatalf("published to %s key %s", r.Topic, r.Key)
 	}
-	if got := h.push.msgs[alert.Channel]; len(got) != 1 || got[0] != "binance:BTCUSDT" {
-		t.Fatalf("push channel got %v", got)
-	}
-	if l := h.sink.RecentAlerts(0, "", 0); len(l) != 1 || l[0].ID != want.ID {
+	if l := h.Sink.RecentAlerts(0, "", 0); len(l) != 1 || l[0].ID != want.ID {
 		t.Fatalf("recent = %+v", l)
 	}
 }
@@ -55,16 +52,16 @@ func TestVolatilityWindowIsEventTime(t *testing.T) {
 	for i := 0; i <= 10; i++ {
 		ticks = append(ticks, tk("binance", "ETHUSDT", time.Duration(i)*3*time.Minute, []string{"100", "101", "102", "103", "104", "105", "106", "107", "108", "109", "110"}[i]))
 	}
-	h.write(ticks...)
-	if got := h.bus.alerts(); len(got) != 0 {
+	h.Write(ticks...)
+	if got := h.alerts(); len(got) != 0 {
 		t.Fatalf("slow drift raised %d alerts: %+v", len(got), got)
 	}
 }
 
 func TestVolatilityDownMove(t *testing.T) {
 	h := newHarness(t, onlyRules(alert.PriceVolatility))
-	h.write(path("binance", "SOLUSDT", time.Second, "200", "189.9")...)
-	got := h.bus.alerts()
+	h.Write(path("binance", "SOLUSDT", time.Second, "200", "189.9")...)
+	got := h.alerts()
 	if len(got) != 1 || got[0].ChangePercent != "-5.05" {
 		t.Fatalf("got %+v, want one alert at -5.05 %%", got)
 	}
@@ -88,14 +85,14 @@ func TestVolatilityOscillationCooldown(t *testing.T) {
 			cfg := onlyRules(alert.PriceVolatility)
 			cfg.Volatility.Cooldown = tt.cooldown
 			h := newHarness(t, cfg)
-			h.write(path("binance", "BTCUSDT", 10*time.Second, prices...)...)
-			got := h.bus.alerts()
+			h.Write(path("binance", "BTCUSDT", 10*time.Second, prices...)...)
+			got := h.alerts()
 			f := len(firing(got))
 			if f != tt.wantFiring || len(got)-f != tt.wantResolved {
 				t.Fatalf("firing %d resolved %d, want %d and %d: %+v", f, len(got)-f, tt.wantFiring, tt.wantResolved, got)
 			}
-			if tt.cooldown > 0 && h.counter("tickflow_risk_alerts_suppressed_total", "rule", alert.PriceVolatility) != 3 {
-				t.Fatalf("suppressed = %v, want 3", h.counter("tickflow_risk_alerts_suppressed_total"))
+			if tt.cooldown > 0 && h.Counter("tickflow_risk_alerts_suppressed_total", "rule", alert.PriceVolatility) != 3 {
+				t.Fatalf("suppressed = %v, want 3", h.Counter("tickflow_risk_alerts_suppressed_total"))
 			}
 		})
 	}
@@ -105,8 +102,8 @@ func TestVolatilityHysteresis(t *testing.T) {
 	h := newHarness(t, onlyRules(alert.PriceVolatility))
 	// 4.5 % is below the threshold but above the clearing level: the alert
 	// stays firing; 3.9 % resolves it.
-	h.write(path("binance", "BTCUSDT", 10*time.Second, "100", "105.5", "104.5", "105.9", "103.9")...)
-	got := h.bus.alerts()
+	h.Write(path("binance", "BTCUSDT", 10*time.Second, "100", "105.5", "104.5", "105.9", "103.9")...)
+	got := h.alerts()
 	if len(got) != 2 || got[0].Status != alert.Firing || got[1].Status != alert.Resolved || got[0].ID != got[1].ID {
 		t.Fatalf("want firing then resolved with one ID, got %+v", got)
 	}
@@ -124,8 +121,8 @@ func TestVolatilityVsOpen24h(t *testing.T) {
 	a.Open24h = tick.MustDecimal("90")
 	b := tk("binance", "BTCUSDT", time.Second, "100")
 	b.Open24h = tick.MustDecimal("91")
-	h.write(a, b)
-	got := h.bus.alerts()
+	h.Write(a, b)
+	got := h.alerts()
 	if len(got) != 1 || got[0].Rule != alert.PriceVolatility24h || got[0].Window != "24h" || got[0].FromPrice != "90" {
 		t.Fatalf("got %+v, want one 24h alert from 90", got)
 	}
@@ -137,25 +134,25 @@ func TestReplayGivesNoNewAlert(t *testing.T) {
 	ticks = append(ticks, book(tk("binance", "BTCUSDT", 100*time.Second, "98"), "98.1", "98"), book(tk("binance", "BTCUSDT", 110*time.Second, "98"), "97.9", "98"))
 
 	h := newHarness(t, cfg)
-	h.write(ticks...)
-	first := ids(h.bus.alerts())
+	h.Write(ticks...)
+	first := ids(h.alerts())
 	if len(first) < 4 {
 		t.Fatalf("scenario raised only %v", first)
 	}
 
 	// The same ticks again, as the runtime redelivers after a failed commit.
-	h.write(ticks...)
-	if again := ids(h.bus.alerts()); !reflect.DeepEqual(again, first) {
+	h.Write(ticks...)
+	if again := ids(h.alerts()); !reflect.DeepEqual(again, first) {
 		t.Fatalf("replay published more: %v, first run %v", again, first)
 	}
-	if n := h.counter("tickflow_risk_ticks_skipped_total", "reason", "replayed"); n != float64(len(ticks)) {
+	if n := h.Counter("tickflow_risk_ticks_skipped_total", "reason", "replayed"); n != float64(len(ticks)) {
 		t.Fatalf("skipped %v replayed ticks, want %d", n, len(ticks))
 	}
 
 	// A fresh monitor fed the same ticks derives the same IDs.
 	h2 := newHarness(t, cfg)
-	h2.write(ticks...)
-	if got := ids(h2.bus.alerts()); !reflect.DeepEqual(got, first) {
+	h2.Write(ticks...)
+	if got := ids(h2.alerts()); !reflect.DeepEqual(got, first) {
 		t.Fatalf("fresh monitor: %v, want %v", got, first)
 	}
 }
@@ -179,34 +176,34 @@ func TestRestartReplaysSavedState(t *testing.T) {
 	}
 
 	whole := newHarness(t, cfg(t.TempDir()))
-	whole.write(ticks...)
-	want := ids(whole.bus.alerts())
+	whole.Write(ticks...)
+	want := ids(whole.alerts())
 
 	for _, snapshot := range []bool{false, true} {
 		t.Run(fmt.Sprintf("snapshot=%v", snapshot), func(t *testing.T) {
 			dir := t.TempDir()
 			first := newHarness(t, cfg(dir))
-			first.write(ticks[:8]...)
+			first.Write(ticks[:8]...)
 			if snapshot { // as when the journal has grown: state so far in the snapshot, the rest logged
-				if err := first.sink.snapshotState(); err != nil {
+				if err := first.Sink.journal.Snapshot(); err != nil {
 					t.Fatal(err)
 				}
 			}
-			first.write(ticks[8:14]...)
-			first.sink.Close(context.Background())
+			first.Write(ticks[8:14]...)
+			first.Sink.Close(context.Background())
 			// Crash: the last batch was saved but its offsets never
 			// committed, so the restarted monitor sees it again, then the rest.
 			second := newHarness(t, cfg(dir))
-			second.write(ticks[8:]...)
-			got := append(ids(first.bus.alerts()), ids(second.bus.alerts())...)
+			second.Write(ticks[8:]...)
+			got := append(ids(first.alerts()), ids(second.alerts())...)
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("with restart %v\nuninterrupted %v", got, want)
 			}
-			if l := second.sink.RecentAlerts(0, "", 0); len(l) != len(got) {
+			if l := second.Sink.RecentAlerts(0, "", 0); len(l) != len(got) {
 				t.Fatalf("REST list after restart has %d alerts, want %d", len(l), len(got))
 			}
-			if n := second.counter("tickflow_risk_alerts_total"); n != float64(len(second.bus.alerts())) {
-				t.Fatalf("alerts_total %v counts replayed alerts; published %d", n, len(second.bus.alerts()))
+			if n := second.Counter("tickflow_risk_alerts_total"); n != float64(len(second.alerts())) {
+				t.Fatalf("alerts_total %v counts replayed alerts; published %d", n, len(second.alerts()))
 			}
 		})
 	}
@@ -251,14 +248,14 @@ func TestCorruptStateStartsCold(t *testing.T) {
 			cfg := onlyRules(alert.PriceVolatility)
 			cfg.StateDir = dir
 			h := newHarness(t, cfg)
-			if h.counter("tickflow_risk_state_errors_total") != 1 {
+			if h.Counter("tickflow_risk_state_errors_total") != 1 {
 				t.Fatal("state error not counted")
 			}
 			if _, err := os.Stat(filepath.Join(dir, tt.file+".corrupt")); err != nil {
 				t.Fatalf("bad state not kept aside: %v", err)
 			}
-			h.write(path("binance", "BTCUSDT", time.Second, "100", "110")...)
-			if len(h.bus.alerts()) != 1 {
+			h.Write(path("binance", "BTCUSDT", time.Second, "100", "110")...)
+			if len(h.alerts()) != 1 {
 				t.Fatal("monitor does not work after bad state")
 			}
 		})
@@ -280,9 +277,9 @@ func TestStaleFeed(t *testing.T) {
 			ticks = append(ticks, tk("okx", "BTCUSDT", at, "100"), tk("okx", "ETHUSDT", at, "10"))
 		}
 	}
-	h.write(ticks[:40]...) // batch boundaries must not matter
-	h.write(ticks[40:]...)
-	got := h.bus.alerts()
+	h.Write(ticks[:40]...) // batch boundaries must not matter
+	h.Write(ticks[40:]...)
+	got := h.alerts()
 	if len(got) != 2 {
 		t.Fatalf("got %d alerts, want firing and resolved for binance:ETHUSDT: %+v", len(got), got)
 	}
@@ -302,14 +299,14 @@ func TestStaleFeed(t *testing.T) {
 
 func TestCrossedBook(t *testing.T) {
 	h := newHarness(t, onlyRules(alert.CrossedBook))
-	h.write(
+	h.Write(
 		book(tk("binance", "BTCUSDT", 0, "100"), "99.9", "100.1"),
 		book(tk("binance", "BTCUSDT", time.Second, "100"), "100", "100"),     // locked
 		book(tk("binance", "BTCUSDT", 2*time.Second, "100"), "100.2", "100"), // crossed: still the same alert
 		tk("binance", "BTCUSDT", 3*time.Second, "100"),                       // no book: no judgement
 		book(tk("binance", "BTCUSDT", 4*time.Second, "100"), "99.9", "100"),  // normal
 	)
-	got := h.bus.alerts()
+	got := h.alerts()
 	if len(got) != 2 {
 		t.Fatalf("got %+v, want firing and resolved", got)
 	}
@@ -324,7 +321,7 @@ func TestCrossedBook(t *testing.T) {
 
 func TestPriceSpike(t *testing.T) {
 	h := newHarness(t, onlyRules(alert.PriceSpike))
-	h.write(
+	h.Write(
 		tk("binance", "BTCUSDT", 0, "100"),
 		tk("okx", "BTC-USDT", 0, "100.5"),
 		tk("bybit", "BTCUSDT", 0, "99.8"),
@@ -333,7 +330,7 @@ func TestPriceSpike(t *testing.T) {
 		tk("bybit", "BTCUSDT", 3*time.Second, "100.2"), // back in line
 		tk("kraken", "BTCUSDT", 60*time.Second, "150"), // others are all older than max_age
 	)
-	got := h.bus.alerts()
+	got := h.alerts()
 	if len(got) != 2 {
 		t.Fatalf("got %+v, want bybit firing and resolved", got)
 	}
@@ -353,19 +350,19 @@ func TestPublishFailureIsRetriedWithoutDuplicates(t *testing.T) {
 		tk("binance", "BTCUSDT", 0, "100"),
 		book(tk("binance", "BTCUSDT", time.Second, "106"), "107", "106"),
 	}
-	h.bus.failNext = 1
-	if err := h.sink.WriteBatch(context.Background(), batch); err == nil {
+	h.Bus.FailNext(1)
+	if err := h.Sink.WriteBatch(context.Background(), batch); err == nil {
 		t.Fatal("WriteBatch succeeded although the bus refused the alert")
 	}
-	if len(h.bus.alerts()) != 0 || len(h.sink.RecentAlerts(0, "", 0)) != 0 {
+	if len(h.alerts()) != 0 || len(h.Sink.RecentAlerts(0, "", 0)) != 0 {
 		t.Fatal("alert listed before the bus acknowledged it")
 	}
-	h.write(batch...) // the runtime's retry
-	got := h.bus.alerts()
+	h.Write(batch...) // the runtime's retry
+	got := h.alerts()
 	if len(got) != 2 || got[0].Rule != alert.PriceVolatility || got[1].Rule != alert.CrossedBook {
 		t.Fatalf("after retry got %+v, want the two alerts once, in order", got)
 	}
-	if h.counter("tickflow_risk_publish_errors_total") != 1 {
+	if h.Counter("tickflow_risk_publish_errors_total") != 1 {
 		t.Fatal("publish error not counted")
 	}
 }
@@ -374,18 +371,18 @@ func TestInvalidTicksAreCountedNotFatal(t *testing.T) {
 	h := newHarness(t, DefaultConfig())
 	bad := tk("binance", "BTCUSDT", 0, "100")
 	bad.Price = tick.MustDecimal("-1")
-	h.write(bad, tick.Tick{}, tk("binance", "BTCUSDT", time.Second, "100"))
-	if n := h.counter("tickflow_risk_ticks_skipped_total", "reason", "invalid"); n != 2 {
+	h.Write(bad, tick.Tick{}, tk("binance", "BTCUSDT", time.Second, "100"))
+	if n := h.Counter("tickflow_risk_ticks_skipped_total", "reason", "invalid"); n != 2 {
 		t.Fatalf("invalid skipped = %v, want 2", n)
 	}
-	if n := h.counter("tickflow_risk_ticks_total"); n != 1 {
+	if n := h.Counter("tickflow_risk_ticks_total"); n != 1 {
 		t.Fatalf("applied = %v, want 1", n)
 	}
 }
 
 func TestRecentAlertsFilters(t *testing.T) {
 	h := newHarness(t, onlyRules(alert.PriceVolatility, alert.CrossedBook))
-	h.write(
+	h.Write(
 		tk("binance", "BTCUSDT", 0, "100"),
 		tk("binance", "BTCUSDT", time.Second, "110"),                   // warning at +1 s
 		book(tk("binance", "ETHUSDT", 2*time.Second, "10"), "10", "9"), // critical at +2 s
@@ -404,26 +401,12 @@ func TestRecentAlertsFilters(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var got []string
-		for _, a := range h.sink.RecentAlerts(tt.since, tt.min, tt.limit) {
+		for _, a := range h.Sink.RecentAlerts(tt.since, tt.min, tt.limit) {
 			got = append(got, a.Rule)
 		}
 		if !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("since %d min %q limit %d: got %v, want %v", tt.since, tt.min, tt.limit, got, tt.want)
 		}
-	}
-}
-
-func TestRecentIsBounded(t *testing.T) {
-	r := newRecent(3)
-	for i := 1; i <= 5; i++ {
-		r.add(alert.Alert{Timestamp: int64(i)})
-	}
-	var got []int64
-	for _, a := range r.all() {
-		got = append(got, a.Timestamp)
-	}
-	if !reflect.DeepEqual(got, []int64{3, 4, 5}) {
-		t.Fatalf("kept %v", got)
 	}
 }
 

@@ -1,12 +1,12 @@
 package risk
 
 import (
-	"encoding/binary"
-	"errors"
+	"encoding/json"
 
 	"github.com/cockroachdb/apd/v3"
 
 	"github.com/tickflow/tickflow/alert"
+	"github.com/tickflow/tickflow/internal/journal"
 	"github.com/tickflow/tickflow/internal/window"
 	"github.com/tickflow/tickflow/tick"
 )
@@ -98,28 +98,50 @@ func (e *engine) restore(s *snapshot) {
 	}
 }
 
-// appendTick adds a tick to a journal record: uvarint length, tick JSON.
-func appendTick(rec []byte, t *tick.Tick) []byte {
-	var tmp [512]byte
-	js := t.AppendJSON(tmp[:0])
-	rec = binary.AppendUvarint(rec, uint64(len(js)))
-	return append(rec, js...)
+// journaled is the monitor as its journal sees it (events.State); the
+// journal calls it under the batch lock.
+type journaled Sink
+
+func (j *journaled) Snapshot() (any, error) {
+	snap := j.eng.snapshot()
+	snap.Recent = j.recent.All()
+	return &snap, nil
 }
 
-// recordTicks decodes a journal record.
-func recordTicks(rec []byte) ([]tick.Tick, error) {
-	var out []tick.Tick
-	for len(rec) > 0 {
-		n, k := binary.Uvarint(rec)
-		if k <= 0 || uint64(len(rec)-k) < n {
-			return nil, errors.New("truncated tick in journal record")
-		}
-		var t tick.Tick
-		if err := tick.Unmarshal(rec[k:k+int(n)], &t); err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-		rec = rec[k+int(n):]
+func (j *journaled) Restore(data []byte) error {
+	var snap snapshot
+	if err := json.Unmarshal(data, &snap); err != nil {
+		return err
 	}
-	return out, nil
+	j.eng.restore(&snap)
+	for _, a := range snap.Recent {
+		j.recent.Add(a)
+	}
+	return nil
+}
+
+// Replay applies a logged batch of ticks. The alerts they raise were
+// published already: they only refill the REST list and the set of
+// published IDs, and are counted where nobody reads.
+func (j *journaled) Replay(rec []byte) error {
+	ticks, err := journal.Ticks(rec)
+	if err != nil {
+		return err
+	}
+	live := j.eng.m
+	j.eng.m = j.quiet
+	defer func() { j.eng.m = live }()
+	for i := range ticks {
+		j.eng.apply(&ticks[i])
+	}
+	for _, a := range j.eng.drain() {
+		j.recent.Add(a)
+	}
+	return nil
+}
+
+func (j *journaled) Reset() error {
+	j.eng = newEngine(j.cfg, j.m)
+	j.recent.Reset()
+	return nil
 }

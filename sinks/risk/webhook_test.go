@@ -191,16 +191,16 @@ func TestSinkPostsAlertsToWebhook(t *testing.T) {
 	h := newHarness(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.sink.Run(ctx) }()
-	h.write(path("binance", "BTCUSDT", time.Second, "100", "107")...)
+	go func() { done <- h.Sink.Run(ctx) }()
+	h.Write(path("binance", "BTCUSDT", time.Second, "100", "107")...)
 	<-srv.got
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 	var a alert.Alert
-	if err := json.Unmarshal(srv.bodies[0], &a); err != nil || a.ID != h.bus.alerts()[0].ID {
-		t.Fatalf("posted %s (%v), published %+v", srv.bodies[0], err, h.bus.alerts())
+	if err := json.Unmarshal(srv.bodies[0], &a); err != nil || a.ID != h.alerts()[0].ID {
+		t.Fatalf("posted %s (%v), published %+v", srv.bodies[0], err, h.alerts())
 	}
 }
 

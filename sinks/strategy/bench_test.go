@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"math/rand"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tickflow/tickflow/internal/testkit"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/tick"
 )
@@ -59,13 +59,6 @@ func benchConfig(b *testing.B, bars string) *Config {
 	return c
 }
 
-type countingBus struct{ n atomic.Int64 }
-
-func (c *countingBus) Publish(context.Context, string, []byte, []byte) error {
-	c.n.Add(1)
-	return nil
-}
-
 // BenchmarkStrategyWriteBatch is the engine's throughput with 400
 // strategies (each of the four types on each of 100 pairs), 500-tick
 // batches, triggers executed on the worker pool, signals JSON-encoded and
@@ -85,7 +78,7 @@ func BenchmarkStrategyWriteBatch(b *testing.B) {
 			if bc.withState {
 				cfg.StateDir = b.TempDir()
 			}
-			pub := &countingBus{}
+			pub := &testkit.CountingPublisher{}
 			s, err := New(sinks.Env{Name: "strategy", Metrics: prometheus.NewRegistry(), Publisher: pub}, cfg)
 			if err != nil {
 				b.Fatal(err)
@@ -100,55 +93,13 @@ func BenchmarkStrategyWriteBatch(b *testing.B) {
 			if err := s.Connect(ctx); err != nil {
 				b.Fatal(err)
 			}
-			runBatches(b, func(batch []tick.Tick) error { return s.WriteBatch(ctx, batch) })
-			b.ReportMetric(float64(pub.n.Load())/float64(b.N)*1e6, "signals/Mtick")
+			testkit.RunBatches(b, benchTicks(100_000), 500, func(batch []tick.Tick) error { return s.WriteBatch(ctx, batch) })
+			b.ReportMetric(float64(pub.Count())/float64(b.N)*1e6, "signals/Mtick")
 		})
 	}
-}
-
-func runBatches(b *testing.B, write func([]tick.Tick) error) {
-	const set, batch = 100_000, 500
-	ticks := benchTicks(set)
-	var now int64 = 1_700_000_000_000
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	for done := 0; done < b.N; {
-		if done%set == 0 {
-			b.StopTimer()
-			for i := range ticks {
-				ticks[i].Timestamp = now
-				now++
-			}
-			b.StartTimer()
-		}
-		off := done % set
-		n := min(batch, b.N-done, set-off)
-		if err := write(ticks[off : off+n]); err != nil {
-			b.Fatal(err)
-		}
-		done += n
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ticks/s")
 }
 
 // BenchmarkBaselineDecode is the raw baseline for the same run: decoding
 // the same ticks from their JSON, the work the runtime does for every sink
 // before WriteBatch. One op is one tick.
-func BenchmarkBaselineDecode(b *testing.B) {
-	ticks := benchTicks(1000)
-	raw := make([][]byte, len(ticks))
-	for i := range ticks {
-		raw[i] = ticks[i].AppendJSON(nil)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	var t tick.Tick
-	for i := 0; i < b.N; i++ {
-		if err := tick.Unmarshal(raw[i%len(raw)], &t); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ticks/s")
-}
+func BenchmarkBaselineDecode(b *testing.B) { testkit.BenchDecode(b, benchTicks(1000)) }

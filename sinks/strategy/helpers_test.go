@@ -2,74 +2,18 @@ package strategy
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/tickflow/tickflow/internal/testkit"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/internal/testkit"
 	"github.com/tickflow/tickflow/signal"
 	"github.com/tickflow/tickflow/sinks"
-	"github.com/tickflow/tickflow/tick"
 )
-
-type record struct {
-	topic, key string
-	sig        signal.Signal
-}
-
-type fakeBus struct {
-	mu       sync.Mutex
-	records  []record
-	failNext int
-}
-
-func (b *fakeBus) Publish(_ context.Context, topic string, key, value []byte) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.failNext > 0 {
-		b.failNext--
-		return errors.New("broker unavailable")
-	}
-	var s signal.Signal
-	if err := json.Unmarshal(value, &s); err != nil {
-		return err
-	}
-	b.records = append(b.records, record{topic: topic, key: string(key), sig: s})
-	return nil
-}
-
-func (b *fakeBus) signals() []signal.Signal {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	out := make([]signal.Signal, len(b.records))
-	for i, r := range b.records {
-		out[i] = r.sig
-	}
-	return out
-}
-
-type fakePush struct {
-	sinks.Sink
-	mu   sync.Mutex
-	keys map[string][]string
-}
-
-func (p *fakePush) Publish(channel, key string, _ []byte) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.keys == nil {
-		p.keys = map[string][]string{}
-	}
-	p.keys[channel] = append(p.keys[channel], key)
-}
 
 // parseConfig decodes a sinks.strategy section the way the config loader
 // does, over the defaults.
@@ -84,23 +28,20 @@ func parseConfig(t *testing.T, src string) *Config {
 	return c
 }
 
-type harness struct {
-	t    *testing.T
-	sink *Sink
-	bus  *fakeBus
-	push *fakePush
-	reg  *prometheus.Registry
+// harness is a connected engine with a recording bus.
+type harness struct{ *testkit.Harness[*Sink] }
+
+// signals decodes what the engine published, in order.
+func (h *harness) signals() []signal.Signal {
+	return testkit.Values[signal.Signal](h.T, h.Bus, signal.Topic)
 }
 
 // newHarness builds a connected engine with its pool running until the
 // test ends.
 func newHarness(t *testing.T, cfg *Config, clk clock.Clock) *harness {
 	t.Helper()
-	h := &harness{t: t, bus: &fakeBus{}, push: &fakePush{}, reg: prometheus.NewRegistry()}
-	s, err := New(sinks.Env{
-		Name: "strategy", Metrics: h.reg, Publisher: h.bus, Clock: clk,
-		Peer: func(name string) (sinks.Sink, bool) { return h.push, name == "push" },
-	}, cfg)
+	h := &harness{testkit.NewHarness[*Sink](t)}
+	s, err := New(sinks.Env{Name: "strategy", Metrics: h.Reg, Publisher: h.Bus, Clock: clk}, cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -114,37 +55,17 @@ func newHarness(t *testing.T, cfg *Config, clk clock.Clock) *harness {
 		}
 	})
 	testkit.Eventually(t, 10*time.Second, "the pool to start", s.pool.running.Load)
-	if err := s.Connect(context.Background()); err != nil {
-		t.Fatalf("Connect: %v", err)
-	}
-	h.sink = s
+	h.Connect(s)
 	return h
 }
 
-func (h *harness) write(ticks ...tick.Tick) {
-	h.t.Helper()
-	if err := h.sink.WriteBatch(context.Background(), ticks); err != nil {
-		h.t.Fatalf("WriteBatch: %v", err)
-	}
-}
+// t0, tk and path: ticks at offsets from an arbitrary event time.
+const t0 = testkit.T0
 
-func (h *harness) counter(name string, labels ...string) float64 {
-	return testkit.Metric(h.reg, name, labels...)
-}
-
-const t0 = int64(1_700_000_000_000)
-
-func tk(exchange, symbol string, at time.Duration, price string) tick.Tick {
-	return tick.Tick{Exchange: exchange, Symbol: symbol, Timestamp: t0 + at.Milliseconds(), Price: tick.MustDecimal(price)}
-}
-
-func path(exchange, symbol string, step time.Duration, prices ...string) []tick.Tick {
-	out := make([]tick.Tick, len(prices))
-	for i, p := range prices {
-		out[i] = tk(exchange, symbol, time.Duration(i)*step, p)
-	}
-	return out
-}
+var (
+	tk   = testkit.TickAt
+	path = testkit.Path
+)
 
 // sig is the comparable part of a signal.
 type sig struct {
@@ -173,5 +94,5 @@ func indent(s, prefix string) string {
 }
 
 func senv() sinks.Env {
-	return sinks.Env{Name: "strategy", Metrics: prometheus.NewRegistry(), Publisher: &fakeBus{}}
+	return sinks.Env{Name: "strategy", Metrics: prometheus.NewRegistry(), Publisher: &testkit.Publisher{}}
 }

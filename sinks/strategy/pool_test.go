@@ -102,21 +102,21 @@ func TestPoolFloodOfFastTriggers(t *testing.T) {
 	resetExec()
 	h := newHarness(t, everyConfig(t, "fast", 2, 4, 5*time.Second), nil)
 	const n = 5000
-	h.write(rising(n)...)
-	if got := len(h.bus.signals()); got != n {
+	h.Write(rising(n)...)
+	if got := len(h.signals()); got != n {
 		t.Fatalf("%d signals, want %d", got, n)
 	}
 	if m := exec.max.Load(); m > 2 {
 		t.Fatalf("%d Executes ran at once with 2 workers", m)
 	}
-	if h.counter("tickflow_strategy_trigger_waits_total") == 0 {
+	if h.Counter("tickflow_strategy_trigger_waits_total") == 0 {
 		t.Fatal("a 4-deep queue took 5000 triggers without ever waiting")
 	}
-	if h.counter("tickflow_strategy_triggers_dropped_total") != 0 {
+	if h.Counter("tickflow_strategy_triggers_dropped_total") != 0 {
 		t.Fatal("fast triggers were dropped")
 	}
 	// Signals come out in trigger order, whatever order the workers ran.
-	for i, s := range h.bus.signals() {
+	for i, s := range h.signals() {
 		if s.Timestamp != t0+int64(i) {
 			t.Fatalf("signal %d has time %d", i, s.Timestamp-t0)
 		}
@@ -132,18 +132,18 @@ func TestPoolFloodOfStuckTriggers(t *testing.T) {
 	h := newHarness(t, everyConfig(t, "block", 2, 4, timeout), nil)
 	before := runtime.NumGoroutine()
 	start := time.Now()
-	h.write(rising(1000)...)
+	h.Write(rising(1000)...)
 	if d := time.Since(start); d > 20*timeout {
 		t.Fatalf("batch took %s with a %s timeout", d, timeout)
 	}
-	if len(h.bus.signals()) != 0 {
+	if len(h.signals()) != 0 {
 		t.Fatal("timed-out executions produced signals")
 	}
 	if m := exec.max.Load(); m > 2 {
 		t.Fatalf("%d Executes ran at once with 2 workers", m)
 	}
-	timeouts := h.counter("tickflow_strategy_exec_timeouts_total")
-	dropped := h.counter("tickflow_strategy_triggers_dropped_total")
+	timeouts := h.Counter("tickflow_strategy_exec_timeouts_total")
+	dropped := h.Counter("tickflow_strategy_triggers_dropped_total")
 	if timeouts < 2 || dropped < 900 || timeouts+dropped != 1000 {
 		t.Fatalf("timeouts %v + dropped %v, want all 1000 accounted for, mostly dropped", timeouts, dropped)
 	}
@@ -163,7 +163,7 @@ func TestPoolExecuteIgnoringContext(t *testing.T) {
 	ticks := rising(3)
 	write := func(ts ...tick.Tick) chan error {
 		done := make(chan error, 1)
-		go func() { done <- h.sink.WriteBatch(context.Background(), ts) }()
+		go func() { done <- h.Sink.WriteBatch(context.Background(), ts) }()
 		return done
 	}
 
@@ -175,7 +175,7 @@ func TestPoolExecuteIgnoringContext(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("WriteBatch: %v", err)
 	}
-	if got := h.counter("tickflow_strategy_exec_timeouts_total"); got != 1 {
+	if got := h.Counter("tickflow_strategy_exec_timeouts_total"); got != 1 {
 		t.Fatalf("timeouts %v, want 1", got)
 	}
 
@@ -190,16 +190,16 @@ func TestPoolExecuteIgnoringContext(t *testing.T) {
 		t.Fatalf("WriteBatch: %v", err)
 	}
 	release()
-	if got := h.counter("tickflow_strategy_triggers_dropped_total", "reason", "queue_full"); got != 1 {
+	if got := h.Counter("tickflow_strategy_triggers_dropped_total", "reason", "queue_full"); got != 1 {
 		t.Fatalf("dropped queue_full %v, want 1", got)
 	}
-	if got := h.counter("tickflow_strategy_triggers_dropped_total", "reason", "abandoned"); got != 1 {
+	if got := h.Counter("tickflow_strategy_triggers_dropped_total", "reason", "abandoned"); got != 1 {
 		t.Fatalf("dropped abandoned %v, want 1", got)
 	}
 	if exec.max.Load() != 1 || exec.calls.Load() != 1 {
 		t.Fatalf("%d calls, %d at once, want one", exec.calls.Load(), exec.max.Load())
 	}
-	if len(h.bus.signals()) != 0 {
+	if len(h.signals()) != 0 {
 		t.Fatal("lost triggers produced signals")
 	}
 }
@@ -207,11 +207,11 @@ func TestPoolExecuteIgnoringContext(t *testing.T) {
 func TestExecuteErrorIsCountedNotFatal(t *testing.T) {
 	resetExec()
 	h := newHarness(t, everyConfig(t, "fail", 2, 8, time.Second), nil)
-	h.write(rising(3)...)
-	if got := h.counter("tickflow_strategy_exec_errors_total"); got != 3 {
+	h.Write(rising(3)...)
+	if got := h.Counter("tickflow_strategy_exec_errors_total"); got != 3 {
 		t.Fatalf("exec errors %v, want 3", got)
 	}
-	if len(h.bus.signals()) != 0 {
+	if len(h.signals()) != 0 {
 		t.Fatal("failed executions produced signals")
 	}
 }

@@ -1,8 +1,8 @@
 // Package strategy is the strategy engine sink: configured strategies of
 // pluggable types (price_cross, sma_cross, breakout, momentum, or any type
 // registered with RegisterType) watch their pair's ticks and publish
-// signals to the strategy.signals topic, the push sink's "signal" channel
-// and the REST API. A built-in paper executor keeps simulated positions and
+// signals to the strategy.signals topic and its REST list (browsers get them
+// from the topic: the push sink follows it). A built-in paper executor keeps simulated positions and
 // PnL per strategy; no real order is ever placed.
 //
 // # Per tick
@@ -55,6 +55,7 @@ import (
 	"github.com/cockroachdb/apd/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tickflow/tickflow/internal/events"
 	"github.com/tickflow/tickflow/internal/journal"
 	"github.com/tickflow/tickflow/signal"
 	"github.com/tickflow/tickflow/sinks"
@@ -69,12 +70,6 @@ func init() {
 		Config: func() any { return DefaultConfig() },
 		New:    sinks.Typed(New),
 	})
-}
-
-// Pusher is what the engine needs from the push sink: fan a payload out to
-// a channel's subscribers without waiting for them.
-type Pusher interface {
-	Publish(channel, key string, payload []byte)
 }
 
 type instance struct {
@@ -98,14 +93,11 @@ type Sink struct {
 	log    *slog.Logger
 	m      *metrics
 	pool   *pool
-	recent *recent
+	recent events.Signals
 
 	batchMu sync.Mutex // serialises WriteBatch and Connect
-	outbox  []signal.Signal
-	loaded  bool
-	lookups bool
-	push    Pusher
-	store   *journal.Store // nil without state_dir
+	outbox  events.Outbox[signal.Signal]
+	journal events.Journal
 	// The journal record being built: what was applied and decided but not
 	// yet logged. It outlives a failed attempt, whose retry finds the
 	// ticks skipped.
@@ -142,9 +134,17 @@ func New(env sinks.Env, cfg *Config) (*Sink, error) {
 		env:    env,
 		log:    env.Logger.With("sink", "strategy"),
 		m:      m,
-		recent: newRecent(cfg.Recent),
+		recent: events.NewSignals(cfg.Recent),
 		routes: map[tick.Pair]*route{},
 		seen:   journal.NewSeen(journal.DefaultSeen),
+	}
+	s.outbox = events.Outbox[signal.Signal]{
+		Topic: signal.Topic, Publisher: env.Publisher, Key: (*signal.Signal).Key,
+		Errors: m.publishErrors, Recent: s.recent.Recent, Acked: s.acked,
+	}
+	s.journal = events.Journal{
+		Dir: cfg.StateDir, Name: journalName, Version: stateVersion, State: (*journaled)(s),
+		Logger: s.log, Errors: m.stateErrors,
 	}
 	s.pool = newPool(cfg, env.Clock, m, s.log)
 	busy := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -186,117 +186,13 @@ func (s *Sink) Run(ctx context.Context) error { return s.pool.run(ctx) }
 // errNoPool: WriteBatch before the host started Run.
 var errNoPool = errors.New("worker pool not running yet")
 
-// Connect loads the saved state (once) and finds the push sink.
-func (s *Sink) Connect(ctx context.Context) error {
+// Connect loads the saved state, once.
+func (s *Sink) Connect(context.Context) error {
 	s.batchMu.Lock()
 	defer s.batchMu.Unlock()
-	if !s.lookups {
-		s.lookups = true
-		push, ok, err := sinks.PeerAs[Pusher](s.env.Peer, "push")
-		if err != nil {
-			s.log.Warn("strategy: the push sink cannot publish to channels; signals go to Kafka and the API only", "err", err)
-		} else if ok {
-			s.push = push
-		}
-	}
-	if s.loaded || s.cfg.StateDir == "" {
-		s.loaded = true
-		return nil
-	}
-	if err := s.load(); err != nil {
-		s.m.stateErrors.Inc()
+	if err := s.journal.Load(); err != nil {
 		return fmt.Errorf("strategy: %w", err)
 	}
-	s.loaded = true
-	return nil
-}
-
-var errBadRecord = errors.New("unreadable journal record")
-
-// load restores the state from the journal. Unusable saved state is kept
-// aside and the strategies start afresh: losing warm-up history is better
-// than not trading (on paper) at all.
-func (s *Sink) load() error {
-	st, err := journal.Open(s.cfg.StateDir, journalName)
-	if err != nil {
-		return err
-	}
-	err = s.replay(st)
-	if err == nil {
-		s.store = st
-		return nil
-	}
-	st.Close()
-	if !errors.Is(err, journal.ErrCorrupt) && !errors.Is(err, errBadRecord) {
-		return err
-	}
-	s.log.Error("strategy: saved state unusable, starting strategies afresh", "err", err, "dir", s.cfg.StateDir)
-	s.m.stateErrors.Inc()
-	s.mu.Lock()
-	err = s.build()
-	s.seen = journal.NewSeen(journal.DefaultSeen)
-	s.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	s.recent = newRecent(s.cfg.Recent)
-	s.store, err = journal.Discard(s.cfg.StateDir, journalName)
-	return err
-}
-
-// replay applies the snapshot, then each logged batch: its ticks through
-// ShouldTrigger (triggers ignored: their outcome is logged) and its signals
-// to the paper accounts, the REST list and the published set.
-func (s *Sink) replay(st *journal.Store) error {
-	snapData, records, err := st.Load()
-	if err != nil {
-		return err
-	}
-	if snapData != nil {
-		var snap snapshot
-		if err := json.Unmarshal(snapData, &snap); err != nil {
-			return fmt.Errorf("%w: %v", journal.ErrCorrupt, err)
-		}
-		if snap.Version != stateVersion {
-			return fmt.Errorf("%w: version %d, want %d", journal.ErrCorrupt, snap.Version, stateVersion)
-		}
-		s.restore(&snap)
-	}
-	byName := make(map[string]*instance, len(s.insts))
-	for _, in := range s.insts {
-		byName[in.entry.Name] = in
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, rec := range records {
-		ticks, sigs, err := decodeRecord(rec)
-		if err != nil {
-			return fmt.Errorf("%w: %v", errBadRecord, err)
-		}
-		for i := range ticks {
-			s.feed(&ticks[i])
-		}
-		n += len(ticks)
-		for _, ls := range sigs {
-			sig := ls.Signal
-			if !s.seen.Add(sig.ID) {
-				continue
-			}
-			s.recent.add(sig)
-			in := byName[sig.Strategy]
-			if in == nil || in.fp != ls.Fingerprint {
-				continue
-			}
-			var price apd.Decimal
-			if err := tick.ParseDecimal(&price, sig.Price); err != nil {
-				return fmt.Errorf("%w: signal %s: %v", errBadRecord, sig.ID, err)
-			}
-			in.paper.apply(sig.Side, &price, &in.quantity, in.entry.AllowShort)
-			in.signals++
-		}
-	}
-	s.log.Info("strategy: state restored", "replayed_ticks", n)
 	return nil
 }
 
@@ -321,41 +217,6 @@ func (s *Sink) feed(t *tick.Tick) (applied bool, triggers []pending) {
 	return true, triggers
 }
 
-func (s *Sink) restore(snap *snapshot) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	restored := 0
-	for _, in := range s.insts {
-		ss := snap.Strategies[in.entry.Name]
-		if ss == nil {
-			continue
-		}
-		if ss.Fingerprint != in.fp {
-			s.log.Info("strategy: configuration changed since the snapshot, starting afresh", "strategy", in.entry.Name)
-			continue
-		}
-		if err := in.strategy.Restore(ss.State); err != nil {
-			s.m.stateErrors.Inc()
-			s.log.Error("strategy: cannot restore state, starting afresh", "strategy", in.entry.Name, "err", err)
-			continue
-		}
-		in.paper = ss.Paper
-		in.mark.Set(&ss.Mark)
-		in.signals = ss.Signals
-		restored++
-	}
-	for p, r := range s.routes {
-		r.last = snap.Pairs[p.String()]
-	}
-	for _, k := range snap.Seen {
-		s.seen.Add(k)
-	}
-	for _, sig := range snap.Recent {
-		s.recent.add(sig)
-	}
-	s.log.Info("strategy: state restored", "strategies", restored, "signals", len(snap.Recent))
-}
-
 type pending struct {
 	inst *instance
 	tr   Trigger
@@ -368,7 +229,7 @@ type pending struct {
 func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
 	s.batchMu.Lock()
 	defer s.batchMu.Unlock()
-	if !s.loaded {
+	if !s.journal.Loaded() {
 		return sinks.ErrNotConnected
 	}
 	if !s.pool.running.Load() {
@@ -387,8 +248,8 @@ func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
 		if !applied {
 			continue
 		}
-		if s.cfg.StateDir != "" {
-			s.pendingTicks = appendTick(s.pendingTicks, t)
+		if s.journal.Enabled() {
+			s.pendingTicks = journal.AppendTick(s.pendingTicks, t)
 			s.nPending++
 		}
 		for _, tr := range trs {
@@ -410,13 +271,16 @@ func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
 		}
 		s.decide(b.jobs)
 	}
-	if err := s.flush(ctx); err != nil {
-		return err
-	}
-	if err := s.save(); err != nil {
-		s.m.stateErrors.Inc()
+	if err := s.outbox.Flush(ctx); err != nil {
 		return fmt.Errorf("strategy: %w", err)
 	}
+	if s.nPending == 0 && len(s.pendingSignals) == 0 {
+		return nil
+	}
+	if err := s.journal.Save(func() ([]byte, error) { return encodeRecord(s.pendingTicks, s.pendingSignals) }); err != nil {
+		return fmt.Errorf("strategy: %w", err)
+	}
+	s.pendingTicks, s.nPending, s.pendingSignals = s.pendingTicks[:0], 0, nil
 	return nil
 }
 
@@ -476,89 +340,18 @@ func (s *Sink) decide(jobs []*job) {
 		}
 		in.paper.apply(sig.Side, &j.tr.Price, &in.quantity, in.entry.AllowShort)
 		in.signals++
-		if s.cfg.StateDir != "" {
+		if s.journal.Enabled() {
 			s.pendingSignals = append(s.pendingSignals, loggedSignal{Fingerprint: in.fp, Signal: sig})
 		}
 		s.m.signals.WithLabelValues(name, string(sig.Side)).Inc()
-		s.outbox = append(s.outbox, sig)
+		s.outbox.Add(sig)
 	}
 }
 
-// flush publishes the outbox in order, dropping each signal once acked.
-func (s *Sink) flush(ctx context.Context) error {
-	for len(s.outbox) > 0 {
-		sig := &s.outbox[0]
-		b, err := json.Marshal(sig)
-		if err != nil {
-			return fmt.Errorf("strategy: encode signal: %w", err)
-		}
-		key := sig.Key()
-		if err := s.env.Publisher.Publish(ctx, signal.Topic, []byte(key), b); err != nil {
-			s.m.publishErrors.Inc()
-			return fmt.Errorf("strategy: publish to %s: %w", signal.Topic, err)
-		}
-		s.recent.add(*sig)
-		if s.push != nil {
-			s.push.Publish(signal.Channel, key, b)
-		}
-		s.log.Debug("strategy: signal", "id", sig.ID, "strategy", sig.Strategy, "side", sig.Side, "pair", key, "price", sig.Price, "reason", sig.Reason)
-		s.outbox = s.outbox[1:]
-	}
-	s.outbox = nil
-	return nil
-}
-
-// save logs the batch (ticks applied and signals decided since the last
-// save), or snapshots the whole state when the log has grown enough.
-func (s *Sink) save() error {
-	if s.store == nil || (s.nPending == 0 && len(s.pendingSignals) == 0) {
-		return nil
-	}
-	var err error
-	if s.store.NeedsSnapshot() {
-		err = s.snapshotState()
-	} else {
-		var rec []byte
-		if rec, err = encodeRecord(s.pendingTicks, s.pendingSignals); err == nil {
-			err = s.store.Append(rec)
-		}
-	}
-	if err != nil {
-		return err
-	}
-	s.pendingTicks, s.nPending, s.pendingSignals = s.pendingTicks[:0], 0, nil
-	return nil
-}
-
-// snapshotState writes the whole state and empties the journal.
-func (s *Sink) snapshotState() error {
-	s.mu.RLock()
-	snap := snapshot{
-		Version:    stateVersion,
-		Strategies: make(map[string]*strategySnap, len(s.insts)),
-		Pairs:      make(map[string]int64, len(s.routes)),
-		Seen:       s.seen.List(),
-	}
-	for _, in := range s.insts {
-		st, err := in.strategy.State()
-		if err != nil {
-			s.mu.RUnlock()
-			return fmt.Errorf("state of %q: %w", in.entry.Name, err)
-		}
-		ss := &strategySnap{Fingerprint: in.fp, State: st, Paper: in.paper, Signals: in.signals}
-		ss.Mark.Set(&in.mark)
-		snap.Strategies[in.entry.Name] = ss
-	}
-	for p, r := range s.routes {
-		snap.Pairs[p.String()] = r.last
-	}
-	s.mu.RUnlock()
-	snap.Recent = s.recent.all()
-	b, err := json.Marshal(&snap)
-	if err != nil {
-		return fmt.Errorf("encode state: %w", err)
-	}
-	return s.store.Snapshot(b)
+// acked logs a signal the bus has acknowledged. Browsers get it from the
+// topic (the push sink follows it).
+func (s *Sink) acked(sig *signal.Signal) {
+	s.log.Debug("strategy: signal", "id", sig.ID, "strategy", sig.Strategy, "side", sig.Side, "pair", sig.Key(), "price", sig.Price, "reason", sig.Reason)
 }
 
 // Close closes the state journal; state is saved after every batch, and
@@ -566,18 +359,13 @@ func (s *Sink) snapshotState() error {
 func (s *Sink) Close(context.Context) error {
 	s.batchMu.Lock()
 	defer s.batchMu.Unlock()
-	if s.store == nil {
-		return nil
-	}
-	err := s.store.Close()
-	s.store = nil
-	return err
+	return s.journal.Close()
 }
 
 // RecentSignals lists recent signals of strategy ("" for all) at or after
 // since (event time, Unix ms), newest first, at most limit (0 for all kept).
 func (s *Sink) RecentSignals(strategy string, since int64, limit int) []signal.Signal {
-	return s.recent.list(strategy, since, limit)
+	return s.recent.RecentSignals(strategy, since, limit)
 }
 
 // Strategies reports every configured strategy with its state and paper

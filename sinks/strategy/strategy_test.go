@@ -108,8 +108,8 @@ func TestStrategyTypesOnKnownPaths(t *testing.T) {
 			for _, s := range tt.path {
 				ticks = append(ticks, tk("binance", "BTCUSDT", s.at, s.price))
 			}
-			h.write(ticks...)
-			got := h.bus.signals()
+			h.Write(ticks...)
+			got := h.signals()
 			if !reflect.DeepEqual(sigs(got), tt.want) {
 				t.Fatalf("signals %v, want %v", sigs(got), tt.want)
 			}
@@ -134,7 +134,7 @@ strategies:
 
 func TestSinkPublishesAndPaperTrades(t *testing.T) {
 	h := newHarness(t, parseConfig(t, twoStrategies), nil)
-	h.write(
+	h.Write(
 		tk("binance", "BTCUSDT", 0, "99"),
 		tk("binance", "ETHUSDT", 0, "10"),
 		tk("binance", "BTCUSDT", time.Second, "100"), // buy 2 @ 100
@@ -143,19 +143,16 @@ func TestSinkPublishesAndPaperTrades(t *testing.T) {
 		tk("binance", "BTCUSDT", 3*time.Second, "99.5"), // sell: close at -1, open short 2 @ 99.5
 		tk("binance", "BTCUSDT", 4*time.Second, "98"),   // mark: short is up 3
 	)
-	got := h.bus.signals()
+	got := h.signals()
 	if !reflect.DeepEqual(sigs(got), []sig{{"btc-cross", signal.Buy, "100", 1000}, {"btc-cross", signal.Sell, "99.5", 3000}}) {
 		t.Fatalf("signals %v", sigs(got))
 	}
-	for _, r := range h.bus.records {
-		if r.topic != signal.Topic || r.key != "binance:BTCUSDT" {
-			t.Fatalf("published to %s key %s", r.topic, r.key)
+	for _, r := range h.Bus.Records() {
+		if r.Topic != signal.Topic || r.Key != "binance:BTCUSDT" {
+			t.Fatalf("published to %s key %s", r.Topic, r.Key)
 		}
 	}
-	if keys := h.push.keys[signal.Channel]; len(keys) != 2 {
-		t.Fatalf("push channel got %v", keys)
-	}
-	st := h.sink.Strategies()
+	st := h.Sink.Strategies()
 	if len(st) != 2 || st[0].Name != "btc-cross" || st[1].Name != "eth-sma" {
 		t.Fatalf("strategies %+v", st)
 	}
@@ -170,10 +167,10 @@ func TestSinkPublishesAndPaperTrades(t *testing.T) {
 	if !strings.Contains(string(st[0].State), `"prev":"98"`) {
 		t.Fatalf("state %s", st[0].State)
 	}
-	if l := h.sink.RecentSignals("btc-cross", 0, 1); len(l) != 1 || l[0].Side != signal.Sell {
+	if l := h.Sink.RecentSignals("btc-cross", 0, 1); len(l) != 1 || l[0].Side != signal.Sell {
 		t.Fatalf("recent %+v", l)
 	}
-	if l := h.sink.RecentSignals("eth-sma", 0, 0); len(l) != 0 {
+	if l := h.Sink.RecentSignals("eth-sma", 0, 0); len(l) != 0 {
 		t.Fatalf("recent for eth-sma %+v", l)
 	}
 }
@@ -203,13 +200,13 @@ func TestPaperLongOnly(t *testing.T) {
 func TestReplayPublishesNothingNew(t *testing.T) {
 	h := newHarness(t, parseConfig(t, twoStrategies), nil)
 	ticks := path("binance", "BTCUSDT", time.Second, "99", "101", "98", "102")
-	h.write(ticks...)
-	first := sigs(h.bus.signals())
-	h.write(ticks...)
-	if again := sigs(h.bus.signals()); !reflect.DeepEqual(again, first) {
+	h.Write(ticks...)
+	first := sigs(h.signals())
+	h.Write(ticks...)
+	if again := sigs(h.signals()); !reflect.DeepEqual(again, first) {
 		t.Fatalf("replay published more: %v, first %v", again, first)
 	}
-	if n := h.counter("tickflow_strategy_ticks_skipped_total", "reason", "replayed"); n != 4 {
+	if n := h.Counter("tickflow_strategy_ticks_skipped_total", "reason", "replayed"); n != 4 {
 		t.Fatalf("replayed skipped %v, want 4", n)
 	}
 }
@@ -217,15 +214,15 @@ func TestReplayPublishesNothingNew(t *testing.T) {
 func TestPublishFailureIsRetried(t *testing.T) {
 	h := newHarness(t, parseConfig(t, twoStrategies), nil)
 	batch := path("binance", "BTCUSDT", time.Second, "99", "101", "98")
-	h.bus.failNext = 1
-	if err := h.sink.WriteBatch(context.Background(), batch); err == nil {
+	h.Bus.FailNext(1)
+	if err := h.Sink.WriteBatch(context.Background(), batch); err == nil {
 		t.Fatal("WriteBatch succeeded although the bus refused")
 	}
-	h.write(batch...)
-	if got := sigs(h.bus.signals()); len(got) != 2 || got[0].side != signal.Buy || got[1].side != signal.Sell {
+	h.Write(batch...)
+	if got := sigs(h.signals()); len(got) != 2 || got[0].side != signal.Buy || got[1].side != signal.Sell {
 		t.Fatalf("after retry %v, want buy then sell once", got)
 	}
-	if st := h.sink.Strategies()[0]; st.Paper.Fills != 3 || st.Signals != 2 {
+	if st := h.Sink.Strategies()[0]; st.Paper.Fills != 3 || st.Signals != 2 {
 		t.Fatalf("paper applied %d fills for %d signals", st.Paper.Fills, st.Signals)
 	}
 }
@@ -249,8 +246,8 @@ strategies:
 		"100", "101", "99", "98", "103", "104", "100", "96", "95", "99", "104", "106", "101", "97", "99", "102")
 
 	whole := newHarness(t, cfg(t.TempDir()), nil)
-	whole.write(ticks...)
-	want := whole.bus.signals()
+	whole.Write(ticks...)
+	want := whole.signals()
 	if len(want) < 4 {
 		t.Fatalf("scenario gives only %v", sigs(want))
 	}
@@ -259,34 +256,34 @@ strategies:
 		t.Run(fmt.Sprintf("snapshot=%v", snapshot), func(t *testing.T) {
 			dir := t.TempDir()
 			first := newHarness(t, cfg(dir), nil)
-			first.write(ticks[:6]...)
+			first.Write(ticks[:6]...)
 			if snapshot {
-				if err := first.sink.snapshotState(); err != nil {
+				if err := first.Sink.journal.Snapshot(); err != nil {
 					t.Fatal(err)
 				}
 			}
-			first.write(ticks[6:10]...)
-			first.sink.Close(context.Background())
+			first.Write(ticks[6:10]...)
+			first.Sink.Close(context.Background())
 			second := newHarness(t, cfg(dir), nil) // the last batch was never committed
-			second.write(ticks[6:]...)
-			got := append(first.bus.signals(), second.bus.signals()...)
+			second.Write(ticks[6:]...)
+			got := append(first.signals(), second.signals()...)
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("with restart %v\nuninterrupted %v", sigs(got), sigs(want))
 			}
-			if a, b := second.sink.Strategies(), whole.sink.Strategies(); !reflect.DeepEqual(a, b) {
+			if a, b := second.Sink.Strategies(), whole.Sink.Strategies(); !reflect.DeepEqual(a, b) {
 				t.Fatalf("state after restart\n%+v\nuninterrupted\n%+v", a, b)
 			}
-			if n := len(second.sink.RecentSignals("", 0, 0)); n != len(want) {
+			if n := len(second.Sink.RecentSignals("", 0, 0)); n != len(want) {
 				t.Fatalf("REST list after restart has %d signals, want %d", n, len(want))
 			}
-			second.sink.Close(context.Background())
+			second.Sink.Close(context.Background())
 
 			// A strategy whose parameters changed keeps none of the old
 			// one's state or fills; the others keep theirs.
 			changed := cfg(dir)
 			changed.Strategies[0].Params.Content[3].Value = "5" // slow: 4 -> 5
 			third := newHarness(t, changed, nil)
-			st := third.sink.Strategies()
+			st := third.Sink.Strategies()
 			var sma struct{ Closes []json.RawMessage }
 			if err := json.Unmarshal(st[0].State, &sma); err != nil || len(sma.Closes) != 5 {
 				t.Fatalf("changed strategy's state %s", st[0].State)
@@ -294,7 +291,7 @@ strategies:
 			if st[0].Paper.Fills != 0 || st[0].Signals != 0 {
 				t.Fatalf("changed strategy kept the old fills: %+v", st[0])
 			}
-			if !reflect.DeepEqual(st[1:], whole.sink.Strategies()[1:]) {
+			if !reflect.DeepEqual(st[1:], whole.Sink.Strategies()[1:]) {
 				t.Fatal("unchanged strategies lost their state")
 			}
 		})
@@ -324,14 +321,14 @@ func TestCorruptStateStartsAfresh(t *testing.T) {
 			c := parseConfig(t, twoStrategies)
 			c.StateDir = dir
 			h := newHarness(t, c, nil)
-			if h.counter("tickflow_strategy_state_errors_total") != 1 {
+			if h.Counter("tickflow_strategy_state_errors_total") != 1 {
 				t.Fatal("state error not counted")
 			}
 			if _, err := os.Stat(filepath.Join(dir, file+".corrupt")); err != nil {
 				t.Fatalf("bad state not kept aside: %v", err)
 			}
-			h.write(path("binance", "BTCUSDT", time.Second, "99", "101")...)
-			if len(h.bus.signals()) != 1 {
+			h.Write(path("binance", "BTCUSDT", time.Second, "99", "101")...)
+			if len(h.signals()) != 1 {
 				t.Fatal("engine does not work after bad state")
 			}
 		})
