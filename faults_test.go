@@ -397,14 +397,14 @@ func (s *suite) clickhouseKilled(t *testing.T) {
 	s.add(row)
 }
 
-// pushClient counts tick frames on one subscription until ctx ends.
-type pushClient struct {
+// faultPushClient counts tick frames on one subscription until ctx ends.
+type faultPushClient struct {
 	ticks, snapshots atomic.Int64
 	conn             *websocket.Conn
 	done             chan struct{}
 }
 
-func dialPush(t *testing.T, ctx context.Context, port int) *pushClient {
+func dialPush(t *testing.T, ctx context.Context, port int) *faultPushClient {
 	t.Helper()
 	c, _, err := websocket.Dial(ctx, fmt.Sprintf("ws://127.0.0.1:%d/ws", port), &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"http://127.0.0.1"}}})
 	if err != nil {
@@ -414,7 +414,7 @@ func dialPush(t *testing.T, ctx context.Context, port int) *pushClient {
 	if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"subscribe","channels":["tick"]}`)); err != nil {
 		t.Fatal(err)
 	}
-	pc := &pushClient{conn: c, done: make(chan struct{})}
+	pc := &faultPushClient{conn: c, done: make(chan struct{})}
 	go func() {
 		defer close(pc.done)
 		subscribed := false

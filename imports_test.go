@@ -23,7 +23,7 @@ func rank(pkg string) int {
 		return 7
 	case pkg == "api":
 		return 6
-	case pkg == "config" || pkg == "ingest/all" || pkg == "sinks/all":
+	case pkg == "config" || pkg == "ingest/all" || pkg == "sinks/all" || pkg == "backtest":
 		return 5
 	case strings.HasPrefix(pkg, "sinks/") || (strings.HasPrefix(pkg, "ingest/") && pkg != "ingest/wsfeed" && pkg != "ingest/wire"):
 		return 4

@@ -47,9 +47,15 @@ func run(ctx context.Context, args []string, stderr io.Writer, getenv func(strin
 	if len(args) > 0 && args[0] == "replay" {
 		return runReplay(ctx, args[1:], stderr, getenv)
 	}
+	if len(args) > 0 && args[0] == "backtest" {
+		return runBacktest(ctx, args[1:], os.Stdout, stderr, getenv)
+	}
 	fs := flag.NewFlagSet("tickflow", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "config.yaml", "path to the YAML config file")
+	if len(args) > 0 && args[0] == "bench" {
+		return runBench(ctx, args[1:], stderr, getenv)
+	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -80,10 +86,16 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 // start runs every component until ctx ends or one fails, then shuts down in
 // order: ingest stops and the producer flushes what it accepted, each sink
 // writes and commits its batch in hand, and the broker closes last.
-func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error) {
+//
+// hooks (the bench only) add load sources and see the metrics registry.
+func start(ctx context.Context, cfg config.Config, log *slog.Logger, hooks ...startHook) (err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, h := range hooks {
+		h.registry(reg)
+	}
 	hr := health.New()
+	log.Info("instance", "instance_id", cfg.Bus.InstanceID)
 
 	// Bus: the embedded broker unless external brokers are configured.
 	cc, err := clientConfig(cfg.Bus, log)
@@ -116,6 +128,13 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 	for _, t := range append([]string{cfg.Bus.Topic}, sideTopics...) {
 		if err := bus.EnsureTopic(setupCtx, cc, t, int32(cfg.Bus.Partitions), int16(cfg.Bus.Replication)); err != nil {
 			return fmt.Errorf("broker: topic %s: %w", t, err)
+		}
+	}
+	// bus.partitions raised in the file grows the tick topic (only it: the
+	// side topics' followers would not see new partitions until restart).
+	if cfg.Bus.PartitionsSet {
+		if err := bus.GrowTopic(setupCtx, cc, cfg.Bus.Topic, int32(cfg.Bus.Partitions)); err != nil {
+			return fmt.Errorf("broker: %w", err)
 		}
 	}
 	hr.Set("broker", brokerErr())
@@ -198,6 +217,9 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 	ig, ictx := errgroup.WithContext(gctx)
 	for _, f := range feeds {
 		ig.Go(func() error { return f.feed.Run(ictx) })
+	}
+	for _, h := range hooks {
+		ig.Go(func() error { return h.feed(queue).Run(ictx) })
 	}
 	g.Go(func() error {
 		err := ig.Wait()
@@ -305,8 +327,13 @@ func buildSinks(cfg config.Config, cc bus.ClientConfig, log *slog.Logger, reg *p
 		if err != nil {
 			return nil, fmt.Errorf("sink %s: %w", sc.Name, err)
 		}
+		// The sink says which instances see which ticks (STYLE lesson 20).
+		sharing := spec.SharingOf(sc.Settings)
+		group := sharing.Group(sc.Name, cfg.Bus.InstanceID)
 		rt, err := bus.NewRuntime(bus.RuntimeConfig{
-			Client: cc, Topic: cfg.Bus.Topic, Group: "tickflow." + sc.Name, Name: sc.Name, Sink: s, Batch: sc.Batch,
+			Client: cc, Topic: cfg.Bus.Topic, Group: group, Exclusive: sharing == sinks.Exclusive,
+			SessionTimeout: cfg.Bus.SessionTimeout, RebalanceTimeout: cfg.Bus.RebalanceTimeout,
+			Name: sc.Name, Sink: s, Batch: sc.Batch,
 			Logger: log.With("component", "sink"), Metrics: rm, Health: hr,
 		})
 		if err != nil {
@@ -316,7 +343,7 @@ func buildSinks(cfg config.Config, cc bus.ClientConfig, log *slog.Logger, reg *p
 			hr.Check("sink:"+sc.Name+":backend", r.Ready)
 		}
 		out = append(out, builtSink{name: sc.Name, sink: s, rt: rt})
-		attrs := []any{"component", "sink", "sink", sc.Name, "group", "tickflow." + sc.Name, "batch_size", sc.Batch.Size, "max_wait", sc.Batch.MaxWait}
+		attrs := []any{"component", "sink", "sink", sc.Name, "group", group, "sharing", sharing.String(), "batch_size", sc.Batch.Size, "max_wait", sc.Batch.MaxWait}
 		if a, ok := s.(interface{ Addr() string }); ok {
 			attrs = append(attrs, "addr", a.Addr())
 		}

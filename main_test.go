@@ -24,6 +24,7 @@ import (
 	"github.com/tickflow/tickflow/config"
 	"github.com/tickflow/tickflow/internal/testsvc"
 	"github.com/tickflow/tickflow/sinks"
+	"github.com/tickflow/tickflow/sinks/cache"
 )
 
 // The test binary doubles as tickflow: with TICKFLOW_TEST_MAIN=1 it runs
@@ -45,7 +46,7 @@ type proc struct {
 }
 
 // stop sends SIGTERM and returns the exit status once the process is gone.
-func (p *proc) stop(t *testing.T) error {
+func (p *proc) stop(t testing.TB) error {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -64,7 +65,7 @@ func (p *proc) wait() error {
 
 // startTickflow runs tickflow with the given config text in dir and
 // streams its JSON log lines.
-func startTickflow(t *testing.T, dir, cfg string, env ...string) *proc {
+func startTickflow(t testing.TB, dir, cfg string, env ...string) *proc {
 	t.Helper()
 	path := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
@@ -105,7 +106,7 @@ func startTickflow(t *testing.T, dir, cfg string, env ...string) *proc {
 }
 
 // waitLog returns the first log line satisfying match.
-func (p *proc) waitLog(t *testing.T, what string, match func(map[string]any) bool) map[string]any {
+func (p *proc) waitLog(t testing.TB, what string, match func(map[string]any) bool) map[string]any {
 	t.Helper()
 	deadline := time.After(60 * time.Second)
 	for {
@@ -146,6 +147,7 @@ bus:
   listen: 127.0.0.1:%d
   data_dir: %s
   partitions: 4
+  instance_id: demo
 sinks:
   cache: {enabled: true}
   push: {enabled: true, listen: "127.0.0.1:%d"}
@@ -256,9 +258,11 @@ func TestSIGTERMLosesNothingAccepted(t *testing.T) {
 	}
 }
 
-var sinkGroups = []string{"tickflow.cache", "tickflow.push"}
+// Both sinks of demoConfig consume every tick on every instance, so their
+// groups are the instance's own.
+var sinkGroups = []string{"tickflow.cache.demo", "tickflow.push.demo"}
 
-func admin(t *testing.T, addr string) *kadm.Client {
+func admin(t testing.TB, addr string) *kadm.Client {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
 	if err != nil {
@@ -418,5 +422,98 @@ func TestStartFailureNamesComponent(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "broker closed") {
 		t.Fatalf("the embedded broker was not closed:\n%s", stderr.String())
+	}
+}
+
+// The three-process layout under deploy/ loads, and between them the roles
+// run every source and sink once: ingest only ingests, the workers run the
+// sinks that write the shared stores, the front runs the API and push and
+// reads the stores. None starts an embedded broker or an in-process cache.
+func TestDeployConfigsLoad(t *testing.T) {
+	roles := map[string]struct {
+		sources bool
+		sinks   []string
+	}{
+		"deploy/ingest.yaml":  {true, nil},
+		"deploy/workers.yaml": {false, []string{"cache", "store", "strategy", "risk"}},
+		"deploy/front.yaml":   {false, []string{"push"}},
+	}
+	seen := map[string]int{}
+	for f, want := range roles {
+		t.Run(f, func(t *testing.T) {
+			cfg, err := config.Load(f, func(string) string { return "" })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(cfg.Bus.Brokers) == 0 {
+				t.Error("no bus.brokers: this role would start an embedded broker")
+			}
+			sources := false
+			for _, s := range cfg.Ingest.Sources {
+				sources = sources || s.Enabled
+			}
+			if sources != want.sources {
+				t.Errorf("sources enabled %v, want %v", sources, want.sources)
+			}
+			var got []string
+			for _, s := range cfg.Sinks {
+				if s.Enabled {
+					got = append(got, s.Name)
+					seen[s.Name]++
+				}
+				if s.Name == "cache" && len(s.Settings.(*cache.Config).Redis.Addrs) == 0 {
+					t.Error("the cache has no redis.addrs: an in-process cache in a multi-process layout")
+				}
+			}
+			if strings.Join(got, ",") != strings.Join(want.sinks, ",") {
+				t.Errorf("sinks enabled %v, want %v", got, want.sinks)
+			}
+		})
+	}
+	for _, name := range sinks.Names {
+		if seen[name] != 1 {
+			t.Errorf("sink %s is enabled in %d roles, want 1", name, seen[name])
+		}
+	}
+}
+
+// A process whose file raises bus.partitions grows the existing tick topic
+// (and only it); one that relies on the default leaves the topic alone.
+func TestRaisedPartitionsGrowTheTickTopic(t *testing.T) {
+	ext, err := bus.StartEmbedded(bus.EmbeddedConfig{Listen: "127.0.0.1:0", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ext.Close()
+	cc := bus.ClientConfig{Brokers: ext.Addrs()}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, topic := range append([]string{"market_data.ticks"}, sideTopics...) {
+		if err := bus.EnsureTopic(ctx, cc, topic, 4, -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counts := func() string {
+		t.Helper()
+		adm := admin(t, ext.Addrs()[0]) // a fresh client: metadata is cached for seconds
+		d, err := adm.ListTopics(ctx, append([]string{"market_data.ticks"}, sideTopics...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("%d %d %d", len(d["market_data.ticks"].Partitions), len(d[sideTopics[0]].Partitions), len(d[sideTopics[1]].Partitions))
+	}
+	for _, tc := range []struct{ bus, want string }{
+		{fmt.Sprintf("{brokers: [%q]}", ext.Addrs()[0]), "4 4 4"},
+		{fmt.Sprintf("{brokers: [%q], partitions: 8}", ext.Addrs()[0]), "8 4 4"},
+	} {
+		dir := t.TempDir()
+		p := startTickflow(t, dir, fmt.Sprintf("ingest: {binance: {enabled: false}}\nbus: %s\napi: {listen: \"127.0.0.1:%d\"}\nlog: {format: json}\n", tc.bus, testsvc.FreePort(t)))
+		p.waitLog(t, "api start", msgIs("started", "component", "api"))
+		if got := counts(); got != tc.want {
+			t.Errorf("bus %s: partitions (ticks, alerts, signals) %s, want %s", tc.bus, got, tc.want)
+		}
+		if err := p.stop(t); err != nil {
+			t.Fatalf("exit: %v", err)
+		}
 	}
 }

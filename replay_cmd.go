@@ -93,27 +93,11 @@ func runReplay(ctx context.Context, args []string, stderr io.Writer, getenv func
 	if len(cc.Brokers) == 0 {
 		cc.Brokers = []string{cfg.Bus.Listen}
 	}
-	var storeCfg *store.Config
-	if sc, ok := cfg.Sink("store"); ok && sc.Available {
-		if c := sc.Settings.(*store.Config); c.ClickHouse.URL != "" {
-			storeCfg = c
-		}
+	storeCfg, err := pickSource(source, cfg)
+	if err != nil {
+		return fail("%v", err)
 	}
-	switch *source {
-	case "":
-		*source = "log"
-		if storeCfg != nil {
-			*source = "store"
-		}
-	case "store":
-		if storeCfg == nil {
-			return fail("-source store: sinks.store.clickhouse.url is not configured")
-		}
-	case "log":
-	default:
-		return fail(`-source %q: want "store" or "log"`, *source)
-	}
-	src, closeSrc, err := replaySource(*source, cfg, cc, storeCfg, log, fromT, toT, exs, syms)
+	src, closeSrc, err := replaySource(*source, cfg, cc, storeCfg, log, fromT, toT, exs, syms, 0)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -142,14 +126,47 @@ func runReplay(ctx context.Context, args []string, stderr io.Writer, getenv func
 	return 0
 }
 
+// pickSource settles -source: "store" when sinks.store.clickhouse.url is
+// configured, else "log", unless the flag says which; it returns the store
+// settings when the store is the source.
+func pickSource(source *string, cfg config.Config) (*store.Config, error) {
+	var storeCfg *store.Config
+	if sc, ok := cfg.Sink("store"); ok && sc.Available {
+		if c := sc.Settings.(*store.Config); c.ClickHouse.URL != "" {
+			storeCfg = c
+		}
+	}
+	switch *source {
+	case "":
+		*source = "log"
+		if storeCfg != nil {
+			*source = "store"
+		}
+	case "store":
+		if storeCfg == nil {
+			return nil, errors.New("-source store: sinks.store.clickhouse.url is not configured")
+		}
+	case "log":
+		return nil, nil
+	default:
+		return nil, fmt.Errorf(`-source %q: want "store" or "log"`, *source)
+	}
+	if *source == "log" {
+		return nil, nil
+	}
+	return storeCfg, nil
+}
+
+// replaySource opens the source -source named; page is the store's page
+// size (0: its default).
 func replaySource(kind string, cfg config.Config, cc bus.ClientConfig, storeCfg *store.Config, log *slog.Logger,
-	from, to time.Time, exs, syms []string) (replay.Source, func(), error) {
+	from, to time.Time, exs, syms []string, page int) (replay.Source, func(), error) {
 	if kind == "store" {
 		h, err := store.Open(sinks.Env{Name: "store", Logger: log.With("component", "store")}, *storeCfg)
 		if err != nil {
 			return nil, nil, fmt.Errorf("sinks.store: %w", err)
 		}
-		q := store.ScanQuery{From: from, To: to, Exchanges: exs, Symbols: syms}
+		q := store.ScanQuery{From: from, To: to, Exchanges: exs, Symbols: syms, PageSize: page}
 		return replay.SourceFunc(func(ctx context.Context, fn func(*tick.Tick) error) error { return h.Scan(ctx, q, fn) }),
 			func() { _ = h.Close(context.Background()) }, nil
 	}

@@ -18,7 +18,10 @@ import (
 // ProducerOptions configure a Producer.
 type ProducerOptions struct {
 	Topic string
-	// Linger trades a little latency for larger batches; 5 ms by default.
+	// Linger is how long a partition's batch waits for more records
+	// before it is sent. 0 sends at once: franz-go still batches
+	// whatever accumulates while a produce request is in flight. The
+	// configured default (bus.linger) is in config.Default.
 	Linger time.Duration
 	// MaxBuffered bounds records waiting for acks; Produce blocks beyond it,
 	// which is the backpressure the ingestors measure.
@@ -49,8 +52,8 @@ func NewProducer(cc ClientConfig, o ProducerOptions) (*Producer, error) {
 	if o.Topic == "" {
 		return nil, errors.New("producer: no topic")
 	}
-	if o.Linger <= 0 {
-		o.Linger = 5 * time.Millisecond
+	if o.Linger < 0 {
+		return nil, fmt.Errorf("producer: linger %s: must be >= 0", o.Linger)
 	}
 	if o.MaxBuffered <= 0 {
 		o.MaxBuffered = 100_000
@@ -65,7 +68,7 @@ func NewProducer(cc ClientConfig, o ProducerOptions) (*Producer, error) {
 	opts = append(opts,
 		kgo.DefaultProduceTopic(o.Topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(o.Linger),
+		kgo.ProducerLinger(o.Linger), // 0: no linger
 		kgo.MaxBufferedRecords(o.MaxBuffered),
 		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
 	)
@@ -201,6 +204,53 @@ func (p *Producer) Publish(ctx context.Context, topic string, key, value []byte)
 	}
 	p.produced.WithLabelValues(topic).Inc()
 	return nil
+}
+
+// PublishAll sends every record to topic in one ProduceSync and waits for
+// all the acknowledgements (sinks.BatchPublisher). It returns how many
+// leading records were acked, in the order given, and the error of the
+// first that was not. Records go to partitions by key, so one after a
+// failed one may still have been acked; the caller's retry of the suffix
+// can repeat it on the topic.
+func (p *Producer) PublishAll(ctx context.Context, topic string, keys, values [][]byte) (int, error) {
+	if len(keys) != len(values) {
+		return 0, fmt.Errorf("publish to %s: %d keys for %d values", topic, len(keys), len(values))
+	}
+	if len(values) == 0 {
+		return 0, nil
+	}
+	recs := make([]kgo.Record, len(values))
+	ptrs := make([]*kgo.Record, len(values))
+	index := make(map[*kgo.Record]int, len(values))
+	for i := range recs {
+		recs[i] = kgo.Record{Topic: topic, Key: keys[i], Value: values[i]}
+		ptrs[i] = &recs[i]
+		index[ptrs[i]] = i
+	}
+	// ProduceSync's results come in completion order; put them back in ours.
+	errs := make([]error, len(values))
+	for _, r := range p.cl.ProduceSync(ctx, ptrs...) {
+		if i, ok := index[r.Record]; ok {
+			errs[i] = r.Err
+		}
+	}
+	acked, failed := len(values), 0
+	var first error
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		failed++
+		if first == nil {
+			acked, first = i, err
+		}
+	}
+	p.produced.WithLabelValues(topic).Add(float64(len(values) - failed))
+	if first != nil {
+		p.failed.WithLabelValues(topic).Add(float64(failed))
+		return acked, fmt.Errorf("publish to %s: %w", topic, first)
+	}
+	return acked, nil
 }
 
 // Flush waits until every queued record is acknowledged or ctx ends.

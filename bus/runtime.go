@@ -23,8 +23,20 @@ import (
 type RuntimeConfig struct {
 	Client ClientConfig
 	Topic  string
-	// Group is the sink's own consumer group, conventionally "tickflow.<sink>".
+	// Group is the sink's consumer group: "tickflow.<sink>" when the
+	// instances share it, "tickflow.<sink>.<instance_id>" when each has its
+	// own (sinks.Sharing.Group).
 	Group string
+	// Exclusive gives every partition to one member of the group and none
+	// to the others, which stand by (sinks.Exclusive).
+	Exclusive bool
+	// SessionTimeout is how long the broker waits for a silent member (a
+	// killed process) before moving its partitions; RebalanceTimeout is
+	// how long members have to finish their batch and rejoin. 45 s and
+	// 60 s by default (franz-go's); the broker bounds the session timeout
+	// (group.min.session.timeout.ms, 6 s by default).
+	SessionTimeout, RebalanceTimeout time.Duration
+
 	Name  string // the sink's name, for logs, metrics and /readyz
 	Sink  sinks.Sink
 	Batch sinks.BatchPolicy
@@ -44,11 +56,19 @@ type RuntimeConfig struct {
 }
 
 // Runtime consumes the tick topic in the sink's own consumer group,
-// accumulates batches by the sink's policy, hands them to the sink and
-// marks their offsets for commit only once WriteBatch succeeded. A failing
-// batch is retried with backoff and never skipped; meanwhile nothing is
-// polled, so the client's bounded fetch buffers are the only buffering and
-// the broker keeps the rest. A crash therefore replays, never skips.
+// batches by the sink's policy, hands each batch to the sink and marks its
+// offsets for commit only once WriteBatch succeeded.
+//
+// It batches by what is there: a batch is due as soon as it holds the
+// policy's Min ticks (by default whatever one poll returned), and while a
+// batch is being written (by its own goroutine) the next one is polled and
+// decoded, up to the policy's Size; when the write finishes the next batch
+// goes at once. One batch is written at a time, so batches, and their
+// marks, are in offset order. A failing batch is retried with backoff and
+// never skipped; meanwhile nothing more is polled, so the client's bounded
+// fetch buffers and one batch are the only buffering and the broker keeps
+// the rest. A batch polled behind one that was never written is never
+// written either. A crash therefore replays, never skips.
 type Runtime struct {
 	cfg   RuntimeConfig
 	cl    *kgo.Client
@@ -57,18 +77,74 @@ type Runtime struct {
 	m     runtimeSinkMetrics
 	hname string
 
-	batch   []tick.Tick
-	records []*kgo.Record
+	// cur is the batch being filled (by the poll loop only, or by a
+	// rebalance callback while the poll loop waits inside PollRecords);
+	// spare is a written batch's buffers, for reuse.
+	cur, spare *pending
+	// failing is set while the batch in flight has failed at least once:
+	// the poll loop then stops fetching, so a sink that is down holds one
+	// batch, not a growing backlog.
+	failing atomic.Bool
+
+	// mu guards next, behind, fl and abandoned: revoke and lost callbacks
+	// run on franz-go's goroutines, and flights on their own.
+	mu sync.Mutex
 	// next is, per owned partition, the offset after the last record
 	// fetched; behind is how many records the partition held beyond it
 	// when last asked (at a fetch, or from the broker while a batch fails).
-	// They are guarded by mu: revoke and lost callbacks run on franz-go's
-	// goroutines.
-	mu     sync.Mutex
 	next   map[int32]int64
 	behind map[int32]int64
-	adm    *kadm.Client
-	opts   []kgo.Opt
+	// fl is the batch being written, nil when none is.
+	fl *flight
+	// abandoned is set when shutdown stopped waiting for a flight: it must
+	// not mark anything afterwards.
+	abandoned bool
+	adm       *kadm.Client
+	opts      []kgo.Opt
+}
+
+// pending is a batch: the ticks decoded from its records, the partition of
+// each tick, and every record (undecodable ones too) for the offsets.
+type pending struct {
+	ticks   []tick.Tick
+	parts   []int32
+	records []*kgo.Record
+	// expired is set once MaxWait has passed since the first tick.
+	expired bool
+}
+
+func (b *pending) reset() {
+	clear(b.ticks)
+	clear(b.records)
+	b.ticks, b.parts, b.records, b.expired = b.ticks[:0], b.parts[:0], b.records[:0], false
+}
+
+// drop removes the records (and ticks) of the given partitions: they
+// belong to another member now, which replays them from the last commit.
+func (b *pending) drop(gone map[int32]bool) {
+	ticks, parts := b.ticks[:0], b.parts[:0]
+	for i := range b.ticks {
+		if !gone[b.parts[i]] {
+			ticks, parts = append(ticks, b.ticks[i]), append(parts, b.parts[i])
+		}
+	}
+	clear(b.ticks[len(ticks):])
+	records := b.records[:0]
+	for _, rec := range b.records {
+		if !gone[rec.Partition] {
+			records = append(records, rec)
+		}
+	}
+	clear(b.records[len(records):])
+	b.ticks, b.parts, b.records = ticks, parts, records
+}
+
+// flight is a batch being written by its own goroutine. err is set before
+// done is closed: nil means written and marked.
+type flight struct {
+	b    *pending
+	done chan struct{}
+	err  error
 }
 
 // NewRuntime builds the consumer; nothing is fetched until Run.
@@ -108,6 +184,7 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 		cfg: cfg, clk: cfg.Clock, log: cfg.Logger.With("sink", cfg.Name),
 		m: cfg.Metrics.forSink(cfg.Name), hname: "sink:" + cfg.Name,
 		next: map[int32]int64{}, behind: map[int32]int64{},
+		cur: &pending{}, spare: &pending{},
 	}
 	opts, err := cfg.Client.opts()
 	if err != nil {
@@ -126,34 +203,72 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 		kgo.OnPartitionsRevoked(r.onRevoked),
 		kgo.OnPartitionsLost(r.onLost),
 	)
+	if cfg.SessionTimeout > 0 {
+		// Heartbeats well inside the session, at franz-go's 3 s at most.
+		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout), kgo.HeartbeatInterval(min(3*time.Second, cfg.SessionTimeout/3)))
+	}
+	if cfg.RebalanceTimeout > 0 {
+		opts = append(opts, kgo.RebalanceTimeout(cfg.RebalanceTimeout))
+	}
+	if cfg.Exclusive {
+		opts = append(opts, kgo.Balancers(ExclusiveBalancer()))
+	}
 	r.opts = opts
 	cfg.Health.Register(r.hname, true, "starting")
 	return r, nil
 }
 
 func (r *Runtime) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	// The batch in flight marks its offsets when it is written; wait for
+	// it so the commit below includes them. The poll loop is inside
+	// PollRecords (rebalances happen only there), so cur is ours to trim.
+	r.waitFlight(ctx)
+	r.forget(revoked)
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {
 		r.log.Warn("commit on revoke failed; the next owner replays from the last commit", "err", err)
 	}
-	r.forget(revoked)
 	r.log.Info("partitions revoked", "partitions", revoked)
 }
 
 func (r *Runtime) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	// Nothing is committed: another member may already own these.
+	// Nothing is committed: another member may already own these. Marks
+	// a flight makes later for them are ignored by the client.
 	r.forget(lost)
 	r.log.Warn("partitions lost", "partitions", lost)
 }
 
-func (r *Runtime) forget(parts map[string][]int32) {
+// waitFlight waits until no batch is being written, or ctx ends.
+func (r *Runtime) waitFlight(ctx context.Context) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	fl := r.fl
+	if r.abandoned {
+		fl = nil // shutdown gave up on it; it will never mark
+	}
+	r.mu.Unlock()
+	if fl == nil {
+		return
+	}
+	select {
+	case <-fl.done:
+	case <-ctx.Done():
+	}
+}
+
+// forget drops what the runtime holds of partitions it no longer owns:
+// their place in the lag, and their records in the batch being filled,
+// which were never written or marked.
+func (r *Runtime) forget(parts map[string][]int32) {
+	gone := map[int32]bool{}
+	r.mu.Lock()
 	for _, ps := range parts {
 		for _, p := range ps {
 			delete(r.next, p)
 			delete(r.behind, p)
+			gone[p] = true
 		}
 	}
+	r.cur.drop(gone)
+	r.mu.Unlock()
 }
 
 // setLag publishes how many records the partitions hold beyond what this
@@ -189,9 +304,9 @@ func (r *Runtime) refreshLag(ctx context.Context) {
 	r.setLag()
 }
 
-// Run consumes until ctx is cancelled, then writes the batch in hand,
-// commits what succeeded and leaves the group. It returns nil on a clean
-// shutdown.
+// Run consumes until ctx is cancelled, then finishes the batch in flight,
+// writes the batch in hand, commits what succeeded and leaves the group.
+// It returns nil on a clean shutdown.
 func (r *Runtime) Run(ctx context.Context) error {
 	// The client is made here, not in NewRuntime, so a runtime that never
 	// runs (tickflow failed to start) leaves nothing behind.
@@ -201,102 +316,217 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	r.cl, r.adm = cl, kadm.NewClient(cl)
 	defer r.cl.CloseAllowingRebalance()
+	// A write under way when ctx ends may finish within ShutdownTimeout;
+	// ctx ending only stops its retries.
+	wctx, wcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer wcancel()
 	if err := r.connect(ctx); err != nil {
-		return r.shutdown(err)
+		return r.shutdown(wcancel, err)
 	}
 	r.log.Info("sink consuming", "group", r.cfg.Group, "topic", r.cfg.Topic)
 	var (
-		timer   clock.Timer
-		expired atomic.Bool
+		timer     clock.Timer // max_wait of cur, armed at its first tick
+		expired   atomic.Bool
+		threshold = r.cfg.Batch.Threshold()
 	)
 	for {
+		// A finished flight frees its buffers; a failed one (only when
+		// ctx ended) stops everything: what was polled behind it must
+		// not be written.
+		if fl := r.flight(); fl != nil {
+			select {
+			case <-fl.done:
+				if fl.err != nil {
+					return r.shutdown(wcancel, nil)
+				}
+				r.land(fl)
+			default:
+			}
+		}
+		due, n := r.due(threshold, expired.Load())
+		if due && r.flight() == nil {
+			if timer != nil {
+				timer.Stop()
+				timer = nil
+			}
+			expired.Store(false)
+			r.launch(ctx, wctx)
+			continue
+		}
+		if ctx.Err() != nil {
+			return r.shutdown(wcancel, nil)
+		}
+		fl := r.flight()
+		if fl != nil && (n >= r.cfg.Batch.Size || r.failing.Load()) {
+			// Full, or the sink is failing: stop fetching until the
+			// flight lands, so the broker holds the backlog.
+			select {
+			case <-fl.done:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		// Poll for more, until records come, max_wait of cur passes or
+		// the flight lands (then a due batch can go).
 		pollCtx, cancel := context.WithCancel(ctx)
 		stopWatch := make(chan struct{})
+		var timerC <-chan time.Time
 		if timer != nil {
-			go func(c <-chan time.Time) {
+			timerC = timer.C()
+		}
+		var flDone <-chan struct{}
+		if fl != nil {
+			flDone = fl.done
+		}
+		watching := make(chan struct{})
+		if timerC == nil && flDone == nil {
+			close(watching)
+		} else {
+			go func() {
+				defer close(watching)
 				select {
-				case <-c:
+				case <-timerC:
 					expired.Store(true)
+					cancel()
+				case <-flDone:
 					cancel()
 				case <-stopWatch:
 				}
-			}(timer.C())
+			}()
 		}
-		fetches := r.cl.PollRecords(pollCtx, r.cfg.Batch.Size-len(r.batch))
+		// Rebalances run only between here and PollRecords' return, while
+		// the loop is not touching cur.
+		r.cl.AllowRebalance()
+		fetches := r.cl.PollRecords(pollCtx, r.cfg.Batch.Size-n)
 		close(stopWatch)
+		<-watching // a timer that fired is recorded before the batch can go
 		cancel()
 		if fetches.IsClientClosed() {
-			return r.shutdown(nil)
+			return r.shutdown(wcancel, nil)
 		}
 		fetches.EachError(func(topic string, p int32, err error) {
 			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				r.log.Warn("fetch error", "topic", topic, "partition", p, "err", err)
 			}
 		})
-		r.take(fetches)
-		if len(r.batch) > 0 && timer == nil {
+		if r.take(fetches) && timer == nil && threshold > 1 {
 			timer = r.clk.NewTimer(r.cfg.Batch.MaxWait)
 			expired.Store(false)
 		}
-		if ctx.Err() != nil {
-			return r.shutdown(nil)
-		}
-		due := len(r.batch) >= r.cfg.Batch.Size || expired.Load() || (len(r.records) > 0 && len(r.batch) == 0)
-		if !due {
-			continue
-		}
-		if timer != nil {
-			timer.Stop()
-			timer = nil
-		}
-		if err := r.flush(ctx); err != nil {
-			return r.shutdown(nil)
-		}
-		r.cl.AllowRebalance()
 	}
 }
 
-// take appends the polled records to the batch in hand; undecodable ones
-// are counted and kept only for their offsets.
-func (r *Runtime) take(fs kgo.Fetches) {
-	fs.EachPartition(func(p kgo.FetchTopicPartition) {
-		if len(p.Records) > 0 {
-			last := p.Records[len(p.Records)-1]
-			r.mu.Lock()
-			r.next[p.Partition] = last.Offset + 1
-			r.behind[p.Partition] = p.HighWatermark - last.Offset - 1
-			r.mu.Unlock()
-		}
-		for _, rec := range p.Records {
-			r.records = append(r.records, rec)
-			r.batch = append(r.batch, tick.Tick{})
-			if err := tick.Unmarshal(rec.Value, &r.batch[len(r.batch)-1]); err != nil {
-				r.batch = r.batch[:len(r.batch)-1]
-				r.m.decodeErrors.Inc()
-				r.log.Warn("undecodable record skipped", "partition", rec.Partition, "offset", rec.Offset, "err", err)
-			}
-		}
-	})
-	r.setLag()
+// due reports whether the batch being filled should be written now (once
+// no other is in flight), and how many records it holds.
+func (r *Runtime) due(threshold int, expired bool) (bool, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b := r.cur
+	if expired {
+		b.expired = true
+	}
+	n := len(b.records)
+	return len(b.ticks) >= threshold || n >= r.cfg.Batch.Size || b.expired || (n > 0 && len(b.ticks) == 0), n
 }
 
-// flush writes the batch in hand until it succeeds or ctx ends, then marks
-// its offsets. It returns an error only when ctx ended first, in which case
-// nothing was marked.
-func (r *Runtime) flush(ctx context.Context) error {
-	if err := r.writeWithRetry(ctx, r.batch); err != nil {
-		return err
+func (r *Runtime) flight() *flight {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.fl
+}
+
+// launch hands cur to a new flight and starts filling the spare buffers.
+func (r *Runtime) launch(ctx, wctx context.Context) {
+	fl := &flight{b: r.cur, done: make(chan struct{})}
+	r.mu.Lock()
+	r.fl = fl
+	r.cur, r.spare = r.spare, nil
+	if r.cur == nil {
+		r.cur = &pending{}
 	}
-	r.cl.MarkCommitRecords(r.records...)
-	clear(r.batch)
-	clear(r.records)
-	r.batch, r.records = r.batch[:0], r.records[:0]
+	r.mu.Unlock()
+	go func() {
+		defer close(fl.done)
+		fl.err = r.writeWithRetry(ctx, wctx, fl.b.ticks)
+		if fl.err == nil {
+			fl.err = r.mark(fl.b.records)
+		}
+	}()
+}
+
+// land retires a finished flight, keeping its buffers for reuse.
+func (r *Runtime) land(fl *flight) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fl == fl {
+		r.fl = nil
+	}
+	fl.b.reset()
+	r.spare = fl.b
+}
+
+var errAbandoned = errors.New("runtime stopped waiting for this batch")
+
+// mark marks a written batch's offsets for commit: per partition its last
+// record, which marks everything before it (the batch holds each
+// partition's records in offset order, after those of earlier batches).
+func (r *Runtime) mark(records []*kgo.Record) error {
+	last := map[int32]*kgo.Record{}
+	for _, rec := range records {
+		last[rec.Partition] = rec
+	}
+	marks := make([]*kgo.Record, 0, len(last))
+	for _, rec := range last {
+		marks = append(marks, rec)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.abandoned {
+		return errAbandoned
+	}
+	r.cl.MarkCommitRecords(marks...)
 	return nil
 }
 
-func (r *Runtime) writeWithRetry(ctx context.Context, batch []tick.Tick) error {
+// take appends the polled records to the batch being filled; undecodable
+// ones are counted and kept only for their offsets. It reports whether the
+// batch holds ticks.
+func (r *Runtime) take(fs kgo.Fetches) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b := r.cur
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) > 0 {
+			last := p.Records[len(p.Records)-1]
+			r.next[p.Partition] = last.Offset + 1
+			r.behind[p.Partition] = p.HighWatermark - last.Offset - 1
+		}
+		for _, rec := range p.Records {
+			b.records = append(b.records, rec)
+			b.ticks = append(b.ticks, tick.Tick{})
+			if err := tick.Unmarshal(rec.Value, &b.ticks[len(b.ticks)-1]); err != nil {
+				b.ticks = b.ticks[:len(b.ticks)-1]
+				r.m.decodeErrors.Inc()
+				r.log.Warn("undecodable record skipped", "partition", rec.Partition, "offset", rec.Offset, "err", err)
+				continue
+			}
+			b.parts = append(b.parts, rec.Partition)
+		}
+	})
+	var lag int64
+	for _, n := range r.behind {
+		lag += n
+	}
+	r.m.lag.Set(float64(lag))
+	return len(b.ticks) > 0
+}
+
+// writeWithRetry writes batch until it succeeds or ctx ends. Each attempt
+// runs under wctx, which outlives ctx by the shutdown grace.
+func (r *Runtime) writeWithRetry(ctx, wctx context.Context, batch []tick.Tick) error {
+	defer r.failing.Store(false)
 	for attempt := 0; ; attempt++ {
-		err := r.write(ctx, batch)
+		err := r.write(wctx, batch)
 		if err == nil {
 			if attempt > 0 {
 				r.log.Info("sink recovered", "attempts", attempt+1)
@@ -307,6 +537,7 @@ func (r *Runtime) writeWithRetry(ctx context.Context, batch []tick.Tick) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		r.failing.Store(true)
 		r.m.batches.WithLabelValues("error").Inc()
 		if r.setHealth(err) {
 			r.log.Error("sink write failing; retrying with backoff, not committing", "err", err, "batch", len(batch))
@@ -380,14 +611,40 @@ func (r *Runtime) sleep(ctx context.Context, attempt int) error {
 	return clock.Sleep(ctx, r.clk, backoff.Policy{Min: r.cfg.BackoffMin, Max: r.cfg.BackoffMax}.Delay(attempt))
 }
 
-// shutdown writes the batch in hand (bounded by ShutdownTimeout), commits
+// shutdown lets the batch in flight finish (bounded by ShutdownTimeout,
+// after which it is abandoned: not marked even if it succeeds later),
+// writes the batch in hand if everything before it was written, commits
 // every marked offset and closes the sink.
-func (r *Runtime) shutdown(cause error) error {
+func (r *Runtime) shutdown(wcancel context.CancelFunc, cause error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownTimeout)
 	defer cancel()
-	if len(r.batch) > 0 || len(r.records) > 0 {
-		if err := r.writeOnce(ctx); err != nil {
-			r.log.Warn("final batch not written; it will be replayed on restart", "ticks", len(r.batch), "err", err)
+	clean := true
+	if fl := r.flight(); fl != nil {
+		select {
+		case <-fl.done:
+		case <-ctx.Done():
+			r.mu.Lock()
+			r.abandoned = true
+			r.mu.Unlock()
+			wcancel()
+		}
+		select {
+		case <-fl.done:
+			clean = fl.err == nil
+		default:
+			clean = false
+		}
+		if clean {
+			r.land(fl)
+		}
+	}
+	b := r.cur
+	switch {
+	case !clean && len(b.records) > 0:
+		r.log.Warn("batch in flight not written; it and the next are replayed on restart", "ticks", len(b.ticks))
+	case len(b.records) > 0:
+		if err := r.writeOnce(ctx, b); err != nil {
+			r.log.Warn("final batch not written; it will be replayed on restart", "ticks", len(b.ticks), "err", err)
 		}
 	}
 	if err := r.cl.CommitMarkedOffsets(ctx); err != nil {
@@ -406,13 +663,11 @@ func (r *Runtime) shutdown(cause error) error {
 
 // writeOnce is the shutdown path: a few quick retries within ctx, then give
 // up and leave the batch uncommitted.
-func (r *Runtime) writeOnce(ctx context.Context) error {
+func (r *Runtime) writeOnce(ctx context.Context, b *pending) error {
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
-		if err = r.write(ctx, r.batch); err == nil {
-			r.cl.MarkCommitRecords(r.records...)
-			r.batch, r.records = r.batch[:0], r.records[:0]
-			return nil
+		if err = r.write(ctx, b.ticks); err == nil {
+			return r.mark(b.records)
 		}
 		if ctx.Err() != nil || r.sleep(ctx, attempt) != nil {
 			break

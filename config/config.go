@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -64,13 +65,31 @@ type Bus struct {
 	SyncWrites bool     `yaml:"sync_writes"`
 	Topic      string   `yaml:"topic"`
 	Partitions int      `yaml:"partitions"`
+	// PartitionsSet says the file sets bus.partitions. Only then does
+	// tickflow add partitions to an existing tick topic that has fewer: a
+	// process relying on the default must not grow a topic others made.
+	PartitionsSet bool `yaml:"-"`
 	// Replication for topics tickflow creates on an external cluster;
 	// -1 uses the broker default.
 	Replication int           `yaml:"replication"`
 	ClientID    string        `yaml:"client_id"`
 	Linger      time.Duration `yaml:"linger"`
-	SASL        SASL          `yaml:"sasl"`
-	TLS         TLS           `yaml:"tls"`
+	// InstanceID names this process among the tickflow instances on one
+	// cluster; a sink that consumes every tick on every instance (push,
+	// the in-process cache) does so in group tickflow.<sink>.<instance_id>,
+	// and resumes from that group's commit after a restart, so it must
+	// stay the same across restarts and differ between processes. Empty:
+	// <hostname>-<api port>, which is both on any one machine.
+	InstanceID string `yaml:"instance_id"`
+	// SessionTimeout is how long the broker waits for a silent consumer (a
+	// killed process) before moving its partitions to the others;
+	// RebalanceTimeout is how long members have to finish their batch and
+	// rejoin when the group changes.
+	SessionTimeout   time.Duration `yaml:"session_timeout"`
+	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`
+
+	SASL SASL `yaml:"sasl"`
+	TLS  TLS  `yaml:"tls"`
 }
 
 // SASL authenticates to an external cluster.
@@ -126,7 +145,11 @@ func Default() Config {
 			Partitions:  12,
 			Replication: -1,
 			ClientID:    "tickflow",
-			Linger:      5 * time.Millisecond,
+			Linger:      0, // no linger: measured in docs/PERFORMANCE.md ("Producer linger")
+			// franz-go's defaults; the broker's group.min.session.timeout.ms
+			// (6 s by default, the embedded broker's too) bounds the first.
+			SessionTimeout:   45 * time.Second,
+			RebalanceTimeout: 60 * time.Second,
 		},
 		API: API{Listen: "127.0.0.1:8080", ShutdownTimeout: 10 * time.Second},
 		Log: Log{Level: "info", Format: "text"},
@@ -217,6 +240,7 @@ func ParseWith(b []byte, getenv func(string) string, regs Registries) (Config, e
 	if err := decodeStrict(rest, &f, ""); err != nil {
 		return Config{}, err
 	}
+	cfg.Bus.PartitionsSet = hasKey(rest, "bus", "partitions")
 	if err := decodeIngest(ingestNode, regs.Sources, &cfg.Ingest); err != nil {
 		return Config{}, err
 	}
@@ -244,10 +268,40 @@ func ParseWith(b []byte, getenv func(string) string, regs Registries) (Config, e
 		}
 		cfg.Sinks = append(cfg.Sinks, s)
 	}
+	if cfg.Bus.InstanceID == "" {
+		cfg.Bus.InstanceID = defaultInstanceID(cfg.API.Listen)
+	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// hostname is os.Hostname; tests replace it.
+var hostname = os.Hostname
+
+// defaultInstanceID is <hostname>-<api port>: stable across restarts of one
+// config on one machine, and different for two processes on it, which
+// cannot share an API port.
+func defaultInstanceID(apiListen string) string {
+	h, err := hostname()
+	if err != nil || h == "" {
+		h = "localhost"
+	}
+	id := h
+	if _, port, err := net.SplitHostPort(apiListen); err == nil && port != "" {
+		id += "-" + port
+	}
+	return strings.Map(func(r rune) rune {
+		if validIDRune(r) {
+			return r
+		}
+		return '_'
+	}, id)
+}
+
+func validIDRune(r rune) bool {
+	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '.' || r == '_' || r == '-'
 }
 
 func blockStyle(n *yaml.Node) {
@@ -257,6 +311,26 @@ func blockStyle(n *yaml.Node) {
 	for _, c := range n.Content {
 		blockStyle(c)
 	}
+}
+
+// hasKey reports whether the mapping n has the key path.
+func hasKey(n *yaml.Node, path ...string) bool {
+	for _, k := range path {
+		if n.Kind != yaml.MappingNode {
+			return false
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				next = n.Content[i+1]
+			}
+		}
+		if next == nil {
+			return false
+		}
+		n = next
+	}
+	return true
 }
 
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
@@ -525,6 +599,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Bus.SASL.Mechanism != "" && c.Bus.SASL.Username == "" {
 		return errors.New("bus.sasl.username: required with bus.sasl.mechanism")
+	}
+	if id := c.Bus.InstanceID; id == "" || len(id) > 100 || strings.IndexFunc(id, func(r rune) bool { return !validIDRune(r) }) >= 0 {
+		return fmt.Errorf("bus.instance_id: %q must be 1..100 of A-Z a-z 0-9 . _ - (it names consumer groups)", id)
+	}
+	if c.Bus.SessionTimeout < time.Second || c.Bus.SessionTimeout > 30*time.Minute {
+		return fmt.Errorf("bus.session_timeout: must be 1s..30m, got %s", c.Bus.SessionTimeout)
+	}
+	if c.Bus.RebalanceTimeout < time.Second || c.Bus.RebalanceTimeout > 30*time.Minute {
+		return fmt.Errorf("bus.rebalance_timeout: must be 1s..30m, got %s", c.Bus.RebalanceTimeout)
 	}
 	if c.API.Listen == "" {
 		return errors.New("api.listen: required")

@@ -189,6 +189,10 @@ func TestParseErrors(t *testing.T) {
 		{"bad broker", "bus: {brokers: [localhost]}", "not host:port"},
 		{"bad sasl", "bus: {sasl: {mechanism: GSSAPI}}", "bus.sasl.mechanism"},
 		{"bad log level", "log: {level: loud}", "log.level"},
+		{"instance id with a space", "bus: {instance_id: 'a b'}", `bus.instance_id: "a b"`},
+		{"instance id too long", "bus: {instance_id: " + strings.Repeat("x", 101) + "}", "bus.instance_id"},
+		{"session timeout too short", "bus: {session_timeout: 500ms}", "bus.session_timeout: must be 1s..30m"},
+		{"rebalance timeout zero", "bus: {rebalance_timeout: 0s}", "bus.rebalance_timeout: must be 1s..30m"},
 		{"unknown source", "ingest: {kraken: {enabled: true}}", "ingest.kraken: unknown source (known: binance, sim)"},
 		{"unknown source setting", "ingest: {binance: {urll: x}}", "ingest.binance: field urll not found"},
 		{"source not a mapping", "ingest: {sim: 5}", "ingest.sim: must be a mapping"},
@@ -264,5 +268,44 @@ func TestQualify(t *testing.T) {
 		if got := qualify(tc.prefix, errors.New(tc.err)).Error(); got != tc.want {
 			t.Errorf("qualify(%q, %q) = %q, want %q", tc.prefix, tc.err, got, tc.want)
 		}
+	}
+}
+
+// The instance id defaults to <hostname>-<api port>, made safe for a group
+// name; set in the file or the environment, it is taken as given.
+func TestInstanceID(t *testing.T) {
+	defer func(h func() (string, error)) { hostname = h }(hostname)
+	hostname = func() (string, error) { return "web 1.example", nil }
+	for _, tc := range []struct{ yaml, env, want string }{
+		{"", "", "web_1.example-8080"},
+		{"api: {listen: '0.0.0.0:9001'}", "", "web_1.example-9001"},
+		{"bus: {instance_id: push-a}", "", "push-a"},
+		{"bus: {instance_id: push-a}", "push-b", "push-b"},
+	} {
+		cfg, err := parse(tc.yaml, func(k string) string {
+			if k == "TICKFLOW_BUS_INSTANCE_ID" {
+				return tc.env
+			}
+			return ""
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Bus.InstanceID != tc.want {
+			t.Errorf("%q env %q: instance id %q, want %q", tc.yaml, tc.env, cfg.Bus.InstanceID, tc.want)
+		}
+	}
+	cfg, err := parse("", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Bus.PartitionsSet {
+		t.Error("an empty file sets bus.partitions")
+	}
+	if cfg, err := parse("bus: {partitions: 24}", noEnv); err != nil || !cfg.Bus.PartitionsSet {
+		t.Errorf("bus.partitions in the file: set %v, err %v", cfg.Bus.PartitionsSet, err)
+	}
+	if cfg.Bus.SessionTimeout != 45*time.Second || cfg.Bus.RebalanceTimeout != time.Minute {
+		t.Errorf("timeouts %s %s", cfg.Bus.SessionTimeout, cfg.Bus.RebalanceTimeout)
 	}
 }

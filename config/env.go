@@ -25,6 +25,7 @@ var overrides = []envOverride{
 	{"TICKFLOW_BUS_BROKERS", []string{"bus", "brokers"}, true},
 	{"TICKFLOW_BUS_LISTEN", []string{"bus", "listen"}, false},
 	{"TICKFLOW_BUS_DATA_DIR", []string{"bus", "data_dir"}, false},
+	{"TICKFLOW_BUS_INSTANCE_ID", []string{"bus", "instance_id"}, false},
 	{"TICKFLOW_BUS_SASL_MECHANISM", []string{"bus", "sasl", "mechanism"}, false},
 	{"TICKFLOW_BUS_SASL_USERNAME", []string{"bus", "sasl", "username"}, false},
 	{"TICKFLOW_BUS_SASL_PASSWORD", []string{"bus", "sasl", "password"}, false},

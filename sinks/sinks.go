@@ -52,10 +52,25 @@ type Readier interface {
 	Ready(ctx context.Context) error
 }
 
-// BatchPolicy is how many ticks the runtime accumulates before calling
-// WriteBatch: Size ticks, or whatever arrived within MaxWait of the first.
+// BatchPolicy is how the runtime batches ticks for a sink. It batches by
+// what is there, not by the clock: a batch is handed on as soon as it
+// holds Min ticks (by default at once, whatever a poll returned), and
+// while a batch is being written the next one keeps filling, so under
+// backlog batches grow up to Size, the ceiling, and a slow backend gets
+// few large writes instead of many small ones.
+//
+// A sink whose writes are costly per call (the store: a ClickHouse INSERT
+// makes a part) sets Min, so that while the feed is slow a batch waits for
+// Min ticks or MaxWait after its first tick, whichever comes first.
 type BatchPolicy struct {
-	Size    int           `yaml:"size"`
+	// Size is the most ticks one WriteBatch gets.
+	Size int `yaml:"size"`
+	// Min is how many ticks a batch waits for (at most MaxWait) before it
+	// is written. 0 or 1 hands on whatever a poll returned at once; above
+	// Size it means Size, so a config that only lowers size keeps the
+	// policy "size ticks or max_wait".
+	Min int `yaml:"min"`
+	// MaxWait bounds how long a batch below Min waits for more ticks.
 	MaxWait time.Duration `yaml:"max_wait"`
 }
 
@@ -64,17 +79,36 @@ func (p BatchPolicy) Validate() error {
 	if p.Size <= 0 {
 		return fmt.Errorf("size must be > 0, got %d", p.Size)
 	}
+	if p.Min < 0 {
+		return fmt.Errorf("min must be >= 0, got %d", p.Min)
+	}
 	if p.MaxWait <= 0 {
 		return fmt.Errorf("max_wait must be > 0, got %s", p.MaxWait)
 	}
 	return nil
 }
 
+// Threshold is how many ticks make a batch due without waiting for
+// MaxWait: Min bounded to 1..Size.
+func (p BatchPolicy) Threshold() int { return max(1, min(p.Min, p.Size)) }
+
 // Publisher sends a record to a Kafka topic; strategy and risk use it to
 // publish signals and alerts. Produce returns once the record is
 // acknowledged.
 type Publisher interface {
 	Publish(ctx context.Context, topic string, key, value []byte) error
+}
+
+// BatchPublisher is the optional part of a Publisher that sends many
+// records to a topic in one round trip (the bus producer). PublishAll
+// sends keys[i], values[i] for every i and waits for all of them; acked is
+// how many leading records, in order, the broker acknowledged, and err,
+// nil only when acked == len(values), is why records[acked] was not. A
+// record after the first failure may have been acked all the same: a
+// caller that retries the suffix may publish it twice.
+type BatchPublisher interface {
+	Publisher
+	PublishAll(ctx context.Context, topic string, keys, values [][]byte) (acked int, err error)
 }
 
 // Env is what a sink is built with.
@@ -104,9 +138,64 @@ type Follower interface {
 	Follow(ctx context.Context, topic string, backfill int, fn func(key, value []byte)) error
 }
 
+// Sharing is how a sink's consumers on several tickflow instances divide
+// the tick topic between them (STYLE lesson 20: say which instances see
+// which data). Every instance is a process with its own bus.instance_id.
+type Sharing int
+
+const (
+	// Shared: one consumer group, tickflow.<sink>, for every instance; the
+	// partitions are split between them, so each tick is written by one
+	// instance. For sinks that write to a store all instances share and
+	// whose work is per pair (store, cache on Redis, strategy). Adding an
+	// instance adds capacity; one that dies has its partitions moved to
+	// the others within bus.session_timeout, from the group's commit.
+	Shared Sharing = iota
+	// PerInstance: a group per instance, tickflow.<sink>.<instance_id>, so
+	// every instance consumes every tick. For sinks whose output lives in
+	// the process: push (each instance's browsers must get every tick of
+	// their filters) and the in-process cache (each instance's API serves
+	// every pair). An instance that restarts with the same instance_id
+	// resumes from its own commit, so nothing it had not handled is lost.
+	PerInstance
+	// Exclusive: one group, tickflow.<sink>, in which a single instance
+	// owns every partition and the others stand by. For rules that compare
+	// pairs on different partitions (risk's price spike across exchanges
+	// and stale feed across an exchange's pairs): the rule needs every
+	// tick in one place, and two active instances would raise every alert
+	// twice. When the owner goes, a standby takes every partition over
+	// from the group's commit within bus.session_timeout.
+	Exclusive
+)
+
+func (s Sharing) String() string {
+	switch s {
+	case Shared:
+		return "shared"
+	case PerInstance:
+		return "per-instance"
+	case Exclusive:
+		return "exclusive"
+	}
+	return fmt.Sprintf("Sharing(%d)", int(s))
+}
+
+// Group is the consumer group the sink consumes in on the instance with
+// the given id.
+func (s Sharing) Group(sink, instanceID string) string {
+	if s == PerInstance {
+		return "tickflow." + sink + "." + instanceID
+	}
+	return "tickflow." + sink
+}
+
 // Spec describes a sink type to the registry.
 type Spec struct {
 	Name string
+	// Sharing says how the sink's instances divide the tick topic, given
+	// its decoded config (the cache's depends on where it keeps ticks).
+	// Nil means Shared.
+	Sharing func(cfg any) Sharing
 	// Batch is the default batch policy; config may override it.
 	Batch BatchPolicy
 	// Config returns a pointer to a fresh config value with defaults set.
@@ -118,6 +207,14 @@ type Spec struct {
 	// New builds the sink from its decoded config. It should not dial
 	// anything; that is Connect's job.
 	New func(env Env, cfg any) (Sink, error)
+}
+
+// SharingOf is the spec's Sharing for the decoded config cfg.
+func (s Spec) SharingOf(cfg any) Sharing {
+	if s.Sharing == nil {
+		return Shared
+	}
+	return s.Sharing(cfg)
 }
 
 // Registry holds sink specs by name. The sink packages register into

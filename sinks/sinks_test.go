@@ -46,10 +46,47 @@ func TestBatchPolicyValidate(t *testing.T) {
 		{BatchPolicy{Size: 0, MaxWait: time.Second}, "size"},
 		{BatchPolicy{Size: 1, MaxWait: 0}, "max_wait"},
 		{BatchPolicy{Size: 1, MaxWait: time.Second}, ""},
+		{BatchPolicy{Size: 1, Min: -1, MaxWait: time.Second}, "min"},
+		{BatchPolicy{Size: 10, Min: 1000, MaxWait: time.Second}, ""},
 	} {
 		err := tc.p.Validate()
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%+v: %v", tc.p, err)
+		}
+	}
+}
+
+// Each sink's group follows from its sharing: shared and exclusive sinks
+// have one group for every instance, per-instance sinks one each.
+func TestSharingGroup(t *testing.T) {
+	for _, tc := range []struct {
+		s    Sharing
+		want string
+	}{
+		{Shared, "tickflow.store"},
+		{Exclusive, "tickflow.store"},
+		{PerInstance, "tickflow.store.host-8080"},
+	} {
+		if got := tc.s.Group("store", "host-8080"); got != tc.want {
+			t.Errorf("%s: group %q, want %q", tc.s, got, tc.want)
+		}
+	}
+	if got := (Spec{}).SharingOf(nil); got != Shared {
+		t.Errorf("a spec without Sharing is %s, want shared", got)
+	}
+}
+
+func TestBatchThresholdIsMinWithinOneToSize(t *testing.T) {
+	for _, tc := range []struct {
+		p    BatchPolicy
+		want int
+	}{
+		{BatchPolicy{Size: 256}, 1},                  // no min: hand on what a poll returned
+		{BatchPolicy{Size: 50_000, Min: 1000}, 1000}, // the store while the feed is slow
+		{BatchPolicy{Size: 500, Min: 1000}, 500},     // an old config lowering size keeps "size or max_wait"
+	} {
+		if got := tc.p.Threshold(); got != tc.want {
+			t.Errorf("%+v: threshold %d, want %d", tc.p, got, tc.want)
 		}
 	}
 }

@@ -23,4 +23,22 @@ await build({
   outdir: 'dist/assets',
   logLevel: 'info',
 });
+// tickflow backtest -html inlines these into a self-contained page.
+await build({
+  entryPoints: { backtest: 'src/backtest.js' },
+  bundle: true,
+  format: 'iife',
+  target: ['es2020'],
+  minify: true,
+  legalComments: 'eof',
+  outdir: 'dist/backtest',
+  logLevel: 'info',
+});
+await build({
+  entryPoints: { backtest: 'src/backtest.css' },
+  bundle: true,
+  minify: true,
+  outdir: 'dist/backtest',
+  logLevel: 'info',
+});
 copyFileSync('src/index.html', 'dist/index.html');

@@ -23,3 +23,18 @@ func Assets() fs.FS {
 	}
 	return sub
 }
+
+// BacktestPage is the script and style of tickflow backtest's
+// self-contained page (src/backtest.js with lightweight-charts bundled,
+// src/backtest.css), which the backtest inlines with the report.
+func BacktestPage() (script, style []byte) {
+	script, err := dist.ReadFile("dist/backtest/backtest.js")
+	if err != nil {
+		panic(err) // built and embedded with dist
+	}
+	style, err = dist.ReadFile("dist/backtest/backtest.css")
+	if err != nil {
+		panic(err)
+	}
+	return script, style
+}

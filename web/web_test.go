@@ -40,3 +40,15 @@ func TestDistMatchesSource(t *testing.T) {
 		}
 	}
 }
+
+// The backtest page's script is built, bundles the charts, and can be
+// inlined in a <script> element.
+func TestBacktestPageBuilt(t *testing.T) {
+	js, css := BacktestPage()
+	if len(css) == 0 || !bytes.Contains(js, []byte("lightweight-charts")) && !bytes.Contains(js, []byte("TradingView")) {
+		t.Fatal("dist/backtest is not built with lightweight-charts (run: cd web && npm ci && npm run build)")
+	}
+	if bytes.Contains(bytes.ToLower(js), []byte("</script")) || bytes.Contains(bytes.ToLower(css), []byte("</style")) {
+		t.Fatal("the backtest page's assets cannot be inlined: they contain a closing tag")
+	}
+}

@@ -62,6 +62,10 @@ func Run(urls []string, rate int, d time.Duration, workers int) Result {
 			for k := w; k < maxReq; k += workers {
 				from := time.Now()
 				if rate > 0 {
+					// Paced: the schedule, not when this worker woke,
+					// decides which requests belong to the run, so a
+					// late wake-up on a loaded machine does not drop the
+					// last ones.
 					due := start.Add(time.Duration(float64(k) / float64(rate) * float64(time.Second)))
 					if wait := time.Until(due); wait > 0 {
 						time.Sleep(wait) // pacing, not synchronisation
@@ -69,8 +73,10 @@ func Run(urls []string, rate int, d time.Duration, workers int) Result {
 					} else {
 						from = due
 					}
-				}
-				if from.After(deadline) {
+					if due.After(deadline) {
+						break
+					}
+				} else if from.After(deadline) {
 					break
 				}
 				sent.Add(1)

@@ -223,3 +223,39 @@ func (c *ClickHouse) killLocked() {
 	<-c.done
 	c.cmd, c.done = nil, nil
 }
+
+// StartClickHouseCluster starts n servers that each know all n as the
+// shards (one replica each) of the cluster called name, through a
+// config.d/cluster.xml beside each config. No ZooKeeper: ON CLUSTER DDL
+// does not work, so tables are created on each shard.
+func StartClickHouseCluster(t testing.TB, name string, n int) []*ClickHouse {
+	t.Helper()
+	NeedBinary(t, "clickhouse-server", "clickhouse-server")
+	var out []*ClickHouse
+	for range n {
+		ch := &ClickHouse{dir: t.TempDir()}
+		if err := ch.writeConfig(); err != nil {
+			t.Fatalf("clickhouse: %v", err)
+		}
+		out = append(out, ch)
+	}
+	var shards strings.Builder
+	for _, ch := range out {
+		fmt.Fprintf(&shards, "<shard><replica><host>127.0.0.1</host><port>%d</port></replica></shard>", ch.tcpPort)
+	}
+	xml := fmt.Sprintf("<yandex><remote_servers><%s>%s</%s></remote_servers></yandex>\n", name, shards.String(), name)
+	for _, ch := range out {
+		d := filepath.Join(ch.dir, "config.d")
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "cluster.xml"), []byte(xml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := ch.Start(); err != nil {
+			t.Fatalf("clickhouse: %v", err)
+		}
+		t.Cleanup(func() { _ = ch.Kill() })
+	}
+	return out
+}

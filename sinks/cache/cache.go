@@ -38,9 +38,20 @@ import (
 func init() {
 	sinks.Register(sinks.Spec{
 		Name: "cache",
-		// Small batches keep the cache close to live; a batch of 500 is
-		// still one pipelined round trip.
-		Batch:  sinks.BatchPolicy{Size: 500, MaxWait: 20 * time.Millisecond},
+		// A batch goes as soon as it is polled, so the cache stays live;
+		// under backlog it grows to 20 000 ticks, which a write coalesces
+		// into one update per pair, still one pipelined round trip.
+		Batch: sinks.BatchPolicy{Size: 20_000, MaxWait: 20 * time.Millisecond},
+		// On Redis every instance writes the one shared store, so the
+		// partitions are split between them. In process memory each
+		// instance's API can serve only what its own memory holds, so each
+		// instance consumes every tick.
+		Sharing: func(cfg any) sinks.Sharing {
+			if c, ok := cfg.(*Config); ok && len(c.Redis.Addrs) > 0 {
+				return sinks.Shared
+			}
+			return sinks.PerInstance
+		},
 		Config: func() any { return DefaultConfig() },
 		New:    sinks.Typed(func(env sinks.Env, c *Config) (*Sink, error) { return New(env, *c) }),
 	})

@@ -116,6 +116,22 @@ func (mp *memPair) merge(entries []entry, capacity int) {
 		add[i] = memEntry{ts: e.t.Timestamp, member: e.json}
 	}
 	sort.Slice(add, func(i, j int) bool { return add[i].less(add[j]) })
+	if n := len(mp.hist); n == 0 || mp.hist[n-1].less(add[0]) {
+		// The usual case, a live feed: everything is newer than the
+		// history, so append in place (amortised, no copy of the
+		// history per batch) and cut the oldest.
+		for _, e := range add {
+			if n := len(mp.hist); n > 0 && mp.hist[n-1] == e {
+				continue
+			}
+			mp.hist = append(mp.hist, e)
+		}
+		if over := len(mp.hist) - capacity; over > 0 {
+			clear(mp.hist[:over]) // release the members' strings
+			mp.hist = mp.hist[over:]
+		}
+		return
+	}
 	out := make([]memEntry, 0, len(mp.hist)+len(add))
 	i, j := 0, 0
 	for i < len(mp.hist) || j < len(add) {

@@ -1,14 +1,15 @@
 // Package push is the push sink: it fans ticks, alerts and signals out to
 // browsers over WebSocket (github.com/coder/websocket).
 //
-// The sink consumes in its own group. WriteBatch encodes each tick once and
-// hands it to a hub sharded by pair; the same bytes then go to every
+// The sink consumes in a group of its own on every instance
+// (sinks.PerInstance), so each instance's browsers get every tick.
+// WriteBatch encodes each tick once and hands it to a hub sharded by pair; the same bytes then go to every
 // subscribed connection's queue. Enqueueing never waits for a client: each
 // connection has its own writer and a queue bounded in bytes, slow clients
 // get conflated ticks (the newest per pair) and then get disconnected, so
 // one stalled browser delays neither other clients nor the sink's commits.
 // Delivery to browsers is best-effort by nature, so a batch counts as
-// written once the hub has it; after a crash the group resumes from Kafka.
+// written once the hub has it; after a crash the instance's group resumes from Kafka.
 //
 // Alerts and signals come from their topics (risk.alerts,
 // strategy.signals), which Run follows without a consumer group: every push
@@ -49,9 +50,13 @@ func init() {
 	sinks.Register(sinks.Spec{
 		Name: "push",
 		// Small and quick: browsers should see a tick within milliseconds.
-		Batch:  sinks.BatchPolicy{Size: 256, MaxWait: 2 * time.Millisecond},
-		Config: func() any { return DefaultConfig() },
-		New:    sinks.Typed(New),
+		Batch: sinks.BatchPolicy{Size: 256, MaxWait: 2 * time.Millisecond},
+		// Each instance's browsers must get every tick of their filters,
+		// whichever partition it is on, so every instance consumes every
+		// tick; a restarted instance resumes from its own commit.
+		Sharing: func(any) sinks.Sharing { return sinks.PerInstance },
+		Config:  func() any { return DefaultConfig() },
+		New:     sinks.Typed(New),
 	})
 }
 

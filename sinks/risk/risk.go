@@ -53,9 +53,14 @@ func init() {
 	sinks.Register(sinks.Spec{
 		Name: "risk",
 		// Small batches: an alert waits for its batch to fill or time out.
-		Batch:  sinks.BatchPolicy{Size: 500, MaxWait: 50 * time.Millisecond},
-		Config: func() any { return DefaultConfig() },
-		New:    sinks.Typed(New),
+		Batch: sinks.BatchPolicy{Size: 500, MaxWait: 50 * time.Millisecond},
+		// The price-spike rule compares a symbol across exchanges and the
+		// stale-feed rule an exchange's pairs, which sit on different
+		// partitions: one instance consumes everything, the others stand
+		// by, so no rule misses a pair and no alert is raised twice.
+		Sharing: func(any) sinks.Sharing { return sinks.Exclusive },
+		Config:  func() any { return DefaultConfig() },
+		New:     sinks.Typed(New),
 	})
 }
 

@@ -434,7 +434,7 @@ func (f *fakeNative) query(fc *fakeConn) error {
 	case strings.Contains(body, "FROM system.settings"):
 		out = proto.Input{{Name: "value", Data: strCol()}} // setting gone: LowCardinality is GA
 	case strings.Contains(body, "FROM system.tables"):
-		out = proto.Input{{Name: "engine", Data: strCol("ReplacingMergeTree")}}
+		out = proto.Input{{Name: "engine", Data: strCol("ReplacingMergeTree")}, {Name: "engine_full", Data: strCol("ReplacingMergeTree ORDER BY (exchange, symbol, timestamp, received_at)")}}
 	case strings.Contains(body, "FROM system.columns"):
 		names, types := strCol(), strCol()
 		for _, c := range [][2]string{{"exchange", "LowCardinality(String)"}, {"symbol", "LowCardinality(String)"}, {"timestamp", "Int64"}, {"received_at", "Int64"}} {

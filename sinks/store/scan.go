@@ -43,61 +43,109 @@ func (k scanKey) after() string {
 
 // Scan calls fn with every stored tick the query selects, oldest first by
 // event time (receive time, then pair, breaking ties), each tick once
-// however often a replay wrote it. It reads page by page, so a range of
-// any size needs one page of memory; fn's tick is only valid during the
+// however often a replay wrote it. fn's tick is only valid during the
 // call. An error from fn stops the scan and is returned as is.
+//
+// It reads in event-time windows, each deduplicated on its own, so a range
+// of any length costs time in proportion to its ticks and one page of
+// memory: a page over "the rest of the range" would group the whole rest
+// again for every page. A window holding more than a page is read in
+// pages with a cursor on the table's identity; the next window grows when
+// one comes back sparse and shrinks when one fills pages.
 func (h *History) Scan(ctx context.Context, q ScanQuery, fn func(*tick.Tick) error) error {
 	size := q.PageSize
 	if size <= 0 {
 		size = 10_000
 	}
-	var base []string
-	if !q.From.IsZero() {
-		base = append(base, "timestamp >= "+strconv.FormatInt(q.From.UnixMilli(), 10))
-	}
-	if !q.To.IsZero() {
-		base = append(base, "timestamp <= "+strconv.FormatInt(q.To.UnixMilli(), 10))
-	}
+	var filter []string
 	if len(q.Exchanges) > 0 {
-		base = append(base, "exchange IN ("+quoteList(q.Exchanges)+")")
+		filter = append(filter, "exchange IN ("+quoteList(q.Exchanges)+")")
 	}
 	if len(q.Symbols) > 0 {
-		base = append(base, "symbol IN ("+quoteList(q.Symbols)+")")
+		filter = append(filter, "symbol IN ("+quoteList(q.Symbols)+")")
+	}
+	lo, hi, ok, err := h.scanBounds(ctx, q, filter)
+	if err != nil || !ok {
+		return err
 	}
 	var (
-		cursor *scanKey
 		r      scanResult
 		page   []tick.Tick
+		window = int64(60_000) // ms; adapted to the data below
 	)
-	for {
-		where := base
-		if cursor != nil {
-			where = append(where[:len(where):len(where)], cursor.after())
-		}
-		sql := "SELECT toString(exchange), toString(symbol), " + tickSelectList(true) + " FROM " + h.table
-		if len(where) > 0 {
-			sql += " WHERE " + strings.Join(where, " AND ")
-		}
-		sql += " GROUP BY exchange, symbol, timestamp, received_at" +
-			" ORDER BY timestamp, received_at, exchange, symbol LIMIT " + strconv.Itoa(size)
-		page = page[:0]
-		if err := h.tr.query(ctx, sql, r.results(), func() error {
-			page = r.appendTo(page)
-			return nil
-		}); err != nil {
-			return fmt.Errorf("store: scan: %w", err)
-		}
-		for i := range page {
-			if err := fn(&page[i]); err != nil {
-				return err
+	for from := lo; from <= hi; {
+		to := min(from+window, hi+1) // [from, to)
+		where := append(filter[:len(filter):len(filter)],
+			"timestamp >= "+strconv.FormatInt(from, 10), "timestamp < "+strconv.FormatInt(to, 10))
+		var cursor *scanKey
+		pages := 0
+		for {
+			w := where
+			if cursor != nil {
+				w = append(where[:len(where):len(where)], cursor.after())
 			}
+			sql := "SELECT toString(exchange), toString(symbol), " + tickSelectList(true) + " FROM " + h.table +
+				" WHERE " + strings.Join(w, " AND ") +
+				" GROUP BY exchange, symbol, timestamp, received_at" +
+				" ORDER BY timestamp, received_at, exchange, symbol LIMIT " + strconv.Itoa(size)
+			page = page[:0]
+			if err := h.tr.query(ctx, sql, r.results(), func() error {
+				page = r.appendTo(page)
+				return nil
+			}); err != nil {
+				return fmt.Errorf("store: scan: %w", err)
+			}
+			pages++
+			for i := range page {
+				if err := fn(&page[i]); err != nil {
+					return err
+				}
+			}
+			if len(page) < size {
+				break
+			}
+			last := &page[len(page)-1]
+			cursor = &scanKey{ts: last.Timestamp, recv: last.ReceivedAt, ex: last.Exchange, sym: last.Symbol}
 		}
-		if len(page) < size {
-			return nil
+		switch {
+		case pages > 1:
+			window = max(window/int64(pages), 1)
+		case len(page) < size/4:
+			window = min(window*2, 366*24*3600*1000)
 		}
-		last := &page[len(page)-1]
-		cursor = &scanKey{ts: last.Timestamp, recv: last.ReceivedAt, ex: last.Exchange, sym: last.Symbol}
+		from = to
 	}
+	return nil
+}
+
+// scanBounds is the event-time range to read: the query's bounds, with an
+// open side closed by the stored data's own. ok is false when nothing
+// stored is in range.
+func (h *History) scanBounds(ctx context.Context, q ScanQuery, filter []string) (lo, hi int64, ok bool, err error) {
+	where := filter
+	if !q.From.IsZero() {
+		where = append(where[:len(where):len(where)], "timestamp >= "+strconv.FormatInt(q.From.UnixMilli(), 10))
+	}
+	if !q.To.IsZero() {
+		where = append(where[:len(where):len(where)], "timestamp <= "+strconv.FormatInt(q.To.UnixMilli(), 10))
+	}
+	sql := "SELECT count(), min(timestamp), max(timestamp) FROM " + h.table
+	if len(where) > 0 {
+		sql += " WHERE " + strings.Join(where, " AND ")
+	}
+	var (
+		n      proto.ColUInt64
+		mn, mx proto.ColInt64
+	)
+	if err := h.tr.query(ctx, sql, proto.Results{{Data: &n}, {Data: &mn}, {Data: &mx}}, func() error {
+		if n.Rows() > 0 && n.Row(0) > 0 {
+			lo, hi, ok = mn.Row(0), mx.Row(0), true
+		}
+		return nil
+	}); err != nil {
+		return 0, 0, false, fmt.Errorf("store: scan: %w", err)
+	}
+	return lo, hi, ok, nil
 }
 
 // scanResult is tickResult with the pair's columns in front.

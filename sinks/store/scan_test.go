@@ -26,6 +26,16 @@ func TestScanOrdersPagesAndDeduplicates(t *testing.T) {
 			all[len(all)-1].ReceivedAt += int64(i) // distinct ticks within a millisecond
 		}
 	}
+	// A sparse pair over a month, and a burst in one millisecond: windows
+	// that grow past empty stretches and shrink on a dense one.
+	for k := int64(0); k < 30; k++ {
+		all = append(all, mkTick("kraken", "BTC/USD", base+k*7*3600*1000, "50000.0"))
+	}
+	for k := int64(0); k < 25; k++ {
+		b := mkTick("coinbase", "BTC-USD", base+3*24*3600*1000, "50001.00")
+		b.ReceivedAt += k
+		all = append(all, b)
+	}
 	// Written twice, as a replay after a lost commit would.
 	for range 2 {
 		if err := s.WriteBatch(ctx, all); err != nil {
@@ -66,8 +76,10 @@ func TestScanOrdersPagesAndDeduplicates(t *testing.T) {
 			filter(func(t *tick.Tick) bool { return t.Timestamp >= base+5000 && t.Timestamp <= base+9000 })},
 		{"one exchange", ScanQuery{Exchanges: []string{"okx"}, PageSize: 5}, filter(func(t *tick.Tick) bool { return t.Exchange == "okx" })},
 		{"symbols", ScanQuery{Symbols: []string{"ETHUSDT", "BTC-USDT"}, PageSize: 9},
-			filter(func(t *tick.Tick) bool { return t.Symbol != "BTCUSDT" })},
-		{"nothing", ScanQuery{From: time.UnixMilli(base + 100_000)}, nil},
+			filter(func(t *tick.Tick) bool { return t.Symbol == "ETHUSDT" || t.Symbol == "BTC-USDT" })},
+		{"sparse and dense", ScanQuery{Exchanges: []string{"kraken", "coinbase"}, PageSize: 4},
+			filter(func(t *tick.Tick) bool { return t.Exchange == "kraken" || t.Exchange == "coinbase" })},
+		{"nothing", ScanQuery{From: time.UnixMilli(base + 40*24*3600*1000)}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []tick.Tick

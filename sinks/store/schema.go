@@ -113,10 +113,14 @@ func checkTable(ctx context.Context, tr transport, database, table string) (layo
 	var l layout
 	var engine proto.ColStr
 	found := false
-	if err := tr.query(ctx, fmt.Sprintf("SELECT engine FROM system.tables WHERE database = %s AND name = %s",
-		quoteString(database), quoteString(table)), proto.Results{{Data: &engine}}, func() error {
+	var engineFull proto.ColStr
+	if err := tr.query(ctx, fmt.Sprintf("SELECT engine, engine_full FROM system.tables WHERE database = %s AND name = %s",
+		quoteString(database), quoteString(table)), proto.Results{{Data: &engine}, {Data: &engineFull}}, func() error {
 		found = true
-		if e := engine.Row(0); !strings.Contains(e, "ReplacingMergeTree") {
+		switch e := engine.Row(0); {
+		case e == "Distributed":
+			return checkShards(ctx, tr, database, table, engineFull.Row(0))
+		case !strings.Contains(e, "ReplacingMergeTree"):
 			return fmt.Errorf("table %s.%s has engine %s; the store needs a ReplacingMergeTree to hide replayed duplicates", database, table, e)
 		}
 		return nil
@@ -177,6 +181,42 @@ func checkTable(ctx context.Context, tr transport, database, table string) (layo
 	l.lowCardExchange = types["exchange"] != "String"
 	l.lowCardSymbol = types["symbol"] != "String"
 	return l, nil
+}
+
+// checkShards verifies a Distributed table over ReplacingMergeTree tables:
+// every server of its cluster has the local table, and it is a
+// ReplacingMergeTree. With a sharding key by pair, every copy of a tick
+// lands on one shard, where merges and the API's grouping collapse it as
+// they do on one server. ClickHouse without ZooKeeper has no ON CLUSTER
+// DDL, so the local tables are created on each shard by hand (README).
+func checkShards(ctx context.Context, tr transport, database, table, engineFull string) error {
+	args := strings.TrimSuffix(strings.TrimPrefix(engineFull, "Distributed("), ")")
+	parts := strings.SplitN(args, ",", 4)
+	if len(parts) < 3 {
+		return fmt.Errorf("table %s.%s: cannot read Distributed engine %q", database, table, engineFull)
+	}
+	unq := func(s string) string { return strings.Trim(strings.TrimSpace(s), "'`\"") }
+	cluster, ldb, ltable := unq(parts[0]), unq(parts[1]), unq(parts[2])
+	if ldb == "" || strings.Contains(ldb, "(") { // currentDatabase() and the like
+		ldb = database
+	}
+	var servers, tables, replacing proto.ColUInt64
+	if err := tr.query(ctx, "SELECT count() FROM system.clusters WHERE cluster = "+quoteString(cluster),
+		proto.Results{{Data: &servers}}, func() error { return nil }); err != nil {
+		return fmt.Errorf("table %s.%s: cluster %s: %w", database, table, cluster, err)
+	}
+	if err := tr.query(ctx, fmt.Sprintf("SELECT count(), countIf(engine LIKE '%%ReplacingMergeTree') FROM cluster(%s, system, tables) WHERE database = %s AND name = %s",
+		quoteString(cluster), quoteString(ldb), quoteString(ltable)), proto.Results{{Data: &tables}, {Data: &replacing}}, func() error { return nil }); err != nil {
+		return fmt.Errorf("table %s.%s: the shards' tables: %w", database, table, err)
+	}
+	if servers.Rows() == 0 || tables.Rows() == 0 || servers.Row(0) == 0 {
+		return fmt.Errorf("table %s.%s: cluster %s is not configured on this server", database, table, cluster)
+	}
+	if n, have, rmt := servers.Row(0), tables.Row(0), replacing.Row(0); have != n || rmt != n {
+		return fmt.Errorf("table %s.%s is Distributed over %s.%s on cluster %s: %d of its %d servers have that table, %d of them a ReplacingMergeTree; "+
+			"create it on every shard (no ON CLUSTER without ZooKeeper)", database, table, ldb, ltable, cluster, have, n, rmt)
+	}
+	return nil
 }
 
 // addScalesSQL is the ALTER that gives an older table the scale columns it

@@ -32,8 +32,14 @@ import (
 
 func init() {
 	sinks.Register(sinks.Spec{
-		Name:   "store",
-		Batch:  sinks.BatchPolicy{Size: 1000, MaxWait: 5 * time.Second},
+		Name: "store",
+		// Every instance writes the one ClickHouse table; replayed copies
+		// collapse (ReplacingMergeTree), so the partitions are split.
+		Sharing: func(any) sinks.Sharing { return sinks.Shared },
+		// While the feed is slow a batch waits for 1000 ticks or 5 s (an
+		// INSERT makes a part: ClickHouse wants few, large ones); under
+		// backlog batches grow to 50 000 while the previous INSERT runs.
+		Batch:  sinks.BatchPolicy{Size: 50_000, Min: 1000, MaxWait: 5 * time.Second},
 		Config: func() any { return DefaultConfig() },
 		New:    sinks.Typed(func(env sinks.Env, c *Config) (*Sink, error) { return New(env, *c) }),
 	})

@@ -182,7 +182,7 @@ func (j *journaled) Replay(rec []byte) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	for i := range ticks {
-		s.feed(&ticks[i])
+		s.feed(&ticks[i], nil)
 	}
 	for _, ls := range sigs {
 		sig := ls.Signal

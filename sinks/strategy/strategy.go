@@ -15,6 +15,13 @@
 // accounts, and returns nil only once the signals are acknowledged by the
 // bus.
 //
+// # Backtests
+//
+// The routing of ticks to strategies, the replay skip, the turning of
+// decisions into signals and the paper fills are one engine (engine.go),
+// which the sink runs with its pool and Backtester (backtester.go) runs
+// with Execute inline, so a backtest decides what live decides.
+//
 // # State across restarts
 //
 // With state_dir set, the engine keeps its state in a journal (package
@@ -72,20 +79,6 @@ func init() {
 	})
 }
 
-type instance struct {
-	entry Entry
-	*built
-	fp      string
-	paper   paper
-	mark    apd.Decimal // the pair's latest price
-	signals int
-}
-
-type route struct {
-	last  int64 // event time of the last tick applied
-	insts []*instance
-}
-
 // Sink is the strategy engine.
 type Sink struct {
 	cfg    *Config
@@ -105,10 +98,8 @@ type Sink struct {
 	nPending       int
 	pendingSignals []loggedSignal
 
-	mu     sync.RWMutex // guards strategy and paper state against API reads
-	insts  []*instance
-	routes map[tick.Pair]*route
-	seen   *journal.Seen
+	mu sync.RWMutex // guards the engine (strategy and paper state) against API reads
+	engine
 }
 
 var (
@@ -135,8 +126,6 @@ func New(env sinks.Env, cfg *Config) (*Sink, error) {
 		log:    env.Logger.With("sink", "strategy"),
 		m:      m,
 		recent: events.NewSignals(cfg.Recent),
-		routes: map[tick.Pair]*route{},
-		seen:   journal.NewSeen(journal.DefaultSeen),
 	}
 	s.outbox = events.Outbox[signal.Signal]{
 		Topic: signal.Topic, Publisher: env.Publisher, Key: (*signal.Signal).Key,
@@ -160,25 +149,7 @@ func New(env sinks.Env, cfg *Config) (*Sink, error) {
 }
 
 // build makes every configured strategy afresh.
-func (s *Sink) build() error {
-	s.insts, s.routes = nil, map[tick.Pair]*route{}
-	for i := range s.cfg.Strategies {
-		e := s.cfg.Strategies[i]
-		b, err := e.build()
-		if err != nil {
-			return fmt.Errorf("strategy: strategies[%d] %s: %w", i, e.label(), err)
-		}
-		in := &instance{entry: e, built: b, fp: fingerprint(&e)}
-		s.insts = append(s.insts, in)
-		r := s.routes[b.pair]
-		if r == nil {
-			r = &route{}
-			s.routes[b.pair] = r
-		}
-		r.insts = append(r.insts, in)
-	}
-	return nil
-}
+func (s *Sink) build() error { return s.engine.build(s.cfg.Strategies) }
 
 // Run serves the worker pool for the life of the process.
 func (s *Sink) Run(ctx context.Context) error { return s.pool.run(ctx) }
@@ -194,32 +165,6 @@ func (s *Sink) Connect(context.Context) error {
 		return fmt.Errorf("strategy: %w", err)
 	}
 	return nil
-}
-
-// feed passes one tick to its pair's strategies and reports their
-// triggers; a tick at or before the pair's last is skipped. Callers hold mu.
-func (s *Sink) feed(t *tick.Tick) (applied bool, triggers []pending) {
-	r := s.routes[tick.Pair{Exchange: t.Exchange, Symbol: t.Symbol}]
-	if r == nil {
-		return false, nil
-	}
-	if t.Timestamp <= r.last {
-		s.m.skipped.WithLabelValues("replayed").Inc()
-		return false, nil
-	}
-	r.last = t.Timestamp
-	for _, in := range r.insts {
-		in.mark.Set(&t.Price)
-		if tr, ok := in.strategy.ShouldTrigger(t); ok {
-			triggers = append(triggers, pending{in, tr})
-		}
-	}
-	return true, triggers
-}
-
-type pending struct {
-	inst *instance
-	tr   Trigger
 }
 
 // WriteBatch feeds the batch to the strategies, runs their triggers on the
@@ -244,18 +189,22 @@ func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
 			continue
 		}
 		s.m.ticks.Inc()
-		applied, trs := s.feed(t)
-		if !applied {
+		n := len(triggers)
+		var st fed
+		st, _, triggers = s.feed(t, triggers)
+		if st == fedReplayed {
+			s.m.skipped.WithLabelValues("replayed").Inc()
+		}
+		if st != fedApplied {
 			continue
 		}
 		if s.journal.Enabled() {
 			s.pendingTicks = journal.AppendTick(s.pendingTicks, t)
 			s.nPending++
 		}
-		for _, tr := range trs {
+		for _, tr := range triggers[n:] {
 			s.m.triggers.WithLabelValues(tr.inst.entry.Name).Inc()
 		}
-		triggers = append(triggers, trs...)
 	}
 	s.mu.Unlock()
 
@@ -316,30 +265,18 @@ func (s *Sink) decide(jobs []*job) {
 		case j.dec == nil:
 			continue // Execute decided against it
 		}
-		if _, err := signal.ParseSide(string(j.dec.Side)); err != nil {
-			s.m.execErrors.Inc()
-			failed++
-			lastFailed = fmt.Errorf("%s: bad decision: %w", name, err)
-			continue
-		}
 		in := j.inst
-		sig := signal.Signal{
-			ID:        signal.ID(name, in.pair, j.dec.Side, j.tr.Timestamp),
-			Strategy:  name,
-			Type:      in.entry.Type,
-			Exchange:  in.pair.Exchange,
-			Symbol:    in.pair.Symbol,
-			Side:      j.dec.Side,
-			Price:     j.tr.Price.Text('f'),
-			Reason:    j.dec.Reason,
-			Timestamp: j.tr.Timestamp,
-		}
-		if !s.seen.Add(sig.ID) {
+		sig, err := s.fill(in, &j.tr, j.dec)
+		switch {
+		case errors.Is(err, errDuplicate):
 			s.m.duplicates.Inc()
 			continue
+		case err != nil:
+			s.m.execErrors.Inc()
+			failed++
+			lastFailed = fmt.Errorf("%s: %w", name, err)
+			continue
 		}
-		in.paper.apply(sig.Side, &j.tr.Price, &in.quantity, in.entry.AllowShort)
-		in.signals++
 		if s.journal.Enabled() {
 			s.pendingSignals = append(s.pendingSignals, loggedSignal{Fingerprint: in.fp, Signal: sig})
 		}
