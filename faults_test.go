@@ -404,7 +404,7 @@ type faultPushClient struct {
 	done             chan struct{}
 }
 
-func dialPush(t *testing.T, ctx context.Context, port int) *faultPushClient {
+func dialFaultPush(t *testing.T, ctx context.Context, port int) *faultPushClient {
 	t.Helper()
 	c, _, err := websocket.Dial(ctx, fmt.Sprintf("ws://127.0.0.1:%d/ws", port), &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {"http://127.0.0.1"}}})
 	if err != nil {
@@ -448,11 +448,11 @@ func (s *suite) pushClientsCut(t *testing.T) {
 	r.start(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	steady := dialPush(t, ctx, r.pushPort)
+	steady := dialFaultPush(t, ctx, r.pushPort)
 	hostile(t, ctx, r.pushPort)
 	cuts := int(s.hold(20, 200))
 	for range cuts {
-		c := dialPush(t, ctx, r.pushPort)
+		c := dialFaultPush(t, ctx, r.pushPort)
 		testkit.Eventually(t, 10*time.Second, "cut client got ticks", func() bool { return c.ticks.Load() > 0 })
 		c.conn.CloseNow()
 		<-c.done
