@@ -186,7 +186,7 @@ log: {format: json}
 }
 
 func (r *rig) groups() []string {
-	g := []string{"tickflow.cache", "tickflow.store", "tickflow.push"}
+	g := []string{"tickflow.cache", "tickflow.store"} // push: a per-instance group (tickflow.push.<instance>), live only
 	if r.stateDir != "" {
 		g = append(g, "tickflow.risk")
 	}
