@@ -96,7 +96,7 @@ log: {format: json}
 	metrics := string(waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", apiPort), http.StatusOK))
 	for _, m := range []string{
 		`tickflow_ingest_ticks_received_total{exchange="binance",symbol="ETHUSDT"}`,
-		`tickflow_ingest_ticks_produced_total{exchange="binance",symbol="BTCUSDT"}`,
+		`tickflow_ingest_ticks_acked_total{exchange="binance",symbol="BTCUSDT"}`,
 		`tickflow_ingest_malformed_frames_total{exchange="binance",reason="bad_json"}`,
 		`tickflow_sink_consumer_lag{sink="cache"}`,
 		`tickflow_sink_batch_size_count{sink="push"}`,

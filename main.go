@@ -104,9 +104,13 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger, hooks ...st
 	if err != nil {
 		return fmt.Errorf("bus: %w", err)
 	}
+	brokerErr := func() error { return nil }
 	if len(cfg.Bus.Brokers) == 0 {
 		emb, err := bus.StartEmbedded(bus.EmbeddedConfig{
-			Listen: cfg.Bus.Listen, DataDir: cfg.Bus.DataDir, SyncWrites: cfg.Bus.SyncWrites, Logger: log,
+			Listen: cfg.Bus.Listen, DataDir: cfg.Bus.DataDir, SyncWrites: cfg.Bus.SyncWrites, Logger: log, Metrics: reg,
+			// A full or failing data dir makes the broker refuse produce
+			// requests retriably: /readyz says so until it recovers.
+			OnStorage: func(err error) { hr.Set("broker", err) },
 		})
 		if err != nil {
 			return fmt.Errorf("broker: %w", err)
@@ -116,6 +120,7 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger, hooks ...st
 			log.Info("broker closed", "component", "broker")
 		}()
 		cc.Brokers = emb.Addrs()
+		brokerErr = emb.StorageErr
 		log.Info("started", "component", "broker", "kind", "embedded", "addr", strings.Join(cc.Brokers, ","), "data_dir", cfg.Bus.DataDir)
 	} else {
 		log.Info("using external Kafka", "component", "broker", "brokers", strings.Join(cc.Brokers, ","))
@@ -134,7 +139,7 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger, hooks ...st
 			return fmt.Errorf("broker: %w", err)
 		}
 	}
-	hr.Set("broker", nil)
+	hr.Set("broker", brokerErr())
 
 	producer, err := bus.NewProducer(cc, bus.ProducerOptions{Topic: cfg.Bus.Topic, Linger: cfg.Bus.Linger, Logger: log.With("component", "producer"), Metrics: reg})
 	if err != nil {
@@ -252,27 +257,42 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger, hooks ...st
 	})
 	g.Go(func() error { return pump.Run(gctx) })
 	err = g.Wait()
-	received, produced, unproduced := ingestTotals(reg)
-	log.Info("ingest summary", "component", "ingest", "received", received, "produced", produced, "unproduced", unproduced)
+	it := ingestTotals(reg)
+	log.Info("ingest summary", "component", "ingest", "received", it.received, "accepted", it.accepted,
+		"handed", it.handed, "acked", it.acked, "refused", it.refused, "unproduced", it.unproduced)
 	return err
 }
 
-// ingestTotals sums the ingest counters, for the shutdown summary: the
-// number of ticks accepted and handed to the producer in this run.
-func ingestTotals(g prometheus.Gatherer) (received, produced, unproduced int64) {
+// ingestSummary is the shutdown account of this run's ticks: decoded from
+// the sources (received), taken by the queue (accepted), handed to the
+// producer (handed, each tick once), acknowledged by the broker (acked),
+// refusals produced again (refused), and accepted but never acknowledged
+// (unproduced). accepted == acked + unproduced once the pump has returned.
+type ingestSummary struct {
+	received, accepted, handed, acked, refused, unproduced int64
+}
+
+// ingestTotals sums the ingest counters, for the shutdown summary.
+func ingestTotals(g prometheus.Gatherer) (s ingestSummary) {
 	mfs, err := g.Gather()
 	if err != nil {
-		return 0, 0, 0
+		return s
 	}
 	for _, mf := range mfs {
 		var dst *int64
 		switch mf.GetName() {
 		case "tickflow_ingest_ticks_received_total":
-			dst = &received
-		case "tickflow_ingest_ticks_produced_total":
-			dst = &produced
+			dst = &s.received
+		case "tickflow_ingest_ticks_accepted_total":
+			dst = &s.accepted
+		case "tickflow_ingest_ticks_handed_total":
+			dst = &s.handed
+		case "tickflow_ingest_ticks_acked_total":
+			dst = &s.acked
+		case "tickflow_ingest_ticks_refused_total":
+			dst = &s.refused
 		case "tickflow_ingest_unproduced_total":
-			dst = &unproduced
+			dst = &s.unproduced
 		default:
 			continue
 		}
@@ -280,7 +300,7 @@ func ingestTotals(g prometheus.Gatherer) (received, produced, unproduced int64) 
 			*dst += int64(m.GetCounter().GetValue())
 		}
 	}
-	return received, produced, unproduced
+	return s
 }
 
 func clientConfig(b config.Bus, log *slog.Logger) (bus.ClientConfig, error) {

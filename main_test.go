@@ -183,8 +183,8 @@ func TestSIGTERMLosesNothingAccepted(t *testing.T) {
 		t.Fatalf("tickflow exit: %v (want exit code 0)", err)
 	}
 	received := int64(summary["received"].(float64))
-	if received == 0 || summary["unproduced"].(float64) != 0 {
-		t.Fatalf("summary %v", summary)
+	if received == 0 || summary["unproduced"].(float64) != 0 || summary["accepted"] != summary["acked"] {
+		t.Fatalf("summary %v: want received > 0, unproduced 0 and accepted == acked", summary)
 	}
 
 	// Reopen the broker's data dir and compare.

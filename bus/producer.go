@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +40,8 @@ type Producer struct {
 
 	produced *prometheus.CounterVec
 	failed   *prometheus.CounterVec
+
+	logFail everyFewSeconds
 
 	mu      sync.Mutex
 	lastErr error
@@ -99,6 +102,17 @@ func NewProducer(cc ClientConfig, o ProducerOptions) (*Producer, error) {
 // Flush waits for every queued tick to be acknowledged. A tick that still
 // fails is logged and counted, and reported by the next Err.
 func (p *Producer) Produce(ctx context.Context, t *tick.Tick) error {
+	return p.ProduceNotify(ctx, t, nil)
+}
+
+// ProduceNotify is Produce that also reports the tick's fate. It returns
+// an error when the tick was not taken (ctx ended while blocked, client
+// closed); then done is never called. When it returns nil, done (if not
+// nil) is called exactly once, on the client's promise goroutine: with nil
+// once the broker acknowledged the tick, or with the error the client
+// gave up on it with (a refusal the client does not retry, such as
+// UNKNOWN_SERVER_ERROR, or the client closing). done must not block.
+func (p *Producer) ProduceNotify(ctx context.Context, t *tick.Tick, done func(error)) error {
 	r := &kgo.Record{
 		Key:   t.AppendKey(make([]byte, 0, len(t.Exchange)+len(t.Symbol)+1)),
 		Value: t.AppendJSON(make([]byte, 0, 320)),
@@ -106,27 +120,64 @@ func (p *Producer) Produce(ctx context.Context, t *tick.Tick) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var perr error
-	done := make(chan struct{})
+	// The promise runs synchronously when the record could not be buffered
+	// (ctx cancelled while blocked, client closed), and could in principle
+	// run before Produce returns for a record it did buffer. Whichever of
+	// the promise and this function comes second owns the outcome: if the
+	// promise came first its error is returned (nil: done is called here).
+	const (
+		pending = iota
+		returned
+		promised
+	)
+	var (
+		state atomic.Int32
+		perr  error
+	)
 	p.cl.Produce(ctx, r, func(r *kgo.Record, err error) {
 		if err != nil {
 			p.failed.WithLabelValues(r.Topic).Inc()
 			p.setErr(err)
-			p.log.Error("produce failed", "topic", r.Topic, "key", string(r.Key), "err", err)
+			if ok, suppressed := p.logFail.Allow(); ok {
+				p.log.Error("produce failed", "topic", r.Topic, "key", string(r.Key), "err", err, "suppressed", suppressed)
+			}
 		} else {
 			p.produced.WithLabelValues(r.Topic).Inc()
 		}
 		perr = err
-		close(done)
+		if !state.CompareAndSwap(pending, promised) && done != nil {
+			done(err)
+		}
 	})
-	// The promise runs synchronously when the record could not be buffered
-	// (ctx cancelled while blocked, client closed); report that directly.
-	select {
-	case <-done:
-		return perr
-	default:
+	if state.CompareAndSwap(pending, returned) {
 		return nil
 	}
+	if perr == nil && done != nil {
+		done(nil)
+	}
+	return perr
+}
+
+// everyFewSeconds allows one event per interval and counts the rest, so a
+// broker refusing every record logs a line every few seconds, not one per
+// record.
+type everyFewSeconds struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (e *everyFewSeconds) Allow() (bool, int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := time.Now()
+	if !e.last.IsZero() && now.Sub(e.last) < 5*time.Second {
+		e.suppressed++
+		return false, 0
+	}
+	n := e.suppressed
+	e.last, e.suppressed = now, 0
+	return true, n
 }
 
 func (p *Producer) setErr(err error) {

@@ -2,9 +2,13 @@
 // package each, plus a simulated exchange) and the hand-off from a source's
 // read loop to the Kafka producer.
 //
-// A source decodes frames and hands each tick to a bounded Queue. The Queue
-// never drops: when it is full the read loop blocks, and that wait is logged
-// and measured. A Pump drains the Queue into a Publisher (the bus producer)
+// A source decodes frames and hands each tick to a bounded Queue. What the
+// Queue accepted is never dropped. When it is full, Enqueue blocks (the
+// simulator: its ticks are made on demand, so waiting loses nothing) and
+// the wait is logged and measured; EnqueueWithin, which live exchange
+// connections use, waits a bounded time and then drops the tick, counted
+// per pair, because a connection that stops reading is cut off by the
+// exchange and loses ticks that are then counted nowhere. A Pump drains the Queue into a Publisher (the bus producer)
 // with bounded concurrency, keeping each pair's ticks in order, and on
 // shutdown produces everything the Queue accepted before it returns.
 package ingest
@@ -47,7 +51,12 @@ type Enqueuer interface {
 // that are already registered, so each component can ask for them itself.
 type Metrics struct {
 	Received      *prometheus.CounterVec // exchange, symbol
-	Produced      *prometheus.CounterVec // exchange, symbol
+	Accepted      *prometheus.CounterVec // exchange
+	Handed        *prometheus.CounterVec // exchange, symbol
+	Acked         *prometheus.CounterVec // exchange, symbol
+	Refused       *prometheus.CounterVec // exchange, symbol
+	Redelivered   *prometheus.CounterVec // exchange
+	Dropped       *prometheus.CounterVec // exchange, symbol
 	Malformed     *prometheus.CounterVec // exchange, reason
 	Reconnects    *prometheus.CounterVec // exchange, reason
 	DialErrors    *prometheus.CounterVec // exchange
@@ -73,11 +82,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		return prometheus.NewGauge(prometheus.GaugeOpts{Name: "tickflow_ingest_" + name, Help: help})
 	}
 	m := &Metrics{
-		Received:   counter("ticks_received_total", "Valid ticks decoded from a source, by exchange and symbol.", "exchange", "symbol"),
-		Produced:   counter("ticks_produced_total", "Ticks handed to the bus producer, by exchange and symbol.", "exchange", "symbol"),
-		Malformed:  counter("malformed_frames_total", "Frames skipped because they were malformed or unexpected, by exchange and reason.", "exchange", "reason"),
-		Reconnects: counter("reconnects_total", "Connections replaced, by exchange and why the old one ended.", "exchange", "reason"),
-		DialErrors: counter("dial_errors_total", "Failed connection attempts, by exchange.", "exchange"),
+		Received:    counter("ticks_received_total", "Valid ticks decoded from a source, by exchange and symbol.", "exchange", "symbol"),
+		Accepted:    counter("ticks_accepted_total", "Ticks the ingest queue accepted from the sources, by exchange. Each ends up acknowledged or unproduced.", "exchange"),
+		Handed:      counter("ticks_handed_total", "Accepted ticks handed to the bus producer (buffered, not yet acknowledged), by exchange and symbol; a tick produced again after a refusal counts once.", "exchange", "symbol"),
+		Acked:       counter("ticks_acked_total", "Accepted ticks the broker acknowledged, by exchange and symbol.", "exchange", "symbol"),
+		Refused:     counter("ticks_refused_total", "Deliveries the broker refused (or the client gave up on) and the pump produced again, by exchange and symbol.", "exchange", "symbol"),
+		Dropped:     counter("dropped_total", "Ticks a live source dropped because the ingest queue stayed full (never accepted), by exchange and symbol.", "exchange", "symbol"),
+		Redelivered: counter("ticks_redelivered_total", "Refused ticks handed to the producer again, by exchange.", "exchange"),
+		Malformed:   counter("malformed_frames_total", "Frames skipped because they were malformed or unexpected, by exchange and reason.", "exchange", "reason"),
+		Reconnects:  counter("reconnects_total", "Connections replaced, by exchange and why the old one ended.", "exchange", "reason"),
+		DialErrors:  counter("dial_errors_total", "Failed connection attempts, by exchange.", "exchange"),
 		Connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tickflow_ingest_connections", Help: "Open exchange connections, by exchange.",
 		}, []string{"exchange"}),
@@ -88,13 +102,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		QueueDepth:    newQueueDepth(),
 		QueueCapacity: gauge("queue_capacity", "Capacity of the ingest queues."),
 		ProduceErrors: counter("produce_errors_total", "Produce calls that failed and were retried, by exchange.", "exchange"),
-		Unproduced:    counter("unproduced_total", "Accepted ticks not produced before the shutdown drain deadline, by exchange.", "exchange"),
+		Unproduced:    counter("unproduced_total", "Accepted ticks never acknowledged by the broker (not handed over, or still unacknowledged, when the shutdown drain deadline passed), by exchange.", "exchange"),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	err := errors.Join(
-		register(reg, &m.Received), register(reg, &m.Produced), register(reg, &m.Malformed),
+		register(reg, &m.Received), register(reg, &m.Accepted), register(reg, &m.Handed),
+		register(reg, &m.Acked), register(reg, &m.Refused), register(reg, &m.Redelivered), register(reg, &m.Dropped), register(reg, &m.Malformed),
 		register(reg, &m.Reconnects), register(reg, &m.DialErrors), register(reg, &m.Connections),
 		register(reg, &m.ServerEvents), register(reg, &m.PingsDropped), register(reg, &m.QueueBlocked),
 		register(reg, &m.QueueWaiting), register(reg, &m.QueueDepth), register(reg, &m.QueueCapacity),

@@ -207,10 +207,10 @@ func TestQueueBackpressureBlocksAndDropsNothing(t *testing.T) {
 	}
 	var produced float64
 	for _, s := range []string{"AAA", "BBB", "CCC"} {
-		produced += testutil.ToFloat64(m.Produced.WithLabelValues("test", s))
+		produced += testutil.ToFloat64(m.Handed.WithLabelValues("test", s))
 	}
 	if produced != n {
-		t.Errorf("ticks_produced_total = %v, want %d", produced, n)
+		t.Errorf("ticks_handed_total = %v, want %d", produced, n)
 	}
 }
 
@@ -269,7 +269,7 @@ func TestPumpReportsWhatTheDrainDeadlineCut(t *testing.T) {
 	waitTimers(t, clk, 1)
 	clk.Advance(3 * time.Second)
 	err := <-errc
-	if !errors.Is(err, ErrDrainIncomplete) || !strings.Contains(err.Error(), "10 accepted ticks not produced") {
+	if !errors.Is(err, ErrDrainIncomplete) || !strings.Contains(err.Error(), "10 accepted ticks not acknowledged") {
 		t.Fatalf("Run = %v, want ErrDrainIncomplete reporting 10 ticks", err)
 	}
 	if got := testutil.ToFloat64(m.Unproduced.WithLabelValues("test")); got != 10 {
@@ -402,5 +402,45 @@ func TestSometimes(t *testing.T) {
 		if ok != st.ok || n != st.suppressed {
 			t.Errorf("step %d: Allow() = %v, %d; want %v, %d", i, ok, n, st.ok, st.suppressed)
 		}
+	}
+}
+
+// A live source's hand-off: it waits a bounded time for room, then drops
+// the tick and counts it per pair; the queue keeps what it accepted.
+func TestEnqueueWithinDropsAndCountsPerPairWhenFull(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, _ := NewMetrics(reg)
+	q, _ := NewQueue(2, nil, reg)
+	for i := range 2 {
+		tk := mkTick("AAA", i)
+		if err := q.EnqueueWithin(context.Background(), &tk, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := mkTick("AAA", 2), mkTick("BBB", 3)
+	if err := q.EnqueueWithin(context.Background(), &a, 20*time.Millisecond); !errors.Is(err, ErrFull) {
+		t.Fatalf("EnqueueWithin on a full queue = %v, want ErrFull", err)
+	}
+	for range 3 {
+		if err := q.EnqueueWithin(context.Background(), &b, 0); !errors.Is(err, ErrFull) {
+			t.Fatalf("EnqueueWithin(0) on a full queue = %v, want ErrFull", err)
+		}
+	}
+	if got := testutil.ToFloat64(m.Dropped.WithLabelValues("test", "AAA")); got != 1 {
+		t.Errorf("dropped AAA = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(m.Dropped.WithLabelValues("test", "BBB")); got != 3 {
+		t.Errorf("dropped BBB = %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(m.Accepted.WithLabelValues("test")); got != 2 || q.Len() != 2 {
+		t.Errorf("accepted %v, queued %d; want 2, 2", got, q.Len())
+	}
+	<-q.ch // room again: the next one is taken
+	if err := q.EnqueueWithin(context.Background(), &b, 0); err != nil {
+		t.Fatalf("EnqueueWithin with room = %v", err)
+	}
+	q.Close()
+	if err := q.EnqueueWithin(context.Background(), &b, time.Second); !errors.Is(err, ErrClosed) {
+		t.Fatalf("EnqueueWithin after Close = %v, want ErrClosed", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/internal/backoff"
@@ -77,6 +78,16 @@ type Pump struct {
 
 	mu   sync.Mutex
 	lost map[string]int // by exchange
+
+	// With an acker: ticks handed over and not yet acknowledged or
+	// refused, by exchange; ticks the broker refused, waiting to be
+	// produced again, oldest first; and whether Run has settled the
+	// account (late outcomes are then ignored, not counted twice).
+	inflight map[string]int
+	refused  []tick.Tick
+	refusedC chan struct{} // signalled when refused grows
+	settled  bool
+	refusals int // consecutive refusals since the last ack, for backoff
 }
 
 // flusher is the optional part of a Publisher that waits for every record
@@ -84,6 +95,18 @@ type Pump struct {
 // "produced" means acknowledged before Run returns.
 type flusher interface {
 	Flush(ctx context.Context) error
+}
+
+// acker is the optional part of a Publisher that reports each tick's fate
+// (*bus.Producer has it). ProduceNotify returns nil once the tick is handed
+// over and then calls done exactly once: nil when the broker acknowledged
+// it, an error when the client gave up on it. A non-nil return means the
+// tick was not taken and done is never called. done must not block.
+//
+// With an acker the Pump counts acknowledged ticks, produces refused ones
+// again, and counts as unproduced only what was never acknowledged.
+type acker interface {
+	ProduceNotify(ctx context.Context, t *tick.Tick, done func(error)) error
 }
 
 // deliveryReporter is the optional part of a Publisher whose Produce returns
@@ -108,6 +131,7 @@ func NewPump(q *Queue, pub Publisher, o PumpOptions) (*Pump, error) {
 	}
 	return &Pump{
 		q: q, pub: pub, o: o, m: m,
+		inflight: map[string]int{}, refusedC: make(chan struct{}, 1),
 		logErr: Sometimes{Every: 5 * time.Second, Clock: o.Clock},
 		// No jitter: the pump retries one producer it owns, so there is no
 		// herd to spread.
@@ -153,6 +177,9 @@ func (p *Pump) Run(ctx context.Context) error {
 		workers[i] = make(chan tick.Tick, workerBuffer)
 		wg.Go(func() { p.work(pctx, workers[i]) })
 	}
+	rctx, stopRetrying := context.WithCancel(pctx)
+	retried := make(chan struct{})
+	go func() { defer close(retried); p.retryLoop(rctx, pctx) }()
 	dispatch := func(t tick.Tick) {
 		select {
 		case workers[pairHash(&t)%uint32(len(workers))] <- t:
@@ -184,25 +211,125 @@ running:
 		close(w)
 	}
 	wg.Wait()
+	stopRetrying()
+	<-retried
 
 	var flushErr error
+	_, acks := p.pub.(acker)
 	if f, ok := p.pub.(flusher); ok && pctx.Err() == nil {
-		if err := f.Flush(pctx); err != nil {
-			flushErr = fmt.Errorf("ingest pump: flush: %w", err)
+		// Flush until nothing refused is left to produce again: each
+		// round's refusals come back through done before Flush returns.
+		for {
+			if err := f.Flush(pctx); err != nil {
+				flushErr = fmt.Errorf("ingest pump: flush: %w", err)
+				break
+			}
+			if !acks || !p.retryRefused(pctx) {
+				break
+			}
 		}
 	}
-	if r, ok := p.pub.(deliveryReporter); ok {
+	if acks {
+		p.settle()
+	} else if r, ok := p.pub.(deliveryReporter); ok {
 		if err := r.Err(); err != nil {
 			flushErr = errors.Join(flushErr, fmt.Errorf("ingest pump: producer failed to deliver accepted ticks: %w", err))
 		}
 	}
 	if n, detail := p.lostSummary(); n > 0 {
-		p.o.Logger.Error("ingest: accepted ticks not produced before the drain deadline",
+		p.o.Logger.Error("ingest: accepted ticks never acknowledged by the broker",
 			"count", n, "by_exchange", detail, "deadline", p.o.DrainTimeout)
-		return errors.Join(fmt.Errorf("%w: %d accepted ticks not produced within %s (%s)",
+		return errors.Join(fmt.Errorf("%w: %d accepted ticks not acknowledged within %s (%s)",
 			ErrDrainIncomplete, n, p.o.DrainTimeout, detail), flushErr)
 	}
 	return flushErr
+}
+
+// retryLoop produces refused ticks again while Run runs, until rctx ends.
+func (p *Pump) retryLoop(rctx, pctx context.Context) {
+	for {
+		select {
+		case <-rctx.Done():
+			return
+		case <-p.refusedC:
+		}
+		p.retryRefused(pctx)
+	}
+}
+
+// retryRefused produces the ticks the broker refused so far again, oldest
+// first, after a backoff that grows while refusals keep coming without an
+// ack in between. It reports whether there were any.
+func (p *Pump) retryRefused(ctx context.Context) bool {
+	p.mu.Lock()
+	batch, n := p.refused, p.refusals
+	p.refused = nil
+	p.mu.Unlock()
+	if len(batch) == 0 {
+		return false
+	}
+	if n > 0 && clock.Sleep(ctx, p.o.Clock, p.retry.Delay(n-1)) != nil {
+		p.mu.Lock()
+		p.refused = append(batch, p.refused...)
+		p.mu.Unlock()
+		return true
+	}
+	for i := range batch {
+		p.m.Redelivered.WithLabelValues(batch[i].Exchange).Inc()
+		if !p.produce(ctx, &batch[i], false) {
+			p.lose(&batch[i])
+		}
+	}
+	return true
+}
+
+// outcome is an acker's report on one handed-over tick.
+func (p *Pump) outcome(t *tick.Tick, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.settled {
+		return
+	}
+	p.inflight[t.Exchange]--
+	switch {
+	case err == nil:
+		p.refusals = 0
+		p.m.Acked.WithLabelValues(t.Exchange, t.Symbol).Inc()
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.Is(err, kgoClientClosed):
+		// The drain deadline or the producer closing: not retried.
+		p.loseLocked(t)
+	default:
+		// The broker refused it (or the client gave up): produce it again.
+		p.refusals++
+		p.m.Refused.WithLabelValues(t.Exchange, t.Symbol).Inc()
+		p.refused = append(p.refused, *t)
+		select {
+		case p.refusedC <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// settle counts what is still unacknowledged as unproduced and ignores any
+// outcome reported later.
+func (p *Pump) settle() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range p.refused {
+		p.loseLocked(&p.refused[i])
+	}
+	p.refused = nil
+	for ex, n := range p.inflight {
+		if n > 0 {
+			p.m.Unproduced.WithLabelValues(ex).Add(float64(n))
+			if p.lost == nil {
+				p.lost = map[string]int{}
+			}
+			p.lost[ex] += n
+		}
+	}
+	clear(p.inflight)
+	p.settled = true
 }
 
 // work produces one worker's ticks in order. Once pctx is cancelled (the
@@ -211,17 +338,38 @@ func (p *Pump) work(pctx context.Context, in <-chan tick.Tick) {
 	var cur tick.Tick // one escape per worker, not per tick
 	for t := range in {
 		cur = t
-		if pctx.Err() != nil || !p.produce(pctx, &cur) {
+		if pctx.Err() != nil || !p.produce(pctx, &cur, true) {
 			p.lose(&cur)
 		}
 	}
 }
 
-func (p *Pump) produce(ctx context.Context, t *tick.Tick) bool {
+// produce hands t to the publisher, retrying with backoff while it refuses
+// to take it. first is false when t is a refused tick being produced
+// again, so that handed counts each tick once.
+func (p *Pump) produce(ctx context.Context, t *tick.Tick, first bool) bool {
+	ack, acks := p.pub.(acker)
 	for attempt := 0; ; attempt++ {
-		err := p.pub.Produce(ctx, t)
+		var err error
+		if acks {
+			tc := new(tick.Tick)
+			*tc = *t
+			p.mu.Lock()
+			p.inflight[t.Exchange]++
+			p.mu.Unlock()
+			err = ack.ProduceNotify(ctx, tc, func(err error) { p.outcome(tc, err) })
+			if err != nil {
+				p.mu.Lock()
+				p.inflight[t.Exchange]--
+				p.mu.Unlock()
+			}
+		} else {
+			err = p.pub.Produce(ctx, t)
+		}
 		if err == nil {
-			p.m.Produced.WithLabelValues(t.Exchange, t.Symbol).Inc()
+			if first {
+				p.m.Handed.WithLabelValues(t.Exchange, t.Symbol).Inc()
+			}
 			return true
 		}
 		if ctx.Err() != nil {
@@ -240,13 +388,17 @@ func (p *Pump) produce(ctx context.Context, t *tick.Tick) bool {
 }
 
 func (p *Pump) lose(t *tick.Tick) {
-	p.m.Unproduced.WithLabelValues(t.Exchange).Inc()
 	p.mu.Lock()
+	p.loseLocked(t)
+	p.mu.Unlock()
+}
+
+func (p *Pump) loseLocked(t *tick.Tick) {
+	p.m.Unproduced.WithLabelValues(t.Exchange).Inc()
 	if p.lost == nil {
 		p.lost = map[string]int{}
 	}
 	p.lost[t.Exchange]++
-	p.mu.Unlock()
 }
 
 func (p *Pump) lostSummary() (int, string) {
@@ -274,6 +426,9 @@ func pairHash(t *tick.Tick) uint32 {
 	}
 	return h
 }
+
+// kgoClientClosed is the error a closing producer fails records with.
+var kgoClientClosed = kgo.ErrClientClosed
 
 // workerBuffer is how many ticks may wait for each worker beyond the queue.
 // Small, so the queue stays the one place where backpressure shows.

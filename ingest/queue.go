@@ -13,6 +13,10 @@ import (
 	"github.com/tickflow/tickflow/tick"
 )
 
+// ErrFull is returned by EnqueueWithin when the queue stayed full for the
+// whole wait: the tick was dropped and counted.
+var ErrFull = errors.New("ingest: queue full")
+
 // ErrClosed is returned by Enqueue once the queue is closed: the tick was
 // not accepted.
 var ErrClosed = errors.New("ingest: queue closed")
@@ -26,6 +30,7 @@ type Queue struct {
 	log     *slog.Logger
 	m       *Metrics
 	logFull Sometimes
+	logDrop Sometimes
 
 	// mu is held shared by each Enqueue and exclusively by Close, so once
 	// Close returns no Enqueue can still be sending: everything accepted is
@@ -57,6 +62,7 @@ func NewQueue(size int, logger *slog.Logger, reg prometheus.Registerer) (*Queue,
 		log:     logger,
 		m:       m,
 		logFull: Sometimes{Every: 10 * time.Second},
+		logDrop: Sometimes{Every: 10 * time.Second},
 		closing: make(chan struct{}),
 	}
 	m.QueueDepth.add(q)
@@ -74,10 +80,52 @@ func (q *Queue) Enqueue(ctx context.Context, t *tick.Tick) error {
 	}
 	select {
 	case q.ch <- *t:
+		q.m.Accepted.WithLabelValues(t.Exchange).Inc()
 		return nil
 	default:
 	}
-	return q.wait(ctx, t)
+	err := q.wait(ctx, t)
+	if err == nil {
+		q.m.Accepted.WithLabelValues(t.Exchange).Inc()
+	}
+	return err
+}
+
+// EnqueueWithin is Enqueue for a source that cannot wait long: a live
+// exchange connection that stops reading is cut off by the exchange, and
+// then loses ticks nobody counts. It waits at most wait for room (not at
+// all when wait <= 0), then drops the tick, counts it per pair
+// (tickflow_ingest_dropped_total) and returns ErrFull.
+func (q *Queue) EnqueueWithin(ctx context.Context, t *tick.Tick, wait time.Duration) error {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.closed {
+		return ErrClosed
+	}
+	select {
+	case q.ch <- *t:
+		q.m.Accepted.WithLabelValues(t.Exchange).Inc()
+		return nil
+	default:
+	}
+	if wait > 0 {
+		wctx, cancel := context.WithTimeoutCause(ctx, wait, ErrFull)
+		err := q.wait(wctx, t)
+		cancel()
+		if err == nil {
+			q.m.Accepted.WithLabelValues(t.Exchange).Inc()
+			return nil
+		}
+		if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+			return err
+		}
+	}
+	q.m.Dropped.WithLabelValues(t.Exchange, t.Symbol).Inc()
+	if ok, suppressed := q.logDrop.Allow(); ok {
+		q.log.Warn("ingest queue full: dropping ticks from a live source rather than stalling its connection",
+			"exchange", t.Exchange, "symbol", t.Symbol, "capacity", cap(q.ch), "waited", wait, "suppressed", suppressed)
+	}
+	return ErrFull
 }
 
 func (q *Queue) wait(ctx context.Context, t *tick.Tick) error {

@@ -400,8 +400,8 @@ func (s *scanner) skip() bool {
 	return s.err == nil
 }
 
-// validNumber checks JSON number grammar loosely enough to be fast and
-// strictly enough that garbage like "1-2" is refused.
+// validNumber checks JSON number grammar: garbage like "1-2" and leading
+// zeros like "01" (found by FuzzDecode) are refused.
 func validNumber(b []byte) bool {
 	i := 0
 	if i < len(b) && b[i] == '-' {
@@ -413,6 +413,10 @@ func validNumber(b []byte) bool {
 			i++
 		}
 		return i > start
+	}
+	// The integer part is 0 or starts with 1-9: JSON has no leading zeros.
+	if i+1 < len(b) && b[i] == '0' && b[i+1] >= '0' && b[i+1] <= '9' {
+		return false
 	}
 	if !digits() {
 		return false

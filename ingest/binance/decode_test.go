@@ -224,6 +224,9 @@ func TestDecodeControlFrames(t *testing.T) {
 // ticker is a valid tick.
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(sampleTicker))
+	for _, m := range samples(f) { // every documented Binance message
+		f.Add([]byte(m))
+	}
 	for _, b := range badFrames(f) {
 		f.Add([]byte(b.frame))
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/ingest"
 	"github.com/tickflow/tickflow/ingest/wire"
 	"github.com/tickflow/tickflow/tick"
 )
@@ -169,6 +170,7 @@ func (c *conn) serve(ctx context.Context, ws *websocket.Conn, msgs *Pacer) (end 
 	cctx, stop := context.WithCancelCause(ctx)
 	var last atomic.Int64 // clock unix nanos of the last frame
 	var handingOff atomic.Bool
+	dropping := false // the queue stayed full: drop without waiting until it takes one
 	last.Store(f.o.Clock.Now().UnixNano())
 	watched := make(chan struct{})
 	go func() {
@@ -224,9 +226,22 @@ func (c *conn) serve(ctx context.Context, ws *websocket.Conn, msgs *Pacer) (end 
 		// A full queue is not the server going quiet: the watchdog
 		// leaves the connection alone while the hand-off blocks.
 		handingOff.Store(true)
-		err := f.o.Queue.Enqueue(ctx, t)
+		var err error
+		if within, ok := f.o.Queue.(enqueueWithin); ok && f.o.QueueFullWait >= 0 {
+			wait := f.o.QueueFullWait
+			if dropping {
+				wait = 0
+			}
+			err = within.EnqueueWithin(ctx, t, wait)
+			dropping = errors.Is(err, ingest.ErrFull)
+		} else {
+			err = f.o.Queue.Enqueue(ctx, t)
+		}
 		last.Store(f.o.Clock.Now().UnixNano())
 		handingOff.Store(false)
+		if dropping {
+			return true // counted by the queue; keep reading
+		}
 		if err != nil {
 			end.err = err
 			if ctx.Err() == nil {
@@ -310,6 +325,12 @@ func (c *conn) serve(ctx context.Context, ws *websocket.Conn, msgs *Pacer) (end 
 			}
 		}
 	}
+}
+
+// enqueueWithin is the part of *ingest.Queue that drops after a bounded
+// wait instead of blocking.
+type enqueueWithin interface {
+	EnqueueWithin(ctx context.Context, t *tick.Tick, wait time.Duration) error
 }
 
 // watch cancels cctx when nothing arrived for StaleAfter, or when the

@@ -153,6 +153,13 @@ type Options struct {
 	// Quotes receives a FrameExchange's best bid/ask quotes; nil drops
 	// them.
 	Quotes ingest.QuoteSink
+	// QueueFullWait bounds how long the read loop waits for room in a
+	// full queue (one that has EnqueueWithin, as *ingest.Queue) before it
+	// drops the tick, counted per pair; while the queue stays full further
+	// ticks are dropped without waiting, so the connection keeps reading.
+	// An exchange cuts off a connection that stops reading, and the ticks
+	// it then loses are counted nowhere. Zero: 1 s; negative: block.
+	QueueFullWait time.Duration
 	// HTTPClient dials the WebSocket handshake (http.DefaultClient when
 	// nil); tests and proxies inject their own.
 	HTTPClient *http.Client
@@ -168,6 +175,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.DialTimeout == 0 {
 		o.DialTimeout = 15 * time.Second
+	}
+	if o.QueueFullWait == 0 {
+		o.QueueFullWait = time.Second
 	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = http.DefaultClient

@@ -1,12 +1,16 @@
 package journal
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"syscall"
 	"testing"
+
+	"github.com/tickflow/tickflow/internal/testsvc"
 )
 
 func open(t *testing.T, dir string) *Store {
@@ -166,5 +170,54 @@ func TestNeedsSnapshot(t *testing.T) {
 	s.broken = true
 	if !s.NeedsSnapshot() {
 		t.Fatal("a broken log does not force a snapshot")
+	}
+}
+
+// On a real full filesystem: an append fails and says so, the store asks
+// for a snapshot, the snapshot fails too while the disk is full, and once
+// space returns the snapshot succeeds and a reload has every record the
+// caller saved successfully plus the state the snapshot holds; the torn
+// append is gone.
+func TestFullDiskAppendFailsThenSnapshotRepairs(t *testing.T) {
+	dir := testsvc.Tmpfs(t, 2)
+	s, err := Open(dir, "risk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Load(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append([]byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	testsvc.Fill(t, dir, "ballast")
+	big := bytes.Repeat([]byte("x"), 64<<10)
+	if err := s.Append(big); err == nil || !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Append on a full disk = %v, want ENOSPC", err)
+	}
+	if !s.NeedsSnapshot() {
+		t.Fatal("a failed append did not ask for a snapshot")
+	}
+	if err := s.Snapshot([]byte("state-with-one-and-big")); err == nil {
+		t.Fatal("snapshot succeeded on a full disk")
+	}
+	if err := os.Remove(filepath.Join(dir, "ballast")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Snapshot([]byte("state-with-one-and-big")); err != nil {
+		t.Fatalf("snapshot after space returned: %v", err)
+	}
+	if err := s.Append([]byte("two")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	r, _ := Open(dir, "risk")
+	snap, recs, err := r.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if string(snap) != "state-with-one-and-big" || len(recs) != 1 || string(recs[0]) != "two" {
+		t.Fatalf("reload: snapshot %q, records %q", snap, recs)
 	}
 }
