@@ -321,28 +321,12 @@ func TestBuilders(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, s := range samples(f) {
-		f.Add(s.Message)
-	}
-	for _, s := range []string{docTrade, docBook, docSubFailed, docPongLin, strings.Replace(docBook, "snapshot", "delta", 1)} {
-		f.Add([]byte(s))
-	}
+	var bad []string
 	for _, b := range badFrames(f) {
-		if len(b.frame) < 4096 {
-			f.Add([]byte(b.frame))
-		}
+		bad = append(bad, b.frame)
 	}
-	d := NewDecoder(subscribed(), nil)
-	f.Fuzz(func(t *testing.T, frame []byte) {
-		var fr wire.Frame
-		if err := d.Decode(frame, 1, &fr); err != nil {
-			return
-		}
-		wiretest.CheckFrame(t, frame, &fr)
-		if !json.Valid(frame) {
-			t.Fatalf("accepted invalid JSON %q", frame)
-		}
-	})
+	wiretest.FuzzDecoder(f, NewDecoder(subscribed(), nil), samples(f),
+		[]string{docTrade, docBook, docSubFailed, docPongLin, strings.Replace(docBook, "snapshot", "delta", 1)}, bad, wiretest.FuzzChecks{})
 }
 
 // BenchmarkDecode is one frame → records, per channel, beside
@@ -358,16 +342,7 @@ func BenchmarkDecode(b *testing.B) {
 		{"orderbook.1", []byte(docBook), nil},
 	} {
 		b.Run(tc.name+"/decoder", func(b *testing.B) {
-			d := NewDecoder(subscribed(), nil)
-			var f wire.Frame
-			b.ReportAllocs()
-			b.SetBytes(int64(len(tc.frame)))
-			for b.Loop() {
-				f.Reset()
-				if err := d.Decode(tc.frame, 1, &f); err != nil || len(f.Rejects) > 0 {
-					b.Fatal(err, f.Rejects)
-				}
-			}
+			wiretest.BenchDecoder(b, NewDecoder(subscribed(), nil), tc.frame)
 		})
 		b.Run(tc.name+"/encoding_json_map", func(b *testing.B) {
 			b.ReportAllocs()

@@ -286,33 +286,20 @@ func TestBuilders(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, s := range samples(f) {
-		f.Add(s.Message)
-	}
-	for _, s := range []string{exTicker, exMatch, exHeartbeat, exSubs, exError, atSubs} {
-		f.Add([]byte(s))
-	}
+	var bad []string
 	for _, b := range badFrames(f) {
-		if len(b.frame) < 4096 {
-			f.Add([]byte(b.frame))
-		}
+		bad = append(bad, b.frame)
 	}
-	d := NewDecoder(subscribed(), nil)
-	f.Fuzz(func(t *testing.T, frame []byte) {
-		var fr wire.Frame
-		if err := d.Decode(frame, 1, &fr); err != nil {
-			return
-		}
-		wiretest.CheckFrame(t, frame, &fr)
-		if !json.Valid(frame) {
-			t.Fatalf("accepted invalid JSON %q", frame)
-		}
-		for _, tr := range fr.Trades {
-			if tr.Side != tick.Buy && tr.Side != tick.Sell {
-				t.Fatalf("side %q", tr.Side)
-			}
-		}
-	})
+	wiretest.FuzzDecoder(f, NewDecoder(subscribed(), nil), samples(f),
+		[]string{exTicker, exMatch, exHeartbeat, exSubs, exError, atSubs}, bad, wiretest.FuzzChecks{
+			Accepted: func(t *testing.T, fr *wire.Frame) {
+				for _, tr := range fr.Trades {
+					if tr.Side != tick.Buy && tr.Side != tick.Sell {
+						t.Fatalf("side %q", tr.Side)
+					}
+				}
+			},
+		})
 }
 
 // BenchmarkDecode is one frame → records beside encoding/json into
@@ -329,16 +316,7 @@ func BenchmarkDecode(b *testing.B) {
 		{"advanced_ticker", at, []string{"price", "volume_24_h", "low_24_h", "high_24_h", "best_bid", "best_bid_quantity", "best_ask", "best_ask_quantity"}},
 	} {
 		b.Run(tc.name+"/decoder", func(b *testing.B) {
-			d := NewDecoder(subscribed(), nil)
-			var f wire.Frame
-			b.ReportAllocs()
-			b.SetBytes(int64(len(tc.frame)))
-			for b.Loop() {
-				f.Reset()
-				if err := d.Decode(tc.frame, 1, &f); err != nil || len(f.Rejects) > 0 {
-					b.Fatal(err, f.Rejects)
-				}
-			}
+			wiretest.BenchDecoder(b, NewDecoder(subscribed(), nil), tc.frame)
 		})
 		b.Run(tc.name+"/encoding_json_map", func(b *testing.B) {
 			b.ReportAllocs()

@@ -87,3 +87,63 @@ func CheckFrame(t testing.TB, frame []byte, f *wire.Frame) {
 		}
 	}
 }
+
+// FuzzChecks are what one decoder's fuzz target adds to FuzzDecoder's.
+type FuzzChecks struct {
+	// NotJSON is a kind the decoder accepts from a frame that is not JSON
+	// (OKX's text "pong"); zero: none.
+	NotJSON wire.Kind
+	// Refused, when set, checks an error the decoder returned.
+	Refused func(t *testing.T, err error)
+	// Accepted, when set, checks a frame the decoder accepted, after
+	// CheckFrame.
+	Accepted func(t *testing.T, f *wire.Frame)
+}
+
+// FuzzDecoder is every exchange decoder's fuzz target: seeded with the
+// samples' messages, the package's documented frames and its bad frames
+// shorter than 4 KiB, it requires every frame the decoder accepts to pass
+// CheckFrame and to be valid JSON (but for c.NotJSON), plus c's checks.
+func FuzzDecoder(f *testing.F, d wire.Decoder, samples []Sample, docs, bad []string, c FuzzChecks) {
+	for _, s := range samples {
+		f.Add(s.Message)
+	}
+	for _, s := range docs {
+		f.Add([]byte(s))
+	}
+	for _, b := range bad {
+		if len(b) < 4096 {
+			f.Add([]byte(b))
+		}
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		var fr wire.Frame
+		if err := d.Decode(frame, 1, &fr); err != nil {
+			if c.Refused != nil {
+				c.Refused(t, err)
+			}
+			return
+		}
+		CheckFrame(t, frame, &fr)
+		if (c.NotJSON == 0 || fr.Kind != c.NotJSON) && !json.Valid(frame) {
+			t.Fatalf("accepted invalid JSON %q", frame)
+		}
+		if c.Accepted != nil {
+			c.Accepted(t, &fr)
+		}
+	})
+}
+
+// BenchDecoder is the decoder side of every exchange's BenchmarkDecode:
+// one frame into a reused Frame, which must decode with no rejects.
+func BenchDecoder(b *testing.B, d wire.Decoder, frame []byte) {
+	var f wire.Frame
+	b.ReportAllocs()
+	b.SetBytes(int64(len(frame)))
+	for b.Loop() {
+		f.Reset()
+		if err := d.Decode(frame, 1, &f); err != nil || len(f.Rejects) > 0 {
+			b.Fatal(err, f.Rejects)
+		}
+	}
+}
