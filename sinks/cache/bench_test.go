@@ -19,28 +19,36 @@ import (
 // BenchmarkWriteBatchRedis measures the sink's ticks/s into a real Redis
 // (no persistence), one batch at a time as the runtime calls it, in
 // batches of the spec's default size. BenchmarkRedisBaseline measures the
-// raw pipelined rate of the same server kind in the same run:
+// raw pipelined rate of the same server kind in the same run. Each runs
+// with the rolling candles off and on, so their cost is an A/B of one run:
 //
 //	go test -run '^$' -bench 'WriteBatchRedis|RedisBaseline' ./sinks/cache/
 func BenchmarkWriteBatchRedis(b *testing.B) {
 	srv := testsvc.StartRedis(b, "--appendonly", "no")
 	for _, pairs := range []int{1, 10, 100} {
-		b.Run(fmt.Sprintf("pairs=%d", pairs), func(b *testing.B) {
-			benchWrite(b, []string{srv.Addr()}, pairs)
-		})
+		for _, candles := range []bool{false, true} {
+			b.Run(fmt.Sprintf("pairs=%d/candles=%v", pairs, candles), func(b *testing.B) {
+				benchWrite(b, []string{srv.Addr()}, pairs, candles)
+			})
+		}
 	}
 }
 
 // BenchmarkWriteBatchMemory is the in-process backend, for comparison.
 func BenchmarkWriteBatchMemory(b *testing.B) {
 	for _, pairs := range []int{1, 10, 100} {
-		b.Run(fmt.Sprintf("pairs=%d", pairs), func(b *testing.B) { benchWrite(b, nil, pairs) })
+		for _, candles := range []bool{false, true} {
+			b.Run(fmt.Sprintf("pairs=%d/candles=%v", pairs, candles), func(b *testing.B) { benchWrite(b, nil, pairs, candles) })
+		}
 	}
 }
 
-func benchWrite(b *testing.B, addrs []string, pairs int) {
+func benchWrite(b *testing.B, addrs []string, pairs int, candles bool) {
 	cfg := *DefaultConfig()
 	cfg.Redis.Addrs = addrs
+	if !candles {
+		cfg.CandleRetention = 0
+	}
 	s, err := New(sinks.Env{Clock: clock.Real}, cfg)
 	if err != nil {
 		b.Fatal(err)
