@@ -112,6 +112,21 @@ var candleSuite = []struct {
 			t.Errorf("Since = %d, want %d (newest bucket - retention)", w.Since, at(2, 0))
 		}
 	}},
+	{name: "candles: a backlog batch over many buckets keeps the retained ones", cfg: func(c *Config) { c.CandleRetention = 5 * time.Hour }, run: func(t *testing.T, h *harness) {
+		var b []tick.Tick
+		for m := range 600 { // ten hours, one tick a minute, in one batch
+			b = append(b, mkr(at(m, 0), int64(m+1), fmt.Sprint(m+1)))
+		}
+		write(t, h, b...)
+		w, err := h.sink.RecentCandles(context.Background(), candleQ(time.Minute, at(0, 0), at(600, 0)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(w.Candles); n != 301 || w.Candles[0].Start.UnixMilli() != at(299, 0) || w.Candles[300].Close.Text('f') != "600" {
+			t.Errorf("%d candles from %v to %v, want 301 from minute 299 closing at 600", n, w.Candles[0].Start, w.Candles[n-1])
+		}
+		wantCandles(t, h, candleQ(time.Hour, at(480, 0), at(600, 0)), "480:481/540/481/540/60 540:541/600/541/600/60")
+	}},
 	{name: "candles: an unknown pair has none, a bad interval is refused, off is said", run: func(t *testing.T, h *harness) {
 		w := wantCandles(t, h, candleQ(time.Minute, at(0, 0), at(10, 0)), "")
 		if w.Since != 0 {

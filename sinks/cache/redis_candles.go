@@ -75,7 +75,8 @@ local function merge(cs, ns)
   return table.concat(a, ' ')
 end
 
-local w = redis.call('HGET', key, 'w')
+local st = redis.call('HMGET', key, 'w', 'newest', 'oldest', 'first')
+local w = st[1]
 local wr, wt = -1, -1
 if w then
   local r, t = string.match(w, '^(%-?%d+) (%-?%d+)$')
@@ -85,23 +86,32 @@ if plt(wr, wt, tonumber(ARGV[3]), tonumber(ARGV[4])) or not plt(wr, wt, tonumber
   return {0, w or ''}
 end
 local ret, width = tonumber(ARGV[7]), tonumber(ARGV[8])
-local newest = tonumber(redis.call('HGET', key, 'newest') or '-1')
-local oldest = tonumber(redis.call('HGET', key, 'oldest') or '-1')
+local newest = tonumber(st[2] or '-1')
+local oldest = tonumber(st[3] or '-1')
 for i = 9, #ARGV, 2 do
   local start = tonumber(ARGV[i])
   if start > newest then newest = start end
-  if start >= newest - ret then
-    local cur = redis.call('HGET', key, ARGV[i])
-    if cur then redis.call('HSET', key, ARGV[i], merge(cur, ARGV[i + 1]))
-    else redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
-    if oldest < 0 or start < oldest then oldest = start end
-  end
-end
-if #ARGV >= 9 then
-  redis.call('HSETNX', key, 'first', ARGV[9])
-  redis.call('HSET', key, 'newest', string.format('%d', newest))
 end
 local cut = newest - ret
+-- The retained buckets of the update, read and written in chunks (one
+-- call each, unpack has a stack limit).
+local idx = {}
+for i = 9, #ARGV, 2 do
+  if tonumber(ARGV[i]) >= cut then idx[#idx + 1] = i end
+end
+for c = 1, #idx, 250 do
+  local names, sets = {}, {}
+  for k = c, math.min(c + 249, #idx) do names[#names + 1] = ARGV[idx[k]] end
+  local curs = redis.call('HMGET', key, unpack(names))
+  for k = c, math.min(c + 249, #idx) do
+    local i, cur = idx[k], curs[k - c + 1]
+    sets[#sets + 1] = ARGV[i]
+    if cur then sets[#sets + 1] = merge(cur, ARGV[i + 1]) else sets[#sets + 1] = ARGV[i + 1] end
+    local start = tonumber(ARGV[i])
+    if oldest < 0 or start < oldest then oldest = start end
+  end
+  redis.call('HSET', key, unpack(sets))
+end
 if oldest >= 0 and oldest < cut then
   local dels = {}
   for s = oldest, cut - 1, width do
@@ -111,12 +121,18 @@ if oldest >= 0 and oldest < cut then
   if #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
   oldest = cut
 end
-if oldest >= 0 then redis.call('HSET', key, 'oldest', string.format('%d', oldest)) end
+local meta = {}
+if #ARGV >= 9 then
+  if not st[4] then meta[#meta + 1] = 'first'; meta[#meta + 1] = ARGV[9] end
+  meta[#meta + 1] = 'newest'; meta[#meta + 1] = string.format('%d', newest)
+end
+if oldest >= 0 then meta[#meta + 1] = 'oldest'; meta[#meta + 1] = string.format('%d', oldest) end
 local tr, tt = tonumber(ARGV[5]), tonumber(ARGV[6])
 if plt(wr, wt, tr, tt) then
   w = ARGV[5] .. ' ' .. ARGV[6]
-  redis.call('HSET', key, 'w', w)
+  meta[#meta + 1] = 'w'; meta[#meta + 1] = w
 end
+if #meta > 0 then redis.call('HSET', key, unpack(meta)) end
 redis.call('PEXPIRE', key, ARGV[7])
 return {1, w or ''}
 `
