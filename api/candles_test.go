@@ -377,3 +377,84 @@ func TestCandlesFromCacheAndStore(t *testing.T) {
 		t.Errorf("both down: %d %+v", status, body.Error)
 	}
 }
+
+// fakeCandleCache answers every query with the same window.
+type fakeCandleCache struct {
+	w   tick.CandleWindow
+	err error
+}
+
+func (f *fakeCandleCache) RecentCandles(_ context.Context, q tick.CandleQuery) (tick.CandleWindow, error) {
+	return f.w, f.err
+}
+
+// TestCandlesLayers is the split between the cache and the store, and the
+// fallbacks, with readers that answer as told.
+func TestCandlesLayers(t *testing.T) {
+	h := func(hh int) time.Time { return time.Date(2026, 1, 2, hh, 0, 0, 0, time.UTC) }
+	candle := func(start time.Time, close string) tick.Candle {
+		c := tick.Candle{Start: start, Ticks: 1}
+		c.Open, c.High, c.Low, c.Close = tick.MustDecimal(close), tick.MustDecimal(close), tick.MustDecimal(close), tick.MustDecimal(close)
+		return c
+	}
+	// The cache saw the pair from 10:20 on: its 10:00 hour is short.
+	cached := []tick.Candle{candle(h(10), "100"), candle(h(11), "11"), candle(h(12), "12")}
+	stored := []tick.Candle{candle(h(9), "9"), candle(h(10), "10")}
+	since := h(10).Add(20 * time.Minute).UnixMilli()
+	const target = "/api/v1/candles/binance/BTCUSDT?interval=1h&from=2026-01-02T09:00:00Z&to=2026-01-02T13:00:00Z"
+	for _, tc := range []struct {
+		name      string
+		cache     api.CandleCache
+		store     *recordingCandles
+		status    int
+		closes    string // the answer's closes, in order
+		source    string
+		partial   bool
+		storeTo   time.Time // the store's query end; zero: not asked
+		errSubstr string
+	}{
+		{name: "split at the hour after the cache's coverage", cache: &fakeCandleCache{w: tick.CandleWindow{Candles: cached, Since: since}},
+			store: &recordingCandles{out: stored}, status: 200, closes: "9 10 11 12", source: "cache+store", storeTo: h(11)},
+		{name: "the cache covers the range: no store read", cache: &fakeCandleCache{w: tick.CandleWindow{Candles: cached, Since: h(9).UnixMilli()}},
+			store: &recordingCandles{out: stored}, status: 200, closes: "100 11 12", source: "cache"},
+		{name: "the cache holds nothing for the pair", cache: &fakeCandleCache{},
+			store: &recordingCandles{out: stored}, status: 200, closes: "9 10", source: "store", storeTo: h(13)},
+		{name: "cache down: the store answers all", cache: &fakeCandleCache{err: errors.New("redis down (test)")},
+			store: &recordingCandles{out: stored}, status: 200, closes: "9 10", source: "store", storeTo: h(13)},
+		{name: "store down: the cache's, short first bucket and all, partial", cache: &fakeCandleCache{w: tick.CandleWindow{Candles: cached, Since: since}},
+			store: &recordingCandles{err: errors.New("clickhouse down (test)")}, status: 200, closes: "100 11 12", source: "cache", partial: true, storeTo: h(11)},
+		{name: "no store configured: the cache's, not partial", cache: &fakeCandleCache{w: tick.CandleWindow{Candles: cached, Since: since}},
+			status: 200, closes: "100 11 12", source: "cache"},
+		{name: "both down", cache: &fakeCandleCache{err: errors.New("redis down (test)")},
+			store: &recordingCandles{err: errors.New("clickhouse down (test)")}, status: 503, errSubstr: "cache: redis down (test); store: clickhouse down (test)", storeTo: h(13)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := api.Options{CandleCache: tc.cache}
+			if tc.store != nil {
+				opts.Candles = tc.store
+			}
+			status, body := getCandles(t, api.New(opts), target)
+			if status != tc.status {
+				t.Fatalf("status %d, want %d (%+v)", status, tc.status, body.Error)
+			}
+			if tc.status != 200 {
+				if !strings.Contains(body.Error.Message, tc.errSubstr) {
+					t.Errorf("error %q, want it to contain %q", body.Error.Message, tc.errSubstr)
+				}
+			} else {
+				var closes []string
+				for _, k := range body.Data.Candles {
+					closes = append(closes, k.Close)
+				}
+				if got := strings.Join(closes, " "); got != tc.closes || body.Data.Source != tc.source || body.header != tc.source || body.Data.Partial != tc.partial {
+					t.Errorf("closes %q source %q (header %q) partial %v; want %q %q %v", got, body.Data.Source, body.header, body.Data.Partial, tc.closes, tc.source, tc.partial)
+				}
+			}
+			if tc.store != nil {
+				if got := tc.store.last.To; !got.Equal(tc.storeTo) {
+					t.Errorf("store asked up to %v, want %v (zero: not asked)", got, tc.storeTo)
+				}
+			}
+		})
+	}
+}

@@ -36,12 +36,14 @@ import (
 // was already seen, while a late tick (old event time) was received later.
 //
 // What this does not count, and says here rather than hides: a tick whose
-// receive time is not above the watermark though it was never seen, which
-// happens only when a pair's ticks reach the sink out of receive order
-// (after the tick topic gained partitions, while the old partitions'
-// backlog drains; see docs/ARCHITECTURE.md "Partitions"), and a second
-// tick with the same receive and event time (the store keeps one row for
-// those too).
+// receive time is not above the watermark though it was never seen. That
+// happens when a pair's ticks reach the sink out of receive order: after
+// the tick topic gained partitions, while the old partitions' backlog
+// drains (docs/ARCHITECTURE.md "Partitions"); after the ingest host's wall
+// clock stepped backwards, until it passes the watermark again; or with
+// two ingest processes publishing the same pair. Also not counted: a
+// second tick with the same receive and event time (the store keeps one
+// row for those too).
 
 // candleBucket is the width of the buckets the cache keeps.
 const candleBucket = time.Minute
