@@ -304,7 +304,7 @@ func (c *Cache) connectLocked(ctx context.Context) error {
 		return nil
 	}
 	c.lastDial = c.clk.Now()
-	r, err := dialRedis(ctx, c.cfg, c.log)
+	r, err := dialRedis(ctx, c.cfg, c.log, c.m.candleRecomputed)
 	if err != nil {
 		err = fmt.Errorf("cache: connect %s: %w", c.Backend(), err)
 		c.state.observe(err)
@@ -570,6 +570,7 @@ func (l *stateLog) observe(err error) {
 
 type metrics struct {
 	written, invalid, stale, batchErrors prometheus.Counter
+	candleRecomputed                     prometheus.Counter
 	up                                   prometheus.Gauge
 }
 
@@ -584,13 +585,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Per-pair latest updates not applied because a newer tick was already cached (replays, out-of-order)."}),
 		batchErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tickflow_cache_batch_errors_total", Help: "Batches the cache backend failed to store."}),
+		candleRecomputed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_cache_candle_updates_recomputed_total",
+			Help: "Per-pair candle updates sent to Redis again because the watermark there was not the one guessed (a new owner's or a restarted sink's first batch of a pair, another writer)."}),
 		up: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tickflow_cache_backend_up", Help: "1 when the last cache backend operation succeeded."}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.written, m.invalid, m.stale, m.batchErrors, m.up} {
+	for _, c := range []prometheus.Collector{m.written, m.invalid, m.stale, m.batchErrors, m.candleRecomputed, m.up} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}

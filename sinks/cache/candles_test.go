@@ -95,6 +95,15 @@ var candleSuite = []struct {
 		// A late tick: old event time, received after everything.
 		write(t, h, mkr(at(0, 0), 14, "4"), mkr(at(0, 0), 14, "4"))
 		wantCandles(t, h, candleQ(time.Minute, at(0, 0), at(2, 0)), "0:4/6/4/6/3 1:7/8/7/8/2")
+		// Redis had to be asked again once, for the forgotten watermark;
+		// memory knows its own.
+		want := 1.0
+		if _, mem := h.sink.be.Load().backend.(*memory); mem {
+			want = 0
+		}
+		if got := metric(t, h.reg, "tickflow_cache_candle_updates_recomputed_total"); got != want {
+			t.Errorf("recomputed counter = %v, want %v", got, want)
+		}
 	}},
 	{name: "candles: prices compare as decimals and keep their first spelling", run: func(t *testing.T, h *harness) {
 		write(t, h, mkr(at(0, 1), 1, "9.5"), mkr(at(0, 2), 2, "10.25"), mkr(at(0, 3), 3, "10.250"),

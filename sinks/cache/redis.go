@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 
 	"github.com/tickflow/tickflow/tick"
@@ -52,11 +53,12 @@ type redisBackend struct {
 	// retentionMS is candle_retention in ms, "" when candles are off.
 	retentionMS string
 
-	wmMu sync.Mutex
-	wm   map[tick.Pair]pos // see assumed
+	wmMu       sync.Mutex
+	wm         map[tick.Pair]pos // see assumed
+	recomputed prometheus.Counter
 }
 
-func dialRedis(ctx context.Context, cfg Config, log *slog.Logger) (*redisBackend, error) {
+func dialRedis(ctx context.Context, cfg Config, log *slog.Logger, recomputed prometheus.Counter) (*redisBackend, error) {
 	opt := rueidis.ClientOption{
 		InitAddress: cfg.Redis.Addrs,
 		Password:    cfg.Redis.Password,
@@ -81,14 +83,15 @@ func dialRedis(ctx context.Context, cfg Config, log *slog.Logger) (*redisBackend
 	}
 	log.Info("cache: connected to redis", "addrs", cfg.Redis.Addrs, "mode", c.Mode())
 	r := &redisBackend{
-		c:        c,
-		ttl:      cfg.TTL,
-		ttlMS:    strconv.FormatInt(cfg.TTL.Milliseconds(), 10),
-		cap:      cfg.History,
-		cacheTTL: cfg.Redis.ClientCacheTTL,
-		log:      log,
-		script:   rueidis.NewLuaScript(latestScript),
-		now:      time.Now,
+		c:          c,
+		ttl:        cfg.TTL,
+		ttlMS:      strconv.FormatInt(cfg.TTL.Milliseconds(), 10),
+		cap:        cfg.History,
+		cacheTTL:   cfg.Redis.ClientCacheTTL,
+		log:        log,
+		script:     rueidis.NewLuaScript(latestScript),
+		now:        time.Now,
+		recomputed: recomputed,
 	}
 	if cfg.CandleRetention > 0 {
 		r.retentionMS = strconv.FormatInt(cfg.CandleRetention.Milliseconds(), 10)

@@ -220,6 +220,7 @@ func (r *redisBackend) retryCandles(ctx context.Context, groups []group, refused
 		if try >= maxCandleTries {
 			return fmt.Errorf("candles: %d pairs' watermark kept moving during the write", len(refused))
 		}
+		r.recomputed.Add(float64(len(refused)))
 		idx := make([]int, 0, len(refused))
 		cmds := make(rueidis.Commands, 0, len(refused))
 		for gi, w := range refused {
