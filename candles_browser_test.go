@@ -34,8 +34,8 @@ type pageCandle struct {
 // broker, the in-process cache, push) and a test publisher for ticks,
 // alerts and signals. A headless Chromium opens the page: it draws the
 // candles the API serves from the cache on open, then moves them on with
-// pushed ticks, and marks an alert (from REST) and a signal (from the
-// push feed). At the end the page's candles — count, every OHLC and tick
+// pushed ticks (a tick sent again after a reconnect counted once), and
+// marks an alert (from REST) and a signal (from the push feed). At the end the page's candles — count, every OHLC and tick
 // count, last close — equal the API's answer, at 1m and at 5m, and a
 // screenshot of the chart shows rising and falling candles.
 func TestCandlesPageInChromium(t *testing.T) {
@@ -152,6 +152,16 @@ log: {format: json}
 		`"exchange":"sim","symbol":"BTCUSDT","side":"buy","price":"101.25","reason":"test","timestamp":%d}`, now+3)))
 	poll("the live candle", `window.tickflow.candles().length === 7 && window.tickflow.candles()[6].ticks === 4`)
 	poll("the signal marked from the push feed", `window.tickflow.markers().some(m => m.text === 'BUY')`)
+
+	// The socket drops; after reconnecting, the push feed's snapshot sends
+	// the newest tick again, which must not count twice.
+	seen := evalJS[float64](t, browser, `window.tickflow.counters.ticks`)
+	evalJS[chromedp.Void](t, browser, `window.tickflow.disconnect()`)
+	poll("live again", `window.tickflow.status().kind === 'live'`)
+	poll("the snapshot after reconnecting", fmt.Sprintf(`window.tickflow.counters.ticks > %v`, seen))
+	if n := evalJS[float64](t, browser, `window.tickflow.candles()[6].ticks`); n != 4 {
+		t.Errorf("the live candle counts %v ticks after the snapshot resent one, want 4", n)
+	}
 
 	for _, iv := range []string{"1m", "5m"} {
 		if iv != "1m" {

@@ -187,6 +187,9 @@ function chartTick(t) {
   applyTick(t);
 }
 
+// The identities of the ticks drawn into the newest candle.
+let liveSeen = new Set();
+
 // applyTick moves the newest candle on, or opens the next one. A tick for
 // an older bucket than the newest is left to the next reload: the chart
 // library redraws only its last bar live.
@@ -194,14 +197,20 @@ function applyTick(t) {
   const time = bucketOf(t.timestamp);
   const last = candles[candles.length - 1];
   if (last && time < last.time) return;
+  // A tick sent again (the snapshot after a reconnect, a resumed feed) is
+  // the same event and receive time: counted once, like the API does.
+  const id = t.timestamp + ':' + t.received_at_us;
+  if (last && time === last.time && liveSeen.has(id)) return;
   if (!last || time > last.time) {
     candles.push({ time, open: t.price, high: t.price, low: t.price, close: t.price, ticks: 1 });
+    liveSeen = new Set();
   } else {
     if (above(t.price, last.high)) last.high = t.price;
     if (above(last.low, t.price)) last.low = t.price;
     if (t.timestamp >= lastTickTs) last.close = t.price;
     last.ticks++;
   }
+  liveSeen.add(id);
   if (t.timestamp >= lastTickTs) {
     lastTickTs = t.timestamp;
     lastTickTime = Math.floor(t.timestamp / 1000);
@@ -236,6 +245,7 @@ async function loadChart() {
   if (seq !== loadSeq) return; // another pair or interval was chosen meanwhile
   $('chart-note').textContent = note;
   candles = loaded;
+  liveSeen = new Set();
   chartUpdates = loaded.length;
   lastTickTs = 0;
   lastTickTime = loaded.length ? loaded[loaded.length - 1].time : null;
@@ -246,8 +256,8 @@ async function loadChart() {
   // taken to be in it already (the cache is written from the same stream),
   // so it is not counted twice; one in a newer bucket cannot be, and is
   // drawn. A tick pushed after this that the cache had already counted
-  // still counts again in the live bucket until the next reload: the page
-  // has no tick identities to tell.
+  // still counts again in the live bucket until the next reload: the
+  // history has no tick identities to tell.
   const newest = loaded.length ? loaded[loaded.length - 1].time : -Infinity;
   const early = pending.filter((t) => bucketOf(t.timestamp) > newest).sort((a, b) => a.timestamp - b.timestamp);
   pending = [];
