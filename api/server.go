@@ -40,16 +40,17 @@ type Options struct {
 	Cache   TickCache    // latest ticks and recent history (Redis or in-process)
 	History TickHistory  // the durable tick history (ClickHouse)
 	Candles CandleReader // candles computed from the history
-	// CandleCache is the cache's rolling candles, for recent buckets.
-	CandleCache CandleCache
-	Alerts      AlertSource  // recent risk alerts
-	Signals     SignalSource // recent strategy signals and strategy status
-	Gaps        GapSource    // recent gaps in the sources' data
-	Trades      TradeSource  // recent trades
-	Quotes      QuoteSource  // recent best bid/ask quotes
+	Alerts  AlertSource  // recent risk alerts
+	Signals SignalSource // recent strategy signals and strategy status
+	Gaps    GapSource    // recent gaps in the sources' data
+	Trades  TradeSource  // recent trades
+	Quotes  QuoteSource  // recent best bid/ask quotes
 	// Push gives the live page its WebSocket URL; nil when no push feed
 	// runs behind this API.
 	Push PushURLer
+	// CandleCache is the cache's rolling candles, which answer the
+	// recent buckets of the candles endpoint (Candles the older ones).
+	CandleCache CandleCache
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration
 }
