@@ -30,6 +30,7 @@ var (
 	_ api.TickCache    = (*cache.Cache)(nil)
 	_ api.TickHistory  = (*store.History)(nil)
 	_ api.CandleReader = (*store.History)(nil)
+	_ api.CandleCache  = (*cache.Cache)(nil)
 	_ api.PushURLer    = (*push.Sink)(nil)
 	_ api.AlertSource  = (*events.AlertFeed)(nil)
 	_ api.SignalSource = (*events.SignalFeed)(nil)
@@ -136,7 +137,7 @@ func (f *feeds) run(ctx context.Context) error {
 // signal feeds, and the push URL of a push sink running here.
 func (b *backends) apiReaders(o *api.Options, f *feeds, built []builtSink) {
 	if b.cache != nil {
-		o.Cache = b.cache
+		o.Cache, o.CandleCache = b.cache, b.cache
 	}
 	if b.history != nil {
 		o.History, o.Candles = b.history, b.history

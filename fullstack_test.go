@@ -19,7 +19,7 @@ import (
 // TestFullStack runs tickflow as a user would with real backends: the
 // simulated exchange, the embedded broker, Redis for the cache and
 // ClickHouse (over HTTP) for the store. It checks the API answers from the
-// cache, candles come from the store, and when Redis dies (the real process)
+// cache, candles come from the cache and the store, and when Redis dies (the real process)
 // the latest tick is still served, from the store, while /readyz says why.
 func TestFullStack(t *testing.T) {
 	redis := testsvc.StartRedis(t)
@@ -48,7 +48,8 @@ log: {format: json}
 		t.Fatalf("latest tick served by %q, want cache", src)
 	}
 
-	// Candles come from ClickHouse once the store has flushed a batch.
+	// Candles: the cache's rolling ones at once, the store's for older
+	// buckets once it has flushed a batch.
 	var candles struct {
 		Success bool
 		Data    struct{ Candles []map[string]any }

@@ -19,6 +19,18 @@ type CandleReader interface {
 	Candles(ctx context.Context, q tick.CandleQuery) ([]tick.Candle, error)
 }
 
+// CandleCache is the rolling candles the cache sink keeps from the tick
+// stream; the cache implements it. Its method name differs from
+// CandleReader's on purpose, as TickCache's do from TickHistory's.
+type CandleCache interface {
+	// RecentCandles answers q from what the cache holds; see
+	// tick.CandleWindow for what Since promises.
+	RecentCandles(ctx context.Context, q tick.CandleQuery) (CachedCandles, error)
+}
+
+// CachedCandles is what the cache holds of a pair's candles for a query.
+type CachedCandles = tick.CandleWindow
+
 // candleIntervals are the bucket widths the candles endpoint offers. Each
 // divides a day, so buckets aligned to the Unix epoch are aligned to UTC.
 var candleIntervals = map[string]time.Duration{
@@ -63,8 +75,22 @@ type candlesPage struct {
 	From     int64        `json:"from"`
 	To       int64        `json:"to"`
 	Candles  []candleJSON `json:"candles"`
+	candlesSource
 }
 
+// candlesPage's Source is "cache", "store" or "cache+store", as for ticks.
+type candlesSource struct {
+	Source string `json:"source"`
+	// Partial means the store was needed and could not be read: buckets
+	// before the cache's coverage are the cache's, possibly short of ticks
+	// it never saw; Unavailable says which layer failed.
+	Partial     bool           `json:"partial,omitempty"`
+	Unavailable []layerFailure `json:"unavailable,omitempty"`
+}
+
+// getCandles answers from the cache's rolling candles for the buckets it
+// holds whole and from the store for the older ones, split at a bucket
+// boundary, with the fallbacks of GET /api/v1/ticks (layered).
 func (s *Server) getCandles(c echo.Context) error {
 	ex, sym, err := pairParams(c)
 	if err != nil {
@@ -75,22 +101,70 @@ func (s *Server) getCandles(c echo.Context) error {
 		return err
 	}
 	q.Exchange, q.Symbol = ex, sym
-	if s.opts.Candles == nil {
-		return unavailable([]layerFailure{{layerStore, errNotConfigured.Error()}})
+	iv := q.Interval.Milliseconds()
+	var (
+		cached, stored []tick.Candle
+		split          int64 // buckets from here on are the cache's when the store answered
+		l              layered
+	)
+	if s.opts.CandleCache != nil {
+		l.cache = func(ctx context.Context) (int64, error) {
+			w, err := s.opts.CandleCache.RecentCandles(ctx, q)
+			if err != nil {
+				return 0, err
+			}
+			cached = w.Candles
+			return w.Since, nil
+		}
 	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), storeTimeout)
-	defer cancel()
-	candles, err := s.opts.Candles.Candles(ctx, q)
+	// A bucket is the cache's to answer if it starts at or after the
+	// cache's coverage; the store is asked for the range before that.
+	l.needStore = func(since int64) bool {
+		return since == 0 || q.From.UnixMilli() < (since+iv-1)/iv*iv
+	}
+	if s.opts.Candles != nil {
+		l.store = func(ctx context.Context, cacheOK bool, since int64) error {
+			sq := q
+			split = q.To.UnixMilli()
+			if cacheOK && since > 0 {
+				split = min(split, (since+iv-1)/iv*iv)
+				sq.To = time.UnixMilli(split).UTC()
+			}
+			out, err := s.opts.Candles.Candles(ctx, sq)
+			stored = out
+			return err
+		}
+	}
+	r, err := l.read(c.Request().Context())
 	if err != nil {
-		return unavailable([]layerFailure{{layerStore, err.Error()}})
+		return err
+	}
+	candles, cacheN, storeN := cached, len(cached), 0
+	if r.storeOK {
+		// Merged at the split: the store's buckets before it, the cache's
+		// from it on.
+		candles = stored
+		cacheN = 0
+		for _, k := range cached {
+			if k.Start.UnixMilli() >= split {
+				candles = append(candles, k)
+				cacheN++
+			}
+		}
+		storeN = len(stored)
+	}
+	src := candlesSource{Source: r.source(cacheN, storeN), Partial: r.partial}
+	if r.partial {
+		src.Unavailable = r.unavailable
 	}
 	page := candlesPage{Exchange: ex, Symbol: sym, Interval: name, From: q.From.UnixMilli(), To: q.To.UnixMilli(),
-		Candles: make([]candleJSON, len(candles))}
+		Candles: make([]candleJSON, len(candles)), candlesSource: src}
 	for i, k := range candles {
 		// 'f': plain digits always, never "1E-8".
 		page.Candles[i] = candleJSON{Start: k.Start.UnixMilli(), Open: k.Open.Text('f'), High: k.High.Text('f'),
 			Low: k.Low.Text('f'), Close: k.Close.Text('f'), Ticks: k.Ticks}
 	}
+	c.Response().Header().Set(SourceHeader, page.Source)
 	return ok(c, page)
 }
 
@@ -156,18 +230,28 @@ func describeCandles() {
 			"high":  dec("highest price in the bucket"),
 			"low":   dec("lowest price in the bucket"),
 			"close": dec("last price in the bucket by exchange event time"),
-			"ticks": Schema{"type": "integer", "format": "int64", "description": "number of ticks in the bucket"},
+			"ticks": Schema{"type": "integer", "format": "int64",
+				"description": "number of distinct ticks in the bucket: activity (price updates), not traded volume"},
 		},
 	})
 	timeSchema := Schema{"type": "string", "description": "RFC 3339 time or Unix milliseconds", "example": "2026-01-02T15:04:05Z"}
 	describe("GET", "/api/v1/candles/:exchange/:symbol", Operation{
 		Summary: "OHLC candles of a pair",
-		Description: "Computed by the history store (ClickHouse) from the stored ticks: open is the first price in the " +
-			"bucket by exchange event time, close the last, high and low the extremes, ticks the count. Buckets are " +
-			"aligned to UTC (a 1d bucket starts at 00:00 UTC); the window is widened to whole buckets, from rounded " +
-			"down and to rounded up, and to is exclusive. Buckets without ticks are left out. There is no volume: " +
-			"a ticker's volume is a rolling 24 h figure, not a per-bucket one, so summing or differencing it would " +
-			"be wrong. Each tick is counted once even if it was stored twice by a replay.",
+		Description: "Recent buckets come from the cache's rolling candles (Redis or in-process: 1m buckets kept for " +
+			"the cache's candle_retention, 24 h by default, built from the tick stream; coarser intervals are merged " +
+			"from them), older ones from the history store (ClickHouse), split at a bucket boundary: a bucket is the " +
+			"cache's if it starts at or after the cache's coverage (the bucket after the first one it saw the pair in, " +
+			"or the start of its retained window). With the same fallbacks as GET /api/v1/ticks: the cache down or " +
+			"not configured, the store answers all; the store down or not configured, the cache answers what it " +
+			"holds (its oldest bucket may lack ticks from before it started), flagged partial=true when the store " +
+			"was needed but failed; neither, a 503 naming both. The " + SourceHeader + " header and source say " +
+			"which answered. Open is the first price in the bucket by exchange event time, close the last, high and " +
+			"low the extremes, ticks the count of distinct ticks (a replayed or redelivered tick is counted once, by " +
+			"the store and by the cache alike). Buckets are aligned to UTC (a 1d bucket starts at 00:00 UTC); the " +
+			"window is widened to whole buckets, from rounded down and to rounded up, and to is exclusive. Buckets " +
+			"without ticks are left out. There is no volume: a ticker's volume is a rolling 24 h figure, not a " +
+			"per-bucket one, so summing or differencing it would be wrong; ticks (how many price updates the " +
+			"exchange sent) is a measure of activity, not of traded size.",
 		Tags: []string{"history"},
 		Params: []Param{
 			PathParam("exchange", "exchange name, case-insensitive (binance); 1..64 of A-Z a-z 0-9 . _ -"),
@@ -179,7 +263,7 @@ func describeCandles() {
 		},
 		Data: Schema{
 			"type":     "object",
-			"required": []string{"exchange", "symbol", "interval", "from", "to", "candles"},
+			"required": []string{"exchange", "symbol", "interval", "from", "to", "candles", "source"},
 			"properties": map[string]any{
 				"exchange": Schema{"type": "string"},
 				"symbol":   Schema{"type": "string"},
@@ -187,12 +271,16 @@ func describeCandles() {
 				"from":     Schema{"type": "integer", "format": "int64", "description": "the widened window start, Unix ms"},
 				"to":       Schema{"type": "integer", "format": "int64", "description": "the widened window end (exclusive), Unix ms"},
 				"candles":  ArrayOf(Ref("Candle")),
+				"source":   Schema{"type": "string", "enum": []string{"cache", "store", "cache+store"}},
+				"partial": Schema{"type": "boolean",
+					"description": "true when the store was needed and could not be read: older buckets are the cache's only"},
+				"unavailable": ArrayOf(Schema{"type": "object", "properties": map[string]any{"layer": Schema{"type": "string"}, "error": Schema{"type": "string"}}}),
 			},
 		},
 		Errors: map[int]string{
 			400: "invalid_exchange, invalid_symbol, invalid_interval (not one of 1m 5m 15m 1h 1d), invalid_from, " +
 				fmt.Sprintf("invalid_to, or invalid_range (from not before to, or more than %d buckets)", MaxCandles),
-			503: "unavailable: the history store is not configured or could not answer",
+			503: "unavailable: neither the cache nor the store could answer (or neither is configured); details.layers lists each failure",
 		},
 	})
 }

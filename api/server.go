@@ -48,6 +48,9 @@ type Options struct {
 	// Push gives the live page its WebSocket URL; nil when no push feed
 	// runs behind this API.
 	Push PushURLer
+	// CandleCache is the cache's rolling candles, which answer the
+	// recent buckets of the candles endpoint (Candles the older ones).
+	CandleCache CandleCache
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration
 }

@@ -214,6 +214,89 @@ type ticksPage struct {
 	Unavailable []layerFailure `json:"unavailable,omitempty"`
 }
 
+// layered is one read of a range across the layers, the rule both range
+// endpoints (ticks and candles) follow, so their fallbacks cannot drift
+// apart: the cache answers what it covers; the store is asked when the
+// cache could not answer or the range reaches back past the cache's
+// coverage; when the store then fails, the cache's part is the answer,
+// flagged partial; when neither answers, a 503 names each layer.
+type layered struct {
+	// cache reads the cache's part and returns its coverage start (see
+	// tick.Window.Since); nil when no cache is configured.
+	cache func(ctx context.Context) (since int64, err error)
+	// needStore reports, after the cache answered, whether the store must
+	// be asked as well.
+	needStore func(since int64) bool
+	// store reads the store's part, knowing what the cache answered (since
+	// is 0 when it did not); nil when no store is configured.
+	store func(ctx context.Context, cacheOK bool, since int64) error
+}
+
+// layeredResult is what a layered read got.
+type layeredResult struct {
+	cacheOK, storeOK bool
+	// partial: the store was needed and failed, so only the cache's part
+	// is there; unavailable says why.
+	partial     bool
+	unavailable []layerFailure
+}
+
+func (l layered) read(ctx context.Context) (layeredResult, error) {
+	var (
+		r     layeredResult
+		since int64
+	)
+	if l.cache == nil {
+		r.unavailable = append(r.unavailable, layerFailure{layerCache, errNotConfigured.Error()})
+	} else {
+		cctx, cancel := context.WithTimeout(ctx, cacheTimeout)
+		sc, err := l.cache(cctx)
+		cancel()
+		if err != nil {
+			r.unavailable = append(r.unavailable, layerFailure{layerCache, err.Error()})
+		} else {
+			r.cacheOK, since = true, sc
+		}
+	}
+	if r.cacheOK && !l.needStore(since) {
+		return r, nil
+	}
+	if l.store == nil {
+		if !r.cacheOK {
+			return r, unavailable(append(r.unavailable, layerFailure{layerStore, errNotConfigured.Error()}))
+		}
+		return r, nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	err := l.store(sctx, r.cacheOK, since)
+	cancel()
+	switch {
+	case err == nil:
+		r.storeOK = true
+	case !r.cacheOK:
+		return r, unavailable(append(r.unavailable, layerFailure{layerStore, err.Error()}))
+	default:
+		// The cache's part is still worth having; say what is missing.
+		r.unavailable = append(r.unavailable, layerFailure{layerStore, err.Error()})
+		r.partial = true
+	}
+	return r, nil
+}
+
+// source names the layers whose records are in a page of cacheN records
+// from the cache and storeN from the store; an empty page is the answer
+// of the last layer asked.
+func (r layeredResult) source(cacheN, storeN int) string {
+	switch {
+	case cacheN > 0 && storeN > 0:
+		return layerCache + "+" + layerStore
+	case r.storeOK && cacheN == 0:
+		return layerStore
+	default:
+		return layerCache
+	}
+}
+
 // getTicks answers recent history from the cache's sorted set, and from
 // the store for whatever reaches past what the cache holds.
 func (s *Server) getTicks(c echo.Context) error {
@@ -226,75 +309,58 @@ func (s *Server) getTicks(c echo.Context) error {
 		return err
 	}
 	q.Exchange, q.Symbol = ex, sym
-	ctx := c.Request().Context()
 	cache, stores := s.tickLayers()
 
+	page := ticksPage{Exchange: ex, Symbol: sym, Ticks: []tick.Tick{}}
 	var (
-		failed           []layerFailure
-		page             = ticksPage{Exchange: ex, Symbol: sym, Ticks: []tick.Tick{}}
-		cacheOK, storeOK bool
-		cacheN, storeN   int
-		since            int64
+		cacheN, storeN int
+		l              layered
 	)
-	if cache == nil {
-		failed = append(failed, layerFailure{layerCache, errNotConfigured.Error()})
-	} else {
-		cctx, cancel := context.WithTimeout(ctx, cacheTimeout)
-		ct, err := cache.History(cctx, q)
-		cancel()
-		if err != nil {
-			failed = append(failed, layerFailure{layerCache, err.Error()})
-		} else {
-			cacheOK, since, cacheN = true, ct.Since, len(ct.Ticks)
+	if cache != nil {
+		l.cache = func(ctx context.Context) (int64, error) {
+			ct, err := cache.History(ctx, q)
+			if err != nil {
+				return 0, err
+			}
+			cacheN = len(ct.Ticks)
 			page.Ticks = append(page.Ticks, ct.Ticks...)
+			return ct.Since, nil
 		}
 	}
-	// The store is needed when the cache could not answer, or when the
-	// page is not full and the range reaches back past the cache's
-	// coverage.
-	reachesPast := since == 0 || q.From.IsZero() || q.From.UnixMilli() < since
-	if !cacheOK || (len(page.Ticks) < q.Limit && reachesPast) {
-		hq := q
-		hq.Limit = q.Limit - len(page.Ticks)
-		if since > 0 && (hq.Before == 0 || since < hq.Before) {
-			hq.Before = since // the cache answered everything from since on
-		}
-		for _, h := range stores {
-			sctx, cancel := context.WithTimeout(ctx, storeTimeout)
-			more, err := h.Ticks(sctx, hq)
-			cancel()
+	// The store is needed when the page is not full and the range reaches
+	// back past the cache's coverage.
+	l.needStore = func(since int64) bool {
+		reachesPast := since == 0 || q.From.IsZero() || q.From.UnixMilli() < since
+		return len(page.Ticks) < q.Limit && reachesPast
+	}
+	if len(stores) > 0 {
+		l.store = func(ctx context.Context, _ bool, since int64) error {
+			hq := q
+			hq.Limit = q.Limit - len(page.Ticks)
+			if since > 0 && (hq.Before == 0 || since < hq.Before) {
+				hq.Before = since // the cache answered everything from since on
+			}
+			more, err := stores[0].Ticks(ctx, hq)
 			if err != nil {
-				failed = append(failed, layerFailure{layerStore, err.Error()})
-				continue
+				return err
 			}
 			if len(more) > hq.Limit {
 				more = more[:hq.Limit]
 			}
 			page.Ticks = append(page.Ticks, more...)
-			storeOK, storeN = true, len(more)
-			break
-		}
-		switch {
-		case !cacheOK && !storeOK:
-			if len(stores) == 0 {
-				failed = append(failed, layerFailure{layerStore, errNotConfigured.Error()})
-			}
-			return unavailable(failed)
-		case !storeOK && len(stores) > 0:
-			// The cache's part is still worth having; say what is missing.
-			page.Partial, page.Unavailable = true, failed
+			storeN = len(more)
+			return nil
 		}
 	}
-	// Source names the layers whose ticks are in the page; an empty page
-	// is the answer of the last layer asked.
-	switch {
-	case cacheN > 0 && storeN > 0:
-		page.Source = layerCache + "+" + layerStore
-	case storeOK && cacheN == 0:
-		page.Source = layerStore
-	default:
-		page.Source = layerCache
+	r, err := l.read(c.Request().Context())
+	if err != nil {
+		return err
 	}
+	page.Partial = r.partial
+	if r.partial {
+		page.Unavailable = r.unavailable
+	}
+	page.Source = r.source(cacheN, storeN)
 	if n := len(page.Ticks); n == q.Limit && n > 0 {
 		page.NextBefore = page.Ticks[n-1].Timestamp
 	}

@@ -26,3 +26,14 @@ type CandleQuery struct {
 	Interval         time.Duration
 	From, To         time.Time
 }
+
+// CandleWindow is what a cache holds of one pair's candles for a
+// CandleQuery: the buckets in range that have ticks, oldest first, and
+// Since, the event time (Unix ms) from which it holds every tick of the
+// pair it was given (zero when it holds nothing). A bucket starting at or
+// after Since is complete; one before it may lack ticks the cache never
+// saw, which a reader should take from the history store when it can.
+type CandleWindow struct {
+	Candles []Candle
+	Since   int64
+}

@@ -1,5 +1,6 @@
-// Package cache is the cache sink: it keeps every pair's latest tick and its
-// recent history where the API can read them in well under a millisecond.
+// Package cache is the cache sink: it keeps every pair's latest tick, its
+// recent history and its rolling 1m candles (candles.go) where the API can
+// read them in well under a millisecond.
 //
 // With Redis addresses configured it writes to Redis through rueidis (a
 // single node, or a Redis Cluster when several addresses are given);
@@ -13,13 +14,16 @@
 //	market_data:tick_history:<exchange>:<symbol>  sorted set of tick JSON scored by event time (ms),
 //	                                              trimmed to the newest 1000, TTL 1 h
 //
-// plus one index, market_data:pairs, a sorted set of "exchange:symbol"
+// and, when candle_retention is not 0, one hash per pair of its 1m candles
+// (market_data:candles_1m:<exchange>:<symbol>, TTL candle_retention; see
+// redis_candles.go), plus one index, market_data:pairs, a sorted set of "exchange:symbol"
 // scored by the wall-clock time of the pair's last write, so listing pairs
 // needs no SCAN over the keyspace (which a cluster would make per-node).
 package cache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -57,6 +61,14 @@ func init() {
 	})
 }
 
+// DefaultCandleRetention keeps a day of 1m candles: 1441 buckets per pair
+// (the newest and the 1440 before it), a few hundred KB.
+const DefaultCandleRetention = 24 * time.Hour
+
+// MaxCandleRetention bounds candle_retention: a pair's buckets are read
+// whole to answer a query.
+const MaxCandleRetention = 7 * 24 * time.Hour
+
 // MaxHistory bounds the history setting: each member is a few hundred
 // bytes, and a history query reads the set's tail.
 const MaxHistory = 100_000
@@ -68,6 +80,10 @@ type Config struct {
 	TTL time.Duration `yaml:"ttl"`
 	// History is how many of a pair's newest ticks the history keeps.
 	History int `yaml:"history"`
+	// CandleRetention is how far behind a pair's newest 1m candle its
+	// candles are kept (and how long they live after its last tick); 0
+	// keeps no candles.
+	CandleRetention time.Duration `yaml:"candle_retention"`
 }
 
 // RedisConfig selects Redis; no addresses means the in-process backend.
@@ -86,7 +102,8 @@ type RedisConfig struct {
 
 // DefaultConfig is the documented default.
 func DefaultConfig() *Config {
-	return &Config{TTL: time.Hour, History: 1000, Redis: RedisConfig{ClientCacheTTL: time.Minute}}
+	return &Config{TTL: time.Hour, History: 1000, CandleRetention: DefaultCandleRetention,
+		Redis: RedisConfig{ClientCacheTTL: time.Minute}}
 }
 
 // Validate checks the settings; it is called by the config loader.
@@ -96,6 +113,10 @@ func (c *Config) Validate() error {
 	}
 	if c.History < 1 || c.History > MaxHistory {
 		return fmt.Errorf("history: must be in 1..%d, got %d", MaxHistory, c.History)
+	}
+	if c.CandleRetention < 0 || c.CandleRetention > MaxCandleRetention || c.CandleRetention%candleBucket != 0 {
+		return fmt.Errorf("candle_retention: must be whole minutes in 0..%s (0 keeps no candles), got %s",
+			MaxCandleRetention, c.CandleRetention)
 	}
 	for _, a := range c.Redis.Addrs {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
@@ -137,6 +158,8 @@ type backend interface {
 	// putLatest sets p's latest tick unless a newer one is there.
 	putLatest(ctx context.Context, t *tick.Tick, js []byte) error
 	pairs(ctx context.Context) ([]tick.Tick, error)
+	// candles is p's 1m buckets (empty when candles are off).
+	candles(ctx context.Context, p tick.Pair) (candleState, error)
 	ping(ctx context.Context) error
 	close()
 }
@@ -211,7 +234,7 @@ func Open(env sinks.Env, cfg Config) (*Cache, error) {
 	c.m = m
 	c.state.up = m.up
 	if len(cfg.Redis.Addrs) == 0 {
-		c.be.Store(&backendBox{newMemory(c.clk, cfg.TTL, cfg.History)})
+		c.be.Store(&backendBox{newMemory(c.clk, cfg)})
 		c.log.Info("cache: no redis.addrs configured, keeping ticks in process memory")
 	}
 	return c, nil
@@ -244,8 +267,9 @@ func (s *Sink) Close(ctx context.Context) error {
 }
 
 // WriteBatch stores the batch: per pair one conditional latest update, one
-// multi-member ZADD, one trim and one expire, all pipelined in one round
-// trip. Invalid ticks are dropped and counted (retrying them could never
+// multi-member ZADD, one trim, one expire and one candle merge, all
+// pipelined in one round trip (a second one only for pairs whose candle
+// watermark was not the one guessed: a new owner's first batch). Invalid ticks are dropped and counted (retrying them could never
 // succeed); any backend error fails the whole batch, which is idempotent to
 // retry.
 func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
@@ -276,11 +300,11 @@ func (c *Cache) connectLocked(ctx context.Context) error {
 		return nil
 	}
 	if c.Memory() { // connecting again after Close
-		c.be.Store(&backendBox{newMemory(c.clk, c.cfg.TTL, c.cfg.History)})
+		c.be.Store(&backendBox{newMemory(c.clk, c.cfg)})
 		return nil
 	}
 	c.lastDial = c.clk.Now()
-	r, err := dialRedis(ctx, c.cfg, c.log)
+	r, err := dialRedis(ctx, c.cfg, c.log, c.m.candleRecomputed)
 	if err != nil {
 		err = fmt.Errorf("cache: connect %s: %w", c.Backend(), err)
 		c.state.observe(err)
@@ -476,6 +500,31 @@ func (c *Cache) Put(ctx context.Context, t tick.Tick) error {
 	return b.putLatest(ctx, &t, t.AppendJSON(nil))
 }
 
+// RecentCandles answers q from the pair's rolling 1m candles (the API's
+// CandleCache), merged into q.Interval buckets, which must be whole
+// minutes; see tick.CandleWindow for what Since promises.
+func (c *Cache) RecentCandles(ctx context.Context, q tick.CandleQuery) (tick.CandleWindow, error) {
+	if err := checkCandleQuery(q); err != nil {
+		return tick.CandleWindow{}, err
+	}
+	if c.cfg.CandleRetention == 0 {
+		return tick.CandleWindow{}, errCandlesOff
+	}
+	b, err := c.backend(ctx)
+	if err != nil {
+		return tick.CandleWindow{}, err
+	}
+	st, err := b.candles(ctx, tick.Pair{Exchange: q.Exchange, Symbol: q.Symbol})
+	if err != nil {
+		return tick.CandleWindow{}, err
+	}
+	return st.window(q, c.cfg.CandleRetention), nil
+}
+
+// errCandlesOff is what candle reads answer with candle_retention 0, so
+// the API says why rather than serving an empty chart.
+var errCandlesOff = errors.New("cache: candles are off (candle_retention: 0)")
+
 // Pairs lists every cached pair's latest tick (the API's TickCache and
 // the push feed's snapshots).
 func (c *Cache) Pairs(ctx context.Context) ([]tick.Tick, error) {
@@ -521,6 +570,7 @@ func (l *stateLog) observe(err error) {
 
 type metrics struct {
 	written, invalid, stale, batchErrors prometheus.Counter
+	candleRecomputed                     prometheus.Counter
 	up                                   prometheus.Gauge
 }
 
@@ -535,13 +585,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Per-pair latest updates not applied because a newer tick was already cached (replays, out-of-order)."}),
 		batchErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tickflow_cache_batch_errors_total", Help: "Batches the cache backend failed to store."}),
+		candleRecomputed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_cache_candle_updates_recomputed_total",
+			Help: "Per-pair candle updates sent to Redis again because the watermark there was not the one guessed (a new owner's or a restarted sink's first batch of a pair, another writer)."}),
 		up: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tickflow_cache_backend_up", Help: "1 when the last cache backend operation succeeded."}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.written, m.invalid, m.stale, m.batchErrors, m.up} {
+	for _, c := range []prometheus.Collector{m.written, m.invalid, m.stale, m.batchErrors, m.candleRecomputed, m.up} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}

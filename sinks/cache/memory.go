@@ -18,9 +18,10 @@ import (
 // semantics exactly (ordering of equal scores, trimming, expiry), so the
 // API behaves the same whichever is configured.
 type memory struct {
-	clk clock.Clock
-	ttl time.Duration
-	cap int
+	clk       clock.Clock
+	ttl       time.Duration
+	cap       int
+	retention time.Duration // candles; 0: none
 
 	mu        sync.RWMutex
 	byPair    map[tick.Pair]*memPair
@@ -33,6 +34,48 @@ type memPair struct {
 	hasLatest bool
 	hist      []memEntry // ascending by (ts, member), like a Redis sorted set
 	histExp   time.Time
+	candles   memCandles
+}
+
+// memCandles is the Redis candle hash's content (see redis.go).
+type memCandles struct {
+	aggs          []candleAgg // ascending by start
+	w             pos         // the watermark; noPos before the first tick
+	first, newest int64
+	exp           time.Time
+}
+
+func (mc *memCandles) live(now time.Time) bool { return now.Before(mc.exp) }
+
+// apply is the candle script's merge: u must have been computed for
+// mc.w, which holding the lock guarantees.
+func (mc *memCandles) apply(u *candleUpdate, retention time.Duration, now time.Time) {
+	if mc.first == 0 && len(u.aggs) > 0 {
+		mc.first = u.aggs[0].start
+	}
+	for i := range u.aggs {
+		a := &u.aggs[i]
+		mc.newest = max(mc.newest, a.start)
+		if a.start < mc.newest-retention.Milliseconds() {
+			continue // older than the retained window
+		}
+		j := sort.Search(len(mc.aggs), func(k int) bool { return mc.aggs[k].start >= a.start })
+		if j < len(mc.aggs) && mc.aggs[j].start == a.start {
+			mc.aggs[j].merge(a)
+			continue
+		}
+		mc.aggs = append(mc.aggs, candleAgg{})
+		copy(mc.aggs[j+1:], mc.aggs[j:])
+		mc.aggs[j] = a.clone()
+	}
+	cut := sort.Search(len(mc.aggs), func(k int) bool { return mc.aggs[k].start >= mc.newest-retention.Milliseconds() })
+	if cut > 0 {
+		mc.aggs = append(mc.aggs[:0:0], mc.aggs[cut:]...)
+	}
+	if mc.w.less(u.top) {
+		mc.w = u.top
+	}
+	mc.exp = now.Add(retention)
 }
 
 // memEntry is a history member: like Redis, the history keeps the JSON
@@ -50,8 +93,8 @@ func (a memEntry) less(b memEntry) bool {
 	return a.member < b.member
 }
 
-func newMemory(clk clock.Clock, ttl time.Duration, capacity int) *memory {
-	return &memory{clk: clk, ttl: ttl, cap: capacity, byPair: map[tick.Pair]*memPair{}}
+func newMemory(clk clock.Clock, cfg Config) *memory {
+	return &memory{clk: clk, ttl: cfg.TTL, cap: cfg.History, retention: cfg.CandleRetention, byPair: map[tick.Pair]*memPair{}}
 }
 
 func (mp *memPair) latestLive(now time.Time) bool { return mp.hasLatest && now.Before(mp.latestExp) }
@@ -78,6 +121,15 @@ func (m *memory) write(_ context.Context, groups []group) (int, error) {
 		}
 		mp.merge(g.entries, m.cap)
 		mp.histExp = now.Add(m.ttl)
+		if m.retention > 0 {
+			if !mp.candles.live(now) {
+				// Expired as a whole, like the Redis hash with its
+				// watermark: what comes now is counted afresh.
+				mp.candles = memCandles{w: noPos}
+			}
+			u := candleUpdateFor(g, mp.candles.w)
+			mp.candles.apply(&u, m.retention, now)
+		}
 	}
 	return stale, nil
 }
@@ -163,7 +215,7 @@ func (m *memory) sweep(now time.Time) {
 	}
 	m.nextSweep = now.Add(m.ttl)
 	for p, mp := range m.byPair {
-		if !mp.latestLive(now) && !mp.histLive(now) {
+		if !mp.latestLive(now) && !mp.histLive(now) && !mp.candles.live(now) {
 			delete(m.byPair, p)
 		}
 	}
@@ -234,6 +286,23 @@ func (m *memory) pairs(_ context.Context) ([]tick.Tick, error) {
 	}
 	sortPairs(out)
 	return out, nil
+}
+
+func (m *memory) candles(_ context.Context, p tick.Pair) (candleState, error) {
+	now := m.clk.Now()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	mp := m.byPair[p]
+	if mp == nil || !mp.candles.live(now) {
+		return candleState{}, nil
+	}
+	mc := &mp.candles
+	// A copy: the caller merges from it after the lock is released.
+	st := candleState{aggs: make([]candleAgg, len(mc.aggs)), first: mc.first, newest: mc.newest}
+	for i := range mc.aggs {
+		st.aggs[i] = mc.aggs[i].clone()
+	}
+	return st, nil
 }
 
 func (m *memory) ping(context.Context) error { return nil }

@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 
 	"github.com/tickflow/tickflow/tick"
@@ -48,9 +50,15 @@ type redisBackend struct {
 	log      *slog.Logger
 	script   *rueidis.Lua
 	now      func() time.Time
+	// retentionMS is candle_retention in ms, "" when candles are off.
+	retentionMS string
+
+	wmMu       sync.Mutex
+	wm         map[tick.Pair]pos // see assumed
+	recomputed prometheus.Counter
 }
 
-func dialRedis(ctx context.Context, cfg Config, log *slog.Logger) (*redisBackend, error) {
+func dialRedis(ctx context.Context, cfg Config, log *slog.Logger, recomputed prometheus.Counter) (*redisBackend, error) {
 	opt := rueidis.ClientOption{
 		InitAddress: cfg.Redis.Addrs,
 		Password:    cfg.Redis.Password,
@@ -75,28 +83,34 @@ func dialRedis(ctx context.Context, cfg Config, log *slog.Logger) (*redisBackend
 	}
 	log.Info("cache: connected to redis", "addrs", cfg.Redis.Addrs, "mode", c.Mode())
 	r := &redisBackend{
-		c:        c,
-		ttl:      cfg.TTL,
-		ttlMS:    strconv.FormatInt(cfg.TTL.Milliseconds(), 10),
-		cap:      cfg.History,
-		cacheTTL: cfg.Redis.ClientCacheTTL,
-		log:      log,
-		script:   rueidis.NewLuaScript(latestScript),
-		now:      time.Now,
+		c:          c,
+		ttl:        cfg.TTL,
+		ttlMS:      strconv.FormatInt(cfg.TTL.Milliseconds(), 10),
+		cap:        cfg.History,
+		cacheTTL:   cfg.Redis.ClientCacheTTL,
+		log:        log,
+		script:     rueidis.NewLuaScript(latestScript),
+		now:        time.Now,
+		recomputed: recomputed,
+	}
+	if cfg.CandleRetention > 0 {
+		r.retentionMS = strconv.FormatInt(cfg.CandleRetention.Milliseconds(), 10)
 	}
 	if err := r.loadScript(ctx); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("load latest script: %w", err)
+		return nil, fmt.Errorf("load scripts: %w", err)
 	}
 	return r, nil
 }
 
-// loadScript loads the latest script on every node, so batches can use
-// EVALSHA inside their pipeline.
+// loadScript loads the latest and candle scripts on every node, so
+// batches can use EVALSHA inside their pipeline.
 func (r *redisBackend) loadScript(ctx context.Context) error {
 	for addr, n := range r.c.Nodes() {
-		if err := n.Do(ctx, n.B().ScriptLoad().Script(latestScript).Build()).Error(); err != nil {
-			return fmt.Errorf("%s: %w", addr, err)
+		for _, s := range [...]string{latestScript, candleScript} {
+			if err := n.Do(ctx, n.B().ScriptLoad().Script(s).Build()).Error(); err != nil {
+				return fmt.Errorf("%s: %w", addr, err)
+			}
 		}
 	}
 	return nil
@@ -107,24 +121,34 @@ func (r *redisBackend) write(ctx context.Context, groups []group) (int, error) {
 	if err != nil || !noScript {
 		return stale, err
 	}
+	return r.writeAgain(ctx, groups)
+}
+
+func (r *redisBackend) writeAgain(ctx context.Context, groups []group) (int, error) {
 	// The server lost its scripts (restart without persistence, SCRIPT
 	// FLUSH, failover): load again and replay the batch, which is
 	// idempotent.
 	if err := r.loadScript(ctx); err != nil {
-		return 0, fmt.Errorf("reload latest script: %w", err)
+		return 0, fmt.Errorf("reload scripts: %w", err)
 	}
-	stale, noScript, err = r.writeOnce(ctx, groups)
+	stale, noScript, err := r.writeOnce(ctx, groups)
 	if err == nil && noScript {
-		err = errors.New("latest script missing right after loading it")
+		err = errors.New("scripts missing right after loading them")
 	}
 	return stale, err
 }
 
 // writeOnce sends the batch as one pipeline. err is the first failure
-// other than NOSCRIPT, which is reported through noScript instead.
+// other than NOSCRIPT, which is reported through noScript instead. A
+// pair whose candle update was computed against a watermark Redis no
+// longer holds is sent again, in one more round trip for all such pairs.
 func (r *redisBackend) writeOnce(ctx context.Context, groups []group) (stale int, noScript bool, err error) {
 	b := r.c.B()
-	cmds := make(rueidis.Commands, 0, cmdsPerPair*len(groups)+3)
+	perPair := cmdsPerPair
+	if r.retentionMS != "" {
+		perPair++
+	}
+	cmds := make(rueidis.Commands, 0, perPair*len(groups)+3)
 	for gi := range groups {
 		g := &groups[gi]
 		n := g.entries[g.newest]
@@ -139,6 +163,10 @@ func (r *redisBackend) writeOnce(ctx context.Context, groups []group) (stale int
 			z.Build(),
 			b.Zremrangebyrank().Key(hk).Start(0).Stop(int64(-r.cap-1)).Build(),
 			b.Pexpire().Key(hk).Milliseconds(r.ttl.Milliseconds()).Build())
+		if r.retentionMS != "" {
+			u := candleUpdateFor(g, r.assumed(g.pair))
+			cmds = append(cmds, r.candleCmd(g.pair, &u))
+		}
 	}
 	now := r.now().UnixMilli()
 	pz := b.Zadd().Key(pairsKey).Gt().ScoreMember()
@@ -152,25 +180,47 @@ func (r *redisBackend) writeOnce(ctx context.Context, groups []group) (stale int
 		b.Zremrangebyscore().Key(pairsKey).Min("-inf").Max("("+strconv.FormatInt(now-r.ttl.Milliseconds(), 10)).Build(),
 		b.Pexpire().Key(pairsKey).Milliseconds(r.ttl.Milliseconds()).Build())
 
+	var refused map[int]pos
 	for i, rr := range r.c.DoMulti(ctx, cmds...) {
 		e := rr.Error()
-		isScript := i < cmdsPerPair*len(groups) && i%cmdsPerPair == 0
+		inPairs := i < perPair*len(groups)
+		isLatest := inPairs && i%perPair == 0
+		isCandle := inPairs && i%perPair == cmdsPerPair
 		switch {
-		case e == nil && isScript:
+		case e == nil && isLatest:
 			if v, _ := rr.AsInt64(); v == 0 {
 				stale++
 			}
+		case e == nil && isCandle:
+			applied, w, cerr := candleResult(rr)
+			if cerr != nil {
+				if err == nil {
+					err = cerr
+				}
+				continue
+			}
+			r.setAssumed(groups[i/perPair].pair, w)
+			if !applied {
+				if refused == nil {
+					refused = map[int]pos{}
+				}
+				refused[i/perPair] = w
+			}
 		case e == nil:
-		case isScript && isNoScript(e):
+		case (isLatest || isCandle) && isNoScript(e):
 			noScript = true
 		case err == nil:
 			err = e
 		}
 	}
+	if err == nil && !noScript && len(refused) > 0 {
+		err = r.retryCandles(ctx, groups, refused)
+	}
 	return stale, noScript, err
 }
 
-// cmdsPerPair is the pipeline's shape per pair: EVALSHA, ZADD, trim, expire.
+// cmdsPerPair is the pipeline's shape per pair: EVALSHA, ZADD, trim,
+// expire; then the candle EVALSHA when candles are on.
 const cmdsPerPair = 4
 
 func isNoScript(err error) bool {

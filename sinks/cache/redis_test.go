@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -59,6 +60,21 @@ func TestRedisKeyLayout(t *testing.T) {
 	members, err := admin.Do(ctx, admin.B().Zrange().Key("market_data:pairs").Min("0").Max("-1").Build()).AsStrSlice()
 	if err != nil || len(members) != 1 || members[0] != "binance:BTCUSDT" {
 		t.Errorf("pairs index = %v %v", members, err)
+	}
+	// The pair's candles: one hash, living for candle_retention.
+	const ck = "market_data:candles_1m:binance:BTCUSDT"
+	hm, err := admin.Do(ctx, admin.B().Hgetall().Key(ck).Build()).AsStrMap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"0": "50000.10 1000 1000042 50100.00 2000 2000042 50000.10 1000 1000042 50100.00 2000 2000042 2",
+		"w": "2000042 2000", "first": "0", "newest": "0", "oldest": "0"}
+	if fmt.Sprint(hm) != fmt.Sprint(want) {
+		t.Errorf("candle hash = %v, want %v", hm, want)
+	}
+	pttl, err := admin.Do(ctx, admin.B().Pttl().Key(ck).Build()).AsInt64()
+	if err != nil || pttl <= time.Hour.Milliseconds() || pttl > DefaultCandleRetention.Milliseconds() {
+		t.Errorf("%s PTTL = %d ms (%v), want in (1h, 24h]", ck, pttl, err)
 	}
 }
 
@@ -193,6 +209,9 @@ func TestConfigValidate(t *testing.T) {
 		{"addr", func(c *Config) { c.Redis.Addrs = []string{"localhost"} }, `redis.addrs: "localhost" is not host:port`},
 		{"db negative", func(c *Config) { c.Redis.DB = -1 }, "redis.db: must be >= 0, got -1"},
 		{"db on cluster", func(c *Config) { c.Redis.Addrs = []string{"a:1", "b:2"}; c.Redis.DB = 2 }, "redis.db: 2 with several addrs (a cluster only has db 0)"},
+		{"candles off", func(c *Config) { c.CandleRetention = 0 }, ""},
+		{"candle retention too long", func(c *Config) { c.CandleRetention = MaxCandleRetention + time.Minute },
+			"candle_retention: must be whole minutes in 0..168h0m0s (0 keeps no candles), got 168h1m0s"},
 		{"client cache ttl", func(c *Config) { c.Redis.ClientCacheTTL = -time.Second }, "redis.client_cache_ttl: must be >= 0 (0 disables it), got -1s"},
 	} {
 		cfg := DefaultConfig()

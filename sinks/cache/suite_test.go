@@ -316,7 +316,9 @@ var suite = []struct {
 			t.Errorf("History = %+v, %v; want empty with Since 0", ct, err)
 		}
 	}},
-	{name: "everything expires after the TTL", cfg: func(c *Config) { c.TTL = 300 * time.Millisecond }, run: func(t *testing.T, h *harness) {
+	// Candles live for candle_retention, a minute at least; their expiry
+	// is in the candle cases.
+	{name: "everything expires after the TTL", cfg: func(c *Config) { c.TTL = 300 * time.Millisecond; c.CandleRetention = 0 }, run: func(t *testing.T, h *harness) {
 		write(t, h, mk("binance", "BTCUSDT", 1000, "1"), mk("binance", "BTCUSDT", 2000, "2"))
 		wantLatest(t, h, "binance", "BTCUSDT", 2000, "2")
 		h.passTTL(t)

@@ -1,9 +1,9 @@
-// tickflow's live page: a table of every pair, a chart of the selected one
-// (history from the REST API, then live ticks), and a panel of alerts and
-// signals, all fed by the push sink's WebSocket.
-import { createChart, LineSeries } from 'lightweight-charts';
+// tickflow's live page: a table of every pair, candlesticks of the selected
+// one (history from the REST API, then live ticks) with its alerts and
+// signals marked, and a panel of alerts and signals, all fed by the push
+// sink's WebSocket.
+import { createChart, createSeriesMarkers, CandlestickSeries, HistogramSeries } from 'lightweight-charts';
 
-const HISTORY_LIMIT = 500;
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 30000;
 const PING_EVERY_MS = 15000;
@@ -122,22 +122,61 @@ setInterval(() => {
 }, 1000);
 
 // ---- chart --------------------------------------------------------------
+// Candlesticks of the selected pair at the chosen interval, loaded from
+// GET /api/v1/candles (recent buckets from the cache, older ones from the
+// store) and moved on by the pushed ticks; under them, the number of ticks
+// per bucket. That histogram is activity, not volume: a ticker's volume is
+// a rolling 24 h figure, so no per-bucket volume can be made from it.
+
+const INTERVALS = { '1m': 60, '5m': 300, '15m': 900, '1h': 3600, '1d': 86400 };
+const UP = '#1fbf75';
+const DOWN = '#f0485b';
 
 const chart = createChart($('chart'), {
   autoSize: true,
-  layout: { background: { color: 'transparent' }, textColor: '#9aa7b5' },
+  layout: { background: { color: 'transparent' }, textColor: '#9aa7b5', panes: { separatorColor: '#26303c' } },
   grid: { vertLines: { color: '#202833' }, horzLines: { color: '#202833' } },
-  timeScale: { timeVisible: true, secondsVisible: true },
+  timeScale: { timeVisible: true, secondsVisible: false },
   rightPriceScale: { borderColor: '#26303c' },
 });
-const series = chart.addSeries(LineSeries, { color: '#4aa3ff', lineWidth: 2 });
+const series = chart.addSeries(CandlestickSeries, {
+  upColor: UP, downColor: DOWN, borderVisible: false, wickUpColor: UP, wickDownColor: DOWN,
+});
+const activity = chart.addSeries(HistogramSeries, {
+  color: '#3a4a5c', priceFormat: { type: 'volume' }, title: 'ticks', lastValueVisible: false,
+}, 1);
+chart.panes()[1].setHeight(90);
+const markerLayer = createSeriesMarkers(series, []);
+
+let interval = '1m';
+// candles: ascending by time; each {time (s), open, high, low, close} as
+// exact strings from the API or the ticks, ticks a count.
+let candles = [];
+let lastTickTs = 0; // event time (ms) of the newest tick drawn
+let lastTickTime = null; // its second, for chartLast
+let chartUpdates = 0; // candles loaded plus live ticks drawn since
 let chartReady = false; // history loaded for the selected pair
 let pending = []; // live ticks that arrived while history was loading
 let loadSeq = 0;
+let source = ''; // which layer answered the history
 
-// The chart's time axis is in whole seconds; several ticks in one second
-// collapse into that second's last price.
-const toPoint = (t) => ({ time: Math.floor(t.timestamp / 1000), value: Number(t.price) });
+// Display only: the exact decimals stay strings in `candles`.
+const bar = (c) => ({ time: c.time, open: Number(c.open), high: Number(c.high), low: Number(c.low), close: Number(c.close) });
+const activityBar = (c) => ({ time: c.time, value: c.ticks, color: Number(c.close) >= Number(c.open) ? '#1f5f45' : '#6b2a33' });
+const bucketOf = (ms) => Math.floor(ms / 1000 / INTERVALS[interval]) * INTERVALS[interval];
+const above = (a, b) => Number(a) > Number(b);
+
+function drawAll() {
+  series.setData(candles.map(bar));
+  activity.setData(candles.map(activityBar));
+  drawMarkers();
+}
+
+function drawLast() {
+  const c = candles[candles.length - 1];
+  series.update(bar(c));
+  activity.update(activityBar(c));
+}
 
 function chartTick(t) {
   $('chart-price').textContent = t.price;
@@ -145,11 +184,84 @@ function chartTick(t) {
     pending.push(t);
     return;
   }
-  const p = toPoint(t);
-  const data = series.data();
-  const last = data.length ? data[data.length - 1].time : -Infinity;
-  if (p.time < last) return; // older than the chart's newest point
-  series.update(p);
+  applyTick(t);
+}
+
+// The identities of the ticks drawn into the newest candle.
+let liveSeen = new Set();
+
+// applyTick moves the newest candle on, or opens the next one. A tick for
+// an older bucket than the newest is left to the next reload: the chart
+// library redraws only its last bar live.
+function applyTick(t) {
+  const time = bucketOf(t.timestamp);
+  const last = candles[candles.length - 1];
+  if (last && time < last.time) return;
+  // A tick sent again (the snapshot after a reconnect, a resumed feed) is
+  // the same event and receive time: counted once, like the API does.
+  const id = t.timestamp + ':' + t.received_at_us;
+  if (last && time === last.time && liveSeen.has(id)) return;
+  if (!last || time > last.time) {
+    candles.push({ time, open: t.price, high: t.price, low: t.price, close: t.price, ticks: 1 });
+    liveSeen = new Set();
+  } else {
+    if (above(t.price, last.high)) last.high = t.price;
+    if (above(last.low, t.price)) last.low = t.price;
+    if (t.timestamp >= lastTickTs) last.close = t.price;
+    last.ticks++;
+  }
+  liveSeen.add(id);
+  if (t.timestamp >= lastTickTs) {
+    lastTickTs = t.timestamp;
+    lastTickTime = Math.floor(t.timestamp / 1000);
+  }
+  chartUpdates++;
+  drawLast();
+  drawMarkers();
+}
+
+async function fetchData(url) {
+  const res = await fetch(url);
+  const body = await res.json();
+  if (!body.success) throw new Error(body.error ? body.error.message : res.statusText);
+  return { data: body.data, source: res.headers.get('X-Tickflow-Source') || '' };
+}
+
+async function loadChart() {
+  const [exchange, symbol] = selected.split(':');
+  chartReady = false;
+  const seq = ++loadSeq;
+  let loaded = [];
+  let note = '';
+  try {
+    const r = await fetchData(`/api/v1/candles/${encodeURIComponent(exchange)}/${encodeURIComponent(symbol)}?interval=${interval}`);
+    loaded = r.data.candles.map((k) => ({ time: k.start / 1000, open: k.open, high: k.high, low: k.low, close: k.close, ticks: k.ticks }));
+    source = r.source;
+    note = `history: ${r.source}` + (r.data.partial ? ' (partial: ' + r.data.unavailable.map((u) => u.layer).join(', ') + ' down)' : '');
+  } catch (e) {
+    source = '';
+    note = 'no history: ' + e.message;
+  }
+  if (seq !== loadSeq) return; // another pair or interval was chosen meanwhile
+  $('chart-note').textContent = note;
+  candles = loaded;
+  liveSeen = new Set();
+  chartUpdates = loaded.length;
+  lastTickTs = 0;
+  lastTickTime = loaded.length ? loaded[loaded.length - 1].time : null;
+  drawAll();
+  chart.timeScale().fitContent();
+  chartReady = true;
+  // Ticks that came while loading: one in a bucket the history has is
+  // taken to be in it already (the cache is written from the same stream),
+  // so it is not counted twice; one in a newer bucket cannot be, and is
+  // drawn. A tick pushed after this that the cache had already counted
+  // still counts again in the live bucket until the next reload: the
+  // history has no tick identities to tell.
+  const newest = loaded.length ? loaded[loaded.length - 1].time : -Infinity;
+  const early = pending.filter((t) => bucketOf(t.timestamp) > newest).sort((a, b) => a.timestamp - b.timestamp);
+  pending = [];
+  for (const t of early) applyTick(t);
 }
 
 async function select(key) {
@@ -161,39 +273,86 @@ async function select(key) {
   const [exchange, symbol] = key.split(':');
   $('chart-title').textContent = exchange + ' · ' + symbol;
   $('chart-price').textContent = row && row.tick ? row.tick.price : '';
-  chartReady = false;
-  pending = row && row.tick ? [row.tick] : [];
-  series.setData([]);
-  const seq = ++loadSeq;
-  let history = [];
-  try {
-    const res = await fetch(`/api/v1/ticks/${encodeURIComponent(exchange)}/${encodeURIComponent(symbol)}?limit=${HISTORY_LIMIT}`);
-    const body = await res.json();
-    if (body.success) {
-      history = Array.isArray(body.data) ? body.data : body.data.ticks || [];
-      $('chart-note').textContent = body.data.partial ? 'history partial' : '';
-    } else {
-      $('chart-note').textContent = 'no history: ' + body.error.message;
-    }
-  } catch (e) {
-    $('chart-note').textContent = 'no history: ' + e.message;
-  }
-  if (seq !== loadSeq) return; // another pair was selected meanwhile
-  // History is newest first; the chart wants ascending, unique times.
-  const points = new Map();
-  for (const t of [...history].reverse().concat(pending)) {
-    const p = toPoint(t);
-    points.set(p.time, p);
-  }
-  series.setData([...points.values()].sort((a, b) => a.time - b.time));
-  chart.timeScale().fitContent();
   pending = [];
-  chartReady = true;
+  candles = [];
+  drawAll();
+  await Promise.all([loadChart(), loadMarkers(key)]);
+}
+
+function setChartInterval(name) {
+  if (!(name in INTERVALS)) throw new Error('unknown interval ' + name);
+  interval = name;
+  for (const b of document.querySelectorAll('#intervals button')) b.classList.toggle('active', b.dataset.iv === name);
+  pending = [];
+  if (selected) return loadChart();
+  return Promise.resolve();
+}
+
+for (const name of Object.keys(INTERVALS)) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.dataset.iv = name;
+  b.textContent = name;
+  b.classList.toggle('active', name === interval);
+  b.addEventListener('click', () => setChartInterval(name));
+  $('intervals').append(b);
+}
+
+// ---- markers --------------------------------------------------------------
+// Alerts and signals of the selected pair on its candles: what the REST
+// lists hold when the pair is chosen, then what the push feed brings.
+
+const MARKER_LIMIT = 200;
+// markers: "exchange:symbol" -> Map(id -> {timestamp, kind, ...})
+const markers = new Map();
+
+function rememberMarker(kind, data) {
+  if (!data || !data.exchange || !data.symbol || !data.timestamp) return;
+  const key = data.exchange + ':' + data.symbol;
+  let m = markers.get(key);
+  if (!m) markers.set(key, (m = new Map()));
+  const id = kind + ':' + (data.id || data.timestamp);
+  m.set(id, { kind, timestamp: data.timestamp, side: data.side, severity: data.severity, rule: data.rule, status: data.status });
+  if (m.size > MARKER_LIMIT) m.delete(m.keys().next().value);
+}
+
+async function loadMarkers(key) {
+  const [exchange, symbol] = key.split(':');
+  const lists = await Promise.allSettled([fetchData(`/api/v1/alerts?limit=${MARKER_LIMIT}`), fetchData(`/api/v1/signals?limit=${MARKER_LIMIT}`)]);
+  lists.forEach((r, i) => {
+    if (r.status !== 'fulfilled') return; // not followed here: no markers of that kind
+    for (const d of r.value.data) if (d.exchange === exchange && d.symbol === symbol) rememberMarker(i === 0 ? 'alert' : 'signal', d);
+  });
+  if (selected === key) drawMarkers();
+}
+
+function markerOf(m) {
+  const time = bucketOf(m.timestamp);
+  if (m.kind === 'signal') {
+    const buy = m.side === 'buy';
+    return { time, position: buy ? 'belowBar' : 'aboveBar', shape: buy ? 'arrowUp' : 'arrowDown', color: buy ? UP : DOWN, text: buy ? 'BUY' : 'SELL' };
+  }
+  const color = m.status === 'resolved' ? '#7d8a99' : m.severity === 'critical' ? DOWN : '#e8a93b';
+  return { time, position: 'aboveBar', shape: 'circle', color, text: m.rule || 'alert' };
+}
+
+function drawMarkers() {
+  const m = selected && markers.get(selected);
+  const first = candles.length ? candles[0].time : Infinity;
+  // Only markers within the drawn candles: the library would pin others
+  // to the nearest bar, misplacing them.
+  const list = m ? [...m.values()].map(markerOf).filter((x) => x.time >= first && candles.length && x.time <= candles[candles.length - 1].time) : [];
+  list.sort((a, b) => a.time - b.time);
+  markerLayer.setMarkers(list);
 }
 
 // ---- alerts and signals -------------------------------------------------
 
 function onEvent(type, key, data) {
+  if (type === 'alert' || type === 'signal') {
+    rememberMarker(type, data);
+    drawMarkers();
+  }
   $('no-events').hidden = true;
   const li = document.createElement('li');
   li.className = type + (data && data.severity ? ' ' + data.severity : '');
@@ -351,11 +510,18 @@ window.tickflow = {
   price: (key) => (rows.get(key) && rows.get(key).cells.price.textContent) || null,
   selected: () => selected,
   select,
-  chartPoints: () => series.data().length,
-  chartLast: () => {
-    const d = series.data();
-    return d.length ? d[d.length - 1] : null;
-  },
+  // chartPoints: updates the chart drew (candles loaded, then live ticks);
+  // chartLast: the newest price drawn, at the second of its tick.
+  chartPoints: () => chartUpdates,
+  chartLast: () => (candles.length ? { time: lastTickTime, value: Number(candles[candles.length - 1].close) } : null),
+  // The candles as drawn, exact decimals as strings; which interval, and
+  // which layer answered the history.
+  candles: () => candles.map((c) => ({ ...c })),
+  interval: () => interval,
+  setInterval: setChartInterval,
+  historySource: () => source,
+  ready: () => chartReady,
+  markers: () => markerLayer.markers().map((m) => ({ ...m })),
   counters,
   disconnect: () => ws && ws.close(4001, 'test'),
   gaps: () => document.querySelectorAll('#gaps li').length,
