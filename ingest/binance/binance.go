@@ -7,8 +7,9 @@
 // second per connection. The manager shards the streams over as many
 // connections as StreamsPerConn requires; each connection has its own read
 // loop, reconnects with exponential backoff and jitter, is replaced when it
-// goes silent for StaleAfter or reaches MaxLifetime (Binance cuts
-// connections at 24 h), and hands its ticks to the queue in the order they
+// goes silent for StaleAfter, is rotated make-before-break when it reaches
+// MaxLifetime (Binance cuts connections at 24 h) or Binance announces a
+// serverShutdown, and hands its ticks to the queue in the order they
 // arrived. New connections are paced to respect Binance's limit of 300
 // connection attempts per 5 minutes per IP.
 package binance
@@ -233,9 +234,9 @@ func (x format) Decode(frame []byte, t *tick.Tick) (wsfeed.Event, error) {
 	case frameError:
 		return wsfeed.Event{Kind: wsfeed.ServerEvent, Name: "error", Info: info}, nil
 	case frameShutdown:
-		// Binance sends this some minutes before it cuts the connection.
-		// Replacing it now loses only what is in flight, and the next
-		// ticker snapshot (every second) supersedes that.
+		// Binance sends this some minutes before it cuts the connection:
+		// the manager rotates it, reading this one until the new one
+		// delivers.
 		return wsfeed.Event{Kind: wsfeed.Reconnect, Name: "server_shutdown"}, nil
 	}
 	st.received.Inc()

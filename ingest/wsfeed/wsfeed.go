@@ -3,9 +3,12 @@
 // subscriptions over connections, dials with exponential backoff and jitter
 // (honouring Retry-After on HTTP 429 and 418), paces connection attempts
 // and client messages (GCRA), keeps each connection alive the way the
-// exchange wants, replaces a connection that goes silent (the watchdog) or
-// reaches its planned lifetime, hands every tick to the ingest queue in
-// arrival order, and counts all of it in the ingest metrics.
+// exchange wants, replaces a connection that goes silent (the watchdog),
+// rotates one that reaches its planned lifetime or that the server says it
+// will close make-before-break (the new connection delivers before the old
+// one closes, duplicates between them dropped; rotate.go, dedup.go), hands
+// every tick to the ingest queue in arrival order, and counts all of it in
+// the ingest metrics.
 //
 // An exchange package supplies an Exchange (endpoint per shard, subscribe
 // messages, frame decoder) and its limits in Options; see ingest/binance.
@@ -59,8 +62,9 @@ const (
 	// error frame): server_events_total{event=Name}.
 	ServerEvent
 	// Reconnect: the server asked for a new connection (Binance's
-	// serverShutdown). It is counted as a server event and as a reconnect
-	// with reason Name, and replaced at once, without backoff.
+	// serverShutdown, OKX 64008). It is counted as a server event, and the
+	// connection is rotated at once, without backoff, make-before-break:
+	// counted as a reconnect with reason Name once the new one took over.
 	Reconnect
 )
 
@@ -123,9 +127,15 @@ type Options struct {
 	// StaleAfter: a connection that delivers nothing for this long is
 	// replaced (reason stale); a blocked queue hand-off does not count.
 	StaleAfter time.Duration // required
-	// MaxLifetime: a connection this old is replaced (reason
-	// max_lifetime) at once, without backoff. Zero: no limit.
+	// MaxLifetime: a connection this old is rotated (reason
+	// max_lifetime): replaced make-before-break, see Overlap. Zero: no
+	// limit.
 	MaxLifetime time.Duration
+	// Overlap bounds a rotation: the new connection must deliver its
+	// first record within it, and the old one is closed at the latest
+	// Overlap after that (sooner once the new one has delivered every pair
+	// the old one carried). Default 10 s.
+	Overlap time.Duration
 	// Backoff spaces reconnect attempts after failures.
 	Backoff backoff.Policy
 	// Connects paces connection attempts across all of the feed's
@@ -173,6 +183,9 @@ func (o *Options) setDefaults() error {
 	if o.ReadLimit == 0 {
 		o.ReadLimit = 1 << 16
 	}
+	if o.Overlap == 0 {
+		o.Overlap = 10 * time.Second
+	}
 	if o.DialTimeout == 0 {
 		o.DialTimeout = 15 * time.Second
 	}
@@ -201,6 +214,8 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("stale after: must be > 0, got %s", o.StaleAfter)
 	case o.MaxLifetime < 0:
 		return fmt.Errorf("max lifetime: must be >= 0, got %s", o.MaxLifetime)
+	case o.Overlap < 0:
+		return fmt.Errorf("overlap: must be > 0, got %s", o.Overlap)
 	case o.KeepAlive.Ping != nil && o.KeepAlive.PingEvery <= 0:
 		return fmt.Errorf("keep-alive: a ping needs an interval > 0, got %s", o.KeepAlive.PingEvery)
 	}
@@ -226,6 +241,10 @@ type Feed struct {
 	connections prometheus.Gauge
 	pingsDrop   prometheus.Counter
 	gapsTotal   *prometheus.CounterVec
+	rotations   *prometheus.CounterVec
+	dupTicks    prometheus.Counter
+	dupTrades   prometheus.Counter
+	dupQuotes   prometheus.Counter
 	logBad      ingest.Sometimes
 	logServer   ingest.Sometimes
 }
@@ -245,9 +264,17 @@ func New(o Options) (*Feed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.Name, err)
 	}
+	rot, err := newMetrics(o.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.Name, err)
+	}
 	f := &Feed{
 		o:           o,
 		gapsTotal:   gaps,
+		rotations:   rot.rotations,
+		dupTicks:    rot.duplicates.WithLabelValues(o.Name, "tick"),
+		dupTrades:   rot.duplicates.WithLabelValues(o.Name, "trade"),
+		dupQuotes:   rot.duplicates.WithLabelValues(o.Name, "quote"),
 		m:           m,
 		connects:    NewPacer(o.Clock, o.Connects),
 		dialErrors:  m.DialErrors.WithLabelValues(o.Name),
@@ -263,6 +290,7 @@ func New(o Options) (*Feed, error) {
 			id:      len(f.conns),
 			streams: shard,
 			url:     o.Exchange.URL(shard),
+			dedup:   dedup{overlap: int64(o.Overlap)},
 		})
 	}
 	return f, nil
