@@ -97,9 +97,9 @@ type harness struct {
 	trades *wstest.Trades
 	quotes *wstest.Quotes
 	reg    *prometheus.Registry
-	m   *ingest.Metrics
-	clk *clock.Fake
-	f   *Feed
+	m      *ingest.Metrics
+	clk    *clock.Fake
+	f      *Feed
 }
 
 // options are the toy's: short, explicit limits the tests move the fake
