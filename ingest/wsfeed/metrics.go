@@ -20,7 +20,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		rotations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tickflow_ingest_rotations_total",
-			Help: "Make-before-break connection rotations, by exchange, reason (max_lifetime, server_shutdown, server_notice) and result: done (the new connection took over) or failed (it did not come up or deliver; the old one stayed).",
+			Help: "Make-before-break connection rotations, by exchange, reason (max_lifetime, server_shutdown, server_notice) and result: done (the new connection took over), failed (it did not come up or deliver; the old one stayed), old_ended_first (the old one ended before the new one took over: a reconnect, with its gaps).",
 		}, []string{"exchange", "reason", "result"}),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tickflow_ingest_duplicates_dropped_total",

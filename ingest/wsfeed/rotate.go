@@ -19,8 +19,11 @@ import (
 // once, in order. The old connection is closed only once the new one has
 // delivered: when it has delivered (or had dropped as a duplicate) a
 // record of every pair the old one carried, or Overlap after its first
-// record at the latest. A new connection that fails (the dial, or no data
-// within Overlap, or it ends during the overlap) is counted in
+// record at the latest. (A shard so quiet that neither connection
+// delivers anything for Overlap hands over then: the old one has nothing
+// the new one would miss.) A new connection that fails (the dial, no data
+// within Overlap while the old one had some, or it ends during the
+// overlap) is counted in
 // rotations_total{result="failed"} and closed; the old one stays, as it
 // would without rotations, until its hard end (the exchange's cut-off), and
 // the rotation is tried again after a backoff meanwhile.
@@ -45,6 +48,7 @@ type session struct {
 
 	// Guarded by c.mu:
 	seen       map[string]struct{} // pairs it delivered a record of (or a duplicate)
+	records    int                 // records it delivered (or had dropped as duplicates)
 	delivered  bool
 	first      chan struct{} // closed at its first record
 	progress   chan struct{} // poked when it sees a pair for the first time
@@ -81,6 +85,7 @@ func (s *session) ask(why string) {
 // saw notes a record of symbol from s, delivered or dropped as a
 // duplicate: either proves s delivers that pair. The caller holds c.mu.
 func (s *session) saw(symbol string) {
+	s.records++
 	if !s.delivered {
 		s.delivered = true
 		close(s.first)
@@ -91,6 +96,16 @@ func (s *session) saw(symbol string) {
 		case s.progress <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// hasDelivered reports whether s delivered a record.
+func (s *session) hasDelivered() bool {
+	select {
+	case <-s.first:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -148,6 +163,7 @@ func (c *conn) hold(ctx context.Context, log *slog.Logger, cur *session) ending 
 			// reconnect, whose gap covers the pairs the new one has not
 			// delivered yet.
 			f.m.Reconnects.WithLabelValues(f.o.Name, oldEnd.reason).Inc()
+			f.rotations.WithLabelValues(f.o.Name, why, "old_ended_first").Inc()
 			c.mu.Lock()
 			c.dropped(oldEnd.reason, next)
 			c.mu.Unlock()
@@ -183,6 +199,9 @@ func (c *conn) rotateTo(ctx context.Context, log *slog.Logger, old *session, why
 		log.Warn(name+": rotation: new connection failed", "reason", why, "stage", stage, "err", err)
 	}
 	log.Info(name+": rotating connection", "reason", why, "session", old.n)
+	c.mu.Lock()
+	before := old.records
+	c.mu.Unlock()
 	if f.connects.Wait(ctx) != nil {
 		return nil, nil
 	}
@@ -213,17 +232,25 @@ func (c *conn) rotateTo(ctx context.Context, log *slog.Logger, old *session, why
 		}
 		return nil, nil
 	case <-up.C():
-		next.stop(errNotDelivering)
-		<-next.done
-		failed("first record", errNotDelivering)
-		return nil, nil
+		c.mu.Lock()
+		quiet := old.records == before
+		c.mu.Unlock()
+		if !quiet {
+			// The old connection delivered meanwhile; the new one did not.
+			next.stop(errNotDelivering)
+			<-next.done
+			failed("first record", errNotDelivering)
+			return nil, nil
+		}
+		// Nothing to deliver on either (quiet pairs): the old connection
+		// has nothing the new one would miss, and the new one is up.
 	case end := <-old.done:
 		return next, &end
 	}
 	overlap := f.o.Clock.NewTimer(f.o.Overlap)
 	defer overlap.Stop()
 wait:
-	for !c.caughtUp(old, next) {
+	for next.hasDelivered() && !c.caughtUp(old, next) {
 		select {
 		case <-next.progress:
 		case <-overlap.C():

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tickflow/tickflow/ingest/wire"
@@ -194,8 +195,9 @@ func TestRotationDeliversEveryRecordOnce(t *testing.T) {
 }
 
 // A new connection that does not come up, or comes up and delivers
-// nothing within the overlap, is counted as a failed rotation and closed;
-// the old connection stays and keeps delivering.
+// nothing within the overlap while the old one does, is counted as a
+// failed rotation and closed; the old connection stays and keeps
+// delivering.
 func TestFailedRotationKeepsTheOldConnection(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -205,15 +207,20 @@ func TestFailedRotationKeepsTheOldConnection(t *testing.T) {
 		{"new connection silent", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			more := make(chan struct{})
+			during, more := make(chan struct{}), make(chan struct{})
 			h := start(t, rotationOptions(), func(sc *serverConn) {
 				if sc.N == 0 {
 					sc.Send("tick A 1 1000", "tick B 1 1000")
-					select {
-					case <-more:
-						sc.Send("tick A 1 2000")
-					case <-sc.Gone.Done():
-						return
+					for _, c := range []struct {
+						ch    chan struct{}
+						frame string
+					}{{during, "tick B 1 1500"}, {more, "tick A 1 2000"}} {
+						select {
+						case <-c.ch:
+							sc.Send(c.frame)
+						case <-sc.Gone.Done():
+							return
+						}
 					}
 				}
 				sc.WaitGone()
@@ -226,6 +233,9 @@ func TestFailedRotationKeepsTheOldConnection(t *testing.T) {
 			h.clk.Advance(time.Hour)
 			if !tc.refuse {
 				testkit.Eventually(t, 5*time.Second, "the new connection", func() bool { return len(h.s.Conns()) == 2 })
+				// The old connection delivers while the new one is silent.
+				close(during)
+				h.out.WaitFor(t, 3)
 				// The old watchdog, the new one's watchdog and lifetime,
 				// and the rotation's wait for its first record.
 				wstest.WaitTimers(t, h.clk, 4)
@@ -233,10 +243,13 @@ func TestFailedRotationKeepsTheOldConnection(t *testing.T) {
 				testkit.Eventually(t, 5*time.Second, "the silent connection closed", func() bool { return h.s.Conns()[1].Gone.Err() != nil })
 			}
 			testkit.Eventually(t, 5*time.Second, "the failure counted", func() bool { return h.rotations("max_lifetime", "failed") == 1 })
+			if tc.refuse {
+				close(during)
+			}
 			close(more)
-			got := h.out.WaitFor(t, 3)
-			if got[2].Symbol != "A" || got[2].Timestamp != 2000 {
-				t.Errorf("tick after the failed rotation %+v", got[2])
+			got := h.out.WaitFor(t, 4)
+			if got[3].Symbol != "A" || got[3].Timestamp != 2000 {
+				t.Errorf("tick after the failed rotation %+v", got[3])
 			}
 			if h.s.Conns()[0].Gone.Err() != nil {
 				t.Error("the old connection closed")
@@ -258,6 +271,76 @@ func TestFailedRotationKeepsTheOldConnection(t *testing.T) {
 				t.Errorf("dial_errors_total = %v, want %v", got, want)
 			}
 		})
+	}
+}
+
+// A shard so quiet that neither connection delivers within the overlap
+// hands over when it ends: the old connection has nothing the new one
+// would miss.
+func TestQuietShardRotates(t *testing.T) {
+	h := start(t, rotationOptions(), func(sc *serverConn) {
+		if sc.N == 0 {
+			sc.Send("tick A 1 1000")
+		} else {
+			sc.Send("pong") // alive, no data
+		}
+		sc.WaitGone()
+	})
+	h.out.WaitFor(t, 1)
+	wstest.WaitTimers(t, h.clk, 2)
+	h.clk.Advance(time.Hour)
+	testkit.Eventually(t, 5*time.Second, "the new connection", func() bool { return len(h.s.Conns()) == 2 })
+	wstest.WaitTimers(t, h.clk, 4)
+	h.clk.Advance(time.Minute)
+	old := h.s.Conns()[0]
+	testkit.Eventually(t, 5*time.Second, "the old connection closed", func() bool { return old.Gone.Err() != nil })
+	testkit.Eventually(t, 5*time.Second, "the rotation counted", func() bool { return h.rotations("max_lifetime", "done") == 1 })
+	if h.s.Conns()[1].Gone.Err() != nil || h.rotations("max_lifetime", "failed") != 0 {
+		t.Error("the new connection was given up")
+	}
+}
+
+// When the old connection ends by itself before the new one delivered,
+// the new one takes over and the drop is a reconnect with its gaps, for
+// the pairs the new one had not delivered yet.
+func TestOldConnectionEndsDuringRotation(t *testing.T) {
+	oldGone := make(chan struct{})
+	h := start(t, rotationOptions(), func(sc *serverConn) {
+		switch sc.N {
+		case 0:
+			sc.Send("tick A 1 1000", "tick B 1 1000")
+			<-sc.Gone.Done()
+			close(oldGone)
+			return
+		case 1:
+			sc.Send("tick A 1 1500")
+			select {
+			case <-oldGone:
+			case <-sc.Gone.Done():
+				return
+			}
+			sc.Send("tick A 1 2000", "tick B 1 2000")
+		}
+		sc.WaitGone()
+	})
+	h.out.WaitFor(t, 2)
+	wstest.WaitTimers(t, h.clk, 2)
+	h.clk.Advance(time.Hour)
+	testkit.Eventually(t, 5*time.Second, "the new connection", func() bool { return len(h.s.Conns()) == 2 })
+	h.out.WaitFor(t, 3) // A 1500 from the new connection
+	// The server closes the old connection before the new one delivered B.
+	h.s.Conns()[0].WS.Close(websocket.StatusGoingAway, "maintenance")
+	got := h.out.WaitFor(t, 5)
+	if fmt.Sprint(h.records()) != "map[A tick:[1000 1500 2000] B tick:[1000 2000]]" {
+		t.Errorf("delivered %v (%d ticks)", h.records(), len(got))
+	}
+	testkit.Eventually(t, 5*time.Second, "the reconnect counted", func() bool { return h.reconnects("closed_by_server") == 1 })
+	if h.rotations("max_lifetime", "old_ended_first") != 1 || h.rotations("max_lifetime", "done") != 0 {
+		t.Error("rotation results miscounted")
+	}
+	// B's gap only: the new connection had delivered A already.
+	if g := h.gaps.All(); len(g) != 1 || g[0].Symbol != "B" || g[0].From != 1000 || g[0].To != 2000 || g[0].Cause != "closed_by_server" {
+		t.Errorf("gaps %+v", g)
 	}
 }
 
