@@ -156,7 +156,10 @@ func (c *conn) dial(ctx context.Context) (*websocket.Conn, *Pacer, time.Duration
 		}
 		return nil, nil, wait, err
 	}
-	ws.SetReadLimit(f.o.ReadLimit)
+	// The library would close the connection on a frame over its limit:
+	// readAll enforces ReadLimit instead, skipping such a frame and
+	// keeping the connection.
+	ws.SetReadLimit(-1)
 	return ws, msgs, 0, nil
 }
 
@@ -279,8 +282,9 @@ func (c *conn) serve(ctx context.Context, s *session) (end ending) {
 	}
 	for {
 		typ, r, err := ws.Reader(cctx)
+		var size int64
 		if err == nil {
-			buf, err = readAll(r, buf[:0])
+			buf, size, err = readAll(r, buf[:0], f.o.ReadLimit)
 		}
 		if err != nil {
 			if cause := context.Cause(cctx); cause != nil && !errors.Is(cause, context.Canceled) {
@@ -291,6 +295,10 @@ func (c *conn) serve(ctx context.Context, s *session) (end ending) {
 		}
 		now := f.o.Clock.Now()
 		last.Store(now.UnixNano())
+		if size > f.o.ReadLimit {
+			c.bad(&Malformed{wire.ReasonTooLarge, fmt.Sprintf("%d bytes, over the read limit of %d", size, f.o.ReadLimit)}, buf)
+			continue
+		}
 		if typ != websocket.MessageText {
 			c.bad(&Malformed{ReasonBinary, "binary message"}, buf)
 			continue
@@ -512,22 +520,36 @@ func (c *conn) rejected(r *wire.Reject, frame []byte) {
 	c.bad(&Malformed{r.Reason, r.Channel + " " + r.Symbol + ": " + detail}, frame)
 }
 
-// readAll reads one message into buf, reusing its storage.
-func readAll(r io.Reader, buf []byte) ([]byte, error) {
+// readAll reads one message into buf, reusing its storage, and returns its
+// size. Past limit bytes it stops keeping what it reads but reads the
+// message to its end, so that one oversized frame is skipped (size >
+// limit, buf holding its first limit bytes) rather than ending the
+// connection; a message that never ends is the watchdog's.
+func readAll(r io.Reader, buf []byte, limit int64) ([]byte, int64, error) {
 	if cap(buf) == 0 {
 		buf = make([]byte, 0, 1024)
 	}
+	var size int64
+	var discard [4096]byte
 	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+		var n int
+		var err error
+		if int64(len(buf)) < limit {
+			if len(buf) == cap(buf) {
+				buf = append(buf, 0)[:len(buf)]
+			}
+			room := buf[len(buf):min(cap(buf), len(buf)+int(limit-int64(len(buf))))]
+			n, err = r.Read(room)
+			buf = buf[:len(buf)+n]
+		} else {
+			n, err = r.Read(discard[:])
 		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
+		size += int64(n)
 		if err == io.EOF {
-			return buf, nil
+			return buf, size, nil
 		}
 		if err != nil {
-			return buf, err
+			return buf, size, err
 		}
 	}
 }

@@ -145,7 +145,9 @@ type Options struct {
 	// pings, pongs): Binance allows 5 a second. Zero: unpaced.
 	ClientMessages Rate
 	KeepAlive      KeepAlive
-	// ReadLimit caps one frame (default 64 KiB); DialTimeout bounds one
+	// ReadLimit caps one frame (default 64 KiB): a larger one is read to
+	// its end without being kept, and skipped, counted as malformed with
+	// reason too_large; the connection stays. DialTimeout bounds one
 	// handshake (default 15 s).
 	ReadLimit   int64
 	DialTimeout time.Duration

@@ -426,3 +426,34 @@ func TestQueueRefusalIsFatal(t *testing.T) {
 type refusing struct{}
 
 func (refusing) Enqueue(context.Context, *tick.Tick) error { return ingest.ErrClosed }
+
+// A frame over the read limit is a malformed frame (too_large), skipped:
+// the connection stays and what follows is read.
+func TestOversizedFrameIsSkippedNotAReconnect(t *testing.T) {
+	o := options()
+	o.ReadLimit = 1 << 10
+	for _, size := range []int{1 << 10, 1<<10 + 1, 70 << 10} {
+		t.Run(strconv.Itoa(size), func(t *testing.T) {
+			h := start(t, o, func(sc *serverConn) {
+				// A tick padded to size: still a valid toy frame at the limit.
+				sc.Send("tick A 1"+strings.Repeat(" ", size-len("tick A 1")), "tick A 2")
+				sc.WaitGone()
+			})
+			want := 1
+			if int64(size) <= o.ReadLimit {
+				want = 2
+			}
+			got := h.out.WaitFor(t, want)
+			if last := got[len(got)-1].Price.String(); last != "2" {
+				t.Errorf("last tick %s, want 2", last)
+			}
+			tooLarge := testutil.ToFloat64(h.m.Malformed.WithLabelValues("toy", "too_large"))
+			if wantTL := float64(2 - want); tooLarge != wantTL {
+				t.Errorf("malformed_frames_total{too_large} = %v, want %v", tooLarge, wantTL)
+			}
+			if n := testutil.CollectAndCount(h.m.Reconnects); n != 0 || len(h.s.Conns()) != 1 {
+				t.Errorf("%d reconnect series, %d connections: the frame cost the connection", n, len(h.s.Conns()))
+			}
+		})
+	}
+}
