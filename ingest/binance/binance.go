@@ -31,7 +31,6 @@ import (
 	"github.com/tickflow/tickflow/ingest/wire"
 	"github.com/tickflow/tickflow/ingest/wsfeed"
 	"github.com/tickflow/tickflow/internal/backoff"
-	"github.com/tickflow/tickflow/tick"
 )
 
 // Exchange is the Exchange of every tick this source emits.
@@ -257,26 +256,19 @@ func (x format) URL(streams []string) string {
 
 func (format) Subscribe([]string) [][]byte { return nil }
 
-func (format) Decode([]byte, *tick.Tick) (wsfeed.Event, error) {
-	return wsfeed.Event{}, errors.New("binance: frames are decoded per connection")
+func (x format) NewDecoder([]string) wsfeed.FrameDecoder {
+	return wsfeed.Wire(x.dec.frames(nil), events)
 }
 
-func (x format) NewDecoder([]string) wsfeed.FrameDecoder { return frames{x.dec.frames(nil)} }
-
-type frames struct{ d *Decoder }
-
-func (x frames) DecodeFrame(frame []byte, receivedAt int64, f *wire.Frame) (wsfeed.Event, error) {
-	if err := x.d.Decode(frame, receivedAt, f); err != nil {
-		return wsfeed.Event{}, err
-	}
+func events(f *wire.Frame) wsfeed.Event {
 	switch f.Kind {
 	case wire.Error:
-		return wsfeed.Event{Kind: wsfeed.ServerEvent, Name: "error", Info: f.Control.Message}, nil
+		return wsfeed.Event{Kind: wsfeed.ServerEvent, Name: "error", Info: f.Control.Message}
 	case wire.Notice:
 		// Binance sends this some minutes before it cuts the connection:
 		// the manager rotates it, reading this one until the new one
 		// delivers.
-		return wsfeed.Event{Kind: wsfeed.Reconnect, Name: "server_shutdown"}, nil
+		return wsfeed.Event{Kind: wsfeed.Reconnect, Name: "server_shutdown"}
 	}
-	return wsfeed.FromWire(f), nil
+	return wsfeed.FromWire(f)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tickflow/tickflow/ingest"
+	"github.com/tickflow/tickflow/ingest/wsfeed"
 )
 
 func init() { ingest.Register(Spec()) }
@@ -14,13 +15,9 @@ func init() { ingest.Register(Spec()) }
 // Spec is the Binance source's registration: ingest.binance in the config,
 // enabled by default, TICKFLOW_BINANCE_URL overriding its url.
 func Spec() ingest.Spec {
-	return ingest.Spec{
-		Name:    Exchange,
-		Enabled: true,
-		Config:  func() any { c := DefaultConfig(); return &c },
-		EnvVars: []ingest.EnvVar{{Var: "TICKFLOW_BINANCE_URL", Key: "url"}},
-		New:     ingest.Typed(newSource),
-	}
+	s := wsfeed.SourceSpec(Exchange, DefaultConfig, newSource)
+	s.Enabled = true
+	return s
 }
 
 // Config is the ingest.binance section.

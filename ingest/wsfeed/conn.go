@@ -237,8 +237,11 @@ func (c *conn) serve(ctx context.Context, s *session) (end ending) {
 		fr  wire.Frame
 	)
 	var dec FrameDecoder
+	var tickDec TickDecoder
 	if fx, ok := f.o.Exchange.(FrameExchange); ok {
 		dec = fx.NewDecoder(c.streams)
+	} else {
+		tickDec = f.o.Exchange.(TickDecoder) // New checked it is one
 	}
 	// enqueue hands one tick on; false ends the connection (end is set).
 	// The caller holds c.mu.
@@ -308,7 +311,7 @@ func (c *conn) serve(ctx context.Context, s *session) (end ending) {
 			fr.Reset()
 			ev, err = dec.DecodeFrame(buf, now.UnixMicro(), &fr)
 		} else {
-			ev, err = f.o.Exchange.Decode(buf, &t)
+			ev, err = tickDec.Decode(buf, &t)
 		}
 		if err != nil {
 			c.bad(err, buf)

@@ -34,7 +34,9 @@ import (
 
 // Exchange is what an exchange package supplies: its format, nothing about
 // connections. Its methods are called from every connection's goroutine at
-// once.
+// once. It decodes frames either per connection (FrameExchange: any number
+// of records a frame, per-connection state) or one tick a frame
+// (TickDecoder); New refuses an Exchange that is neither.
 type Exchange interface {
 	// URL is the endpoint of one connection carrying streams.
 	URL(streams []string) string
@@ -43,6 +45,12 @@ type Exchange interface {
 	// allows (Bybit spot takes 10 args per request). Nil when the URL
 	// subscribes by itself (Binance combined streams).
 	Subscribe(streams []string) [][]byte
+}
+
+// TickDecoder is an Exchange whose frames carry at most one tick and whose
+// decoder keeps no per-connection state.
+type TickDecoder interface {
+	Exchange
 	// Decode decodes one text frame. For a tick it fills t (all but
 	// ReceivedAt) and returns Kind Tick. An error is a frame to skip and
 	// count: a *Malformed names its reason, any other counts as bad_json.
@@ -206,6 +214,8 @@ func (o *Options) setDefaults() error {
 		return errors.New("name: required")
 	case o.Exchange == nil:
 		return errors.New("exchange: required")
+	case !decodes(o.Exchange):
+		return fmt.Errorf("exchange: %T decodes nothing (neither a FrameExchange nor a TickDecoder)", o.Exchange)
 	case o.Queue == nil:
 		return errors.New("queue: required")
 	case len(o.Streams) == 0:
@@ -230,6 +240,12 @@ func (o *Options) setDefaults() error {
 		}
 	}
 	return nil
+}
+
+func decodes(x Exchange) bool {
+	_, frames := x.(FrameExchange)
+	_, ticks := x.(TickDecoder)
+	return frames || ticks
 }
 
 // Feed runs an exchange's connections. Build it with New; Run it once.

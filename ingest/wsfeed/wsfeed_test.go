@@ -160,6 +160,7 @@ func TestOptionsValidate(t *testing.T) {
 		{"ok", func(*Options) {}, ""},
 		{"no name", func(o *Options) { o.Name = "" }, "name: required"},
 		{"no exchange", func(o *Options) { o.Exchange = nil }, "exchange: required"},
+		{"exchange that decodes nothing", func(o *Options) { o.Exchange = mute{} }, "decodes nothing"},
 		{"no queue", func(o *Options) { o.Queue = nil }, "queue: required"},
 		{"no streams", func(o *Options) { o.Streams = nil }, "streams: none"},
 		{"no streams per conn", func(o *Options) { o.PerConn = 0 }, "streams per connection"},
@@ -422,6 +423,12 @@ func TestQueueRefusalIsFatal(t *testing.T) {
 		t.Fatalf("Run = %v, want the queue's refusal", err)
 	}
 }
+
+// mute has a URL and subscriptions but no decoder.
+type mute struct{}
+
+func (mute) URL([]string) string         { return "ws://x" }
+func (mute) Subscribe([]string) [][]byte { return nil }
 
 type refusing struct{}
 
