@@ -7,8 +7,9 @@
 // second per connection. The manager shards the streams over as many
 // connections as StreamsPerConn requires; each connection has its own read
 // loop, reconnects with exponential backoff and jitter, is replaced when it
-// goes silent for StaleAfter or reaches MaxLifetime (Binance cuts
-// connections at 24 h), and hands its ticks to the queue in the order they
+// goes silent for StaleAfter, is rotated make-before-break when it reaches
+// MaxLifetime (Binance cuts connections at 24 h) or Binance announces a
+// serverShutdown, and hands its ticks to the queue in the order they
 // arrived. New connections are paced to respect Binance's limit of 300
 // connection attempts per 5 minutes per IP.
 package binance
@@ -27,9 +28,9 @@ import (
 
 	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/ingest"
+	"github.com/tickflow/tickflow/ingest/wire"
 	"github.com/tickflow/tickflow/ingest/wsfeed"
 	"github.com/tickflow/tickflow/internal/backoff"
-	"github.com/tickflow/tickflow/tick"
 )
 
 // Exchange is the Exchange of every tick this source emits.
@@ -45,6 +46,9 @@ type Options struct {
 	MaxLifetime    time.Duration // default 23 h, below Binance's 24 h cut-off
 	BackoffMin     time.Duration // default 500 ms
 	BackoffMax     time.Duration // default 30 s
+	// Trades also subscribes <symbol>@trade; Quotes <symbol>@bookTicker.
+	// Each is one more stream per symbol on a connection.
+	Trades, Quotes bool
 
 	// ConnectBurst connection attempts may go at once, then one per
 	// ConnectEvery (defaults 5 and 1.25 s: at most 245 per 5 minutes,
@@ -54,6 +58,12 @@ type Options struct {
 
 	// Queue receives the ticks. Required.
 	Queue ingest.Enqueuer
+	// TradeSink and QuoteSink receive trades and quotes (nil: decoded,
+	// their sequences checked, then dropped); Gaps the gaps (nil: only
+	// counted).
+	TradeSink ingest.TradeSink
+	QuoteSink ingest.QuoteSink
+	Gaps      ingest.GapSink
 	// HTTPClient dials the WebSocket handshake (http.DefaultClient when
 	// nil); tests and proxies inject their own.
 	HTTPClient *http.Client
@@ -112,8 +122,8 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("url %q: give the base URL; the source adds /stream?streams=", o.URL)
 	case len(o.Symbols) == 0:
 		return errors.New("symbols: none given")
-	case o.StreamsPerConn < 1 || o.StreamsPerConn > maxStreamsPerConn:
-		return fmt.Errorf("streams per connection: %d is outside 1..%d", o.StreamsPerConn, maxStreamsPerConn)
+	case o.StreamsPerConn < o.streamsPerSymbol() || o.StreamsPerConn > maxStreamsPerConn:
+		return fmt.Errorf("streams per connection: %d is outside %d..%d", o.StreamsPerConn, o.streamsPerSymbol(), maxStreamsPerConn)
 	case o.StaleAfter < 0:
 		return fmt.Errorf("stale after: must be > 0, got %s", o.StaleAfter)
 	case o.MaxLifetime < 0 || o.MaxLifetime >= maxLifetime:
@@ -140,11 +150,22 @@ func (o *Options) setDefaults() error {
 	return nil
 }
 
+// streamsPerSymbol is how many streams each symbol takes on a connection.
+func (o *Options) streamsPerSymbol() int {
+	n := 1
+	if o.Trades {
+		n++
+	}
+	if o.Quotes {
+		n++
+	}
+	return n
+}
+
 // Feed is the Binance source. Build it with New; Run it once.
 type Feed struct {
 	o   Options
 	log *slog.Logger
-	dec decoder
 	ws  *wsfeed.Feed
 }
 
@@ -155,26 +176,36 @@ func New(o Options) (*Feed, error) {
 	if err := o.setDefaults(); err != nil {
 		return nil, fmt.Errorf("binance: %w", err)
 	}
-	m, err := ingest.NewMetrics(o.Metrics)
-	if err != nil {
-		return nil, fmt.Errorf("binance: %w", err)
-	}
 	f := &Feed{
 		o:   o,
 		log: o.Logger.With("source", Exchange),
-		dec: decoder{streams: map[string]*stream{}},
 	}
-	names := make([]string, len(o.Symbols))
-	for i, s := range o.Symbols {
-		names[i] = strings.ToLower(s) + "@ticker"
-		sym := strings.ToUpper(s)
-		f.dec.streams[names[i]] = &stream{symbol: sym, received: m.Received.WithLabelValues(Exchange, sym)}
+	// A symbol's streams stay on one connection: the shard size is the
+	// largest multiple of the streams a symbol takes within
+	// StreamsPerConn, so the extra streams count against Binance's 1024.
+	var names []string
+	dec := &decoder{streams: map[string]*stream{}}
+	for _, s := range o.Symbols {
+		base := strings.ToLower(s) + "@"
+		kinds := []string{KindTicker}
+		if o.Trades {
+			kinds = append(kinds, KindTrade)
+		}
+		if o.Quotes {
+			kinds = append(kinds, KindBook)
+		}
+		for _, k := range kinds {
+			names = append(names, base+k)
+			dec.add(base + k)
+		}
 	}
+	k := o.streamsPerSymbol()
+	var err error
 	f.ws, err = wsfeed.New(wsfeed.Options{
 		Name:           Exchange,
-		Exchange:       format{base: strings.TrimRight(o.URL, "/"), dec: &f.dec},
+		Exchange:       format{base: strings.TrimRight(o.URL, "/"), dec: dec},
 		Streams:        names,
-		PerConn:        o.StreamsPerConn,
+		PerConn:        o.StreamsPerConn / k * k,
 		StaleAfter:     o.StaleAfter,
 		MaxLifetime:    o.MaxLifetime,
 		Backoff:        backoff.Policy{Min: o.BackoffMin, Max: o.BackoffMax},
@@ -182,6 +213,9 @@ func New(o Options) (*Feed, error) {
 		ClientMessages: wsfeed.Rate{Every: pongEvery, Burst: 1},
 		ReadLimit:      readLimit,
 		Queue:          o.Queue,
+		Trades:         o.TradeSink,
+		Quotes:         o.QuoteSink,
+		Gaps:           o.Gaps,
 		HTTPClient:     o.HTTPClient,
 		Clock:          o.Clock,
 		Logger:         f.log,
@@ -208,10 +242,12 @@ func (f *Feed) Run(ctx context.Context) error {
 func (f *Feed) Ready(ctx context.Context) error { return f.ws.Ready(ctx) }
 
 // format is Binance's side of the connection manager: combined-stream URLs,
-// no subscribe messages, the ticker decoder.
+// no subscribe messages (so the only client messages are pongs: the extra
+// streams cost nothing against the 5 messages a second), a Decoder per
+// connection.
 type format struct {
 	base string
-	dec  *decoder
+	dec  *decoder // its stream table is read-only once built: shared
 }
 
 func (x format) URL(streams []string) string {
@@ -220,24 +256,19 @@ func (x format) URL(streams []string) string {
 
 func (format) Subscribe([]string) [][]byte { return nil }
 
-func (x format) Decode(frame []byte, t *tick.Tick) (wsfeed.Event, error) {
-	kind, st, info, err := x.dec.decode(frame, t)
-	if err != nil {
-		var m *malformed
-		if errors.As(err, &m) {
-			return wsfeed.Event{}, &wsfeed.Malformed{Reason: m.reason, Detail: m.detail}
-		}
-		return wsfeed.Event{}, err
+func (x format) NewDecoder([]string) wsfeed.FrameDecoder {
+	return wsfeed.Wire(x.dec.frames(nil), events)
+}
+
+func events(f *wire.Frame) wsfeed.Event {
+	switch f.Kind {
+	case wire.Error:
+		return wsfeed.Event{Kind: wsfeed.ServerEvent, Name: "error", Info: f.Control.Message}
+	case wire.Notice:
+		// Binance sends this some minutes before it cuts the connection:
+		// the manager rotates it, reading this one until the new one
+		// delivers.
+		return wsfeed.Event{Kind: wsfeed.Reconnect, Name: "server_shutdown"}
 	}
-	switch kind {
-	case frameError:
-		return wsfeed.Event{Kind: wsfeed.ServerEvent, Name: "error", Info: info}, nil
-	case frameShutdown:
-		// Binance sends this some minutes before it cuts the connection.
-		// Replacing it now loses only what is in flight, and the next
-		// ticker snapshot (every second) supersedes that.
-		return wsfeed.Event{Kind: wsfeed.Reconnect, Name: "server_shutdown"}, nil
-	}
-	st.received.Inc()
-	return wsfeed.Event{Kind: wsfeed.Tick}, nil
+	return wsfeed.FromWire(f)
 }

@@ -323,11 +323,13 @@ func TestMaxLifetimeReconnect(t *testing.T) {
 		got[i].ReceivedAt = 0
 	}
 	sameTicks(t, got, want)
-	if r := h.reconnects("max_lifetime"); r != 1 {
-		t.Errorf("reconnects_total{max_lifetime} = %v, want 1", r)
-	}
-	if conns := h.fb.Conns(); len(conns) != 2 || conns[0].Gone.Err() == nil {
-		t.Errorf("want the old connection closed and one new one; have %d", len(conns))
+	// Make-before-break: the old connection closes once the new one has
+	// delivered the pair.
+	conns := h.fb.Conns()
+	testkit.Eventually(t, 5*time.Second, "the old connection closed", func() bool { return conns[0].Gone.Err() != nil })
+	testkit.Eventually(t, 5*time.Second, "reconnects_total{max_lifetime}", func() bool { return h.reconnects("max_lifetime") == 1 })
+	if len(h.fb.Conns()) != 2 {
+		t.Errorf("want one new connection; have %d", len(h.fb.Conns()))
 	}
 }
 
@@ -344,8 +346,9 @@ func TestServerShutdownEventReconnectsAtOnce(t *testing.T) {
 		sc.WaitGone()
 	})
 	sameTicks(t, h.out.WaitFor(t, 4), want)
-	if r := h.reconnects("server_shutdown"); r != 1 {
-		t.Errorf("reconnects_total{server_shutdown} = %v, want 1", r)
+	testkit.Eventually(t, 5*time.Second, "reconnects_total{server_shutdown}", func() bool { return h.reconnects("server_shutdown") == 1 })
+	if old := h.fb.Conns()[0]; old.Gone.Err() == nil {
+		testkit.Eventually(t, 5*time.Second, "the old connection closed", func() bool { return old.Gone.Err() != nil })
 	}
 	if got := testutil.ToFloat64(h.m.ServerEvents.WithLabelValues(Exchange, "server_shutdown")); got != 1 {
 		t.Errorf("server_events_total{server_shutdown} = %v, want 1", got)

@@ -7,7 +7,6 @@ import (
 	"unsafe"
 
 	"github.com/cockroachdb/apd/v3"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tickflow/tickflow/ingest/wsfeed"
 	"github.com/tickflow/tickflow/tick"
@@ -53,8 +52,8 @@ func (m *malformed) Error() string { return m.reason + ": " + m.detail }
 
 // stream is what the decoder knows about one subscribed stream.
 type stream struct {
-	symbol   string // upper-case, as ticks carry it
-	received prometheus.Counter
+	symbol string // upper-case, as ticks carry it
+	kind   string // KindTicker, KindTrade, KindBook; "" is a ticker
 }
 
 type decoder struct {
@@ -140,6 +139,9 @@ func (d *decoder) decode(frame []byte, t *tick.Tick) (frameKind, *stream, string
 	st := d.streams[string(streamName)]
 	if st == nil {
 		return 0, nil, "", &malformed{reasonUnknownStream, "stream " + strconv.Quote(string(streamName)) + " was not subscribed"}
+	}
+	if st.kind != "" && st.kind != KindTicker {
+		return 0, nil, "", &malformed{reasonUnexpectedEvent, "a " + st.kind + " stream's event"}
 	}
 	if data.e == nil {
 		return 0, nil, "", &malformed{reasonMissingField, "event has no e (event type)"}

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/apd/v3"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tickflow/tickflow/tick"
 )
@@ -53,7 +52,7 @@ func sample(t testing.TB, prefix string) []byte {
 func testDecoder(symbols ...string) *decoder {
 	d := &decoder{streams: map[string]*stream{}}
 	for _, s := range symbols {
-		d.streams[strings.ToLower(s)+"@ticker"] = &stream{symbol: s, received: prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})}
+		d.streams[strings.ToLower(s)+"@ticker"] = &stream{symbol: s}
 	}
 	return d
 }

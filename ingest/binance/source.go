@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tickflow/tickflow/ingest"
+	"github.com/tickflow/tickflow/ingest/wsfeed"
 )
 
 func init() { ingest.Register(Spec()) }
@@ -14,13 +15,9 @@ func init() { ingest.Register(Spec()) }
 // Spec is the Binance source's registration: ingest.binance in the config,
 // enabled by default, TICKFLOW_BINANCE_URL overriding its url.
 func Spec() ingest.Spec {
-	return ingest.Spec{
-		Name:    Exchange,
-		Enabled: true,
-		Config:  func() any { c := DefaultConfig(); return &c },
-		EnvVars: []ingest.EnvVar{{Var: "TICKFLOW_BINANCE_URL", Key: "url"}},
-		New:     ingest.Typed(newSource),
-	}
+	s := wsfeed.SourceSpec(Exchange, DefaultConfig, newSource)
+	s.Enabled = true
+	return s
 }
 
 // Config is the ingest.binance section.
@@ -37,6 +34,13 @@ type Config struct {
 	// Backoff bounds for reconnects (exponential with jitter).
 	BackoffMin time.Duration `yaml:"backoff_min"`
 	BackoffMax time.Duration `yaml:"backoff_max"`
+	// Trades also subscribes each symbol's <symbol>@trade stream: trades
+	// go to the trades topic and their ids are checked for gaps.
+	Trades bool `yaml:"trades"`
+	// Quotes also subscribes <symbol>@bookTicker: best bid/ask quotes to
+	// the quotes topic. Each of the two is one more stream per symbol
+	// against streams_per_conn.
+	Quotes bool `yaml:"quotes"`
 }
 
 // DefaultConfig is the documented default, and what a zero Options field
@@ -65,8 +69,9 @@ func (c *Config) Validate() error {
 	if err := ingest.ValidateSymbols("symbols", c.Symbols); err != nil {
 		return err
 	}
-	if c.StreamsPerConn < 1 || c.StreamsPerConn > maxStreamsPerConn {
-		return fmt.Errorf("streams_per_conn: %d is outside 1..%d (Binance's limit)", c.StreamsPerConn, maxStreamsPerConn)
+	o := Options{Trades: c.Trades, Quotes: c.Quotes}
+	if k := o.streamsPerSymbol(); c.StreamsPerConn < k || c.StreamsPerConn > maxStreamsPerConn {
+		return fmt.Errorf("streams_per_conn: %d is outside %d..%d (Binance's limit; each symbol takes %d streams)", c.StreamsPerConn, k, maxStreamsPerConn, k)
 	}
 	for _, d := range []struct {
 		key string
@@ -86,11 +91,19 @@ func (c *Config) Validate() error {
 }
 
 func newSource(env ingest.Env, c *Config) (*Feed, error) {
-	return New(Options{
+	o := Options{
 		URL: c.URL, Symbols: c.Symbols, StreamsPerConn: c.StreamsPerConn, StaleAfter: c.StaleAfter,
 		MaxLifetime: c.MaxLifetime, BackoffMin: c.BackoffMin, BackoffMax: c.BackoffMax,
-		Queue: env.Queue, Logger: env.Logger, Metrics: env.Metrics, Clock: env.Clock,
-	})
+		Trades: c.Trades, Quotes: c.Quotes,
+		Queue: env.Queue, Gaps: env.Gaps, Logger: env.Logger, Metrics: env.Metrics, Clock: env.Clock,
+	}
+	if c.Trades {
+		o.TradeSink = env.Trades
+	}
+	if c.Quotes {
+		o.QuoteSink = env.Quotes
+	}
+	return New(o)
 }
 
 // Describe is the address and size of the feed, for the host's "started"

@@ -7,23 +7,14 @@ import (
 	"time"
 
 	"github.com/tickflow/tickflow/ingest"
-	"github.com/tickflow/tickflow/ingest/wire"
 	"github.com/tickflow/tickflow/ingest/wsfeed"
-	"github.com/tickflow/tickflow/tick"
 )
 
 func init() { ingest.Register(Spec()) }
 
 // Spec is the Bybit spot source's registration: ingest.bybit in the
 // config, disabled by default, TICKFLOW_BYBIT_URL overriding its url.
-func Spec() ingest.Spec {
-	return ingest.Spec{
-		Name:    Exchange,
-		Config:  func() any { c := DefaultConfig(); return &c },
-		EnvVars: []ingest.EnvVar{{Var: "TICKFLOW_BYBIT_URL", Key: "url"}},
-		New:     ingest.Typed(NewSource),
-	}
-}
+func Spec() ingest.Spec { return wsfeed.SourceSpec(Exchange, DefaultConfig, NewSource) }
 
 // Config is the ingest.bybit section: the shared keys (url, symbols,
 // streams_per_conn, stale_after, max_lifetime, backoff_min, backoff_max,
@@ -92,6 +83,18 @@ func NewSource(env ingest.Env, c *Config) (*wsfeed.Feed, error) {
 	return wsfeed.New(o)
 }
 
+// channels are what each symbol is subscribed to.
+func (x source) channels() []string {
+	ch := []string{Tickers}
+	if x.trades {
+		ch = append(ch, Trades)
+	}
+	if x.quotes {
+		ch = append(ch, Book1)
+	}
+	return ch
+}
+
 type source struct {
 	url            string
 	trades, quotes bool
@@ -101,14 +104,11 @@ func (x source) URL([]string) string { return x.url }
 
 // Subscribe is one request per 10 topics, spot's limit.
 func (x source) Subscribe(streams []string) [][]byte {
-	topics := make([]string, 0, 2*len(streams))
+	chs := x.channels()
+	topics := make([]string, 0, len(chs)*len(streams))
 	for _, s := range streams {
-		topics = append(topics, Topic(Tickers, s))
-		if x.trades {
-			topics = append(topics, Topic(Trades, s))
-		}
-		if x.quotes {
-			topics = append(topics, Topic(Book1, s))
+		for _, ch := range chs {
+			topics = append(topics, Topic(ch, s))
 		}
 	}
 	var out [][]byte
@@ -122,29 +122,6 @@ func (x source) Subscribe(streams []string) [][]byte {
 	return out
 }
 
-func (source) Decode([]byte, *tick.Tick) (wsfeed.Event, error) {
-	return wsfeed.Event{}, errors.New("bybit: frames are decoded per connection")
-}
-
 func (x source) NewDecoder(streams []string) wsfeed.FrameDecoder {
-	var topics wire.Topics
-	for _, s := range streams {
-		topics.Add(Tickers, s)
-		if x.trades {
-			topics.Add(Trades, s)
-		}
-		if x.quotes {
-			topics.Add(Book1, s)
-		}
-	}
-	return frames{NewDecoder(&topics, nil)}
-}
-
-type frames struct{ d *Decoder }
-
-func (x frames) DecodeFrame(frame []byte, receivedAt int64, f *wire.Frame) (wsfeed.Event, error) {
-	if err := x.d.Decode(frame, receivedAt, f); err != nil {
-		return wsfeed.Event{}, err
-	}
-	return wsfeed.FromWire(f), nil
+	return wsfeed.Wire(NewDecoder(wsfeed.Topics(streams, x.channels()...), nil), nil)
 }

@@ -6,23 +6,14 @@ import (
 	"time"
 
 	"github.com/tickflow/tickflow/ingest"
-	"github.com/tickflow/tickflow/ingest/wire"
 	"github.com/tickflow/tickflow/ingest/wsfeed"
-	"github.com/tickflow/tickflow/tick"
 )
 
 func init() { ingest.Register(Spec()) }
 
 // Spec is the Coinbase source's registration: ingest.coinbase in the
 // config, disabled by default, TICKFLOW_COINBASE_URL overriding its url.
-func Spec() ingest.Spec {
-	return ingest.Spec{
-		Name:    Exchange,
-		Config:  func() any { c := DefaultConfig(); return &c },
-		EnvVars: []ingest.EnvVar{{Var: "TICKFLOW_COINBASE_URL", Key: "url"}},
-		New:     ingest.Typed(NewSource),
-	}
-}
+func Spec() ingest.Spec { return wsfeed.SourceSpec(Exchange, DefaultConfig, NewSource) }
 
 // Formats the source speaks.
 const (
@@ -128,26 +119,10 @@ func (x source) Subscribe(streams []string) [][]byte {
 	return [][]byte{t, h}
 }
 
-func (source) Decode([]byte, *tick.Tick) (wsfeed.Event, error) {
-	return wsfeed.Event{}, errors.New("coinbase: frames are decoded per connection")
-}
-
 func (x source) NewDecoder(streams []string) wsfeed.FrameDecoder {
-	var topics wire.Topics
-	for _, s := range streams {
-		topics.Add(Ticker, s)
-		if x.trades {
-			topics.Add(Matches, s)
-		}
+	channels := []string{Ticker}
+	if x.trades {
+		channels = append(channels, Matches)
 	}
-	return frames{NewDecoder(&topics, nil)}
-}
-
-type frames struct{ d *Decoder }
-
-func (x frames) DecodeFrame(frame []byte, receivedAt int64, f *wire.Frame) (wsfeed.Event, error) {
-	if err := x.d.Decode(frame, receivedAt, f); err != nil {
-		return wsfeed.Event{}, err
-	}
-	return wsfeed.FromWire(f), nil
+	return wsfeed.Wire(NewDecoder(wsfeed.Topics(streams, channels...), nil), nil)
 }

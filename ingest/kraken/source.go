@@ -6,23 +6,14 @@ import (
 	"time"
 
 	"github.com/tickflow/tickflow/ingest"
-	"github.com/tickflow/tickflow/ingest/wire"
 	"github.com/tickflow/tickflow/ingest/wsfeed"
-	"github.com/tickflow/tickflow/tick"
 )
 
 func init() { ingest.Register(Spec()) }
 
 // Spec is the Kraken spot v2 source's registration: ingest.kraken in the
 // config, disabled by default, TICKFLOW_KRAKEN_URL overriding its url.
-func Spec() ingest.Spec {
-	return ingest.Spec{
-		Name:    Exchange,
-		Config:  func() any { c := DefaultConfig(); return &c },
-		EnvVars: []ingest.EnvVar{{Var: "TICKFLOW_KRAKEN_URL", Key: "url"}},
-		New:     ingest.Typed(NewSource),
-	}
-}
+func Spec() ingest.Spec { return wsfeed.SourceSpec(Exchange, DefaultConfig, NewSource) }
 
 // Config is the ingest.kraken section: the shared keys (url, symbols,
 // streams_per_conn, stale_after, max_lifetime, backoff_min, backoff_max,
@@ -108,26 +99,10 @@ func (x source) Subscribe(streams []string) [][]byte {
 	return out
 }
 
-func (source) Decode([]byte, *tick.Tick) (wsfeed.Event, error) {
-	return wsfeed.Event{}, errors.New("kraken: frames are decoded per connection")
-}
-
 func (x source) NewDecoder(streams []string) wsfeed.FrameDecoder {
-	var topics wire.Topics
-	for _, s := range streams {
-		topics.Add(Ticker, s)
-		if x.trades {
-			topics.Add(Trade, s)
-		}
+	channels := []string{Ticker}
+	if x.trades {
+		channels = append(channels, Trade)
 	}
-	return frames{NewDecoder(&topics, nil)}
-}
-
-type frames struct{ d *Decoder }
-
-func (x frames) DecodeFrame(frame []byte, receivedAt int64, f *wire.Frame) (wsfeed.Event, error) {
-	if err := x.d.Decode(frame, receivedAt, f); err != nil {
-		return wsfeed.Event{}, err
-	}
-	return wsfeed.FromWire(f), nil
+	return wsfeed.Wire(NewDecoder(wsfeed.Topics(streams, channels...), nil), nil)
 }

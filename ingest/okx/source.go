@@ -9,21 +9,13 @@ import (
 	"github.com/tickflow/tickflow/ingest"
 	"github.com/tickflow/tickflow/ingest/wire"
 	"github.com/tickflow/tickflow/ingest/wsfeed"
-	"github.com/tickflow/tickflow/tick"
 )
 
 func init() { ingest.Register(Spec()) }
 
 // Spec is the OKX source's registration: ingest.okx in the config,
 // disabled by default, TICKFLOW_OKX_URL overriding its url.
-func Spec() ingest.Spec {
-	return ingest.Spec{
-		Name:    Exchange,
-		Config:  func() any { c := DefaultConfig(); return &c },
-		EnvVars: []ingest.EnvVar{{Var: "TICKFLOW_OKX_URL", Key: "url"}},
-		New:     ingest.Typed(NewSource),
-	}
-}
+func Spec() ingest.Spec { return wsfeed.SourceSpec(Exchange, DefaultConfig, NewSource) }
 
 // Config is the ingest.okx section: the shared keys (url, symbols,
 // streams_per_conn, stale_after, max_lifetime, backoff_min, backoff_max,
@@ -90,6 +82,18 @@ func NewSource(env ingest.Env, c *Config) (*wsfeed.Feed, error) {
 	return wsfeed.New(o)
 }
 
+// channels are what each instrument is subscribed to.
+func (x source) channels() []string {
+	ch := []string{Tickers}
+	if x.trades {
+		ch = append(ch, Trades)
+	}
+	if x.quotes {
+		ch = append(ch, BBO)
+	}
+	return ch
+}
+
 // source is OKX's side of the connection manager.
 type source struct {
 	url            string
@@ -98,18 +102,14 @@ type source struct {
 
 func (x source) URL([]string) string { return x.url }
 
-// Subscribe is one request with every instrument's tickers (and trades)
-// channel, split
-// where a request would pass 64 KB.
+// Subscribe is one request with every instrument's channels, split where
+// a request would pass 64 KB.
 func (x source) Subscribe(streams []string) [][]byte {
-	args := make([]Arg, 0, 2*len(streams))
+	chs := x.channels()
+	args := make([]Arg, 0, len(chs)*len(streams))
 	for _, s := range streams {
-		args = append(args, Arg{Channel: Tickers, InstID: s})
-		if x.trades {
-			args = append(args, Arg{Channel: Trades, InstID: s})
-		}
-		if x.quotes {
-			args = append(args, Arg{Channel: BBO, InstID: s})
+		for _, ch := range chs {
+			args = append(args, Arg{Channel: ch, InstID: s})
 		}
 	}
 	var out [][]byte
@@ -131,33 +131,14 @@ func (x source) Subscribe(streams []string) [][]byte {
 	return out
 }
 
-func (source) Decode([]byte, *tick.Tick) (wsfeed.Event, error) {
-	return wsfeed.Event{}, errors.New("okx: frames are decoded per connection")
-}
-
 func (x source) NewDecoder(streams []string) wsfeed.FrameDecoder {
-	var topics wire.Topics
-	for _, s := range streams {
-		topics.Add(Tickers, s)
-		if x.trades {
-			topics.Add(Trades, s)
-		}
-		if x.quotes {
-			topics.Add(BBO, s)
-		}
-	}
-	return frames{NewDecoder(&topics, nil)}
+	return wsfeed.Wire(NewDecoder(wsfeed.Topics(streams, x.channels()...), nil), events)
 }
 
-type frames struct{ d *Decoder }
-
-func (x frames) DecodeFrame(frame []byte, receivedAt int64, f *wire.Frame) (wsfeed.Event, error) {
-	if err := x.d.Decode(frame, receivedAt, f); err != nil {
-		return wsfeed.Event{}, err
-	}
+func events(f *wire.Frame) wsfeed.Event {
 	if f.Kind == wire.Notice && f.Control.Code != NoticeReconnect {
 		// Only 64008 announces a close; other notices are logged.
-		return wsfeed.Event{Kind: wsfeed.ServerEvent, Name: "notice", Info: f.Control.Code + " " + f.Control.Message}, nil
+		return wsfeed.Event{Kind: wsfeed.ServerEvent, Name: "notice", Info: f.Control.Code + " " + f.Control.Message}
 	}
-	return wsfeed.FromWire(f), nil
+	return wsfeed.FromWire(f)
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,7 +20,9 @@ import (
 	"github.com/tickflow/tickflow/tick"
 )
 
-// conn is one shard: a set of streams on one connection at a time.
+// conn is one shard: a set of streams, on one connection at a time but
+// while a rotation runs, when the old and the new connection both deliver
+// (see rotate.go).
 type conn struct {
 	f       *Feed
 	id      int
@@ -28,20 +31,32 @@ type conn struct {
 
 	up      atomic.Bool
 	lastErr atomic.Pointer[string]
-	gaps    gapTracker // the shard goroutine's only
+
+	// mu is held while a connection hands on one frame's records, so the
+	// two connections of a rotation interleave whole frames and the
+	// filter's decision and the hand-off happen as one.
+	mu    sync.Mutex
+	gaps  gapTracker
+	dedup dedup
+	seq   int // sessions opened, for logs
 }
 
 // Why a connection ended: the reason label of reconnects_total.
 var (
 	errStale     = errors.New("stale")
-	errLifetime  = errors.New("max_lifetime")
 	errSubscribe = errors.New("subscribe_failed")
 )
 
-// planned is a Reconnect the server asked for; its name is the reason.
-type planned struct{ name string }
+// Reasons for a planned replacement.
+const (
+	reasonLifetime = "max_lifetime"
+)
 
-func (p *planned) Error() string { return p.name }
+// rotated ends the old connection of a finished rotation; its name is the
+// rotation's reason.
+type rotated struct{ name string }
+
+func (p *rotated) Error() string { return "replaced by a new connection (" + p.name + ")" }
 
 // ending describes a finished connection.
 type ending struct {
@@ -77,7 +92,7 @@ func (c *conn) run(ctx context.Context) error {
 			continue
 		}
 		log.Info(name+": connected", "url", c.url)
-		end := c.serve(ctx, ws, msgs)
+		end := c.hold(ctx, log, c.open(ctx, ws, msgs))
 		if end.fatal != nil {
 			return end.fatal
 		}
@@ -85,20 +100,16 @@ func (c *conn) run(ctx context.Context) error {
 			return nil
 		}
 		f.m.Reconnects.WithLabelValues(name, end.reason).Inc()
-		c.dropped(end.reason)
+		c.mu.Lock()
+		c.dropped(end.reason, nil)
+		c.mu.Unlock()
 		c.setDown(fmt.Sprintf("%s: %v", end.reason, end.err))
 		var delay time.Duration
-		var p *planned
-		switch {
-		case errors.Is(end.err, errLifetime), errors.As(end.err, &p):
-			// Planned: the server asked for a new connection "as soon as
-			// possible", or the lifetime cut is ours.
-			failures = 0
-		case end.ticks > 0:
+		if end.ticks > 0 {
 			// The connection worked: start the backoff over.
 			delay = f.o.Backoff.Delay(0)
 			failures = 1
-		default:
+		} else {
 			delay = f.o.Backoff.Delay(failures)
 			failures++
 		}
@@ -145,7 +156,10 @@ func (c *conn) dial(ctx context.Context) (*websocket.Conn, *Pacer, time.Duration
 		}
 		return nil, nil, wait, err
 	}
-	ws.SetReadLimit(f.o.ReadLimit)
+	// The library would close the connection on a frame over its limit:
+	// readAll enforces ReadLimit instead, skipping such a frame and
+	// keeping the connection.
+	ws.SetReadLimit(-1)
 	return ws, msgs, 0, nil
 }
 
@@ -163,11 +177,14 @@ func retryAfter(resp *http.Response) time.Duration {
 }
 
 // serve subscribes and reads one connection until it fails, goes stale,
-// reaches its lifetime, the server asks for a new one, or ctx ends.
-func (c *conn) serve(ctx context.Context, ws *websocket.Conn, msgs *Pacer) (end ending) {
+// is replaced by a rotation, or ctx ends. A rotation it asks for (its
+// lifetime, the server's notice) goes to s.rotate; it keeps reading
+// meanwhile.
+func (c *conn) serve(ctx context.Context, s *session) (end ending) {
 	f := c.f
 	name := f.o.Name
-	cctx, stop := context.WithCancelCause(ctx)
+	ws, msgs := s.ws, s.msgs
+	cctx, stop := s.ctx, s.stop
 	var last atomic.Int64 // clock unix nanos of the last frame
 	var handingOff atomic.Bool
 	dropping := false // the queue stayed full: drop without waiting until it takes one
@@ -175,7 +192,7 @@ func (c *conn) serve(ctx context.Context, ws *websocket.Conn, msgs *Pacer) (end 
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
-		c.watch(cctx, stop, &last, &handingOff)
+		c.watch(cctx, s, &last, &handingOff)
 	}()
 	pinged := make(chan struct{})
 	go func() {
@@ -190,6 +207,9 @@ func (c *conn) serve(ctx context.Context, ws *websocket.Conn, msgs *Pacer) (end 
 		<-pinged
 		ws.CloseNow()
 		f.connections.Dec()
+		c.mu.Lock()
+		s.closedAt = f.o.Clock.Now().UnixNano()
+		c.mu.Unlock()
 		if end.reason == "" {
 			end.reason = reasonFor(end.err)
 		}
@@ -217,15 +237,16 @@ func (c *conn) serve(ctx context.Context, ws *websocket.Conn, msgs *Pacer) (end 
 		fr  wire.Frame
 	)
 	var dec FrameDecoder
+	var tickDec TickDecoder
 	if fx, ok := f.o.Exchange.(FrameExchange); ok {
 		dec = fx.NewDecoder(c.streams)
+	} else {
+		tickDec = f.o.Exchange.(TickDecoder) // New checked it is one
 	}
 	// enqueue hands one tick on; false ends the connection (end is set).
+	// The caller holds c.mu.
 	enqueue := func(t *tick.Tick) bool {
 		c.sawTick(ctx, t)
-		// A full queue is not the server going quiet: the watchdog
-		// leaves the connection alone while the hand-off blocks.
-		handingOff.Store(true)
 		var err error
 		if within, ok := f.o.Queue.(enqueueWithin); ok && f.o.QueueFullWait >= 0 {
 			wait := f.o.QueueFullWait
@@ -237,8 +258,6 @@ func (c *conn) serve(ctx context.Context, ws *websocket.Conn, msgs *Pacer) (end 
 		} else {
 			err = f.o.Queue.Enqueue(ctx, t)
 		}
-		last.Store(f.o.Clock.Now().UnixNano())
-		handingOff.Store(false)
 		if dropping {
 			return true // counted by the queue; keep reading
 		}
@@ -252,10 +271,23 @@ func (c *conn) serve(ctx context.Context, ws *websocket.Conn, msgs *Pacer) (end 
 		end.ticks++
 		return true
 	}
+	// lock takes the shard lock for one frame's hand-off. A full queue, or
+	// the other connection of a rotation blocked on it, is not the server
+	// going quiet: the watchdog leaves the connection alone meanwhile.
+	lock := func() {
+		handingOff.Store(true)
+		c.mu.Lock()
+	}
+	unlock := func() {
+		c.mu.Unlock()
+		last.Store(f.o.Clock.Now().UnixNano())
+		handingOff.Store(false)
+	}
 	for {
 		typ, r, err := ws.Reader(cctx)
+		var size int64
 		if err == nil {
-			buf, err = readAll(r, buf[:0])
+			buf, size, err = readAll(r, buf[:0], f.o.ReadLimit)
 		}
 		if err != nil {
 			if cause := context.Cause(cctx); cause != nil && !errors.Is(cause, context.Canceled) {
@@ -266,6 +298,10 @@ func (c *conn) serve(ctx context.Context, ws *websocket.Conn, msgs *Pacer) (end 
 		}
 		now := f.o.Clock.Now()
 		last.Store(now.UnixNano())
+		if size > f.o.ReadLimit {
+			c.bad(&Malformed{wire.ReasonTooLarge, fmt.Sprintf("%d bytes, over the read limit of %d", size, f.o.ReadLimit)}, buf)
+			continue
+		}
 		if typ != websocket.MessageText {
 			c.bad(&Malformed{ReasonBinary, "binary message"}, buf)
 			continue
@@ -275,7 +311,7 @@ func (c *conn) serve(ctx context.Context, ws *websocket.Conn, msgs *Pacer) (end 
 			fr.Reset()
 			ev, err = dec.DecodeFrame(buf, now.UnixMicro(), &fr)
 		} else {
-			ev, err = f.o.Exchange.Decode(buf, &t)
+			ev, err = tickDec.Decode(buf, &t)
 		}
 		if err != nil {
 			c.bad(err, buf)
@@ -288,17 +324,26 @@ func (c *conn) serve(ctx context.Context, ws *websocket.Conn, msgs *Pacer) (end 
 				f.o.Logger.Warn(name+": "+ev.Name+" frame from server", "conn", c.id, "detail", ev.Info, "suppressed", n)
 			}
 		case Reconnect:
-			// Replacing the connection now loses only what is in flight
-			// here; the exchange asked for it before cutting us off.
+			// The exchange asked for a new connection before it cuts this
+			// one off: rotate to one, reading this one until the new one
+			// delivers.
 			f.m.ServerEvents.WithLabelValues(name, ev.Name).Inc()
-			f.o.Logger.Info(name+": server asked for a new connection; reconnecting now", "conn", c.id, "event", ev.Name, "detail", ev.Info)
-			end.err = &planned{ev.Name}
-			end.reason = ev.Name
-			return end
+			f.o.Logger.Info(name+": server asked for a new connection; rotating", "conn", c.id, "session", s.n, "event", ev.Name, "detail", ev.Info)
+			s.ask(ev.Name)
 		case Tick:
+			ns := now.UnixNano()
 			if dec == nil {
 				t.ReceivedAt = now.UnixMicro()
-				if !enqueue(&t) {
+				lock()
+				s.saw(t.Symbol)
+				ok := true
+				if c.dedup.tick(s, &t, ns) {
+					ok = enqueue(&t)
+				} else {
+					f.dupTicks.Inc()
+				}
+				unlock()
+				if !ok {
 					return end
 				}
 				continue
@@ -306,25 +351,59 @@ func (c *conn) serve(ctx context.Context, ws *websocket.Conn, msgs *Pacer) (end 
 			for i := range fr.Rejects {
 				c.rejected(&fr.Rejects[i], buf)
 			}
-			c.sawSeqs(ctx, &fr, now.UnixMilli())
-			if f.o.Trades != nil {
-				for i := range fr.Trades {
-					f.o.Trades.RecordTrade(ctx, &fr.Trades[i])
-				}
-			}
-			if f.o.Quotes != nil {
-				for i := range fr.Quotes {
-					f.o.Quotes.RecordQuote(ctx, &fr.Quotes[i])
-				}
-			}
+			s.sawSeqs(ctx, &fr, now.UnixMilli())
 			for i := range fr.Ticks {
 				f.m.Received.WithLabelValues(name, fr.Ticks[i].Symbol).Inc()
-				if !enqueue(&fr.Ticks[i]) {
-					return end
-				}
+			}
+			lock()
+			ok := c.deliver(ctx, s, &fr, ns, enqueue)
+			unlock()
+			if !ok {
+				return end
 			}
 		}
 	}
+}
+
+// deliver hands on the records of one frame that the duplicate filter
+// lets through: trades, quotes, then ticks. The caller holds c.mu. False
+// ends the connection.
+func (c *conn) deliver(ctx context.Context, s *session, fr *wire.Frame, now int64, enqueue func(*tick.Tick) bool) bool {
+	f := c.f
+	for i := range fr.Trades {
+		tr := &fr.Trades[i]
+		s.saw(tr.Symbol)
+		if !c.dedup.trade(s, tr, now) {
+			f.dupTrades.Inc()
+			continue
+		}
+		if f.o.Trades != nil {
+			f.o.Trades.RecordTrade(ctx, tr)
+		}
+	}
+	for i := range fr.Quotes {
+		q := &fr.Quotes[i]
+		s.saw(q.Symbol)
+		if !c.dedup.quote(s, q, quoteUpdateID(fr, q.Symbol), now) {
+			f.dupQuotes.Inc()
+			continue
+		}
+		if f.o.Quotes != nil {
+			f.o.Quotes.RecordQuote(ctx, q)
+		}
+	}
+	for i := range fr.Ticks {
+		t := &fr.Ticks[i]
+		s.saw(t.Symbol)
+		if !c.dedup.tick(s, t, now) {
+			f.dupTicks.Inc()
+			continue
+		}
+		if !enqueue(t) {
+			return false
+		}
+	}
+	return true
 }
 
 // enqueueWithin is the part of *ingest.Queue that drops after a bounded
@@ -333,9 +412,9 @@ type enqueueWithin interface {
 	EnqueueWithin(ctx context.Context, t *tick.Tick, wait time.Duration) error
 }
 
-// watch cancels cctx when nothing arrived for StaleAfter, or when the
-// connection reaches MaxLifetime.
-func (c *conn) watch(cctx context.Context, stop context.CancelCauseFunc, last *atomic.Int64, handingOff *atomic.Bool) {
+// watch ends the connection when nothing arrived for StaleAfter, and asks
+// for its rotation when it reaches MaxLifetime.
+func (c *conn) watch(cctx context.Context, s *session, last *atomic.Int64, handingOff *atomic.Bool) {
 	o := c.f.o
 	var lifetime <-chan time.Time
 	if o.MaxLifetime > 0 {
@@ -352,8 +431,12 @@ func (c *conn) watch(cctx context.Context, stop context.CancelCauseFunc, last *a
 			return
 		case <-lifetime:
 			stale.Stop()
-			stop(errLifetime)
-			return
+			lifetime = nil
+			s.ask(reasonLifetime)
+			// The staleness wait starts over; a connection that went quiet
+			// meanwhile is caught one StaleAfter later at most.
+			wait = o.StaleAfter
+			continue
 		case <-stale.C():
 		}
 		idle := o.Clock.Now().Sub(time.Unix(0, last.Load()))
@@ -361,7 +444,7 @@ func (c *conn) watch(cctx context.Context, stop context.CancelCauseFunc, last *a
 		case handingOff.Load():
 			wait = o.StaleAfter
 		case idle >= o.StaleAfter:
-			stop(fmt.Errorf("%w: nothing received for %s", errStale, idle))
+			s.stop(fmt.Errorf("%w: nothing received for %s", errStale, idle))
 			return
 		default:
 			wait = o.StaleAfter - idle
@@ -392,14 +475,14 @@ func (c *conn) keepAlive(cctx context.Context, stop context.CancelCauseFunc, ws 
 }
 
 func reasonFor(err error) string {
-	var p *planned
+	var p *rotated
 	switch {
 	case errors.Is(err, errStale):
 		return "stale"
-	case errors.Is(err, errLifetime):
-		return "max_lifetime"
 	case errors.Is(err, errSubscribe):
 		return "subscribe_failed"
+	case errors.Is(err, errNotDelivering):
+		return "rotation_not_delivering"
 	case errors.As(err, &p):
 		return p.name
 	case websocket.CloseStatus(err) != -1:
@@ -440,22 +523,36 @@ func (c *conn) rejected(r *wire.Reject, frame []byte) {
 	c.bad(&Malformed{r.Reason, r.Channel + " " + r.Symbol + ": " + detail}, frame)
 }
 
-// readAll reads one message into buf, reusing its storage.
-func readAll(r io.Reader, buf []byte) ([]byte, error) {
+// readAll reads one message into buf, reusing its storage, and returns its
+// size. Past limit bytes it stops keeping what it reads but reads the
+// message to its end, so that one oversized frame is skipped (size >
+// limit, buf holding its first limit bytes) rather than ending the
+// connection; a message that never ends is the watchdog's.
+func readAll(r io.Reader, buf []byte, limit int64) ([]byte, int64, error) {
 	if cap(buf) == 0 {
 		buf = make([]byte, 0, 1024)
 	}
+	var size int64
+	var discard [4096]byte
 	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+		var n int
+		var err error
+		if int64(len(buf)) < limit {
+			if len(buf) == cap(buf) {
+				buf = append(buf, 0)[:len(buf)]
+			}
+			room := buf[len(buf):min(cap(buf), len(buf)+int(limit-int64(len(buf))))]
+			n, err = r.Read(room)
+			buf = buf[:len(buf)+n]
+		} else {
+			n, err = r.Read(discard[:])
 		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
+		size += int64(n)
 		if err == io.EOF {
-			return buf, nil
+			return buf, size, nil
 		}
 		if err != nil {
-			return buf, err
+			return buf, size, err
 		}
 	}
 }

@@ -10,8 +10,7 @@ import (
 // (ingest/wire.Frame: ticks, trades, quotes, sequence values, rejected
 // entries) and whose decoder keeps per-connection state (the topics it
 // subscribed, an instrument cache). When the Exchange given in Options
-// implements it, each connection gets its own decoder from NewDecoder and
-// the manager uses it instead of Exchange.Decode.
+// implements it, each connection gets its own decoder from NewDecoder.
 type FrameExchange interface {
 	Exchange
 	// NewDecoder returns the decoder of one connection carrying streams.
@@ -28,7 +27,7 @@ type FrameDecoder interface {
 	// Tick when f holds data (its Ticks go to the queue, its Rejects are
 	// counted as malformed with their reasons, its Seqs are checked for
 	// gaps), or what a control frame calls for. An error is a frame to
-	// skip and count, as for Exchange.Decode; a *wire.Malformed names its
+	// skip and count, as for TickDecoder.Decode; a *wire.Malformed names its
 	// reason.
 	DecodeFrame(frame []byte, receivedAt int64, f *wire.Frame) (Event, error)
 }
@@ -66,4 +65,37 @@ func FromWire(f *wire.Frame) Event {
 		return Event{Kind: Reconnect, Name: EventNotice, Info: info()}
 	}
 	return Event{Kind: Ignore}
+}
+
+// Wire is the FrameDecoder of a wire.Decoder: its frames, with events
+// from events (FromWire when nil) for the frames it accepts.
+func Wire(d wire.Decoder, events func(*wire.Frame) Event) FrameDecoder {
+	if events == nil {
+		events = FromWire
+	}
+	return wireFrames{d, events}
+}
+
+type wireFrames struct {
+	d      wire.Decoder
+	events func(*wire.Frame) Event
+}
+
+func (x wireFrames) DecodeFrame(frame []byte, receivedAt int64, f *wire.Frame) (Event, error) {
+	if err := x.d.Decode(frame, receivedAt, f); err != nil {
+		return Event{}, err
+	}
+	return x.events(f), nil
+}
+
+// Topics is the set a connection carrying streams (native symbols)
+// subscribes: every symbol on every channel.
+func Topics(streams []string, channels ...string) *wire.Topics {
+	var t wire.Topics
+	for _, s := range streams {
+		for _, ch := range channels {
+			t.Add(ch, s)
+		}
+	}
+	return &t
 }

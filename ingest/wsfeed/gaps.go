@@ -7,15 +7,15 @@ import (
 	"github.com/tickflow/tickflow/tick"
 )
 
-// gapTracker finds a shard's gaps. It is used only from the shard's
-// goroutine. Tick times survive reconnects (a drop's gap runs from the
-// pair's last tick before it to its first after); sequence state is per
-// connection, since a new connection starts new runs (snapshots, Coinbase's
-// per-connection sequence_num) and the drop's own gap already covers it.
+// gapTracker finds a shard's reconnect gaps; the shard's mutex guards it.
+// Tick times survive reconnects (a drop's gap runs from the pair's last
+// tick before it to its first after). Sequence state is per connection
+// (session.seqs), since a new connection starts new runs (snapshots,
+// Coinbase's per-connection sequence_num) and the drop's own gap already
+// covers it.
 type gapTracker struct {
 	last    map[string]int64  // symbol → exchange time of its last tick, Unix ms
 	pending map[string]string // symbol → why its connection dropped since
-	seqs    map[string]seqState
 }
 
 type seqState struct {
@@ -24,10 +24,17 @@ type seqState struct {
 }
 
 // dropped notes that the connection ended for cause: every pair it carried
-// owes a gap, closed by its next tick.
-func (c *conn) dropped(cause string) {
+// owes a gap, closed by its next tick; but for the pairs that next, a
+// rotation's new connection already running, has delivered (nil: none).
+// The caller holds c.mu.
+func (c *conn) dropped(cause string, next *session) {
 	g := &c.gaps
 	for sym := range g.last {
+		if next != nil {
+			if _, ok := next.seen[sym]; ok {
+				continue
+			}
+		}
 		if _, ok := g.pending[sym]; !ok {
 			if g.pending == nil {
 				g.pending = map[string]string{}
@@ -35,11 +42,10 @@ func (c *conn) dropped(cause string) {
 			g.pending[sym] = cause
 		}
 	}
-	g.seqs = nil
 }
 
 // sawTick closes the pair's gap, if its connection dropped since its last
-// tick, and remembers the tick's time.
+// tick, and remembers the tick's time. The caller holds c.mu.
 func (c *conn) sawTick(ctx context.Context, t *tick.Tick) {
 	g := &c.gaps
 	last, seen := g.last[t.Symbol]
@@ -58,10 +64,11 @@ func (c *conn) sawTick(ctx context.Context, t *tick.Tick) {
 	}
 }
 
-// sawSeqs checks the frame's sequence values against the stream's last
-// (see wire.Seq for the rules) and records a gap for every jump.
-func (c *conn) sawSeqs(ctx context.Context, f *wire.Frame, nowMs int64) {
-	g := &c.gaps
+// sawSeqs checks the frame's sequence values against the stream's last on
+// this connection (see wire.Seq for the rules) and records a gap for every
+// jump. Only the connection's read loop calls it.
+func (ss *session) sawSeqs(ctx context.Context, f *wire.Frame, nowMs int64) {
+	c, g := ss.c, ss
 	for _, s := range f.Seqs {
 		if s.Symbol == "" {
 			continue // a connection-wide counter: the drop covers it

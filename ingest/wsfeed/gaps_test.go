@@ -34,7 +34,8 @@ func seqFrame(s wire.Seq, ts int64) *wire.Frame {
 
 func TestSequenceGaps(t *testing.T) {
 	ctx := context.Background()
-	c, gaps, counter := gapConn(t)
+	conn, gaps, counter := gapConn(t)
+	c := &session{c: conn}
 	contiguous := func(v uint64) wire.Seq {
 		return wire.Seq{Channel: "trades", Symbol: "A", Field: "trade_id", Value: v, Contiguous: true}
 	}
@@ -85,8 +86,8 @@ func TestReconnectGapsSpanTheDrop(t *testing.T) {
 	c.sawTick(ctx, &tick.Tick{Exchange: "toy", Symbol: "A", Timestamp: 1000})
 	c.sawTick(ctx, &tick.Tick{Exchange: "toy", Symbol: "A", Timestamp: 1500})
 	c.sawTick(ctx, &tick.Tick{Exchange: "toy", Symbol: "B", Timestamp: 1200})
-	c.dropped("stale")
-	c.dropped("dial") // a failed redial does not restart the gap
+	c.dropped("stale", nil)
+	c.dropped("dial", nil) // a failed redial does not restart the gap
 	c.sawTick(ctx, &tick.Tick{Exchange: "toy", Symbol: "A", Timestamp: 9000})
 	c.sawTick(ctx, &tick.Tick{Exchange: "toy", Symbol: "A", Timestamp: 9100}) // closed already
 	got := gaps.All()

@@ -11,6 +11,18 @@ import (
 	"github.com/tickflow/tickflow/internal/backoff"
 )
 
+// SourceSpec is the registration of an exchange source the way every one
+// is made: ingest.<name> in the config with def's defaults, disabled by
+// default, TICKFLOW_<NAME>_URL overriding its url, built by build.
+func SourceSpec[C any, F ingest.Feed](name string, def func() C, build func(ingest.Env, *C) (F, error)) ingest.Spec {
+	return ingest.Spec{
+		Name:    name,
+		Config:  func() any { c := def(); return &c },
+		EnvVars: []ingest.EnvVar{{Var: "TICKFLOW_" + strings.ToUpper(name) + "_URL", Key: "url"}},
+		New:     ingest.Typed(build),
+	}
+}
+
 // SourceConfig is the part of an exchange source's config section every
 // exchange on the manager shares; a source's Config embeds it inline
 // (`yaml:",inline"`), so ingest.okx.url, ingest.okx.symbols, … are its

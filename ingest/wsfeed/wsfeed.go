@@ -3,9 +3,12 @@
 // subscriptions over connections, dials with exponential backoff and jitter
 // (honouring Retry-After on HTTP 429 and 418), paces connection attempts
 // and client messages (GCRA), keeps each connection alive the way the
-// exchange wants, replaces a connection that goes silent (the watchdog) or
-// reaches its planned lifetime, hands every tick to the ingest queue in
-// arrival order, and counts all of it in the ingest metrics.
+// exchange wants, replaces a connection that goes silent (the watchdog),
+// rotates one that reaches its planned lifetime or that the server says it
+// will close make-before-break (the new connection delivers before the old
+// one closes, duplicates between them dropped; rotate.go, dedup.go), hands
+// every tick to the ingest queue in arrival order, and counts all of it in
+// the ingest metrics.
 //
 // An exchange package supplies an Exchange (endpoint per shard, subscribe
 // messages, frame decoder) and its limits in Options; see ingest/binance.
@@ -31,7 +34,9 @@ import (
 
 // Exchange is what an exchange package supplies: its format, nothing about
 // connections. Its methods are called from every connection's goroutine at
-// once.
+// once. It decodes frames either per connection (FrameExchange: any number
+// of records a frame, per-connection state) or one tick a frame
+// (TickDecoder); New refuses an Exchange that is neither.
 type Exchange interface {
 	// URL is the endpoint of one connection carrying streams.
 	URL(streams []string) string
@@ -40,6 +45,12 @@ type Exchange interface {
 	// allows (Bybit spot takes 10 args per request). Nil when the URL
 	// subscribes by itself (Binance combined streams).
 	Subscribe(streams []string) [][]byte
+}
+
+// TickDecoder is an Exchange whose frames carry at most one tick and whose
+// decoder keeps no per-connection state.
+type TickDecoder interface {
+	Exchange
 	// Decode decodes one text frame. For a tick it fills t (all but
 	// ReceivedAt) and returns Kind Tick. An error is a frame to skip and
 	// count: a *Malformed names its reason, any other counts as bad_json.
@@ -59,8 +70,9 @@ const (
 	// error frame): server_events_total{event=Name}.
 	ServerEvent
 	// Reconnect: the server asked for a new connection (Binance's
-	// serverShutdown). It is counted as a server event and as a reconnect
-	// with reason Name, and replaced at once, without backoff.
+	// serverShutdown, OKX 64008). It is counted as a server event, and the
+	// connection is rotated at once, without backoff, make-before-break:
+	// counted as a reconnect with reason Name once the new one took over.
 	Reconnect
 )
 
@@ -123,9 +135,15 @@ type Options struct {
 	// StaleAfter: a connection that delivers nothing for this long is
 	// replaced (reason stale); a blocked queue hand-off does not count.
 	StaleAfter time.Duration // required
-	// MaxLifetime: a connection this old is replaced (reason
-	// max_lifetime) at once, without backoff. Zero: no limit.
+	// MaxLifetime: a connection this old is rotated (reason
+	// max_lifetime): replaced make-before-break, see Overlap. Zero: no
+	// limit.
 	MaxLifetime time.Duration
+	// Overlap bounds a rotation: the new connection must deliver its
+	// first record within it, and the old one is closed at the latest
+	// Overlap after that (sooner once the new one has delivered every pair
+	// the old one carried). Default 10 s.
+	Overlap time.Duration
 	// Backoff spaces reconnect attempts after failures.
 	Backoff backoff.Policy
 	// Connects paces connection attempts across all of the feed's
@@ -135,7 +153,9 @@ type Options struct {
 	// pings, pongs): Binance allows 5 a second. Zero: unpaced.
 	ClientMessages Rate
 	KeepAlive      KeepAlive
-	// ReadLimit caps one frame (default 64 KiB); DialTimeout bounds one
+	// ReadLimit caps one frame (default 64 KiB): a larger one is read to
+	// its end without being kept, and skipped, counted as malformed with
+	// reason too_large; the connection stays. DialTimeout bounds one
 	// handshake (default 15 s).
 	ReadLimit   int64
 	DialTimeout time.Duration
@@ -173,6 +193,9 @@ func (o *Options) setDefaults() error {
 	if o.ReadLimit == 0 {
 		o.ReadLimit = 1 << 16
 	}
+	if o.Overlap == 0 {
+		o.Overlap = 10 * time.Second
+	}
 	if o.DialTimeout == 0 {
 		o.DialTimeout = 15 * time.Second
 	}
@@ -191,6 +214,8 @@ func (o *Options) setDefaults() error {
 		return errors.New("name: required")
 	case o.Exchange == nil:
 		return errors.New("exchange: required")
+	case !decodes(o.Exchange):
+		return fmt.Errorf("exchange: %T decodes nothing (neither a FrameExchange nor a TickDecoder)", o.Exchange)
 	case o.Queue == nil:
 		return errors.New("queue: required")
 	case len(o.Streams) == 0:
@@ -201,6 +226,8 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("stale after: must be > 0, got %s", o.StaleAfter)
 	case o.MaxLifetime < 0:
 		return fmt.Errorf("max lifetime: must be >= 0, got %s", o.MaxLifetime)
+	case o.Overlap < 0:
+		return fmt.Errorf("overlap: must be > 0, got %s", o.Overlap)
 	case o.KeepAlive.Ping != nil && o.KeepAlive.PingEvery <= 0:
 		return fmt.Errorf("keep-alive: a ping needs an interval > 0, got %s", o.KeepAlive.PingEvery)
 	}
@@ -215,6 +242,12 @@ func (o *Options) setDefaults() error {
 	return nil
 }
 
+func decodes(x Exchange) bool {
+	_, frames := x.(FrameExchange)
+	_, ticks := x.(TickDecoder)
+	return frames || ticks
+}
+
 // Feed runs an exchange's connections. Build it with New; Run it once.
 type Feed struct {
 	o        Options
@@ -226,6 +259,10 @@ type Feed struct {
 	connections prometheus.Gauge
 	pingsDrop   prometheus.Counter
 	gapsTotal   *prometheus.CounterVec
+	rotations   *prometheus.CounterVec
+	dupTicks    prometheus.Counter
+	dupTrades   prometheus.Counter
+	dupQuotes   prometheus.Counter
 	logBad      ingest.Sometimes
 	logServer   ingest.Sometimes
 }
@@ -245,9 +282,17 @@ func New(o Options) (*Feed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.Name, err)
 	}
+	rot, err := newMetrics(o.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.Name, err)
+	}
 	f := &Feed{
 		o:           o,
 		gapsTotal:   gaps,
+		rotations:   rot.rotations,
+		dupTicks:    rot.duplicates.WithLabelValues(o.Name, "tick"),
+		dupTrades:   rot.duplicates.WithLabelValues(o.Name, "trade"),
+		dupQuotes:   rot.duplicates.WithLabelValues(o.Name, "quote"),
 		m:           m,
 		connects:    NewPacer(o.Clock, o.Connects),
 		dialErrors:  m.DialErrors.WithLabelValues(o.Name),
@@ -263,6 +308,7 @@ func New(o Options) (*Feed, error) {
 			id:      len(f.conns),
 			streams: shard,
 			url:     o.Exchange.URL(shard),
+			dedup:   dedup{overlap: int64(o.Overlap)},
 		})
 	}
 	return f, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,8 +27,9 @@ import (
 // ---- a toy exchange: a format small enough to read at a glance ----
 //
 // The URL carries the shard as ?s=a,b; each subscribe message is "sub <stream>";
-// frames are "tick <SYMBOL> <price>", "pong", "err <detail>", "bye" (asks
-// for a new connection); anything else is malformed.
+// frames are "tick <SYMBOL> <price> [<time>]", "pong", "err <detail>", "bye"
+// (asks for a new connection); anything else is malformed. toyFrames (in
+// rotate_test.go) adds trades and quotes.
 
 type toy struct{ base string }
 
@@ -44,8 +46,15 @@ func (toy) Subscribe(streams []string) [][]byte {
 func (toy) Decode(frame []byte, t *tick.Tick) (Event, error) {
 	f := strings.Fields(string(frame))
 	switch {
-	case len(f) == 3 && f[0] == "tick":
+	case (len(f) == 3 || len(f) == 4) && f[0] == "tick":
 		*t = tick.Tick{Exchange: "toy", Symbol: f[1], Timestamp: 1}
+		if len(f) == 4 {
+			ts, err := strconv.ParseInt(f[3], 10, 64)
+			if err != nil {
+				return Event{}, &Malformed{"bad_field", err.Error()}
+			}
+			t.Timestamp = ts
+		}
 		for _, d := range []*apd.Decimal{&t.Price, &t.Bid, &t.Ask, &t.Volume} {
 			if err := tick.ParseDecimalBytes(d, []byte(f[2])); err != nil {
 				return Event{}, &Malformed{"bad_field", err.Error()}
@@ -82,11 +91,15 @@ func symbols(c *wstest.Collector) []string {
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 type harness struct {
-	s   *wstest.Server
-	out *wstest.Collector
-	m   *ingest.Metrics
-	clk *clock.Fake
-	f   *Feed
+	s      *wstest.Server
+	out    *wstest.Collector
+	gaps   *wstest.Gaps
+	trades *wstest.Trades
+	quotes *wstest.Quotes
+	reg    *prometheus.Registry
+	m      *ingest.Metrics
+	clk    *clock.Fake
+	f      *Feed
 }
 
 // options are the toy's: short, explicit limits the tests move the fake
@@ -103,15 +116,21 @@ func options() Options {
 
 func start(t *testing.T, o Options, script func(sc *serverConn), setup ...func(s *wstest.Server)) *harness {
 	t.Helper()
-	h := &harness{clk: clock.NewFake(t0), out: &wstest.Collector{}}
+	h := &harness{clk: clock.NewFake(t0), out: &wstest.Collector{}, gaps: &wstest.Gaps{}, trades: &wstest.Trades{}, quotes: &wstest.Quotes{}}
 	h.s = wstest.NewServer(t, h.clk, script)
 	for _, f := range setup {
 		f(h.s)
 	}
 	reg := prometheus.NewRegistry()
+	h.reg = reg
 	h.m, _ = ingest.NewMetrics(reg)
-	o.Exchange = toy{base: h.s.URL()}
+	if _, ok := o.Exchange.(toyFrames); ok {
+		o.Exchange = toyFrames{toy{base: h.s.URL()}}
+	} else {
+		o.Exchange = toy{base: h.s.URL()}
+	}
 	o.Clock, o.Metrics, o.Queue = h.clk, reg, h.out
+	o.Gaps, o.Trades, o.Quotes = h.gaps, h.trades, h.quotes
 	var err error
 	if h.f, err = New(o); err != nil {
 		t.Fatal(err)
@@ -141,6 +160,7 @@ func TestOptionsValidate(t *testing.T) {
 		{"ok", func(*Options) {}, ""},
 		{"no name", func(o *Options) { o.Name = "" }, "name: required"},
 		{"no exchange", func(o *Options) { o.Exchange = nil }, "exchange: required"},
+		{"exchange that decodes nothing", func(o *Options) { o.Exchange = mute{} }, "decodes nothing"},
 		{"no queue", func(o *Options) { o.Queue = nil }, "queue: required"},
 		{"no streams", func(o *Options) { o.Streams = nil }, "streams: none"},
 		{"no streams per conn", func(o *Options) { o.PerConn = 0 }, "streams per connection"},
@@ -335,51 +355,6 @@ func TestWatchdogReplacesASilentConnection(t *testing.T) {
 	}
 }
 
-// Planned replacements (our lifetime limit, the server's request) do not
-// back off: no clock movement is needed for the new connection.
-func TestPlannedReconnectsDoNotBackOff(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		o      func(o *Options)
-		first  []string
-		reason string
-	}{
-		{"max lifetime", func(o *Options) { o.MaxLifetime = time.Hour; o.StaleAfter = 2 * time.Hour }, []string{"tick A 1"}, "max_lifetime"},
-		{"server asks", func(o *Options) {}, []string{"tick A 1", "bye"}, "server_shutdown"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			o := options()
-			tc.o(&o)
-			h := start(t, o, func(sc *serverConn) {
-				if sc.N == 0 {
-					sc.Send(tc.first...)
-				} else {
-					sc.Send("tick B 1")
-				}
-				sc.WaitGone()
-			})
-			h.waitTicks(t, 1)
-			if tc.reason == "max_lifetime" {
-				wstest.WaitTimers(t, h.clk, 2) // the watchdog and the lifetime
-				h.clk.Advance(time.Hour - time.Millisecond)
-				if len(h.s.Conns()) != 1 {
-					t.Fatal("replaced before MaxLifetime")
-				}
-				h.clk.Advance(time.Millisecond)
-			}
-			if got := h.waitTicks(t, 2); fmt.Sprint(got) != "[A B]" {
-				t.Fatalf("ticks %v", got)
-			}
-			if r := h.reconnects(tc.reason); r != 1 {
-				t.Errorf("reconnects_total{%s} = %v, want 1", tc.reason, r)
-			}
-			if conns := h.s.Conns(); len(conns) != 2 || conns[0].Gone.Err() == nil {
-				t.Errorf("want the old connection closed and one new one; have %d", len(conns))
-			}
-		})
-	}
-}
-
 func TestAppLevelPings(t *testing.T) {
 	o := options()
 	o.StaleAfter = time.Hour
@@ -449,6 +424,43 @@ func TestQueueRefusalIsFatal(t *testing.T) {
 	}
 }
 
+// mute has a URL and subscriptions but no decoder.
+type mute struct{}
+
+func (mute) URL([]string) string         { return "ws://x" }
+func (mute) Subscribe([]string) [][]byte { return nil }
+
 type refusing struct{}
 
 func (refusing) Enqueue(context.Context, *tick.Tick) error { return ingest.ErrClosed }
+
+// A frame over the read limit is a malformed frame (too_large), skipped:
+// the connection stays and what follows is read.
+func TestOversizedFrameIsSkippedNotAReconnect(t *testing.T) {
+	o := options()
+	o.ReadLimit = 1 << 10
+	for _, size := range []int{1 << 10, 1<<10 + 1, 70 << 10} {
+		t.Run(strconv.Itoa(size), func(t *testing.T) {
+			h := start(t, o, func(sc *serverConn) {
+				// A tick padded to size: still a valid toy frame at the limit.
+				sc.Send("tick A 1"+strings.Repeat(" ", size-len("tick A 1")), "tick A 2")
+				sc.WaitGone()
+			})
+			want := 1
+			if int64(size) <= o.ReadLimit {
+				want = 2
+			}
+			got := h.out.WaitFor(t, want)
+			if last := got[len(got)-1].Price.String(); last != "2" {
+				t.Errorf("last tick %s, want 2", last)
+			}
+			tooLarge := testutil.ToFloat64(h.m.Malformed.WithLabelValues("toy", "too_large"))
+			if wantTL := float64(2 - want); tooLarge != wantTL {
+				t.Errorf("malformed_frames_total{too_large} = %v, want %v", tooLarge, wantTL)
+			}
+			if n := testutil.CollectAndCount(h.m.Reconnects); n != 0 || len(h.s.Conns()) != 1 {
+				t.Errorf("%d reconnect series, %d connections: the frame cost the connection", n, len(h.s.Conns()))
+			}
+		})
+	}
+}

@@ -107,13 +107,15 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.WS = ws
+	// Gone is set before the connection is listed: tests read it from
+	// Conns.
+	gone, leave := context.WithCancel(s.ctx)
+	c.Gone = gone
 	s.conns = append(s.conns, c)
 	s.mu.Unlock()
 	defer ws.CloseNow()
 	// Reading answers control frames (pings, close) and keeps what the
 	// client sends; Gone ends when it leaves.
-	gone, leave := context.WithCancel(s.ctx)
-	c.Gone = gone
 	go func() {
 		defer leave()
 		for {
