@@ -131,6 +131,13 @@ type frame struct {
 	Subscriptions int             `json:"subscriptions"`
 	Snapshot      int             `json:"snapshot"`
 	Skipped       uint64          `json:"skipped"`
+	// A tick's position, and a subscribed reply's (with, on a resume, how
+	// it went).
+	Part      *int32    `json:"part"`
+	Off       int64     `json:"off"`
+	Position  *position `json:"position"`
+	Recovered *bool     `json:"recovered"`
+	Recovery  *recovery `json:"recovery"`
 }
 
 func (f frame) tick(t testing.TB) tick.Tick {

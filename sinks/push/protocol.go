@@ -69,6 +69,7 @@ const (
 	codeUnknownType      = "unknown_type"           // stays open
 	codeUnknownChannel   = "unknown_channel"        // stays open
 	codeBadFilter        = "bad_filter"             // stays open
+	codeBadPosition      = "bad_position"           // stays open; the subscribe is refused whole
 	codeTooManySubs      = "too_many_subscriptions" // stays open; the subscribe is refused whole
 	codeRateLimited      = "rate_limited"           // closes 1008
 	codeTooBig           = "message_too_big"        // closes 1009
@@ -85,6 +86,46 @@ type request struct {
 	Channels  []string `json:"channels"`
 	Exchanges []string `json:"exchanges"`
 	Symbols   []string `json:"symbols"`
+	// Since, on a subscribe, is the position the client resumes from: the
+	// "position" of its last subscribed reply advanced by every tick it
+	// received since.
+	Since *position `json:"since"`
+}
+
+// position is a place in the tick topic: per partition (a decimal string
+// key, as JSON objects need) the offset of the last tick accounted for.
+// Epoch is the topic's ID; offsets from another epoch mean nothing.
+type position struct {
+	Epoch   string           `json:"epoch"`
+	Offsets map[string]int64 `json:"offsets"`
+}
+
+// parsePosition checks a client's since; offsets are -1 (nothing yet) or
+// more.
+func parsePosition(p *position) (map[int32]int64, *protoError) {
+	if p.Epoch == "" {
+		return nil, perr(codeBadPosition, "since: missing epoch")
+	}
+	out := make(map[int32]int64, len(p.Offsets))
+	for k, o := range p.Offsets {
+		n, err := strconv.ParseInt(k, 10, 32)
+		if err != nil || n < 0 || o < -1 {
+			return nil, perr(codeBadPosition, "since: bad offset %q: %d", truncate(k, 16), o)
+		}
+		out[int32(n)] = o
+	}
+	return out, nil
+}
+
+func encodePosition(epoch string, offs map[int32]int64) *position {
+	if epoch == "" {
+		return nil
+	}
+	p := &position{Epoch: epoch, Offsets: make(map[string]int64, len(offs))}
+	for k, o := range offs {
+		p.Offsets[strconv.Itoa(int(k))] = o
+	}
+	return p
 }
 
 // filter is a validated, normalised subscribe or unsubscribe.
@@ -216,8 +257,17 @@ func contains(list []string, s string) bool {
 // the hub (encodeTick, encodeEvent) and the same bytes go to every
 // subscriber; the rest are per client and rare.
 
-func encodeTick(b []byte, t *tick.Tick) []byte {
-	b = append(b, `{"type":"tick","data":`...)
+// encodeTick encodes a tick frame, with its position when part >= 0.
+func encodeTick(b []byte, t *tick.Tick, part int32, off int64) []byte {
+	b = append(b, `{"type":"tick",`...)
+	if part >= 0 {
+		b = append(b, `"part":`...)
+		b = strconv.AppendInt(b, int64(part), 10)
+		b = append(b, `,"off":`...)
+		b = strconv.AppendInt(b, off, 10)
+		b = append(b, ',')
+	}
+	b = append(b, `"data":`...)
 	b = t.AppendJSON(b)
 	return append(b, '}')
 }
@@ -235,16 +285,41 @@ func encodeEvent(c channel, key string, payload []byte) []byte {
 }
 
 type subscribedMsg struct {
-	Type          string   `json:"type"`
-	Channels      []string `json:"channels"`
-	Exchanges     []string `json:"exchanges"`
-	Symbols       []string `json:"symbols"`
-	Subscriptions int      `json:"subscriptions"`
-	Snapshot      int      `json:"snapshot"`
+	Type          string    `json:"type"`
+	Channels      []string  `json:"channels"`
+	Exchanges     []string  `json:"exchanges"`
+	Symbols       []string  `json:"symbols"`
+	Subscriptions int       `json:"subscriptions"`
+	Snapshot      int       `json:"snapshot"`
+	Position      *position `json:"position,omitempty"`
+	// Set only in reply to a subscribe with since.
+	Recovered *bool     `json:"recovered,omitempty"`
+	Recovery  *recovery `json:"recovery,omitempty"`
+}
+
+// recovery reports on a resume: how many missed ticks follow, or why
+// none could be replayed and which offsets are gone for good.
+type recovery struct {
+	Ticks  int         `json:"ticks"`
+	Reason string      `json:"reason,omitempty"`
+	Lost   []lostRange `json:"lost,omitempty"`
+}
+
+// lostRange is a range of a partition's offsets (inclusive) the broker no
+// longer holds: records of every pair on the partition, so an upper bound
+// on the client's missed ticks.
+type lostRange struct {
+	Partition int32 `json:"partition"`
+	From      int64 `json:"from"`
+	To        int64 `json:"to"`
 }
 
 func encodeSubscribed(typ string, f *filter, total, snapshot int) []byte {
-	m := subscribedMsg{Type: typ, Exchanges: f.exchanges, Symbols: f.symbols, Subscriptions: total, Snapshot: snapshot}
+	return encodeReply(subscribedMsg{Type: typ, Subscriptions: total, Snapshot: snapshot}, f)
+}
+
+func encodeReply(m subscribedMsg, f *filter) []byte {
+	m.Exchanges, m.Symbols = f.exchanges, f.symbols
 	for _, c := range f.channels {
 		m.Channels = append(m.Channels, c.String())
 	}
@@ -271,6 +346,14 @@ func encodeError(code, msg string) []byte {
 func encodeConflated(skipped uint64) []byte {
 	b := append([]byte(`{"type":"conflated","skipped":`), strconv.FormatUint(skipped, 10)...)
 	return append(b, '}')
+}
+
+func encodePositionFrame(p *position) []byte {
+	b, _ := json.Marshal(struct {
+		Type     string    `json:"type"`
+		Position *position `json:"position"`
+	}{"position", p})
+	return b
 }
 
 var pongFrame = []byte(`{"type":"pong"}`)

@@ -61,9 +61,10 @@ func init() {
 }
 
 var (
-	_ sinks.Sink    = (*Sink)(nil)
-	_ sinks.Service = (*Sink)(nil)
-	_ sinks.Readier = (*Sink)(nil)
+	_ sinks.Sink           = (*Sink)(nil)
+	_ sinks.PositionWriter = (*Sink)(nil)
+	_ sinks.Service        = (*Sink)(nil)
+	_ sinks.Readier        = (*Sink)(nil)
 )
 
 // latestSource is what the push sink needs from the cache backend
@@ -89,6 +90,15 @@ type Sink struct {
 	// alert and signal topics. Either may be nil.
 	backend  func(string) (any, bool)
 	follower sinks.Follower
+	// log reads the tick topic's retained log for recoveries (the bus
+	// follower, when it can); nil: no recovery.
+	logRd logReader
+	// recoveries bounds concurrent recoveries.
+	recoveries chan struct{}
+
+	posMu   sync.Mutex
+	topic   string // the tick topic, from the runtime's assignment
+	topicID string // its topic ID; "" hands out no positions
 
 	cacheMu   sync.Mutex
 	cache     latestSource
@@ -126,16 +136,36 @@ func New(env sinks.Env, cfg *Config) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
+	lr, _ := env.Follower.(logReader)
 	return &Sink{
-		cfg:      *cfg,
-		log:      log,
-		clk:      clock.OrReal(env.Clock),
-		m:        m,
-		hub:      newHub(cfg.Shards, m),
-		backend:  env.Backend,
-		follower: env.Follower,
-		conns:    map[*client]struct{}{},
+		cfg:        *cfg,
+		log:        log,
+		clk:        clock.OrReal(env.Clock),
+		m:          m,
+		hub:        newHub(cfg.Shards, m),
+		backend:    env.Backend,
+		follower:   env.Follower,
+		logRd:      lr,
+		recoveries: make(chan struct{}, cfg.Limits.RecoveryConcurrency),
+		conns:      map[*client]struct{}{},
 	}, nil
+}
+
+// Assigned learns the tick topic, its identity (the epoch of every
+// position handed out) and where each partition resumes.
+func (s *Sink) Assigned(a sinks.Assignment) {
+	s.posMu.Lock()
+	s.topic, s.topicID = a.Topic, a.TopicID
+	s.posMu.Unlock()
+	if a.TopicID != "" {
+		s.hub.assign(a.Next)
+	}
+}
+
+func (s *Sink) epoch() string {
+	s.posMu.Lock()
+	defer s.posMu.Unlock()
+	return s.topicID
 }
 
 func (s *Sink) now() int64 { return s.clk.Now().UnixNano() }
@@ -171,6 +201,13 @@ func (s *Sink) Connect(context.Context) error {
 // Redelivered batches reach clients twice: acceptable for a best-effort
 // feed, and a client can drop a tick older than the one it shows.
 func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
+	return s.WriteBatchAt(ctx, batch, nil)
+}
+
+// WriteBatchAt is WriteBatch with each tick's position in the tick topic
+// (pos[i] is batch[i]'s; nil: none), which goes out with the tick so a
+// client can resume from it.
+func (s *Sink) WriteBatchAt(ctx context.Context, batch []tick.Tick, pos []sinks.Position) error {
 	if s.closed.Load() {
 		return fmt.Errorf("push: %w", errHubClosed)
 	}
@@ -182,10 +219,14 @@ func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
 		if t.Exchange == "" || t.Symbol == "" {
 			continue // not a pair: nothing could subscribe to it
 		}
+		part, off := int32(-1), int64(0)
+		if pos != nil {
+			part, off = pos[i].Partition, pos[i].Offset
+		}
 		msgs = append(msgs, &message{
-			data: encodeTick(make([]byte, 0, 320), t), ch: chTick,
+			data: encodeTick(make([]byte, 0, 320), t, part, off), ch: chTick,
 			exchange: t.Exchange, symbol: t.Symbol, pair: t.Key(),
-			ts: t.Timestamp, at: at, recvUS: t.ReceivedAt,
+			ts: t.Timestamp, at: at, recvUS: t.ReceivedAt, positioned: pos != nil, part: part, off: off,
 		})
 	}
 	if err := s.hub.dispatch(ctx, msgs); err != nil {
@@ -394,7 +435,7 @@ func (s *Sink) cacheSeed() []*message {
 			continue
 		}
 		msgs = append(msgs, &message{
-			data: encodeTick(nil, t), ch: chTick, exchange: t.Exchange, symbol: t.Symbol,
+			data: encodeTick(nil, t, -1, 0), ch: chTick, exchange: t.Exchange, symbol: t.Symbol,
 			pair: t.Key(), ts: t.Timestamp, at: at,
 		})
 	}
