@@ -12,6 +12,7 @@ import (
 // The wire protocol. Clients send JSON text frames:
 //
 //	{"type":"subscribe","channels":["tick"],"symbols":["BTCUSDT"],"exchanges":["binance"]}
+//	{"type":"subscribe", ...same shape..., "since":{"epoch":"...","offsets":{"0":41,"1":17}}}
 //	{"type":"unsubscribe", ...same shape...}
 //	{"type":"ping"}
 //
@@ -22,14 +23,61 @@ import (
 //
 // The server sends:
 //
-//	{"type":"subscribed","channels":[..],"exchanges":[..],"symbols":[..],"subscriptions":N,"snapshot":M}
+//	{"type":"subscribed","channels":[..],"exchanges":[..],"symbols":[..],"subscriptions":N,"snapshot":M,
+//	 "position":{"epoch":"...","offsets":{"0":40,...}}}
 //	  followed at once by M tick messages: the latest tick of every matching pair
 //	{"type":"unsubscribed", ...same fields, snapshot 0...}
-//	{"type":"tick","data":{tick}}
+//	{"type":"tick","part":P,"off":O,"data":{tick}}
 //	{"type":"alert","key":"exchange:symbol","data":{...}} and {"type":"signal",...}
 //	{"type":"conflated","skipped":N}   N ticks were replaced by newer ones (slow client)
+//	{"type":"position","position":{...}}   after the missed ticks of a resume
 //	{"type":"pong"}
 //	{"type":"error","code":"...","message":"..."}
+//
+// Positions and resuming. A tick's position is where its record sits in
+// the tick topic: partition P, offset O (Kafka's own, so durable, unique,
+// and the same on every push instance and across restarts). The epoch is
+// the topic's ID: a topic deleted and created again starts its offsets
+// over, and a position from before means nothing. A pair always lives on
+// one partition, and a client gets each partition's ticks in offset order,
+// so a client's position is, per partition, the highest offset it has seen:
+// start from the "position" of the subscribed reply (every tick at or
+// below it predates the subscription), raise an offset with every tick's
+// part/off and with every "position" frame, and keep it across
+// reconnects. Ticks without part/off (snapshots from the cache after a
+// restart, or a server without a broker) leave it alone.
+//
+// A subscribe with "since" resumes: the server reads what the client's
+// filter missed from the broker's retained log and replies
+//
+//	{"type":"subscribed",...,"recovered":true,"recovery":{"ticks":N}}
+//	  then the N missed ticks, oldest first per partition (partitions
+//	  interleaved by event time), then {"type":"position",...}, then live
+//	  ticks: none of them twice and none of them before a missed one.
+//
+// or, when it cannot, says why and what is gone, then behaves as a fresh
+// subscribe (snapshot, position, live):
+//
+//	{"type":"subscribed",...,"snapshot":M,"position":{...},"recovered":false,
+//	 "recovery":{"ticks":0,"reason":"trimmed: ...","lost":[{"partition":0,"from":42,"to":9000}]}}
+//
+// The reason starts with one of: unavailable (no broker log here), epoch
+// (the topic was recreated), bad_position (past the log's end),
+// no_position (a partition with records is missing from since), trimmed
+// (retention removed offsets the client needs: "lost" lists them, records
+// of every pair on the partition, so an upper bound on the client's loss),
+// too_large (more than limits.max_recovery_records to read or
+// limits.max_recovery_bytes to send), busy (limits.recovery_concurrency
+// recoveries under way for limits.recovery_timeout), error (the broker
+// failed). The counter tickflow_push_recoveries_total{result} counts each.
+//
+// Conflation and positions: a slow client's queued tick is replaced by the
+// pair's newer one, which moves to the end of the queue, so offsets still
+// only go up; the client's position then passes ticks it never got, and
+// the "conflated" frame before the next batch says how many. A resume
+// never replays those: they were replaced because they were stale.
+// Resume with the filter the position was reached with; a wider filter gets
+// the new pairs' ticks since the position too.
 
 // channel is what a message is about.
 type channel uint8
