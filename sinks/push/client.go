@@ -54,9 +54,9 @@ type client struct {
 	qbytes     int
 	headAt     int64 // when the oldest queued message was enqueued (ns)
 	conflating bool
-	slots      map[string]int // pair → index of its queued tick, while conflating
-	tombs      int            // nil entries conflation left in queue
-	skipped    uint64         // conflated ticks not yet reported to the client
+	slots      map[slotKey]int // channel and pair → index of its queued tick or quote, while conflating
+	tombs      int             // nil entries conflation left in queue
+	skipped    uint64          // conflated ticks not yet reported to the client
 	// holding is set while a recovery reads the broker: what the hub
 	// sends meanwhile waits in held (bounded by queueBytes), to follow the
 	// missed ticks.
@@ -131,8 +131,8 @@ func (c *client) enqueueLocked(m *message, now int64) {
 		c.closeLocked(slowConsumer(fmt.Sprintf("nothing read for more than %s", time.Duration(c.maxLag))))
 		return
 	}
-	if c.conflating && m.ch == chTick {
-		if i, ok := c.slots[m.pair]; ok {
+	if c.conflating && conflatable(m.ch) {
+		if i, ok := c.slots[slotKey{m.ch, m.pair}]; ok {
 			// The newer tick goes to the end, not into the old one's
 			// place: a partition's ticks then stay in offset order, so the
 			// client's position never passes a tick it has not seen.
@@ -156,19 +156,19 @@ func (c *client) enqueueLocked(m *message, now int64) {
 	case c.qbytes > c.queueBytes:
 		c.closeLocked(slowConsumer(fmt.Sprintf("more than %d bytes queued", c.queueBytes)))
 	case c.conflating:
-		if m.ch == chTick {
-			c.slots[m.pair] = len(c.queue) - 1
+		if conflatable(m.ch) {
+			c.slots[slotKey{m.ch, m.pair}] = len(c.queue) - 1
 		}
 	case c.qbytes > c.conflateAt:
 		// From now on a tick replaces its pair's queued tick instead of
 		// queueing behind it, until the writer catches up.
 		c.conflating = true
 		if c.slots == nil {
-			c.slots = map[string]int{}
+			c.slots = map[slotKey]int{}
 		}
 		for i, q := range c.queue {
-			if q != nil && q.ch == chTick {
-				c.slots[q.pair] = i
+			if q != nil && conflatable(q.ch) {
+				c.slots[slotKey{q.ch, q.pair}] = i
 			}
 		}
 	}
@@ -186,11 +186,24 @@ func (c *client) compactLocked() {
 	c.queue, c.tombs = q, 0
 	clear(c.slots)
 	for i, m := range c.queue {
-		if m.ch == chTick {
-			c.slots[m.pair] = i
+		if conflatable(m.ch) {
+			c.slots[slotKey{m.ch, m.pair}] = i
 		}
 	}
 }
+
+// slotKey is what conflation replaces by: a pair's tick by its newer tick,
+// its quote by its newer quote.
+type slotKey struct {
+	ch   channel
+	pair string
+}
+
+// conflatable reports whether a channel's messages may be replaced by
+// their pair's newer one: ticks and quotes are states, where only the
+// newest matters to a client behind; trades, alerts and signals are
+// events, each of which does.
+func conflatable(ch channel) bool { return ch == chTick || ch == chQuote }
 
 func slowConsumer(why string) *closeInfo {
 	return &closeInfo{

@@ -16,7 +16,11 @@ import (
 //	{"type":"unsubscribe", ...same shape...}
 //	{"type":"ping"}
 //
-// A missing or empty list means "all" for that dimension. A subscription is
+// A missing or empty list means "all" for that dimension, except that a
+// missing channels list means tick, alert and signal: trade (every public
+// trade, from market_data.trades) and quote (every best bid/ask change,
+// from market_data.quotes) come many per tick and are sent only to clients
+// that name them. A subscription is
 // the set of (channel, exchange, symbol) combinations the lists expand to;
 // subscribes add combinations, unsubscribes remove exactly the combinations
 // their lists expand to.
@@ -29,7 +33,10 @@ import (
 //	{"type":"unsubscribed", ...same fields, snapshot 0...}
 //	{"type":"tick","part":P,"off":O,"data":{tick}}
 //	{"type":"alert","key":"exchange:symbol","data":{...}} and {"type":"signal",...}
-//	{"type":"conflated","skipped":N}   N ticks were replaced by newer ones (slow client)
+//	{"type":"trade","key":"exchange:symbol","data":{trade}} and {"type":"quote",...,"data":{quote}}
+//	  (the records of market_data.trades and market_data.quotes as ingest
+//	  publishes them; the symbol is the exchange's own, e.g. "BTC-USDT")
+//	{"type":"conflated","skipped":N}   N ticks or quotes were replaced by newer ones of their pair (slow client)
 //	{"type":"position","position":{...}}   after the missed ticks of a resume
 //	{"type":"pong"}
 //	{"type":"error","code":"...","message":"..."}
@@ -86,10 +93,16 @@ const (
 	chTick channel = iota
 	chAlert
 	chSignal
+	chTrade
+	chQuote
 	numChannels
 )
 
-var channelNames = [numChannels]string{"tick", "alert", "signal"}
+var channelNames = [numChannels]string{"tick", "alert", "signal", "trade", "quote"}
+
+// defaultChannels are what a subscribe without channels gets: trades and
+// quotes come many per tick, so a client asks for them by name.
+var defaultChannels = []channel{chTick, chAlert, chSignal}
 
 func (c channel) String() string { return channelNames[c] }
 
@@ -203,7 +216,7 @@ func parseFilter(r *request, maxCombos int) (filter, *protoError) {
 	for _, s := range r.Channels {
 		c, ok := parseChannel(s)
 		if !ok {
-			return f, perr(codeUnknownChannel, "unknown channel %q (known: tick, alert, signal)", s)
+			return f, perr(codeUnknownChannel, "unknown channel %q (known: tick, alert, signal, trade, quote)", s)
 		}
 		if !seen[c] {
 			seen[c] = true
@@ -211,7 +224,7 @@ func parseFilter(r *request, maxCombos int) (filter, *protoError) {
 		}
 	}
 	if len(f.channels) == 0 {
-		f.channels = []channel{chTick, chAlert, chSignal}
+		f.channels = defaultChannels
 	}
 	var err *protoError
 	if f.exchanges, err = normalizeList("exchanges", r.Exchanges, tick.NormalizeExchange); err != nil {

@@ -1,22 +1,26 @@
-// Package push is the push sink: it fans ticks, alerts and signals out to
-// browsers over WebSocket (github.com/coder/websocket).
+// Package push is the push sink: it fans ticks, alerts, signals, trades
+// and quotes out to browsers over WebSocket (github.com/coder/websocket).
 //
 // The sink consumes in a group of its own on every instance
 // (sinks.PerInstance), so each instance's browsers get every tick.
-// WriteBatch encodes each tick once and hands it to a hub sharded by pair; the same bytes then go to every
+// WriteBatch encodes each tick once, with its position in the tick topic, and hands it to a hub sharded by
+// partition; the same bytes then go to every
 // subscribed connection's queue. Enqueueing never waits for a client: each
 // connection has its own writer and a queue bounded in bytes, slow clients
-// get conflated ticks (the newest per pair) and then get disconnected, so
+// get conflated ticks and quotes (the newest per pair) and then get disconnected, so
 // one stalled browser delays neither other clients nor the sink's commits.
 // Delivery to browsers is best-effort by nature, so a batch counts as
 // written once the hub has it; after a crash the instance's group resumes from Kafka.
+// A browser that reconnects with its position gets what it missed from the
+// broker's log (recover.go, protocol.go).
 //
 // Alerts and signals come from their topics (risk.alerts,
 // strategy.signals), which Run follows without a consumer group: every push
 // instance sees every alert, whichever process raised it, and fans it out
 // on the "alert" and "signal" channels. Following starts from the topics'
 // ends (a browser gets live events, not history; the REST API lists recent
-// ones).
+// ones). Trades (market_data.trades) and quotes (market_data.quotes) are
+// followed the same way, on the "trade" and "quote" channels.
 //
 // Besides Sink it implements sinks.Service (Run serves the WebSocket
 // listener and follows the topics), sinks.Readier and PushURL (for the web
@@ -40,6 +44,7 @@ import (
 
 	"github.com/tickflow/tickflow/alert"
 	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/ingest"
 	"github.com/tickflow/tickflow/internal/events"
 	"github.com/tickflow/tickflow/signal"
 	"github.com/tickflow/tickflow/sinks"
@@ -236,10 +241,11 @@ func (s *Sink) WriteBatchAt(ctx context.Context, batch []tick.Tick, pos []sinks.
 	return nil
 }
 
-// errNotJSON: a record on an alert or signal topic that is not JSON.
+// errNotJSON: a record on a followed topic that is not JSON.
 var errNotJSON = errors.New("record value is not JSON")
 
-// publish fans an alert or signal out to the subscribers of its channel.
+// publish fans an alert, signal, trade or quote out to the subscribers of
+// its channel.
 // key is "exchange:symbol" when the event is about a pair (subscriptions
 // filter on it) and anything else otherwise (then only subscriptions
 // without exchange and symbol filters get it). payload is the event's JSON,
@@ -267,13 +273,14 @@ func (s *Sink) publish(ch channel, key string, payload []byte) error {
 var eventTopics = []struct {
 	topic string
 	ch    channel
-}{{alert.Topic, chAlert}, {signal.Topic, chSignal}}
+}{{alert.Topic, chAlert}, {signal.Topic, chSignal}, {ingest.TradeTopic, chTrade}, {tick.QuoteTopic, chQuote}}
 
-// follow fans the alert and signal topics out until ctx ends. Backfill 0:
-// browsers get events raised from now on; the REST API serves history.
+// follow fans the alert, signal, trade and quote topics out until ctx
+// ends. Backfill 0: browsers get events raised from now on; the REST API
+// serves history.
 func (s *Sink) follow(ctx context.Context) {
 	if s.follower == nil {
-		s.log.Warn("push: no bus follower; the alert and signal channels stay silent")
+		s.log.Warn("push: no bus follower; the alert, signal, trade and quote channels stay silent")
 		return
 	}
 	var wg sync.WaitGroup
@@ -339,7 +346,7 @@ func (s *Sink) PushURL() string {
 	return "ws://" + s.Addr() + s.cfg.Path
 }
 
-// Run serves WebSocket clients and follows the alert and signal topics
+// Run serves WebSocket clients and follows the event topics
 // until ctx ends, then closes every connection with 1001 (going away).
 func (s *Sink) Run(ctx context.Context) error {
 	if err := s.Listen(); err != nil {

@@ -69,6 +69,13 @@ func TestQueueConflatesThenDisconnects(t *testing.T) {
 			wantClosed: "more than 1000 bytes queued",
 		},
 		{
+			// Quotes are states like ticks; trades are events like alerts.
+			name:        "quotes conflate, trades never",
+			enqueue:     []string{"quote", "quote", "quote", "quote", "quote", "quote", "quote", "trade", "trade"},
+			wantQueue:   []string{"a:Q=1", "a:Q=2", "a:Q=3", "a:Q=4", "a:Q=5", "a:Q=7", "a:Q=8", "a:Q=9"},
+			wantSkipped: 1,
+		},
+		{
 			name:      "alerts never conflate",
 			enqueue:   []string{"alert", "alert", "alert", "alert", "alert", "alert", "alert"},
 			wantQueue: []string{"alert=1", "alert=2", "alert=3", "alert=4", "alert=5", "alert=6", "alert=7"},
@@ -79,8 +86,12 @@ func TestQueueConflatesThenDisconnects(t *testing.T) {
 			c, clk := queueClient(t, 1000, time.Second)
 			for i, p := range tt.enqueue {
 				m := tickMsg(p, i+1)
-				if p == "alert" {
+				switch p {
+				case "alert":
 					m.ch = chAlert
+				case "quote", "trade":
+					m = tickMsg("a:Q", i+1)
+					m.ch = map[string]channel{"quote": chQuote, "trade": chTrade}[p]
 				}
 				c.enqueue(m, clk.Now().UnixNano())
 			}
