@@ -224,13 +224,14 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 // policy). franz-go calls it before it fetches, so before any of their
 // ticks reaches the sink. When the broker cannot say, the sink gets an
 // assignment without TopicID and must not hand out positions.
-func (r *Runtime) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+func (r *Runtime) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	pw, ok := r.cfg.Sink.(sinks.PositionWriter)
 	if !ok || len(assigned[r.cfg.Topic]) == 0 {
 		return
 	}
 	a := sinks.Assignment{Topic: r.cfg.Topic}
-	next, id, err := r.resumeOffsets(ctx, assigned[r.cfg.Topic])
+	// cl, not r.cl: the group may assign before NewClient has returned.
+	next, id, err := r.resumeOffsets(ctx, kadm.NewClient(cl), assigned[r.cfg.Topic])
 	if err != nil {
 		r.log.Warn("resume offsets unknown; the sink gets no positions until the next assignment", "err", err)
 	} else {
@@ -239,10 +240,10 @@ func (r *Runtime) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[st
 	pw.Assigned(a)
 }
 
-func (r *Runtime) resumeOffsets(ctx context.Context, parts []int32) (map[int32]int64, string, error) {
+func (r *Runtime) resumeOffsets(ctx context.Context, adm *kadm.Client, parts []int32) (map[int32]int64, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	topics, err := r.adm.ListTopics(ctx, r.cfg.Topic)
+	topics, err := adm.ListTopics(ctx, r.cfg.Topic)
 	if err != nil {
 		return nil, "", err
 	}
@@ -250,11 +251,11 @@ func (r *Runtime) resumeOffsets(ctx context.Context, parts []int32) (map[int32]i
 	if !ok || td.Err != nil {
 		return nil, "", fmt.Errorf("topic %s: not listed (%v)", r.cfg.Topic, td.Err)
 	}
-	committed, err := r.adm.FetchOffsets(ctx, r.cfg.Group)
+	committed, err := adm.FetchOffsets(ctx, r.cfg.Group)
 	if err != nil {
 		return nil, "", err
 	}
-	starts, err := r.adm.ListStartOffsets(ctx, r.cfg.Topic)
+	starts, err := adm.ListStartOffsets(ctx, r.cfg.Topic)
 	if err == nil {
 		err = starts.Error()
 	}

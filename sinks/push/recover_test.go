@@ -446,3 +446,71 @@ func mustJSON(v any) string {
 	}
 	return string(b)
 }
+
+// blockingLog is a broker log whose Bounds waits for release, whatever
+// its context says: a recovery stuck on a slow broker.
+type blockingLog struct {
+	entered, release chan struct{}
+}
+
+func (b *blockingLog) Bounds(context.Context, string) (string, map[int32]int64, map[int32]int64, error) {
+	b.entered <- struct{}{}
+	<-b.release
+	return "E", map[int32]int64{0: 0}, map[int32]int64{0: 1}, nil
+}
+
+func (b *blockingLog) ReadRange(context.Context, string, map[int32]int64, map[int32]int64, func(int32, int64, []byte, []byte) error) error {
+	return nil
+}
+
+// Recoveries are bounded: one stuck on the broker holds its own client
+// (whose live ticks wait for it, then follow it) and nobody else's; past
+// recovery_concurrency a resuming client waits at most recovery_timeout
+// and gets recovered:false (busy), counted.
+func TestRecoveryBounded(t *testing.T) {
+	bl := &blockingLog{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	ts := startSink(t, func(c *Config) {
+		c.Limits.RecoveryConcurrency = 1
+		c.Limits.RecoveryTimeout = 300 * time.Millisecond
+	}, func(_ *sinks.Env, s *Sink) {
+		if s != nil {
+			s.logRd = bl
+			s.Assigned(sinks.Assignment{Topic: testTopic, TopicID: "E", Next: map[int32]int64{0: 0}})
+		}
+	})
+	since := `{"type":"subscribe","channels":["tick"],"since":{"epoch":"E","offsets":{"0":0}}}`
+	stuck := dial(t, ts, "")
+	send(t, stuck, since)
+	<-bl.entered
+
+	other := dial(t, ts, "")
+	subscribe(t, other, `{"type":"subscribe","channels":["tick"]}`)
+	live := mkTick("binance", "BTCUSDT", "1", 1)
+	write(t, ts.Sink, live)
+	if f := read(t, other); f.Type != "tick" {
+		t.Fatalf("a client beside a stuck recovery got %+v, want the live tick", f)
+	}
+
+	busy := dial(t, ts, "")
+	send(t, busy, since)
+	f := read(t, busy)
+	if f.Recovered == nil || *f.Recovered || !strings.HasPrefix(f.Recovery.Reason, "busy:") {
+		t.Fatalf("past the concurrency limit: %+v, want recovered:false, busy", f)
+	}
+	if n := counter(ts, "tickflow_push_recoveries_total", "result", "busy"); n != 1 {
+		t.Errorf("recoveries{busy} = %v, want 1", n)
+	}
+
+	close(bl.release)
+	var got []string
+	for range 3 {
+		f := read(t, stuck)
+		got = append(got, f.Type)
+		if f.Type == "subscribed" && (f.Recovered == nil || !*f.Recovered) {
+			t.Fatalf("the stuck recovery, released: %+v, want recovered:true", f)
+		}
+	}
+	if fmt.Sprint(got) != "[subscribed position tick]" {
+		t.Errorf("frames %v, want the reply, the position, then the live tick held meanwhile", got)
+	}
+}
