@@ -46,8 +46,10 @@ import (
 // and the same on every push instance and across restarts). The epoch is
 // the topic's ID: a topic deleted and created again starts its offsets
 // over, and a position from before means nothing. A pair always lives on
-// one partition, and a client gets each partition's ticks in offset order,
-// so a client's position is, per partition, the highest offset it has seen:
+// one partition, and a client gets each partition's live and missed ticks
+// in offset order (snapshot ticks, all at or below the reply's position,
+// are sorted by pair), so a client's position is, per partition, the
+// highest offset it has seen:
 // start from the "position" of the subscribed reply (every tick at or
 // below it predates the subscription), raise an offset with every tick's
 // part/off and with every "position" frame, and keep it across

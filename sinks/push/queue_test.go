@@ -2,6 +2,7 @@ package push
 
 import (
 	"fmt"
+	"math/rand"
 	"strings"
 	"testing"
 	"time"
@@ -164,5 +165,63 @@ func TestTokenBucket(t *testing.T) {
 	want := []bool{true, true, true, false, false, true, false, true, true, true, false}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("allow = %v\nwant    %v", got, want)
+	}
+}
+
+// Conflation keeps positions honest: however a fast hub and a slow writer
+// interleave, each partition's offsets reach the client in increasing
+// order (so its position never passes a tick it has not seen without
+// being told), and every tick not delivered is counted in a conflated
+// frame. Rare takes let conflation run long enough to compact the queue.
+func TestQueuePositionsHonestUnderConflation(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		takeEvery int // one step in takeEvery is a take
+	}{{"writer a little behind", 30}, {"writer stalls, queue compacts", 600}} {
+		for seed := int64(1); seed <= 5; seed++ {
+			t.Run(fmt.Sprintf("%s/seed %d", tt.name, seed), func(t *testing.T) {
+				c, clk := queueClient(t, 4000, time.Hour)
+				r := rand.New(rand.NewSource(seed))
+				next, last := map[int32]int64{}, map[int32]int64{}
+				enqueued, delivered := 0, 0
+				var skipped uint64
+				take := func() {
+					batch, s, final := c.take()
+					if final != nil {
+						t.Fatalf("closed: %+v", final)
+					}
+					skipped += s
+					for _, m := range batch {
+						if m == nil {
+							continue
+						}
+						if l, ok := last[m.part]; ok && m.off <= l {
+							t.Fatalf("partition %d: offset %d after %d", m.part, m.off, l)
+						}
+						last[m.part] = m.off
+						delivered++
+					}
+				}
+				for step := range 5000 {
+					if r.Intn(tt.takeEvery) == 0 {
+						take()
+						continue
+					}
+					p := int32(r.Intn(3))
+					m := tickMsg(fmt.Sprintf("p%d:s%d", p, r.Intn(4)), step)
+					m.positioned, m.part, m.off = true, p, next[p]
+					next[p]++
+					c.enqueue(m, clk.Now().UnixNano())
+					enqueued++
+				}
+				take()
+				if uint64(enqueued) != uint64(delivered)+skipped {
+					t.Fatalf("enqueued %d, delivered %d + reported skipped %d", enqueued, delivered, skipped)
+				}
+				if skipped == 0 {
+					t.Fatal("nothing conflated: the case does not test conflation")
+				}
+			})
+		}
 	}
 }
