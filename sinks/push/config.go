@@ -26,8 +26,10 @@ type Config struct {
 	// the page on the API port can connect; "*" allows every origin.
 	AllowedOrigins []string `yaml:"allowed_origins"`
 	// Shards is how many hub shards (each with its own goroutine) fan
-	// ticks out; a pair always goes through the same shard, so its ticks
-	// stay in order.
+	// ticks out. Ticks are sharded by Kafka partition, so a partition's
+	// ticks reach each client in offset order (what positions rely on);
+	// more shards than bus.partitions leaves the extra ones to alerts,
+	// signals, trades and quotes, which are sharded by pair.
 	Shards int `yaml:"shards"`
 	// PingInterval is how often the server pings each client; a client
 	// that has not answered within PingTimeout is disconnected.
