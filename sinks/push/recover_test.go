@@ -271,7 +271,9 @@ func testRecoveryAfterCutAndRestart(t *testing.T, group2 string) {
 	b.produce(t, third)
 	ts2, _ := b.startPush(t, group2, nil)
 
+	start := time.Now()
 	c2, reply := r.connect(t, ts2)
+	t.Logf("resume: reply after %s", time.Since(start).Round(time.Millisecond))
 	if reply.Recovered == nil || !*reply.Recovered || reply.Recovery == nil {
 		t.Fatalf("resume reply = %+v, want recovered:true", reply)
 	}
@@ -284,6 +286,7 @@ func testRecoveryAfterCutAndRestart(t *testing.T, group2 string) {
 	produced = append(produced, fourth...)
 	b.produce(t, fourth)
 	r.readTicks(t, c2, len(produced))
+	t.Logf("resume: %d missed ticks replayed, every produced tick received %s after the resubscribe", missed, time.Since(start).Round(time.Millisecond))
 	if f, err := tryRead(c2, 300*time.Millisecond); err == nil {
 		t.Fatalf("after every produced tick, got %+v", f)
 	}
