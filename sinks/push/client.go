@@ -102,10 +102,9 @@ func (c *client) enqueue(m *message, now int64) {
 	c.enqueueLocked(m, now)
 }
 
+// enqueueLocked queues a live message: one a recovery already replayed
+// is dropped.
 func (c *client) enqueueLocked(m *message, now int64) {
-	if c.final != nil {
-		return
-	}
 	if c.through != nil && m.ch == chTick && m.positioned {
 		if t, ok := c.through[m.part]; ok {
 			if m.off <= t {
@@ -117,6 +116,15 @@ func (c *client) enqueueLocked(m *message, now int64) {
 				c.through = nil
 			}
 		}
+	}
+	c.queueLocked(m, now)
+}
+
+// queueLocked queues m as it is (snapshot ticks go straight here: they
+// predate any recovery's range and are no duplicates).
+func (c *client) queueLocked(m *message, now int64) {
+	if c.final != nil {
+		return
 	}
 	if c.holding {
 		c.held = append(c.held, m)
@@ -525,6 +533,14 @@ func (c *client) subscribe(req *request) {
 			return
 		}
 	}
+	// A resume is checked against the broker before the client is
+	// subscribed, so a refusal is a plain subscribe with its reason and
+	// nothing is held meanwhile.
+	var plan *recoveryPlan
+	var refusal *recoveryResult
+	if since != nil {
+		plan, refusal = c.s.planRecovery(req.Since.Epoch, since)
+	}
 	var seed []*message
 	if f.hasChannel(chTick) {
 		seed = c.s.cacheSeed()
@@ -532,31 +548,52 @@ func (c *client) subscribe(req *request) {
 	now := c.s.now()
 	epoch := c.s.epoch()
 	var snapshot []*message
-	var seams map[int32]int64
+	var seams, to, through map[int32]int64
 	c.s.hub.subscribe(c, added, &f, seed, func(snap []*message, sm map[int32]int64) {
 		for _, k := range added {
 			c.subs[k] = struct{}{}
 		}
-		if since == nil {
-			c.enqueue(&message{data: encodeReply(subscribedMsg{
-				Type: "subscribed", Subscriptions: len(c.subs), Snapshot: len(snap), Position: encodePosition(epoch, sm),
-			}, &f), ch: chControl}, now)
+		if plan == nil {
+			reply := subscribedMsg{Type: "subscribed", Subscriptions: len(c.subs), Snapshot: len(snap), Position: encodePosition(epoch, sm)}
+			if refusal != nil {
+				no := false
+				reply.Recovered, reply.Recovery = &no, &recovery{Reason: refusal.reason, Lost: refusal.lost}
+			}
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.queueLocked(&message{data: encodeReply(reply, &f), ch: chControl}, now)
 			for _, m := range snap {
-				c.enqueue(m, now)
+				c.queueLocked(m, now)
 			}
 			return
 		}
-		// Resuming: live messages wait until the missed ticks are read.
+		// Resuming: live messages wait until the missed ticks are read,
+		// and from now on a live tick the replay will hold is dropped, so
+		// what waits is only what comes after it.
 		snapshot, seams = snap, sm
+		to, through = plan.recoverRange(sm)
 		c.mu.Lock()
 		c.holding = true
+		c.raiseThroughLocked(through)
 		c.mu.Unlock()
 	})
-	if since == nil {
+	if plan == nil {
 		return
 	}
-	res := c.s.recover(&f, req.Since.Epoch, since)
+	res := c.s.readRecovery(plan, &f, to, through)
 	c.resume(&f, res, snapshot, seams)
+}
+
+// raiseThroughLocked makes live ticks at or below through duplicates.
+func (c *client) raiseThroughLocked(through map[int32]int64) {
+	for p, o := range through {
+		if c.through == nil {
+			c.through = map[int32]int64{}
+		}
+		if old, ok := c.through[p]; !ok || o > old {
+			c.through[p] = o
+		}
+	}
 }
 
 // resume ends a recovery: the reply, then the missed ticks (or, when
@@ -569,14 +606,13 @@ func (c *client) resume(f *filter, res *recoveryResult, snapshot []*message, sea
 		Ticks: len(res.ticks), Reason: res.reason, Lost: res.lost,
 	}}
 	pos := maps.Clone(seams)
-	if ok {
-		// The position goes after the missed ticks, in a frame of its
-		// own: a client that applied it before reading them, and lost the
-		// connection meanwhile, would skip them.
-		for p, o := range res.through {
-			pos[p] = max(pos[p], o)
-		}
-	} else {
+	if pos == nil {
+		pos = map[int32]int64{}
+	}
+	for p, o := range res.through {
+		pos[p] = max(pos[p], o)
+	}
+	if !ok {
 		reply.Snapshot = len(snapshot)
 		reply.Position = encodePosition(c.s.epoch(), pos)
 	}
@@ -596,16 +632,13 @@ func (c *client) resume(f *filter, res *recoveryResult, snapshot []*message, sea
 			c.queue = append(c.queue, res.ticks...)
 			c.signal()
 		}
+		// The position goes after the missed ticks, in a frame of its
+		// own: a client that applied it before reading them, and lost the
+		// connection meanwhile, would skip them.
 		c.enqueueLocked(&message{data: encodePositionFrame(encodePosition(c.s.epoch(), pos)), ch: chControl}, now)
-		for p, o := range res.through {
-			if c.through == nil {
-				c.through = map[int32]int64{}
-			}
-			c.through[p] = max(c.through[p], o)
-		}
 	} else {
 		for _, m := range snapshot {
-			c.enqueueLocked(m, now)
+			c.queueLocked(m, now)
 		}
 	}
 	for _, m := range held {

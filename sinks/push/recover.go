@@ -37,55 +37,68 @@ type recoveryResult struct {
 	lost    []lostRange
 }
 
-var errTooLarge = errors.New("too large")
-
-// recover reads what a client resuming from since (offsets of epoch)
-// missed, for filter f. Its work is bounded by the recovery limits; the
-// caller holds the client's live messages meanwhile.
-func (s *Sink) recover(f *filter, epoch string, since map[int32]int64) *recoveryResult {
-	res, label := s.recoverLog(f, epoch, since)
-	s.m.recoveries.WithLabelValues(label).Inc()
-	if res.reason == "" {
-		s.m.recovered.Add(float64(len(res.ticks)))
-	} else {
-		s.log.Debug("push: recovery refused", "result", label, "reason", res.reason)
-	}
-	return res
+// recoveryPlan is a recovery the broker can serve: what to read from, and
+// the log's end when it was checked. It holds a recovery slot until done.
+type recoveryPlan struct {
+	topic string
+	from  map[int32]int64 // first offset to read, for partitions with anything to read
+	end   map[int32]int64 // every partition's end offset
+	ctx   context.Context
+	done  func()
 }
 
-func (s *Sink) recoverLog(f *filter, epoch string, since map[int32]int64) (*recoveryResult, string) {
-	fail := func(label, format string, args ...any) (*recoveryResult, string) {
-		return &recoveryResult{reason: label + ": " + fmt.Sprintf(format, args...)}, label
-	}
+var errTooLarge = errors.New("too large")
+
+// refused is a recovery that will not happen, counted by label.
+func (s *Sink) refused(label, format string, args ...any) *recoveryResult {
+	s.m.recoveries.WithLabelValues(label).Inc()
+	reason := label + ": " + fmt.Sprintf(format, args...)
+	s.log.Debug("push: recovery refused", "reason", reason)
+	return &recoveryResult{reason: reason}
+}
+
+// planRecovery checks a client's since (offsets of epoch) against the
+// broker's log and takes a recovery slot, or says why not. It runs before
+// the client is subscribed: nothing waits for it but the client itself.
+func (s *Sink) planRecovery(epoch string, since map[int32]int64) (*recoveryPlan, *recoveryResult) {
 	s.posMu.Lock()
 	topic, current := s.topic, s.topicID
 	s.posMu.Unlock()
 	if s.logRd == nil || current == "" {
-		return fail("unavailable", "this server cannot replay the tick log")
+		return nil, s.refused("unavailable", "this server cannot replay the tick log")
 	}
 	if epoch != current {
-		return fail("epoch", "the tick topic was created again since this position (epoch %s, now %s); its offsets start over", epoch, current)
+		return nil, s.refused("epoch", "the tick topic was created again since this position (epoch %s, now %s); its offsets start over", epoch, current)
 	}
 	l := s.cfg.Limits
 	ctx, cancel := context.WithTimeout(context.Background(), l.RecoveryTimeout)
-	defer cancel()
 	select {
 	case s.recoveries <- struct{}{}:
-		defer func() { <-s.recoveries }()
 	case <-ctx.Done():
-		return fail("busy", "%d recoveries under way for %s", cap(s.recoveries), l.RecoveryTimeout)
+		cancel()
+		return nil, s.refused("busy", "%d recoveries under way for %s", cap(s.recoveries), l.RecoveryTimeout)
 	}
-	id, start, end, err := s.logRd.Bounds(ctx, topic)
+	plan := &recoveryPlan{topic: topic, from: map[int32]int64{}, ctx: ctx, done: func() { <-s.recoveries; cancel() }}
+	res := s.checkPosition(plan, epoch, since)
+	if res != nil {
+		plan.done()
+		return nil, res
+	}
+	return plan, nil
+}
+
+func (s *Sink) checkPosition(plan *recoveryPlan, epoch string, since map[int32]int64) *recoveryResult {
+	id, start, end, err := s.logRd.Bounds(plan.ctx, plan.topic)
 	if err != nil {
-		return fail("error", "listing the log: %v", err)
+		return s.refused("error", "listing the log: %v", err)
 	}
 	if id != epoch {
-		return fail("epoch", "the tick topic was created again since this position (epoch %s, now %s)", epoch, id)
+		return s.refused("epoch", "the tick topic was created again since this position (epoch %s, now %s)", epoch, id)
 	}
-	res := &recoveryResult{through: map[int32]int64{}}
-	from := map[int32]int64{}
+	plan.end = end
 	var records int64
 	var missing []string
+	var lost []lostRange
 	for p, e := range end {
 		pos, ok := since[p]
 		switch {
@@ -95,39 +108,64 @@ func (s *Sink) recoverLog(f *filter, epoch string, since map[int32]int64) (*reco
 		case !ok:
 			pos = e - 1 // an empty partition: nothing to miss
 		case pos >= e:
-			return fail("bad_position", "partition %d: offset %d is past the log's end %d", p, pos, e)
+			return s.refused("bad_position", "partition %d: offset %d is past the log's end %d", p, pos, e)
 		}
-		res.through[p] = e - 1
 		if pos+1 < start[p] {
-			res.lost = append(res.lost, lostRange{Partition: p, From: pos + 1, To: start[p] - 1})
+			lost = append(lost, lostRange{Partition: p, From: pos + 1, To: start[p] - 1})
 		}
-		if pos+1 < e {
-			from[p] = max(pos+1, start[p])
-			records += e - from[p]
-		}
+		plan.from[p] = max(pos+1, start[p])
+		records += e - plan.from[p]
 	}
 	if len(missing) > 0 {
 		sort.Strings(missing)
-		return fail("no_position", "no offset for partition %s", strings.Join(missing, ", "))
+		return s.refused("no_position", "no offset for partition %s", strings.Join(missing, ", "))
 	}
-	if len(res.lost) > 0 {
-		sort.Slice(res.lost, func(i, j int) bool { return res.lost[i].Partition < res.lost[j].Partition })
+	if len(lost) > 0 {
+		sort.Slice(lost, func(i, j int) bool { return lost[i].Partition < lost[j].Partition })
 		var n int64
-		for _, r := range res.lost {
+		for _, r := range lost {
 			n += r.To - r.From + 1
 		}
-		return &recoveryResult{reason: fmt.Sprintf("trimmed: the broker no longer holds %d records this position needs", n), lost: res.lost}, "trimmed"
+		res := s.refused("trimmed", "the broker no longer holds %d records this position needs", n)
+		res.lost = lost
+		return res
 	}
-	if records > int64(l.MaxRecoveryRecords) {
-		return fail("too_large", "%d records to read, more than max_recovery_records %d", records, l.MaxRecoveryRecords)
+	if l := s.cfg.Limits; records > int64(l.MaxRecoveryRecords) {
+		return s.refused("too_large", "%d records to read, more than max_recovery_records %d", records, l.MaxRecoveryRecords)
 	}
+	return nil
+}
+
+// recoverRange is where a planned recovery reads to: the log's end as
+// checked, or past the hub's seam if the hub has fanned out more since,
+// so that the missed ticks and the live ones after the seam meet.
+func (plan *recoveryPlan) recoverRange(seams map[int32]int64) (to, through map[int32]int64) {
+	to, through = map[int32]int64{}, map[int32]int64{}
+	for p, e := range plan.end {
+		t := e
+		if sm, ok := seams[p]; ok && sm+1 > t {
+			t = sm + 1
+		}
+		to[p], through[p] = t, t-1
+	}
+	return to, through
+}
+
+// readRecovery reads the missed ticks of filter f in [plan.from, to) and
+// frees the plan's slot. Bounded by max_recovery_bytes and the plan's
+// deadline.
+func (s *Sink) readRecovery(plan *recoveryPlan, f *filter, to, through map[int32]int64) *recoveryResult {
+	defer plan.done()
+	res := &recoveryResult{through: through}
 	if !f.hasChannel(chTick) {
-		return res, "recovered"
+		s.m.recoveries.WithLabelValues("recovered").Inc()
+		return res
 	}
 	parts := map[int32][]*message{}
 	var bytesOut int
 	var t tick.Tick
-	err = s.logRd.ReadRange(ctx, topic, from, end, func(p int32, off int64, key, value []byte) error {
+	limit := s.cfg.Limits.MaxRecoveryBytes
+	err := s.logRd.ReadRange(plan.ctx, plan.topic, plan.from, to, func(p int32, off int64, key, value []byte) error {
 		s.m.scanned.Inc()
 		// The record key is "exchange:symbol": most records of a filtered
 		// subscription are skipped without decoding.
@@ -147,7 +185,7 @@ func (s *Sink) recoverLog(f *filter, epoch string, since map[int32]int64) (*reco
 			exchange: t.Exchange, symbol: t.Symbol, pair: t.Key(), ts: t.Timestamp,
 			positioned: true, part: p, off: off,
 		}
-		if bytesOut += len(m.data); bytesOut > l.MaxRecoveryBytes {
+		if bytesOut += len(m.data); bytesOut > limit {
 			return errTooLarge
 		}
 		parts[p] = append(parts[p], m)
@@ -155,12 +193,19 @@ func (s *Sink) recoverLog(f *filter, epoch string, since map[int32]int64) (*reco
 	})
 	switch {
 	case errors.Is(err, errTooLarge):
-		return fail("too_large", "the missed ticks exceed max_recovery_bytes %d", l.MaxRecoveryBytes)
+		res = s.refused("too_large", "the missed ticks exceed max_recovery_bytes %d", limit)
 	case err != nil:
-		return fail("error", "reading the log: %v", err)
+		res = s.refused("error", "reading the log: %v", err)
+	default:
+		res.ticks = mergeByTime(parts)
+		s.m.recoveries.WithLabelValues("recovered").Inc()
+		s.m.recovered.Add(float64(len(res.ticks)))
+		return res
 	}
-	res.ticks = mergeByTime(parts)
-	return res, "recovered"
+	// The client's live ticks up to through are gone already (they would
+	// have duplicated the replay): the refusal says the gap is there.
+	res.through = through
+	return res
 }
 
 // mergeByTime interleaves partitions' ticks by event time, keeping each

@@ -123,6 +123,9 @@ type resumer struct {
 	last  map[int32]int64
 	got   map[string][]int64 // pair → event times received, in order
 	n     int
+	// skipped is what conflated frames reported: ticks replaced by a
+	// newer one of their pair while this client was behind.
+	skipped int
 }
 
 func newResumer() *resumer {
@@ -155,6 +158,8 @@ func (r *resumer) absorb(t *testing.T, f frame) {
 	switch f.Type {
 	case "subscribed", "position":
 		r.apply(f.Position)
+	case "conflated":
+		r.skipped += int(f.Skipped)
 	case "tick":
 		if f.Part == nil {
 			t.Fatalf("tick without a position: %s", f.Data)
@@ -174,10 +179,11 @@ func (r *resumer) absorb(t *testing.T, f frame) {
 	}
 }
 
-// readTicks reads until the client has received n ticks in all.
+// readTicks reads until the client has received (or been told it
+// skipped) n ticks in all.
 func (r *resumer) readTicks(t *testing.T, c *websocket.Conn, n int) {
 	t.Helper()
-	for r.n < n {
+	for r.n+r.skipped < n {
 		f, err := tryRead(c, 20*time.Second)
 		if err != nil {
 			t.Fatalf("after %d of %d ticks: %v", r.n, n, err)
@@ -232,15 +238,23 @@ var recoveryPairs = []string{"binance:BTCUSDT", "binance:ETHUSDT", "okx:BTCUSDT"
 // instance id) replays the whole log through its hub while the client
 // recovers from the broker: the client must get neither twice.
 func TestRecoveryAfterCutAndRestart(t *testing.T) {
-	for _, tt := range []struct{ name, group2 string }{
-		{"restart resumes from its commit", "tickflow.push.a"},
-		{"restart replays the whole log", "tickflow.push.b"},
+	for _, tt := range []struct {
+		name, group2 string
+		down         int64 // rounds produced while push is down
+		queueBytes   int   // the restarted push's limits.queue_bytes
+	}{
+		{"restart resumes from its commit", "tickflow.push.a", 100, 1 << 20},
+		{"restart replays the whole log", "tickflow.push.b", 100, 1 << 20},
+		// The client resumes while the new hub is still replaying a
+		// backlog far larger than its queue: the replayed ticks the
+		// recovery covers must not pile up behind it.
+		{"restart replays a big log, small queue", "tickflow.push.c", 3000, 64 << 10},
 	} {
-		t.Run(tt.name, func(t *testing.T) { testRecoveryAfterCutAndRestart(t, tt.group2) })
+		t.Run(tt.name, func(t *testing.T) { testRecoveryAfterCutAndRestart(t, tt.group2, tt.down, tt.queueBytes) })
 	}
 }
 
-func testRecoveryAfterCutAndRestart(t *testing.T, group2 string) {
+func testRecoveryAfterCutAndRestart(t *testing.T, group2 string, down int64, queueBytes int) {
 	b := startRecoveryBroker(t, 4)
 	ts, stop := b.startPush(t, "tickflow.push.a", nil)
 	r := newResumer()
@@ -266,10 +280,13 @@ func testRecoveryAfterCutAndRestart(t *testing.T, group2 string) {
 		return counter(ts, "tickflow_push_ticks_total") == float64(len(first)+len(second))
 	})
 	stop()
-	third := burst(recoveryPairs, 301, 100)
+	third := burst(recoveryPairs, 301, down)
 	produced = append(produced, third...)
 	b.produce(t, third)
-	ts2, _ := b.startPush(t, group2, nil)
+	ts2, _ := b.startPush(t, group2, func(c *Config) {
+		c.Limits.QueueBytes = queueBytes
+		c.Limits.MaxRecoveryBytes = 16 << 20
+	})
 
 	start := time.Now()
 	c2, reply := r.connect(t, ts2)
@@ -282,7 +299,7 @@ func testRecoveryAfterCutAndRestart(t *testing.T, group2 string) {
 		t.Errorf("recovery.ticks = %d, want the %d ticks not read before the cut", reply.Recovery.Ticks, missed)
 	}
 	// Live ticks after the resume follow the missed ones.
-	fourth := burst(recoveryPairs, 401, 50)
+	fourth := burst(recoveryPairs, 301+down, 50)
 	produced = append(produced, fourth...)
 	b.produce(t, fourth)
 	r.readTicks(t, c2, len(produced))
@@ -292,9 +309,18 @@ func testRecoveryAfterCutAndRestart(t *testing.T, group2 string) {
 	}
 	want := byPair(produced)
 	for _, p := range recoveryPairs {
-		if fmt.Sprint(r.got[p]) != fmt.Sprint(want[p]) {
+		if r.skipped == 0 && fmt.Sprint(r.got[p]) != fmt.Sprint(want[p]) {
 			t.Errorf("%s: received %d ticks %v\nproduced %d %v", p, len(r.got[p]), r.got[p], len(want[p]), want[p])
 		}
+		if !subsequence(r.got[p], want[p]) {
+			t.Errorf("%s: received %v, not in the order produced %v", p, r.got[p], want[p])
+		}
+	}
+	if r.n+r.skipped != len(produced) {
+		t.Errorf("received %d + skipped %d, want the %d produced", r.n, r.skipped, len(produced))
+	}
+	if r.skipped > 0 {
+		t.Logf("the client fell behind after the replay: %d live ticks conflated, reported", r.skipped)
 	}
 	if n := counter(ts2, "tickflow_push_recoveries_total", "result", "recovered"); n != 1 {
 		t.Errorf("recoveries{recovered} = %v, want 1", n)
@@ -466,10 +492,10 @@ func (b *blockingLog) ReadRange(context.Context, string, map[int32]int64, map[in
 	return nil
 }
 
-// Recoveries are bounded: one stuck on the broker holds its own client
-// (whose live ticks wait for it, then follow it) and nobody else's; past
-// recovery_concurrency a resuming client waits at most recovery_timeout
-// and gets recovered:false (busy), counted.
+// Recoveries are bounded: one stuck on the broker delays its own
+// subscribe and nobody else's ticks; past recovery_concurrency a resuming
+// client waits at most recovery_timeout and gets recovered:false (busy),
+// counted, and the live feed.
 func TestRecoveryBounded(t *testing.T) {
 	bl := &blockingLog{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	ts := startSink(t, func(c *Config) {
@@ -503,17 +529,39 @@ func TestRecoveryBounded(t *testing.T) {
 	if n := counter(ts, "tickflow_push_recoveries_total", "result", "busy"); n != 1 {
 		t.Errorf("recoveries{busy} = %v, want 1", n)
 	}
+	for range f.Snapshot {
+		if g := read(t, busy); g.Type != "tick" {
+			t.Fatalf("snapshot after busy: %+v", g)
+		}
+	}
 
 	close(bl.release)
 	var got []string
-	for range 3 {
+	for range 2 {
 		f := read(t, stuck)
 		got = append(got, f.Type)
 		if f.Type == "subscribed" && (f.Recovered == nil || !*f.Recovered) {
 			t.Fatalf("the stuck recovery, released: %+v, want recovered:true", f)
 		}
 	}
-	if fmt.Sprint(got) != "[subscribed position tick]" {
-		t.Errorf("frames %v, want the reply, the position, then the live tick held meanwhile", got)
+	if fmt.Sprint(got) != "[subscribed position]" {
+		t.Errorf("frames %v, want the reply, then the position", got)
 	}
+	write(t, ts.Sink, mkTick("binance", "BTCUSDT", "2", 2))
+	for _, c := range []*websocket.Conn{stuck, busy} {
+		if f := read(t, c); f.Type != "tick" || f.tick(t).Timestamp != 2 {
+			t.Errorf("after the recoveries: %+v, want the live tick", f)
+		}
+	}
+}
+
+// subsequence reports whether got is want with some elements left out.
+func subsequence(got, want []int64) bool {
+	i := 0
+	for _, w := range want {
+		if i < len(got) && got[i] == w {
+			i++
+		}
+	}
+	return i == len(got)
 }
