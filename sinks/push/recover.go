@@ -15,6 +15,18 @@ import (
 // and gets, from the broker's retained log, every tick of its filter it
 // missed, before any live one. See protocol.go for the wire side.
 //
+// In order, on the client's reader goroutine (so only that client waits):
+// planRecovery takes one of limits.recovery_concurrency slots and checks
+// the position against the log's bounds (a refusal is then a plain
+// subscribe with its reason); the client is subscribed, with every hub
+// shard locked, and from that instant its live messages are held and a
+// live tick at or below where the replay will read to is dropped;
+// readRecovery reads the missed ticks up to there; client.resume sends the
+// reply, the missed ticks, the new position, then what was held. No tick
+// falls between the replay and the live feed: the replay reads to the
+// log's end as checked or past the hub's seam at subscribe time,
+// whichever is further, and live ticks start after the seam.
+//
 // Why the broker and not the cache's Redis history: a position is a Kafka
 // offset (durable, unique, the same on every instance and across push
 // restarts), and the cache's history members are scored by event time,
