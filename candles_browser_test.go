@@ -153,14 +153,21 @@ log: {format: json}
 	poll("the live candle", `window.tickflow.candles().length === 7 && window.tickflow.candles()[6].ticks === 4`)
 	poll("the signal marked from the push feed", `window.tickflow.markers().some(m => m.text === 'BUY')`)
 
-	// The socket drops; after reconnecting, the push feed's snapshot sends
-	// the newest tick again, which must not count twice.
-	seen := evalJS[float64](t, browser, `window.tickflow.counters.ticks`)
+	// The socket drops and the page resumes from its position: a tick
+	// published meanwhile arrives once, and nothing is resent.
 	evalJS[chromedp.Void](t, browser, `window.tickflow.disconnect()`)
+	publishTick(now+4, "101.30")
+	poll("live again", `window.tickflow.status().kind === 'live'`)
+	poll("the tick missed while away", `window.tickflow.candles()[6].ticks === 5`)
+
+	// Without a position the push feed's snapshot sends the newest tick
+	// again, which must not count twice.
+	seen := evalJS[float64](t, browser, `window.tickflow.counters.ticks`)
+	evalJS[chromedp.Void](t, browser, `window.tickflow.forget(); window.tickflow.disconnect()`)
 	poll("live again", `window.tickflow.status().kind === 'live'`)
 	poll("the snapshot after reconnecting", fmt.Sprintf(`window.tickflow.counters.ticks > %v`, seen))
-	if n := evalJS[float64](t, browser, `window.tickflow.candles()[6].ticks`); n != 4 {
-		t.Errorf("the live candle counts %v ticks after the snapshot resent one, want 4", n)
+	if n := evalJS[float64](t, browser, `window.tickflow.candles()[6].ticks`); n != 5 {
+		t.Errorf("the live candle counts %v ticks after the snapshot resent one, want 5", n)
 	}
 
 	for _, iv := range []string{"1m", "5m"} {

@@ -103,11 +103,11 @@ type Runtime struct {
 	opts      []kgo.Opt
 }
 
-// pending is a batch: the ticks decoded from its records, the partition of
+// pending is a batch: the ticks decoded from its records, the position of
 // each tick, and every record (undecodable ones too) for the offsets.
 type pending struct {
 	ticks   []tick.Tick
-	parts   []int32
+	pos     []sinks.Position
 	records []*kgo.Record
 	// expired is set once MaxWait has passed since the first tick.
 	expired bool
@@ -116,16 +116,16 @@ type pending struct {
 func (b *pending) reset() {
 	clear(b.ticks)
 	clear(b.records)
-	b.ticks, b.parts, b.records, b.expired = b.ticks[:0], b.parts[:0], b.records[:0], false
+	b.ticks, b.pos, b.records, b.expired = b.ticks[:0], b.pos[:0], b.records[:0], false
 }
 
 // drop removes the records (and ticks) of the given partitions: they
 // belong to another member now, which replays them from the last commit.
 func (b *pending) drop(gone map[int32]bool) {
-	ticks, parts := b.ticks[:0], b.parts[:0]
+	ticks, pos := b.ticks[:0], b.pos[:0]
 	for i := range b.ticks {
-		if !gone[b.parts[i]] {
-			ticks, parts = append(ticks, b.ticks[i]), append(parts, b.parts[i])
+		if !gone[b.pos[i].Partition] {
+			ticks, pos = append(ticks, b.ticks[i]), append(pos, b.pos[i])
 		}
 	}
 	clear(b.ticks[len(ticks):])
@@ -136,7 +136,7 @@ func (b *pending) drop(gone map[int32]bool) {
 		}
 	}
 	clear(b.records[len(records):])
-	b.ticks, b.parts, b.records = ticks, parts, records
+	b.ticks, b.pos, b.records = ticks, pos, records
 }
 
 // flight is a batch being written by its own goroutine. err is set before
@@ -200,6 +200,7 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 		// Rebalances wait until the batch in hand is written and marked,
 		// so a revoke commits exactly what succeeded.
 		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(r.onAssigned),
 		kgo.OnPartitionsRevoked(r.onRevoked),
 		kgo.OnPartitionsLost(r.onLost),
 	)
@@ -216,6 +217,63 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 	r.opts = opts
 	cfg.Health.Register(r.hname, true, "starting")
 	return r, nil
+}
+
+// onAssigned tells a sinks.PositionWriter where each assigned partition
+// resumes: the group's commit, or the log start without one (the reset
+// policy). franz-go calls it before it fetches, so before any of their
+// ticks reaches the sink. When the broker cannot say, the sink gets an
+// assignment without TopicID and must not hand out positions.
+func (r *Runtime) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	pw, ok := r.cfg.Sink.(sinks.PositionWriter)
+	if !ok || len(assigned[r.cfg.Topic]) == 0 {
+		return
+	}
+	a := sinks.Assignment{Topic: r.cfg.Topic}
+	// cl, not r.cl: the group may assign before NewClient has returned.
+	next, id, err := r.resumeOffsets(ctx, kadm.NewClient(cl), assigned[r.cfg.Topic])
+	if err != nil {
+		r.log.Warn("resume offsets unknown; the sink gets no positions until the next assignment", "err", err)
+	} else {
+		a.TopicID, a.Next = id, next
+	}
+	pw.Assigned(a)
+}
+
+func (r *Runtime) resumeOffsets(ctx context.Context, adm *kadm.Client, parts []int32) (map[int32]int64, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	topics, err := adm.ListTopics(ctx, r.cfg.Topic)
+	if err != nil {
+		return nil, "", err
+	}
+	td, ok := topics[r.cfg.Topic]
+	if !ok || td.Err != nil {
+		return nil, "", fmt.Errorf("topic %s: not listed (%v)", r.cfg.Topic, td.Err)
+	}
+	committed, err := adm.FetchOffsets(ctx, r.cfg.Group)
+	if err != nil {
+		return nil, "", err
+	}
+	starts, err := adm.ListStartOffsets(ctx, r.cfg.Topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	next := make(map[int32]int64, len(parts))
+	for _, p := range parts {
+		start, ok := starts.Lookup(r.cfg.Topic, p)
+		if !ok {
+			return nil, "", fmt.Errorf("partition %d: no start offset", p)
+		}
+		next[p] = start.Offset
+		if c, ok := committed.Lookup(r.cfg.Topic, p); ok && c.Err == nil && c.At > start.Offset {
+			next[p] = c.At
+		}
+	}
+	return next, td.ID.String(), nil
 }
 
 func (r *Runtime) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
@@ -447,7 +505,7 @@ func (r *Runtime) launch(ctx, wctx context.Context) {
 	r.mu.Unlock()
 	go func() {
 		defer close(fl.done)
-		fl.err = r.writeWithRetry(ctx, wctx, fl.b.ticks)
+		fl.err = r.writeWithRetry(ctx, wctx, fl.b)
 		if fl.err == nil {
 			fl.err = r.mark(fl.b.records)
 		}
@@ -510,7 +568,7 @@ func (r *Runtime) take(fs kgo.Fetches) bool {
 				r.log.Warn("undecodable record skipped", "partition", rec.Partition, "offset", rec.Offset, "err", err)
 				continue
 			}
-			b.parts = append(b.parts, rec.Partition)
+			b.pos = append(b.pos, sinks.Position{Partition: rec.Partition, Offset: rec.Offset})
 		}
 	})
 	var lag int64
@@ -523,10 +581,11 @@ func (r *Runtime) take(fs kgo.Fetches) bool {
 
 // writeWithRetry writes batch until it succeeds or ctx ends. Each attempt
 // runs under wctx, which outlives ctx by the shutdown grace.
-func (r *Runtime) writeWithRetry(ctx, wctx context.Context, batch []tick.Tick) error {
+func (r *Runtime) writeWithRetry(ctx, wctx context.Context, b *pending) error {
 	defer r.failing.Store(false)
+	batch := b.ticks
 	for attempt := 0; ; attempt++ {
-		err := r.write(wctx, batch)
+		err := r.write(wctx, b)
 		if err == nil {
 			if attempt > 0 {
 				r.log.Info("sink recovered", "attempts", attempt+1)
@@ -554,12 +613,18 @@ func (r *Runtime) writeWithRetry(ctx, wctx context.Context, batch []tick.Tick) e
 	}
 }
 
-func (r *Runtime) write(ctx context.Context, batch []tick.Tick) error {
+func (r *Runtime) write(ctx context.Context, b *pending) error {
+	batch := b.ticks
 	if len(batch) == 0 {
 		return nil
 	}
 	start := time.Now()
-	err := r.cfg.Sink.WriteBatch(ctx, batch)
+	var err error
+	if pw, ok := r.cfg.Sink.(sinks.PositionWriter); ok {
+		err = pw.WriteBatchAt(ctx, batch, b.pos)
+	} else {
+		err = r.cfg.Sink.WriteBatch(ctx, batch)
+	}
 	if err != nil {
 		return err
 	}
@@ -666,7 +731,7 @@ func (r *Runtime) shutdown(wcancel context.CancelFunc, cause error) error {
 func (r *Runtime) writeOnce(ctx context.Context, b *pending) error {
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
-		if err = r.write(ctx, b.ticks); err == nil {
+		if err = r.write(ctx, b); err == nil {
 			return r.mark(b.records)
 		}
 		if ctx.Err() != nil || r.sleep(ctx, attempt) != nil {

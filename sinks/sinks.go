@@ -37,6 +37,35 @@ type Sink interface {
 	Close(ctx context.Context) error
 }
 
+// Position is where a tick's record sits in the tick topic.
+type Position struct {
+	Partition int32
+	Offset    int64
+}
+
+// Assignment tells a PositionWriter which partitions of which topic it is
+// being fed, and where each resumes.
+type Assignment struct {
+	Topic string
+	// TopicID identifies this incarnation of the topic (Kafka's topic ID):
+	// a topic deleted and created again gets a new one and its offsets
+	// start over, so a position is only meaningful with its TopicID.
+	TopicID string
+	// Next is, per assigned partition, the offset of the first record the
+	// runtime will hand the sink from it.
+	Next map[int32]int64
+}
+
+// PositionWriter is implemented by sinks that need each tick's place in
+// the log (push hands it to browsers so they can resume where they left
+// off). The runtime then calls Assigned whenever it is given partitions,
+// before any of their ticks, and WriteBatchAt, with pos[i] the position of
+// batch[i], instead of WriteBatch. Other sinks are untouched.
+type PositionWriter interface {
+	Assigned(a Assignment)
+	WriteBatchAt(ctx context.Context, batch []tick.Tick, pos []Position) error
+}
+
 // ErrNotConnected tells the runtime to call Connect again before retrying.
 var ErrNotConnected = errors.New("sink not connected")
 

@@ -413,7 +413,7 @@ func (r *rawServer) broadcast(_ context.Context, batch []tick.Tick) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i := range batch {
-		m := encodeTick(nil, &batch[i])
+		m := encodeTick(nil, &batch[i], -1, 0)
 		for ch := range r.subs {
 			select {
 			case ch <- m:

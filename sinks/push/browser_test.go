@@ -5,15 +5,21 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tickflow/tickflow/internal/testkit"
 
 	"github.com/chromedp/chromedp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tickflow/tickflow/alert"
 	"github.com/tickflow/tickflow/api"
+	"github.com/tickflow/tickflow/bus"
 	"github.com/tickflow/tickflow/ingest/sim"
 	"github.com/tickflow/tickflow/internal/testsvc"
 	"github.com/tickflow/tickflow/sinks"
@@ -186,4 +192,195 @@ func eval[T any](t *testing.T, ctx context.Context, expr string) T {
 		t.Fatalf("evaluate %s: %v", expr, err)
 	}
 	return v
+}
+
+// switchURL is the API's view of the push feed while push restarts on
+// another port.
+type switchURL struct{ url atomic.Value }
+
+func (s *switchURL) PushURL() string { u, _ := s.url.Load().(string); return u }
+
+// pushNode is one push process under the bus runtime.
+type pushNode struct {
+	sink *push.Sink
+	reg  *prometheus.Registry
+	stop func()
+}
+
+func startPushNode(t *testing.T, cc bus.ClientConfig, group string) *pushNode {
+	t.Helper()
+	cfg := push.DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	reg := prometheus.NewRegistry()
+	s, err := push.New(sinks.Env{Name: "push", Metrics: reg, Follower: bus.Follower{Client: cc}}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- s.Run(sctx) }()
+	spec, _ := sinks.Lookup("push")
+	rt, err := bus.NewRuntime(bus.RuntimeConfig{Client: cc, Topic: "market_data.ticks", Group: group, Name: "push", Sink: s,
+		Batch: spec.Batch, CommitInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(context.Background())
+	consumed := make(chan error, 1)
+	go func() { consumed <- rt.Run(rctx) }()
+	var once sync.Once
+	n := &pushNode{sink: s, reg: reg, stop: func() {
+		once.Do(func() {
+			rcancel()
+			if err := <-consumed; err != nil {
+				t.Errorf("runtime: %v", err)
+			}
+			scancel()
+			if err := <-served; err != nil {
+				t.Errorf("push: %v", err)
+			}
+		})
+	}}
+	t.Cleanup(n.stop)
+	testkit.Eventually(t, 10*time.Second, "push serving", func() bool { return s.Ready(context.Background()) == nil })
+	return n
+}
+
+// The page resumes: push restarts while ticks keep coming, and the page
+// ends up with every tick once (the server replayed what it missed from
+// the broker); when the broker no longer holds what it missed, the page
+// says so.
+func TestBrowserResumes(t *testing.T) {
+	chromium := testsvc.NeedBinary(t, "chromium", "chromium")
+	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{Listen: "127.0.0.1:0", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Close)
+	cc := bus.ClientConfig{Brokers: emb.Addrs(), ClientID: "push-browser-test"}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := bus.EnsureTopic(ctx, cc, "market_data.ticks", 4, -1); err != nil {
+		t.Fatal(err)
+	}
+	prod, err := bus.NewProducer(cc, bus.ProducerOptions{Topic: "market_data.ticks", Linger: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = prod.Close(context.Background()) }()
+	seq := int64(0)
+	produce := func(n int) {
+		t.Helper()
+		for range n {
+			seq++
+			for _, sym := range []string{"BTCUSDT", "ETHUSDT"} {
+				tk := tick.Tick{Exchange: "sim", Symbol: sym, Timestamp: time.Now().UnixMilli(), Price: tick.MustDecimal(fmt.Sprint(100 + seq)),
+					Bid: tick.MustDecimal("1"), Ask: tick.MustDecimal("2"), Volume: tick.MustDecimal("1")}
+				if err := prod.Produce(ctx, &tk); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := prod.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	const group = "tickflow.push.browser"
+	node := startPushNode(t, cc, group)
+	url := &switchURL{}
+	url.url.Store(node.sink.PushURL())
+	cacheSink, err := cache.New(sinks.Env{Name: "cache"}, *cache.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cacheSink.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv := api.New(api.Options{Listen: "127.0.0.1:0", Cache: cacheSink, Push: url})
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("api: %v", err)
+		}
+	}()
+
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox,
+		chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()))
+	defer cancelAlloc()
+	browser, cancelBrowser := chromedp.NewContext(alloc)
+	defer cancelBrowser()
+	if err := chromedp.Do(browser, chromedp.Navigate("http://"+srv.Addr()+"/")); err != nil {
+		t.Fatal(err)
+	}
+	poll := func(what, expr string) {
+		t.Helper()
+		pctx, cancel := context.WithTimeout(browser, 30*time.Second)
+		defer cancel()
+		if _, err := chromedp.Run(pctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+			t.Fatalf("%s: %v (status %s, ticks %v, notice %q)", what, err, eval[string](t, browser, `JSON.stringify(window.tickflow.status())`),
+				eval[float64](t, browser, `window.tickflow.counters.ticks`), eval[string](t, browser, `document.getElementById('notice').textContent`))
+		}
+	}
+	ticksAre := func(n int) {
+		t.Helper()
+		poll(fmt.Sprintf("%d ticks on the page", n), fmt.Sprintf(`window.tickflow.counters.ticks >= %d`, n))
+		// One more tick and exactly one more on the page: nothing came twice.
+		produce(1)
+		poll(fmt.Sprintf("%d ticks on the page", n+2), fmt.Sprintf(`window.tickflow.counters.ticks >= %d`, n+2))
+		if got := eval[float64](t, browser, `window.tickflow.counters.ticks`); got != float64(n+2) {
+			t.Fatalf("the page has %v ticks, want exactly %d", got, n+2)
+		}
+	}
+	poll("live", `window.tickflow && window.tickflow.status().kind === 'live'`)
+	produce(20)
+	ticksAre(40)
+
+	// Push restarts; ticks flow meanwhile; the page resumes.
+	node.stop()
+	produce(20)
+	node = startPushNode(t, cc, group)
+	url.url.Store(node.sink.PushURL())
+	ticksAre(42 + 40)
+	if n := testkit.Metric(node.reg, "tickflow_push_recovered_ticks_total"); n != 40 {
+		t.Errorf("the restarted push replayed %v ticks to the page, want the 40 produced while it was down", n)
+	}
+	if eval[string](t, browser, `document.getElementById('notice').textContent`) != "" {
+		t.Errorf("a notice after a complete recovery: %q", eval[string](t, browser, `document.getElementById('notice').textContent`))
+	}
+
+	// Down again; what the page missed is trimmed away before it is back.
+	node.stop()
+	produce(20)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(emb.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, "market_data.ticks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := kadm.Offsets{}
+	ends.Each(func(o kadm.ListedOffset) { to.AddOffset(o.Topic, o.Partition, o.Offset, -1) })
+	if resp, err := adm.DeleteRecords(ctx, to); err != nil || resp.Error() != nil {
+		t.Fatalf("trim: %v %v", err, resp.Error())
+	}
+	node = startPushNode(t, cc, group)
+	url.url.Store(node.sink.PushURL())
+	poll("the gap notice", `document.getElementById('notice').textContent.includes('reconnected with a gap')`)
+	if n := testkit.Metric(node.reg, "tickflow_push_recoveries_total", "result", "trimmed"); n != 1 {
+		t.Errorf("recoveries{trimmed} = %v, want 1", n)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -53,8 +54,19 @@ type client struct {
 	qbytes     int
 	headAt     int64 // when the oldest queued message was enqueued (ns)
 	conflating bool
-	slots      map[string]int // pair → index of its queued tick, while conflating
-	skipped    uint64         // conflated ticks not yet reported to the client
+	slots      map[slotKey]int // channel and pair → index of its queued tick or quote, while conflating
+	tombs      int             // nil entries conflation left in queue
+	skipped    uint64          // conflated ticks not yet reported to the client
+	// holding is set while a recovery reads the broker: what the hub
+	// sends meanwhile waits in held (bounded by queueBytes), to follow the
+	// missed ticks.
+	holding   bool
+	held      []*message
+	heldBytes int
+	// through is, per partition, the offset up to which a recovery sent
+	// this client every tick: a live tick at or below it is a duplicate.
+	// An entry goes once a live tick passes it.
+	through    map[int32]int64
 	final      *closeInfo
 	killTimer  *time.Timer
 	dropping   atomic.Bool // the writer stops mid-batch
@@ -87,7 +99,38 @@ func newClient(s *Sink, ws *websocket.Conn, nc net.Conn) *client {
 func (c *client) enqueue(m *message, now int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.enqueueLocked(m, now)
+}
+
+// enqueueLocked queues a live message: one a recovery already replayed
+// is dropped.
+func (c *client) enqueueLocked(m *message, now int64) {
+	if c.through != nil && m.ch == chTick && m.positioned {
+		if t, ok := c.through[m.part]; ok {
+			if m.off <= t {
+				c.s.m.duplicates.Inc()
+				return
+			}
+			delete(c.through, m.part)
+			if len(c.through) == 0 {
+				c.through = nil
+			}
+		}
+	}
+	c.queueLocked(m, now)
+}
+
+// queueLocked queues m as it is (snapshot ticks go straight here: they
+// predate any recovery's range and are no duplicates).
+func (c *client) queueLocked(m *message, now int64) {
 	if c.final != nil {
+		return
+	}
+	if c.holding {
+		c.held = append(c.held, m)
+		if c.heldBytes += len(m.data); c.heldBytes > c.queueBytes {
+			c.closeLocked(slowConsumer(fmt.Sprintf("more than %d bytes arrived while recovering", c.queueBytes)))
+		}
 		return
 	}
 	// The writer has not taken anything for max_lag: conflation keeps the
@@ -96,13 +139,19 @@ func (c *client) enqueue(m *message, now int64) {
 		c.closeLocked(slowConsumer(fmt.Sprintf("nothing read for more than %s", time.Duration(c.maxLag))))
 		return
 	}
-	if c.conflating && m.ch == chTick {
-		if i, ok := c.slots[m.pair]; ok {
-			c.qbytes += len(m.data) - len(c.queue[i].data)
-			c.queue[i] = m
+	if c.conflating && conflatable(m.ch) {
+		if i, ok := c.slots[slotKey{m.ch, m.pair}]; ok {
+			// The newer tick goes to the end, not into the old one's
+			// place: a partition's ticks then stay in offset order, so the
+			// client's position never passes a tick it has not seen.
+			c.qbytes -= len(c.queue[i].data)
+			c.queue[i] = nil
+			c.tombs++
 			c.skipped++
 			c.s.m.conflated.Inc()
-			return
+			if c.tombs > 256 && 2*c.tombs > len(c.queue) {
+				c.compactLocked()
+			}
 		}
 	}
 	c.queue = append(c.queue, m)
@@ -115,23 +164,54 @@ func (c *client) enqueue(m *message, now int64) {
 	case c.qbytes > c.queueBytes:
 		c.closeLocked(slowConsumer(fmt.Sprintf("more than %d bytes queued", c.queueBytes)))
 	case c.conflating:
-		if m.ch == chTick {
-			c.slots[m.pair] = len(c.queue) - 1
+		if conflatable(m.ch) {
+			c.slots[slotKey{m.ch, m.pair}] = len(c.queue) - 1
 		}
 	case c.qbytes > c.conflateAt:
 		// From now on a tick replaces its pair's queued tick instead of
 		// queueing behind it, until the writer catches up.
 		c.conflating = true
 		if c.slots == nil {
-			c.slots = map[string]int{}
+			c.slots = map[slotKey]int{}
 		}
 		for i, q := range c.queue {
-			if q.ch == chTick {
-				c.slots[q.pair] = i
+			if q != nil && conflatable(q.ch) {
+				c.slots[slotKey{q.ch, q.pair}] = i
 			}
 		}
 	}
 }
+
+// compactLocked drops conflation's nil entries from the queue.
+func (c *client) compactLocked() {
+	q := c.queue[:0]
+	for _, m := range c.queue {
+		if m != nil {
+			q = append(q, m)
+		}
+	}
+	clear(c.queue[len(q):])
+	c.queue, c.tombs = q, 0
+	clear(c.slots)
+	for i, m := range c.queue {
+		if conflatable(m.ch) {
+			c.slots[slotKey{m.ch, m.pair}] = i
+		}
+	}
+}
+
+// slotKey is what conflation replaces by: a pair's tick by its newer tick,
+// its quote by its newer quote.
+type slotKey struct {
+	ch   channel
+	pair string
+}
+
+// conflatable reports whether a channel's messages may be replaced by
+// their pair's newer one: ticks and quotes are states, where only the
+// newest matters to a client behind; trades, alerts and signals are
+// events, each of which does.
+func conflatable(ch channel) bool { return ch == chTick || ch == chQuote }
 
 func slowConsumer(why string) *closeInfo {
 	return &closeInfo{
@@ -169,7 +249,8 @@ func (c *client) closeLocked(ci *closeInfo) {
 	if !ci.flush {
 		c.dropping.Store(true)
 		clear(c.queue)
-		c.queue, c.qbytes = c.queue[:0], 0
+		c.queue, c.qbytes, c.tombs = c.queue[:0], 0, 0
+		c.held, c.heldBytes = nil, 0
 		c.conflating = false
 		clear(c.slots)
 	}
@@ -204,7 +285,7 @@ func (c *client) take() (batch []*message, skipped uint64, final *closeInfo) {
 	defer c.mu.Unlock()
 	batch = c.queue
 	c.queue, c.spare = c.spare, nil
-	c.qbytes = 0
+	c.qbytes, c.tombs = 0, 0
 	if c.conflating {
 		c.conflating = false
 		clear(c.slots)
@@ -239,6 +320,9 @@ func (c *client) writeLoop() {
 		}
 		sent, firstRecv := 0, int64(0)
 		for _, m := range batch {
+			if m == nil {
+				continue // conflated
+			}
 			if c.dropping.Load() {
 				break
 			}
@@ -442,20 +526,124 @@ func (c *client) subscribe(req *request) {
 		c.sendError(perr(codeTooManySubs, "this would make %d subscriptions; the limit per connection is %d", n, limit))
 		return
 	}
+	var since map[int32]int64
+	if req.Since != nil {
+		if since, pe = parsePosition(req.Since); pe != nil {
+			c.sendError(pe)
+			return
+		}
+	}
+	// A resume is checked against the broker before the client is
+	// subscribed, so a refusal is a plain subscribe with its reason and
+	// nothing is held meanwhile.
+	var plan *recoveryPlan
+	var refusal *recoveryResult
+	if since != nil {
+		plan, refusal = c.s.planRecovery(req.Since.Epoch, since)
+	}
 	var seed []*message
 	if f.hasChannel(chTick) {
 		seed = c.s.cacheSeed()
 	}
 	now := c.s.now()
-	c.s.hub.subscribe(c, added, &f, seed, func(snap []*message) {
+	epoch := c.s.epoch()
+	var snapshot []*message
+	var seams, to, through map[int32]int64
+	c.s.hub.subscribe(c, added, &f, seed, func(snap []*message, sm map[int32]int64) {
 		for _, k := range added {
 			c.subs[k] = struct{}{}
 		}
-		c.enqueue(&message{data: encodeSubscribed("subscribed", &f, len(c.subs), len(snap)), ch: chControl}, now)
-		for _, m := range snap {
-			c.enqueue(m, now)
+		if plan == nil {
+			reply := subscribedMsg{Type: "subscribed", Subscriptions: len(c.subs), Snapshot: len(snap), Position: encodePosition(epoch, sm)}
+			if refusal != nil {
+				no := false
+				reply.Recovered, reply.Recovery = &no, &recovery{Reason: refusal.reason, Lost: refusal.lost}
+			}
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.queueLocked(&message{data: encodeReply(reply, &f), ch: chControl}, now)
+			for _, m := range snap {
+				c.queueLocked(m, now)
+			}
+			return
 		}
+		// Resuming: live messages wait until the missed ticks are read,
+		// and from now on a live tick the replay will hold is dropped, so
+		// what waits is only what comes after it.
+		snapshot, seams = snap, sm
+		to, through = plan.recoverRange(sm)
+		c.mu.Lock()
+		c.holding = true
+		c.raiseThroughLocked(through)
+		c.mu.Unlock()
 	})
+	if plan == nil {
+		return
+	}
+	res := c.s.readRecovery(plan, &f, to, through)
+	c.resume(&f, res, snapshot, seams)
+}
+
+// raiseThroughLocked makes live ticks at or below through duplicates.
+func (c *client) raiseThroughLocked(through map[int32]int64) {
+	for p, o := range through {
+		if c.through == nil {
+			c.through = map[int32]int64{}
+		}
+		if old, ok := c.through[p]; !ok || o > old {
+			c.through[p] = o
+		}
+	}
+}
+
+// resume ends a recovery: the reply, then the missed ticks (or, when
+// they could not be replayed, the snapshot), then what the hub sent
+// meanwhile, less what the recovery already had.
+func (c *client) resume(f *filter, res *recoveryResult, snapshot []*message, seams map[int32]int64) {
+	now := c.s.now()
+	ok := res.reason == ""
+	reply := subscribedMsg{Type: "subscribed", Subscriptions: len(c.subs), Recovered: &ok, Recovery: &recovery{
+		Ticks: len(res.ticks), Reason: res.reason, Lost: res.lost,
+	}}
+	pos := maps.Clone(seams)
+	if pos == nil {
+		pos = map[int32]int64{}
+	}
+	for p, o := range res.through {
+		pos[p] = max(pos[p], o)
+	}
+	if !ok {
+		reply.Snapshot = len(snapshot)
+		reply.Position = encodePosition(c.s.epoch(), pos)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	held := c.held
+	c.holding, c.held, c.heldBytes = false, nil, 0
+	c.enqueueLocked(&message{data: encodeReply(reply, f), ch: chControl}, now)
+	if ok {
+		// Missed ticks are not conflated and not counted against the
+		// queue bound: they are bounded by max_recovery_bytes instead, and
+		// the writer takes them in one go.
+		if c.final == nil && len(res.ticks) > 0 {
+			if len(c.queue) == 0 {
+				c.headAt = now
+			}
+			c.queue = append(c.queue, res.ticks...)
+			c.signal()
+		}
+		// The position goes after the missed ticks, in a frame of its
+		// own: a client that applied it before reading them, and lost the
+		// connection meanwhile, would skip them.
+		c.enqueueLocked(&message{data: encodePositionFrame(encodePosition(c.s.epoch(), pos)), ch: chControl}, now)
+	} else {
+		for _, m := range snapshot {
+			c.queueLocked(m, now)
+		}
+	}
+	for _, m := range held {
+		c.enqueueLocked(m, now)
+	}
 }
 
 func (c *client) unsubscribe(req *request) {

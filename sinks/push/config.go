@@ -26,8 +26,10 @@ type Config struct {
 	// the page on the API port can connect; "*" allows every origin.
 	AllowedOrigins []string `yaml:"allowed_origins"`
 	// Shards is how many hub shards (each with its own goroutine) fan
-	// ticks out; a pair always goes through the same shard, so its ticks
-	// stay in order.
+	// ticks out. Ticks are sharded by Kafka partition, so a partition's
+	// ticks reach each client in offset order (what positions rely on);
+	// more shards than bus.partitions leaves the extra ones to alerts,
+	// signals, trades and quotes, which are sharded by pair.
 	Shards int `yaml:"shards"`
 	// PingInterval is how often the server pings each client; a client
 	// that has not answered within PingTimeout is disconnected.
@@ -63,6 +65,15 @@ type Limits struct {
 	// MaxLag disconnects a client whose oldest queued message has waited
 	// longer than this: it is too far behind to be worth feeding.
 	MaxLag time.Duration `yaml:"max_lag"`
+	// Recovery bounds what one resuming client may cost (a subscribe with
+	// "since"): at most MaxRecoveryRecords broker records read and
+	// MaxRecoveryBytes of missed ticks sent, within RecoveryTimeout, with
+	// at most RecoveryConcurrency recoveries at once per instance. Past any
+	// of them the client gets recovered:false and a snapshot instead.
+	MaxRecoveryRecords  int           `yaml:"max_recovery_records"`
+	MaxRecoveryBytes    int           `yaml:"max_recovery_bytes"`
+	RecoveryConcurrency int           `yaml:"recovery_concurrency"`
+	RecoveryTimeout     time.Duration `yaml:"recovery_timeout"`
 }
 
 // DefaultConfig is the documented default.
@@ -82,6 +93,10 @@ func DefaultConfig() *Config {
 			MessageBurst:         20,
 			QueueBytes:           1 << 20,
 			MaxLag:               5 * time.Second,
+			MaxRecoveryRecords:   200_000,
+			MaxRecoveryBytes:     2 << 20,
+			RecoveryConcurrency:  4,
+			RecoveryTimeout:      5 * time.Second,
 		},
 	}
 }
@@ -114,6 +129,7 @@ func (c *Config) Validate() error {
 	for key, d := range map[string]time.Duration{
 		"ping_interval": c.PingInterval, "ping_timeout": c.PingTimeout,
 		"write_timeout": c.WriteTimeout, "limits.max_lag": c.Limits.MaxLag,
+		"limits.recovery_timeout": c.Limits.RecoveryTimeout,
 	} {
 		if d <= 0 {
 			return fmt.Errorf("%s: must be > 0, got %s", key, d)
@@ -123,7 +139,8 @@ func (c *Config) Validate() error {
 	for key, n := range map[string]int{
 		"limits.max_connections": l.MaxConnections, "limits.max_message_bytes": l.MaxMessageBytes,
 		"limits.max_subscriptions": l.MaxSubscriptions, "limits.message_burst": l.MessageBurst,
-		"limits.queue_bytes": l.QueueBytes,
+		"limits.queue_bytes": l.QueueBytes, "limits.max_recovery_records": l.MaxRecoveryRecords,
+		"limits.max_recovery_bytes": l.MaxRecoveryBytes, "limits.recovery_concurrency": l.RecoveryConcurrency,
 	} {
 		if n <= 0 {
 			return fmt.Errorf("%s: must be > 0, got %d", key, n)

@@ -13,8 +13,6 @@ import (
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tickflow/tickflow/alert"
-	"github.com/tickflow/tickflow/signal"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/tick"
 )
@@ -59,7 +57,12 @@ func startSink(t testing.TB, mutate func(*Config), opts ...func(*sinks.Env, *Sin
 	testkit.Eventually(t, 5*time.Second, "listener serving", func() bool { return s.Ready(ctx) == nil })
 	if e.Follower == bus {
 		testkit.Eventually(t, 5*time.Second, "following the alert and signal topics", func() bool {
-			return bus.Following(alert.Topic) == 1 && bus.Following(signal.Topic) == 1
+			for _, et := range eventTopics {
+				if bus.Following(et.topic) != 1 {
+					return false
+				}
+			}
+			return true
 		})
 	}
 	t.Cleanup(func() {
@@ -131,6 +134,13 @@ type frame struct {
 	Subscriptions int             `json:"subscriptions"`
 	Snapshot      int             `json:"snapshot"`
 	Skipped       uint64          `json:"skipped"`
+	// A tick's position, and a subscribed reply's (with, on a resume, how
+	// it went).
+	Part      *int32    `json:"part"`
+	Off       int64     `json:"off"`
+	Position  *position `json:"position"`
+	Recovered *bool     `json:"recovered"`
+	Recovery  *recovery `json:"recovery"`
 }
 
 func (f frame) tick(t testing.TB) tick.Tick {

@@ -25,14 +25,21 @@ type message struct {
 	at int64
 	// recvUS is the tick's ReceivedAt (Unix µs), for the latency metric.
 	recvUS int64
+	// part and off are a tick's position in the tick topic, when
+	// positioned (not for cache seeds, WriteBatch or events).
+	positioned bool
+	part       int32
+	off        int64
 }
 
 var errHubClosed = errors.New("hub closed")
 
-// hub fans messages out to subscribed clients. It is sharded by pair: each
-// shard has its own goroutine, subscription index and last-tick map behind
-// its own mutex, so a pair's messages stay in order and shards work in
-// parallel. Subscriptions are replicated into every shard (there are few
+// hub fans messages out to subscribed clients. Ticks with a position are
+// sharded by partition, everything else by pair: each shard has its own
+// goroutine, subscription index and last-tick map behind its own mutex, so
+// a partition's ticks reach every client in offset order (what makes a
+// client's per-partition position mean "everything before it") and shards
+// work in parallel. Subscriptions are replicated into every shard (there are few
 // shards, and a wildcard subscription must be seen by all of them).
 type hub struct {
 	shards []*shard
@@ -47,6 +54,11 @@ type shard struct {
 	mu   sync.Mutex
 	subs map[subKey]map[*client]struct{}
 	last map[string]*message // pair → newest tick
+	// seam is, per partition of this shard, the offset of the last tick
+	// fanned out (or the one before where the runtime resumes): a tick at
+	// or below it was delivered already and is dropped, so a redelivered
+	// batch reaches no client twice.
+	seam map[int32]int64
 	in   chan shardWork
 }
 
@@ -63,6 +75,7 @@ func newHub(shards int, m *metrics) *hub {
 		h.shards = append(h.shards, &shard{
 			subs: map[subKey]map[*client]struct{}{},
 			last: map[string]*message{},
+			seam: map[int32]int64{},
 			in:   make(chan shardWork, 64),
 		})
 	}
@@ -84,6 +97,29 @@ func (h *hub) run() {
 func (h *hub) close() {
 	h.stop.Do(func() { close(h.done) })
 	h.wg.Wait()
+}
+
+// shardFor is where m goes: its partition's shard for a positioned tick,
+// its pair's otherwise.
+func (h *hub) shardFor(m *message) int {
+	if m.positioned {
+		return int(m.part) % len(h.shards)
+	}
+	return h.shardOf(m.pair)
+}
+
+// assign records where the runtime resumes each partition: the offset
+// before next is the seam until a tick moves it. A seam never moves back,
+// so a rewind redelivers nothing to clients.
+func (h *hub) assign(next map[int32]int64) {
+	for p, n := range next {
+		s := h.shards[int(p)%len(h.shards)]
+		s.mu.Lock()
+		if old, ok := s.seam[p]; !ok || n-1 > old {
+			s.seam[p] = n - 1
+		}
+		s.mu.Unlock()
+	}
 }
 
 func (h *hub) shardOf(pair string) int {
@@ -108,7 +144,7 @@ func (h *hub) dispatch(ctx context.Context, msgs []*message) error {
 	}
 	parts := make([][]*message, len(h.shards))
 	for _, m := range msgs {
-		i := h.shardOf(m.pair)
+		i := h.shardFor(m)
 		parts[i] = append(parts[i], m)
 	}
 	for i, p := range parts {
@@ -178,6 +214,13 @@ func (s *shard) loop(h *hub) {
 			s.mu.Lock()
 			n := 0
 			for _, m := range w.msgs {
+				if m.ch == chTick && m.positioned {
+					if seam, ok := s.seam[m.part]; ok && m.off <= seam {
+						h.m.redelivered.Inc()
+						continue
+					}
+					s.seam[m.part] = m.off
+				}
 				if m.ch == chTick {
 					if old := s.last[m.pair]; old == nil || m.ts >= old.ts {
 						s.last[m.pair] = m
@@ -233,9 +276,10 @@ func (s *shard) fanout(m *message) int {
 // subscribe registers keys for c in every shard and, with every shard
 // locked so no tick can slip in between, calls deliver with the latest
 // tick of every pair f matches (seeded from the cache where the hub has
-// none newer). deliver enqueues the "subscribed" reply and the snapshot; a
-// live tick can only follow them.
-func (h *hub) subscribe(c *client, keys []subKey, f *filter, seed []*message, deliver func(snapshot []*message)) {
+// none newer) and every partition's seam. deliver enqueues the
+// "subscribed" reply and the snapshot (or starts a recovery); a live tick
+// can only follow them, and is above the seam of its partition.
+func (h *hub) subscribe(c *client, keys []subKey, f *filter, seed []*message, deliver func(snapshot []*message, seams map[int32]int64)) {
 	for _, s := range h.shards {
 		s.mu.Lock()
 	}
@@ -244,20 +288,32 @@ func (h *hub) subscribe(c *client, keys []subKey, f *filter, seed []*message, de
 			s.mu.Unlock()
 		}
 	}()
-	for _, m := range seed {
-		s := h.shards[h.shardOf(m.pair)]
-		if old := s.last[m.pair]; old == nil || m.ts > old.ts {
-			s.last[m.pair] = m
+	seams := map[int32]int64{}
+	for _, s := range h.shards {
+		for p, o := range s.seam {
+			seams[p] = o
 		}
 	}
 	var snap []*message
 	if f.hasChannel(chTick) {
+		// A pair's newest tick may sit in two shards (with and without a
+		// position) and in the cache seed: the newest by event time wins.
+		newest := map[string]*message{}
+		pick := func(m *message) {
+			if old := newest[m.pair]; (old == nil || m.ts > old.ts) && f.matchesPair(m.exchange, m.symbol) {
+				newest[m.pair] = m
+			}
+		}
 		for _, s := range h.shards {
 			for _, m := range s.last {
-				if f.matchesPair(m.exchange, m.symbol) {
-					snap = append(snap, m)
-				}
+				pick(m)
 			}
+		}
+		for _, m := range seed {
+			pick(m)
+		}
+		for _, m := range newest {
+			snap = append(snap, m)
 		}
 		// Stable order for clients and tests: by pair.
 		sort.Slice(snap, func(i, j int) bool { return snap[i].pair < snap[j].pair })
@@ -272,7 +328,7 @@ func (h *hub) subscribe(c *client, keys []subKey, f *filter, seed []*message, de
 			set[c] = struct{}{}
 		}
 	}
-	deliver(snap)
+	deliver(snap, seams)
 }
 
 // unsubscribe removes keys for c from every shard.

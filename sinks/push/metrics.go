@@ -18,7 +18,16 @@ type metrics struct {
 	sent         prometheus.Counter
 	conflated    prometheus.Counter
 	latency      prometheus.Histogram
+	redelivered  prometheus.Counter
+	recoveries   *prometheus.CounterVec // result
+	recovered    prometheus.Counter
+	scanned      prometheus.Counter
+	duplicates   prometheus.Counter
 }
+
+// recoveryResults are the values of tickflow_push_recoveries_total's
+// result label: recovered, or why not.
+var recoveryResults = []string{"recovered", "unavailable", "bad_position", "epoch", "no_position", "trimmed", "too_large", "busy", "error"}
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
@@ -58,6 +67,24 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 5},
 		}),
 	}
+	m.redelivered = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tickflow_push_redelivered_ticks_total", Help: "Ticks the runtime handed over again at or below an offset already fanned out; dropped.",
+	})
+	m.recoveries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tickflow_push_recoveries_total", Help: "Subscribes that asked to resume from a position, by result (recovered, or why not).",
+	}, []string{"result"})
+	m.recovered = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tickflow_push_recovered_ticks_total", Help: "Missed ticks replayed from the broker to resuming clients.",
+	})
+	m.scanned = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tickflow_push_recovery_records_read_total", Help: "Broker records read to recover resuming clients (matching or not).",
+	})
+	m.duplicates = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tickflow_push_recovery_duplicates_total", Help: "Live ticks not sent to a resumed client because its recovery already had them.",
+	})
+	for _, r := range recoveryResults {
+		m.recoveries.WithLabelValues(r)
+	}
 	for _, r := range []string{"accepted", "origin_rejected", "limit_rejected"} {
 		m.accepted.WithLabelValues(r)
 	}
@@ -65,7 +92,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.connections, m.accepted, m.disconnects, m.clientErrors,
-		m.ticks, m.events, m.undecodable, m.enqueued, m.sent, m.conflated, m.latency} {
+		m.ticks, m.events, m.undecodable, m.enqueued, m.sent, m.conflated, m.latency,
+		m.redelivered, m.recoveries, m.recovered, m.scanned, m.duplicates} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("push: metrics: %w", err)
 		}

@@ -12,24 +12,81 @@ import (
 // The wire protocol. Clients send JSON text frames:
 //
 //	{"type":"subscribe","channels":["tick"],"symbols":["BTCUSDT"],"exchanges":["binance"]}
+//	{"type":"subscribe", ...same shape..., "since":{"epoch":"...","offsets":{"0":41,"1":17}}}
 //	{"type":"unsubscribe", ...same shape...}
 //	{"type":"ping"}
 //
-// A missing or empty list means "all" for that dimension. A subscription is
+// A missing or empty list means "all" for that dimension, except that a
+// missing channels list means tick, alert and signal: trade (every public
+// trade, from market_data.trades) and quote (every best bid/ask change,
+// from market_data.quotes) come many per tick and are sent only to clients
+// that name them. A subscription is
 // the set of (channel, exchange, symbol) combinations the lists expand to;
 // subscribes add combinations, unsubscribes remove exactly the combinations
 // their lists expand to.
 //
 // The server sends:
 //
-//	{"type":"subscribed","channels":[..],"exchanges":[..],"symbols":[..],"subscriptions":N,"snapshot":M}
+//	{"type":"subscribed","channels":[..],"exchanges":[..],"symbols":[..],"subscriptions":N,"snapshot":M,
+//	 "position":{"epoch":"...","offsets":{"0":40,...}}}
 //	  followed at once by M tick messages: the latest tick of every matching pair
 //	{"type":"unsubscribed", ...same fields, snapshot 0...}
-//	{"type":"tick","data":{tick}}
+//	{"type":"tick","part":P,"off":O,"data":{tick}}
 //	{"type":"alert","key":"exchange:symbol","data":{...}} and {"type":"signal",...}
-//	{"type":"conflated","skipped":N}   N ticks were replaced by newer ones (slow client)
+//	{"type":"trade","key":"exchange:symbol","data":{trade}} and {"type":"quote",...,"data":{quote}}
+//	  (the records of market_data.trades and market_data.quotes as ingest
+//	  publishes them; the symbol is the exchange's own, e.g. "BTC-USDT")
+//	{"type":"conflated","skipped":N}   N ticks or quotes were replaced by newer ones of their pair (slow client)
+//	{"type":"position","position":{...}}   after the missed ticks of a resume
 //	{"type":"pong"}
 //	{"type":"error","code":"...","message":"..."}
+//
+// Positions and resuming. A tick's position is where its record sits in
+// the tick topic: partition P, offset O (Kafka's own, so durable, unique,
+// and the same on every push instance and across restarts). The epoch is
+// the topic's ID: a topic deleted and created again starts its offsets
+// over, and a position from before means nothing. A pair always lives on
+// one partition, and a client gets each partition's live and missed ticks
+// in offset order (snapshot ticks, all at or below the reply's position,
+// are sorted by pair), so a client's position is, per partition, the
+// highest offset it has seen:
+// start from the "position" of the subscribed reply (every tick at or
+// below it predates the subscription), raise an offset with every tick's
+// part/off and with every "position" frame, and keep it across
+// reconnects. Ticks without part/off (snapshots from the cache after a
+// restart, or a server without a broker) leave it alone.
+//
+// A subscribe with "since" resumes: the server reads what the client's
+// filter missed from the broker's retained log and replies
+//
+//	{"type":"subscribed",...,"recovered":true,"recovery":{"ticks":N}}
+//	  then the N missed ticks, oldest first per partition (partitions
+//	  interleaved by event time), then {"type":"position",...}, then live
+//	  ticks: none of them twice and none of them before a missed one.
+//
+// or, when it cannot, says why and what is gone, then behaves as a fresh
+// subscribe (snapshot, position, live):
+//
+//	{"type":"subscribed",...,"snapshot":M,"position":{...},"recovered":false,
+//	 "recovery":{"ticks":0,"reason":"trimmed: ...","lost":[{"partition":0,"from":42,"to":9000}]}}
+//
+// The reason starts with one of: unavailable (no broker log here), epoch
+// (the topic was recreated), bad_position (past the log's end),
+// no_position (a partition with records is missing from since), trimmed
+// (retention removed offsets the client needs: "lost" lists them, records
+// of every pair on the partition, so an upper bound on the client's loss),
+// too_large (more than limits.max_recovery_records to read or
+// limits.max_recovery_bytes to send), busy (limits.recovery_concurrency
+// recoveries under way for limits.recovery_timeout), error (the broker
+// failed). The counter tickflow_push_recoveries_total{result} counts each.
+//
+// Conflation and positions: a slow client's queued tick is replaced by the
+// pair's newer one, which moves to the end of the queue, so offsets still
+// only go up; the client's position then passes ticks it never got, and
+// the "conflated" frame before the next batch says how many. A resume
+// never replays those: they were replaced because they were stale.
+// Resume with the filter the position was reached with; a wider filter gets
+// the new pairs' ticks since the position too.
 
 // channel is what a message is about.
 type channel uint8
@@ -38,10 +95,16 @@ const (
 	chTick channel = iota
 	chAlert
 	chSignal
+	chTrade
+	chQuote
 	numChannels
 )
 
-var channelNames = [numChannels]string{"tick", "alert", "signal"}
+var channelNames = [numChannels]string{"tick", "alert", "signal", "trade", "quote"}
+
+// defaultChannels are what a subscribe without channels gets: trades and
+// quotes come many per tick, so a client asks for them by name.
+var defaultChannels = []channel{chTick, chAlert, chSignal}
 
 func (c channel) String() string { return channelNames[c] }
 
@@ -69,6 +132,7 @@ const (
 	codeUnknownType      = "unknown_type"           // stays open
 	codeUnknownChannel   = "unknown_channel"        // stays open
 	codeBadFilter        = "bad_filter"             // stays open
+	codeBadPosition      = "bad_position"           // stays open; the subscribe is refused whole
 	codeTooManySubs      = "too_many_subscriptions" // stays open; the subscribe is refused whole
 	codeRateLimited      = "rate_limited"           // closes 1008
 	codeTooBig           = "message_too_big"        // closes 1009
@@ -85,6 +149,46 @@ type request struct {
 	Channels  []string `json:"channels"`
 	Exchanges []string `json:"exchanges"`
 	Symbols   []string `json:"symbols"`
+	// Since, on a subscribe, is the position the client resumes from: the
+	// "position" of its last subscribed reply advanced by every tick it
+	// received since.
+	Since *position `json:"since"`
+}
+
+// position is a place in the tick topic: per partition (a decimal string
+// key, as JSON objects need) the offset of the last tick accounted for.
+// Epoch is the topic's ID; offsets from another epoch mean nothing.
+type position struct {
+	Epoch   string           `json:"epoch"`
+	Offsets map[string]int64 `json:"offsets"`
+}
+
+// parsePosition checks a client's since; offsets are -1 (nothing yet) or
+// more.
+func parsePosition(p *position) (map[int32]int64, *protoError) {
+	if p.Epoch == "" {
+		return nil, perr(codeBadPosition, "since: missing epoch")
+	}
+	out := make(map[int32]int64, len(p.Offsets))
+	for k, o := range p.Offsets {
+		n, err := strconv.ParseInt(k, 10, 32)
+		if err != nil || n < 0 || o < -1 {
+			return nil, perr(codeBadPosition, "since: bad offset %q: %d", truncate(k, 16), o)
+		}
+		out[int32(n)] = o
+	}
+	return out, nil
+}
+
+func encodePosition(epoch string, offs map[int32]int64) *position {
+	if epoch == "" {
+		return nil
+	}
+	p := &position{Epoch: epoch, Offsets: make(map[string]int64, len(offs))}
+	for k, o := range offs {
+		p.Offsets[strconv.Itoa(int(k))] = o
+	}
+	return p
 }
 
 // filter is a validated, normalised subscribe or unsubscribe.
@@ -114,7 +218,7 @@ func parseFilter(r *request, maxCombos int) (filter, *protoError) {
 	for _, s := range r.Channels {
 		c, ok := parseChannel(s)
 		if !ok {
-			return f, perr(codeUnknownChannel, "unknown channel %q (known: tick, alert, signal)", s)
+			return f, perr(codeUnknownChannel, "unknown channel %q (known: tick, alert, signal, trade, quote)", s)
 		}
 		if !seen[c] {
 			seen[c] = true
@@ -122,7 +226,7 @@ func parseFilter(r *request, maxCombos int) (filter, *protoError) {
 		}
 	}
 	if len(f.channels) == 0 {
-		f.channels = []channel{chTick, chAlert, chSignal}
+		f.channels = defaultChannels
 	}
 	var err *protoError
 	if f.exchanges, err = normalizeList("exchanges", r.Exchanges, tick.NormalizeExchange); err != nil {
@@ -216,8 +320,17 @@ func contains(list []string, s string) bool {
 // the hub (encodeTick, encodeEvent) and the same bytes go to every
 // subscriber; the rest are per client and rare.
 
-func encodeTick(b []byte, t *tick.Tick) []byte {
-	b = append(b, `{"type":"tick","data":`...)
+// encodeTick encodes a tick frame, with its position when part >= 0.
+func encodeTick(b []byte, t *tick.Tick, part int32, off int64) []byte {
+	b = append(b, `{"type":"tick",`...)
+	if part >= 0 {
+		b = append(b, `"part":`...)
+		b = strconv.AppendInt(b, int64(part), 10)
+		b = append(b, `,"off":`...)
+		b = strconv.AppendInt(b, off, 10)
+		b = append(b, ',')
+	}
+	b = append(b, `"data":`...)
 	b = t.AppendJSON(b)
 	return append(b, '}')
 }
@@ -235,16 +348,41 @@ func encodeEvent(c channel, key string, payload []byte) []byte {
 }
 
 type subscribedMsg struct {
-	Type          string   `json:"type"`
-	Channels      []string `json:"channels"`
-	Exchanges     []string `json:"exchanges"`
-	Symbols       []string `json:"symbols"`
-	Subscriptions int      `json:"subscriptions"`
-	Snapshot      int      `json:"snapshot"`
+	Type          string    `json:"type"`
+	Channels      []string  `json:"channels"`
+	Exchanges     []string  `json:"exchanges"`
+	Symbols       []string  `json:"symbols"`
+	Subscriptions int       `json:"subscriptions"`
+	Snapshot      int       `json:"snapshot"`
+	Position      *position `json:"position,omitempty"`
+	// Set only in reply to a subscribe with since.
+	Recovered *bool     `json:"recovered,omitempty"`
+	Recovery  *recovery `json:"recovery,omitempty"`
+}
+
+// recovery reports on a resume: how many missed ticks follow, or why
+// none could be replayed and which offsets are gone for good.
+type recovery struct {
+	Ticks  int         `json:"ticks"`
+	Reason string      `json:"reason,omitempty"`
+	Lost   []lostRange `json:"lost,omitempty"`
+}
+
+// lostRange is a range of a partition's offsets (inclusive) the broker no
+// longer holds: records of every pair on the partition, so an upper bound
+// on the client's missed ticks.
+type lostRange struct {
+	Partition int32 `json:"partition"`
+	From      int64 `json:"from"`
+	To        int64 `json:"to"`
 }
 
 func encodeSubscribed(typ string, f *filter, total, snapshot int) []byte {
-	m := subscribedMsg{Type: typ, Exchanges: f.exchanges, Symbols: f.symbols, Subscriptions: total, Snapshot: snapshot}
+	return encodeReply(subscribedMsg{Type: typ, Subscriptions: total, Snapshot: snapshot}, f)
+}
+
+func encodeReply(m subscribedMsg, f *filter) []byte {
+	m.Exchanges, m.Symbols = f.exchanges, f.symbols
 	for _, c := range f.channels {
 		m.Channels = append(m.Channels, c.String())
 	}
@@ -271,6 +409,14 @@ func encodeError(code, msg string) []byte {
 func encodeConflated(skipped uint64) []byte {
 	b := append([]byte(`{"type":"conflated","skipped":`), strconv.FormatUint(skipped, 10)...)
 	return append(b, '}')
+}
+
+func encodePositionFrame(p *position) []byte {
+	b, _ := json.Marshal(struct {
+		Type     string    `json:"type"`
+		Position *position `json:"position"`
+	}{"position", p})
+	return b
 }
 
 var pongFrame = []byte(`{"type":"pong"}`)

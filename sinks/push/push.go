@@ -1,22 +1,26 @@
-// Package push is the push sink: it fans ticks, alerts and signals out to
-// browsers over WebSocket (github.com/coder/websocket).
+// Package push is the push sink: it fans ticks, alerts, signals, trades
+// and quotes out to browsers over WebSocket (github.com/coder/websocket).
 //
 // The sink consumes in a group of its own on every instance
 // (sinks.PerInstance), so each instance's browsers get every tick.
-// WriteBatch encodes each tick once and hands it to a hub sharded by pair; the same bytes then go to every
+// WriteBatch encodes each tick once, with its position in the tick topic, and hands it to a hub sharded by
+// partition; the same bytes then go to every
 // subscribed connection's queue. Enqueueing never waits for a client: each
 // connection has its own writer and a queue bounded in bytes, slow clients
-// get conflated ticks (the newest per pair) and then get disconnected, so
+// get conflated ticks and quotes (the newest per pair) and then get disconnected, so
 // one stalled browser delays neither other clients nor the sink's commits.
 // Delivery to browsers is best-effort by nature, so a batch counts as
 // written once the hub has it; after a crash the instance's group resumes from Kafka.
+// A browser that reconnects with its position gets what it missed from the
+// broker's log (recover.go, protocol.go).
 //
 // Alerts and signals come from their topics (risk.alerts,
 // strategy.signals), which Run follows without a consumer group: every push
 // instance sees every alert, whichever process raised it, and fans it out
 // on the "alert" and "signal" channels. Following starts from the topics'
 // ends (a browser gets live events, not history; the REST API lists recent
-// ones).
+// ones). Trades (market_data.trades) and quotes (market_data.quotes) are
+// followed the same way, on the "trade" and "quote" channels.
 //
 // Besides Sink it implements sinks.Service (Run serves the WebSocket
 // listener and follows the topics), sinks.Readier and PushURL (for the web
@@ -40,6 +44,7 @@ import (
 
 	"github.com/tickflow/tickflow/alert"
 	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/ingest"
 	"github.com/tickflow/tickflow/internal/events"
 	"github.com/tickflow/tickflow/signal"
 	"github.com/tickflow/tickflow/sinks"
@@ -61,9 +66,10 @@ func init() {
 }
 
 var (
-	_ sinks.Sink    = (*Sink)(nil)
-	_ sinks.Service = (*Sink)(nil)
-	_ sinks.Readier = (*Sink)(nil)
+	_ sinks.Sink           = (*Sink)(nil)
+	_ sinks.PositionWriter = (*Sink)(nil)
+	_ sinks.Service        = (*Sink)(nil)
+	_ sinks.Readier        = (*Sink)(nil)
 )
 
 // latestSource is what the push sink needs from the cache backend
@@ -89,6 +95,15 @@ type Sink struct {
 	// alert and signal topics. Either may be nil.
 	backend  func(string) (any, bool)
 	follower sinks.Follower
+	// log reads the tick topic's retained log for recoveries (the bus
+	// follower, when it can); nil: no recovery.
+	logRd logReader
+	// recoveries bounds concurrent recoveries.
+	recoveries chan struct{}
+
+	posMu   sync.Mutex
+	topic   string // the tick topic, from the runtime's assignment
+	topicID string // its topic ID; "" hands out no positions
 
 	cacheMu   sync.Mutex
 	cache     latestSource
@@ -126,16 +141,36 @@ func New(env sinks.Env, cfg *Config) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
+	lr, _ := env.Follower.(logReader)
 	return &Sink{
-		cfg:      *cfg,
-		log:      log,
-		clk:      clock.OrReal(env.Clock),
-		m:        m,
-		hub:      newHub(cfg.Shards, m),
-		backend:  env.Backend,
-		follower: env.Follower,
-		conns:    map[*client]struct{}{},
+		cfg:        *cfg,
+		log:        log,
+		clk:        clock.OrReal(env.Clock),
+		m:          m,
+		hub:        newHub(cfg.Shards, m),
+		backend:    env.Backend,
+		follower:   env.Follower,
+		logRd:      lr,
+		recoveries: make(chan struct{}, cfg.Limits.RecoveryConcurrency),
+		conns:      map[*client]struct{}{},
 	}, nil
+}
+
+// Assigned learns the tick topic, its identity (the epoch of every
+// position handed out) and where each partition resumes.
+func (s *Sink) Assigned(a sinks.Assignment) {
+	s.posMu.Lock()
+	s.topic, s.topicID = a.Topic, a.TopicID
+	s.posMu.Unlock()
+	if a.TopicID != "" {
+		s.hub.assign(a.Next)
+	}
+}
+
+func (s *Sink) epoch() string {
+	s.posMu.Lock()
+	defer s.posMu.Unlock()
+	return s.topicID
 }
 
 func (s *Sink) now() int64 { return s.clk.Now().UnixNano() }
@@ -171,6 +206,13 @@ func (s *Sink) Connect(context.Context) error {
 // Redelivered batches reach clients twice: acceptable for a best-effort
 // feed, and a client can drop a tick older than the one it shows.
 func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
+	return s.WriteBatchAt(ctx, batch, nil)
+}
+
+// WriteBatchAt is WriteBatch with each tick's position in the tick topic
+// (pos[i] is batch[i]'s; nil: none), which goes out with the tick so a
+// client can resume from it.
+func (s *Sink) WriteBatchAt(ctx context.Context, batch []tick.Tick, pos []sinks.Position) error {
 	if s.closed.Load() {
 		return fmt.Errorf("push: %w", errHubClosed)
 	}
@@ -182,10 +224,14 @@ func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
 		if t.Exchange == "" || t.Symbol == "" {
 			continue // not a pair: nothing could subscribe to it
 		}
+		part, off := int32(-1), int64(0)
+		if pos != nil {
+			part, off = pos[i].Partition, pos[i].Offset
+		}
 		msgs = append(msgs, &message{
-			data: encodeTick(make([]byte, 0, 320), t), ch: chTick,
+			data: encodeTick(make([]byte, 0, 320), t, part, off), ch: chTick,
 			exchange: t.Exchange, symbol: t.Symbol, pair: t.Key(),
-			ts: t.Timestamp, at: at, recvUS: t.ReceivedAt,
+			ts: t.Timestamp, at: at, recvUS: t.ReceivedAt, positioned: pos != nil, part: part, off: off,
 		})
 	}
 	if err := s.hub.dispatch(ctx, msgs); err != nil {
@@ -195,10 +241,11 @@ func (s *Sink) WriteBatch(ctx context.Context, batch []tick.Tick) error {
 	return nil
 }
 
-// errNotJSON: a record on an alert or signal topic that is not JSON.
+// errNotJSON: a record on a followed topic that is not JSON.
 var errNotJSON = errors.New("record value is not JSON")
 
-// publish fans an alert or signal out to the subscribers of its channel.
+// publish fans an alert, signal, trade or quote out to the subscribers of
+// its channel.
 // key is "exchange:symbol" when the event is about a pair (subscriptions
 // filter on it) and anything else otherwise (then only subscriptions
 // without exchange and symbol filters get it). payload is the event's JSON,
@@ -226,13 +273,14 @@ func (s *Sink) publish(ch channel, key string, payload []byte) error {
 var eventTopics = []struct {
 	topic string
 	ch    channel
-}{{alert.Topic, chAlert}, {signal.Topic, chSignal}}
+}{{alert.Topic, chAlert}, {signal.Topic, chSignal}, {ingest.TradeTopic, chTrade}, {tick.QuoteTopic, chQuote}}
 
-// follow fans the alert and signal topics out until ctx ends. Backfill 0:
-// browsers get events raised from now on; the REST API serves history.
+// follow fans the alert, signal, trade and quote topics out until ctx
+// ends. Backfill 0: browsers get events raised from now on; the REST API
+// serves history.
 func (s *Sink) follow(ctx context.Context) {
 	if s.follower == nil {
-		s.log.Warn("push: no bus follower; the alert and signal channels stay silent")
+		s.log.Warn("push: no bus follower; the alert, signal, trade and quote channels stay silent")
 		return
 	}
 	var wg sync.WaitGroup
@@ -298,7 +346,7 @@ func (s *Sink) PushURL() string {
 	return "ws://" + s.Addr() + s.cfg.Path
 }
 
-// Run serves WebSocket clients and follows the alert and signal topics
+// Run serves WebSocket clients and follows the event topics
 // until ctx ends, then closes every connection with 1001 (going away).
 func (s *Sink) Run(ctx context.Context) error {
 	if err := s.Listen(); err != nil {
@@ -394,7 +442,7 @@ func (s *Sink) cacheSeed() []*message {
 			continue
 		}
 		msgs = append(msgs, &message{
-			data: encodeTick(nil, t), ch: chTick, exchange: t.Exchange, symbol: t.Symbol,
+			data: encodeTick(nil, t, -1, 0), ch: chTick, exchange: t.Exchange, symbol: t.Symbol,
 			pair: t.Key(), ts: t.Timestamp, at: at,
 		})
 	}

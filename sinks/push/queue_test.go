@@ -2,6 +2,7 @@ package push
 
 import (
 	"fmt"
+	"math/rand"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,9 @@ func tickMsg(pair string, n int) *message {
 func contents(batch []*message) []string {
 	var out []string
 	for _, m := range batch {
+		if m == nil {
+			continue // a conflated tick's place
+		}
 		out = append(out, fmt.Sprintf("%s=%s", m.pair, strings.TrimSpace(string(m.data))))
 	}
 	return out
@@ -53,15 +57,24 @@ func TestQueueConflatesThenDisconnects(t *testing.T) {
 		},
 		{
 			// 1000 bytes: conflation starts past 500, i.e. with the 6th message.
-			name:        "past half: newest tick per pair replaces the queued one in place",
+			// The newest tick goes to the end, so ticks keep their order
+			// (a partition's offsets never go backwards for the client).
+			name:        "past half: newest tick per pair replaces the queued one, at the end",
 			enqueue:     []string{"a:X", "a:Y", "a:X", "a:Y", "a:X", "a:Y", "a:X", "alert", "a:Y", "a:Z"},
-			wantQueue:   []string{"a:X=1", "a:Y=2", "a:X=3", "a:Y=4", "a:X=7", "a:Y=9", "alert=8", "a:Z=10"},
+			wantQueue:   []string{"a:X=1", "a:Y=2", "a:X=3", "a:Y=4", "a:X=7", "alert=8", "a:Y=9", "a:Z=10"},
 			wantSkipped: 2,
 		},
 		{
 			name:       "past the bound: disconnected, queue dropped",
 			enqueue:    []string{"a:A", "a:B", "a:C", "a:D", "a:E", "a:F", "a:G", "a:H", "a:I", "a:J", "a:K"},
 			wantClosed: "more than 1000 bytes queued",
+		},
+		{
+			// Quotes are states like ticks; trades are events like alerts.
+			name:        "quotes conflate, trades never",
+			enqueue:     []string{"quote", "quote", "quote", "quote", "quote", "quote", "quote", "trade", "trade"},
+			wantQueue:   []string{"a:Q=1", "a:Q=2", "a:Q=3", "a:Q=4", "a:Q=5", "a:Q=7", "a:Q=8", "a:Q=9"},
+			wantSkipped: 1,
 		},
 		{
 			name:      "alerts never conflate",
@@ -74,8 +87,12 @@ func TestQueueConflatesThenDisconnects(t *testing.T) {
 			c, clk := queueClient(t, 1000, time.Second)
 			for i, p := range tt.enqueue {
 				m := tickMsg(p, i+1)
-				if p == "alert" {
+				switch p {
+				case "alert":
 					m.ch = chAlert
+				case "quote", "trade":
+					m = tickMsg("a:Q", i+1)
+					m.ch = map[string]channel{"quote": chQuote, "trade": chTrade}[p]
 				}
 				c.enqueue(m, clk.Now().UnixNano())
 			}
@@ -148,5 +165,63 @@ func TestTokenBucket(t *testing.T) {
 	want := []bool{true, true, true, false, false, true, false, true, true, true, false}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("allow = %v\nwant    %v", got, want)
+	}
+}
+
+// Conflation keeps positions honest: however a fast hub and a slow writer
+// interleave, each partition's offsets reach the client in increasing
+// order (so its position never passes a tick it has not seen without
+// being told), and every tick not delivered is counted in a conflated
+// frame. Rare takes let conflation run long enough to compact the queue.
+func TestQueuePositionsHonestUnderConflation(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		takeEvery int // one step in takeEvery is a take
+	}{{"writer a little behind", 30}, {"writer stalls, queue compacts", 600}} {
+		for seed := int64(1); seed <= 5; seed++ {
+			t.Run(fmt.Sprintf("%s/seed %d", tt.name, seed), func(t *testing.T) {
+				c, clk := queueClient(t, 4000, time.Hour)
+				r := rand.New(rand.NewSource(seed))
+				next, last := map[int32]int64{}, map[int32]int64{}
+				enqueued, delivered := 0, 0
+				var skipped uint64
+				take := func() {
+					batch, s, final := c.take()
+					if final != nil {
+						t.Fatalf("closed: %+v", final)
+					}
+					skipped += s
+					for _, m := range batch {
+						if m == nil {
+							continue
+						}
+						if l, ok := last[m.part]; ok && m.off <= l {
+							t.Fatalf("partition %d: offset %d after %d", m.part, m.off, l)
+						}
+						last[m.part] = m.off
+						delivered++
+					}
+				}
+				for step := range 5000 {
+					if r.Intn(tt.takeEvery) == 0 {
+						take()
+						continue
+					}
+					p := int32(r.Intn(3))
+					m := tickMsg(fmt.Sprintf("p%d:s%d", p, r.Intn(4)), step)
+					m.positioned, m.part, m.off = true, p, next[p]
+					next[p]++
+					c.enqueue(m, clk.Now().UnixNano())
+					enqueued++
+				}
+				take()
+				if uint64(enqueued) != uint64(delivered)+skipped {
+					t.Fatalf("enqueued %d, delivered %d + reported skipped %d", enqueued, delivered, skipped)
+				}
+				if skipped == 0 {
+					t.Fatal("nothing conflated: the case does not test conflation")
+				}
+			})
+		}
 	}
 }

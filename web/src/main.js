@@ -439,6 +439,19 @@ function scheduleReconnect(why) {
   setTimeout(() => { clearInterval(iv); connect(); }, wait);
 }
 
+// Where the feed is up to, kept across reconnects so the server can replay
+// what was missed: {epoch, offsets: {partition: offset}}, advanced by every
+// tick and by the server's "position" (see sinks/push/protocol.go).
+let resume = null;
+
+function advance(pos) {
+  if (!pos) return;
+  if (!resume || resume.epoch !== pos.epoch) resume = { epoch: pos.epoch, offsets: {} };
+  for (const [p, o] of Object.entries(pos.offsets)) {
+    if (!(p in resume.offsets) || o > resume.offsets[p]) resume.offsets[p] = o;
+  }
+}
+
 async function connect() {
   setStatus('connecting', attempt ? `reconnecting (attempt ${attempt + 1})…` : 'connecting…');
   const url = await pushURL();
@@ -460,7 +473,7 @@ async function connect() {
     setStatus('live', 'live');
     setNotice('');
     lastMessageAt = Date.now();
-    sock.send(JSON.stringify({ type: 'subscribe' }));
+    sock.send(JSON.stringify(resume ? { type: 'subscribe', since: resume } : { type: 'subscribe' }));
     // The server pings too, but a browser cannot see those; this catches
     // a connection that died without a close.
     pinger = setInterval(() => {
@@ -481,7 +494,20 @@ async function connect() {
     }
     switch (m.type) {
       case 'tick':
+        if (m.part !== undefined && resume) {
+          const k = String(m.part);
+          if (!(k in resume.offsets) || m.off > resume.offsets[k]) resume.offsets[k] = m.off;
+        }
         onTick(m.data);
+        break;
+      case 'subscribed':
+        advance(m.position);
+        if (m.recovered === false) {
+          setNotice(`reconnected with a gap: some updates were missed (${m.recovery.reason})`);
+        }
+        break;
+      case 'position':
+        advance(m.position);
         break;
       case 'alert':
       case 'signal':
@@ -524,6 +550,8 @@ window.tickflow = {
   markers: () => markerLayer.markers().map((m) => ({ ...m })),
   counters,
   disconnect: () => ws && ws.close(4001, 'test'),
+  // forget drops the resume position, so the next connect gets a snapshot.
+  forget: () => { resume = null; },
   gaps: () => document.querySelectorAll('#gaps li').length,
   refreshGaps,
 };
