@@ -6,6 +6,7 @@
 // Native forms:
 //
 //	binance, bybit   BTCUSDT   concatenated: split by a quote-asset suffix table
+//	sim              BTCUSDT   the simulated exchange names its pairs as Binance does
 //	okx              BTC-USDT  dashed (spot only: BTC-USDT-SWAP is refused)
 //	coinbase         BTC-USD   dashed
 //	kraken           BTC/USD   slashed (v2); legacy XBT→BTC and XDG→DOGE
@@ -22,6 +23,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Instrument is a normalized pair of upper-case assets.
@@ -141,7 +143,7 @@ func alnum(s string) bool {
 // is the concatenation, which Resolve may refuse as ambiguous.
 func Native(exchange string, in Instrument) (string, error) {
 	switch exchange {
-	case "binance", "bybit":
+	case "binance", "bybit", "sim":
 		return in.Base + in.Quote, nil
 	case "okx", "coinbase":
 		return in.Base + "-" + in.Quote, nil
@@ -157,6 +159,17 @@ func Native(exchange string, in Instrument) (string, error) {
 type Resolver struct {
 	mu    sync.RWMutex
 	known map[string]Instrument // "exchange\x00SYMBOL"
+	gen   atomic.Uint64
+}
+
+// Generation changes whenever Add changes what the Resolver answers, so a
+// caller that caches answers knows when to drop them. A nil Resolver's
+// generation is always 0.
+func (r *Resolver) Generation() uint64 {
+	if r == nil {
+		return 0
+	}
+	return r.gen.Load()
 }
 
 // Add records the exchange's own base and quote for a symbol, as its
@@ -181,6 +194,7 @@ func (r *Resolver) Add(exchange, symbol string, in Instrument) error {
 		r.known = map[string]Instrument{}
 	}
 	r.known[exchange+"\x00"+strings.ToUpper(symbol)] = in
+	r.gen.Add(1)
 	return nil
 }
 
@@ -201,7 +215,7 @@ func (r *Resolver) Resolve(exchange, symbol string) (Instrument, error) {
 // symbol form alone (no listing).
 func Resolve(exchange, symbol string) (Instrument, error) {
 	switch exchange {
-	case "binance", "bybit":
+	case "binance", "bybit", "sim":
 		return Concat(symbol)
 	case "okx", "coinbase":
 		return Dashed(symbol)

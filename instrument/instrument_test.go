@@ -52,6 +52,7 @@ func TestResolve(t *testing.T) {
 		{"kraken", "XXBTZUSD", "", ErrUnknown}, // REST pair name, not a v2 symbol
 		{"kraken", "BTC/USD/X", "", ErrUnknown},
 		{"kraken", "BTC/U$D", "", ErrUnknown},
+		{"sim", "ETHUSDT", "ETH-USDT", nil},
 		{"deribit", "BTC-PERPETUAL", "", ErrUnknown},
 	} {
 		t.Run(tc.exchange+":"+tc.symbol, func(t *testing.T) {
@@ -81,8 +82,12 @@ func TestResolverListingWins(t *testing.T) {
 	if _, err := r.Resolve("binance", "ADAEUR"); !errors.Is(err, ErrAmbiguous) {
 		t.Fatalf("before Add: %v", err)
 	}
+	gen := r.Generation()
 	if err := r.Add("binance", "ADAEUR", Instrument{"ada", "eur"}); err != nil {
 		t.Fatal(err)
+	}
+	if r.Generation() == gen {
+		t.Fatal("Add left the generation unchanged: cached answers would go stale")
 	}
 	if err := r.Add("kraken", "XBT/USD", Instrument{"XBT", "USD"}); err != nil {
 		t.Fatal(err)
@@ -104,8 +109,12 @@ func TestResolverListingWins(t *testing.T) {
 	if err := r.Add("binance", "X", Instrument{"", "USDT"}); !errors.Is(err, ErrUnknown) {
 		t.Errorf("Add accepted an empty base: %v", err)
 	}
+	gen = r.Generation()
+	if err := r.Add("binance", "Y", Instrument{"", "USDT"}); err == nil || r.Generation() != gen {
+		t.Errorf("a refused Add changed the generation (%v)", err)
+	}
 	var nilR *Resolver
-	if got, err := nilR.Resolve("okx", "BTC-USDT"); err != nil || got.String() != "BTC-USDT" {
+	if got, err := nilR.Resolve("okx", "BTC-USDT"); err != nil || got.String() != "BTC-USDT" || nilR.Generation() != 0 {
 		t.Errorf("nil resolver: %v, %v", got, err)
 	}
 }
@@ -118,7 +127,7 @@ func TestParseAndNative(t *testing.T) {
 	if _, err := Parse("BTCUSDT"); !errors.Is(err, ErrUnknown) {
 		t.Fatalf("Parse(BTCUSDT) = %v", err)
 	}
-	for ex, want := range map[string]string{"binance": "BTCUSDT", "bybit": "BTCUSDT", "okx": "BTC-USDT", "coinbase": "BTC-USDT", "kraken": "BTC/USDT"} {
+	for ex, want := range map[string]string{"binance": "BTCUSDT", "bybit": "BTCUSDT", "sim": "BTCUSDT", "okx": "BTC-USDT", "coinbase": "BTC-USDT", "kraken": "BTC/USDT"} {
 		got, err := Native(ex, in)
 		if err != nil || got != want {
 			t.Errorf("Native(%s) = %q, %v; want %q", ex, got, err, want)
