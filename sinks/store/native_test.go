@@ -74,7 +74,7 @@ func checkBlock(t *testing.T, rb *recvBlock, l layout, want []tick.Tick) {
 	wantCols := []struct {
 		name string
 		typ  proto.ColumnType
-	}{{"exchange", str}, {"symbol", str}, {"timestamp", "Int64"}, {"received_at", "Int64"}}
+	}{{"exchange", str}, {"symbol", str}, {"base", str}, {"quote", str}, {"timestamp", "Int64"}, {"received_at", "Int64"}}
 	for _, f := range decimalFields {
 		wantCols = append(wantCols, struct {
 			name string
@@ -113,16 +113,18 @@ func checkBlock(t *testing.T, rb *recvBlock, l layout, want []tick.Tick) {
 		var got tick.Tick
 		got.Exchange = strAt(rb.cols[0].data, i)
 		got.Symbol = strAt(rb.cols[1].data, i)
-		got.Timestamp = rb.cols[2].data.(*proto.ColInt64).Row(i)
-		got.ReceivedAt = rb.cols[3].data.(*proto.ColInt64).Row(i)
+		got.Base = strAt(rb.cols[2].data, i)
+		got.Quote = strAt(rb.cols[3].data, i)
+		got.Timestamp = rb.cols[4].data.(*proto.ColInt64).Row(i)
+		got.ReceivedAt = rb.cols[5].data.(*proto.ColInt64).Row(i)
 		for j, f := range decimalFields {
-			v := rb.cols[4+j].data.(*proto.ColDecimal128).Row(i)
+			v := rb.cols[6+j].data.(*proto.ColDecimal128).Row(i)
 			// Independent of fromDecimal128: the unscaled integer must
 			// equal the tick's value times 10^18.
 			if got, want := int128Big(v), unscaled(t, f.get(w).String()); got.Cmp(want) != 0 {
 				t.Fatalf("row %d %s: unscaled %s, want %s", i, f.name, got, want)
 			}
-			sc := rb.cols[4+numDecimals+j].data.(*proto.ColUInt8).Row(i)
+			sc := rb.cols[6+numDecimals+j].data.(*proto.ColUInt8).Row(i)
 			if want := uint8(-f.get(w).Exponent); sc != want {
 				t.Fatalf("row %d %s: scale %d, want %d", i, f.scale, sc, want)
 			}
@@ -154,9 +156,9 @@ func TestColumnSetEncodeDecode(t *testing.T) {
 		revision int
 	}{
 		{"http plain", layout{}, nativeFormatRevision},
-		{"http low cardinality", layout{true, true}, nativeFormatRevision},
+		{"http low cardinality", layout{true, true, true, true}, nativeFormatRevision},
 		{"native plain", layout{}, proto.Version},
-		{"native low cardinality", layout{true, true}, proto.Version},
+		{"native low cardinality", layout{true, true, true, true}, proto.Version},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newColumns(tc.l)
@@ -401,6 +403,8 @@ func (f *fakeNative) query(fc *fakeConn) error {
 		header := proto.Input{
 			{Name: "exchange", Data: proto.Alias(new(proto.ColStr), "LowCardinality(String)")},
 			{Name: "symbol", Data: proto.Alias(new(proto.ColStr), "LowCardinality(String)")},
+			{Name: "base", Data: proto.Alias(new(proto.ColStr), "LowCardinality(String)")},
+			{Name: "quote", Data: proto.Alias(new(proto.ColStr), "LowCardinality(String)")},
 			{Name: "timestamp", Data: new(proto.ColInt64)},
 			{Name: "received_at", Data: new(proto.ColInt64)},
 		}
@@ -437,7 +441,8 @@ func (f *fakeNative) query(fc *fakeConn) error {
 		out = proto.Input{{Name: "engine", Data: strCol("ReplacingMergeTree")}, {Name: "engine_full", Data: strCol("ReplacingMergeTree ORDER BY (exchange, symbol, timestamp, received_at)")}}
 	case strings.Contains(body, "FROM system.columns"):
 		names, types := strCol(), strCol()
-		for _, c := range [][2]string{{"exchange", "LowCardinality(String)"}, {"symbol", "LowCardinality(String)"}, {"timestamp", "Int64"}, {"received_at", "Int64"}} {
+		for _, c := range [][2]string{{"exchange", "LowCardinality(String)"}, {"symbol", "LowCardinality(String)"},
+			{"base", "LowCardinality(String)"}, {"quote", "LowCardinality(String)"}, {"timestamp", "Int64"}, {"received_at", "Int64"}} {
 			names.Append(c[0])
 			types.Append(c[1])
 		}
@@ -510,16 +515,17 @@ func TestNativeTransportProtocol(t *testing.T) {
 	if len(inserts) != 1 {
 		t.Fatalf("server got %d blocks, want one", len(inserts))
 	}
-	if !strings.HasPrefix(last, "INSERT INTO `hist`.`market_ticks` (\"exchange\",\"symbol\",\"timestamp\"") {
+	if !strings.HasPrefix(last, "INSERT INTO `hist`.`market_ticks` (\"exchange\",\"symbol\",\"base\",\"quote\",\"timestamp\"") {
 		t.Fatalf("insert statement %q", last)
 	}
-	checkBlock(t, inserts[0], layout{true, true}, in)
+	checkBlock(t, inserts[0], layout{true, true, true, true}, in)
 
 	// Reads: the server answers with a native block the sink decodes.
 	var ts, recv proto.ColInt64
+	var base, quote proto.ColStr
 	var decs [numDecimals]proto.ColDecimal128
 	var scales [numDecimals]proto.ColUInt8
-	reply := proto.Input{{Name: "timestamp", Data: &ts}, {Name: "received_at", Data: &recv}}
+	reply := proto.Input{{Name: "timestamp", Data: &ts}, {Name: "received_at", Data: &recv}, {Name: "_base", Data: &base}, {Name: "_quote", Data: &quote}}
 	for i, d := range decimalFields {
 		reply = append(reply, proto.InputColumn{Name: "_" + d.name, Data: proto.Alias(&decs[i], decimalType)})
 	}
@@ -530,6 +536,8 @@ func TestNativeTransportProtocol(t *testing.T) {
 	for i := range want {
 		ts.Append(want[i].Timestamp)
 		recv.Append(want[i].ReceivedAt)
+		base.Append(want[i].Base)
+		quote.Append(want[i].Quote)
 		for j, d := range decimalFields {
 			v, err := toDecimal128(d.get(&want[i]))
 			if err != nil {

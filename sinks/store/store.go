@@ -247,7 +247,7 @@ func (s *Sink) ensureSchema(ctx context.Context) error {
 	if err := s.tr.exec(ctx, tableDDL(s.table, f, s.cfg.RetentionDays)); err != nil {
 		return fmt.Errorf("store: create table: %w", err)
 	}
-	l, err := checkTable(ctx, s.tr, s.ep.database, s.cfg.Table)
+	l, err := checkTable(ctx, s.tr, s.ep.database, s.cfg.Table, f)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
