@@ -44,10 +44,18 @@ var (
 )
 
 // Parse reads the normalized form "BASE-QUOTE" (case-insensitive), what a
-// user asks for in the API.
+// user asks for in the API. Kraken's legacy codes are read as the assets
+// they name (XBT-USD is BTC-USD): no exchange uses them for anything else.
 func Parse(s string) (Instrument, error) {
-	return split(strings.ToUpper(strings.TrimSpace(s)), '-', nil)
+	return split(strings.ToUpper(strings.TrimSpace(s)), '-', krakenAliases)
 }
+
+// exchanges are the exchanges with a symbol form, sorted.
+var exchanges = []string{"binance", "bybit", "coinbase", "kraken", "okx", "sim"}
+
+// Exchanges lists the exchanges Resolve and Native know the symbol form
+// of, sorted. The caller may keep the slice; it is a copy.
+func Exchanges() []string { return append([]string(nil), exchanges...) }
 
 // quoteSuffixes are the quote assets of Binance and Bybit spot, longest
 // first so the first match is the longest. Plain USD is left out: neither
@@ -196,6 +204,16 @@ func (r *Resolver) Add(exchange, symbol string, in Instrument) error {
 	r.known[exchange+"\x00"+strings.ToUpper(symbol)] = in
 	r.gen.Add(1)
 	return nil
+}
+
+// Record is the instrument of a record (a tick, a trade, a quote): the
+// base and quote it carries, or, for a record written before records
+// carried them, what its native symbol resolves to.
+func (r *Resolver) Record(exchange, symbol, base, quote string) (Instrument, error) {
+	if base != "" && quote != "" {
+		return Instrument{Base: base, Quote: quote}, nil
+	}
+	return r.Resolve(exchange, symbol)
 }
 
 // Resolve returns the instrument of an exchange's native symbol.

@@ -127,6 +127,14 @@ func TestParseAndNative(t *testing.T) {
 	if _, err := Parse("BTCUSDT"); !errors.Is(err, ErrUnknown) {
 		t.Fatalf("Parse(BTCUSDT) = %v", err)
 	}
+	if in, err := Parse("xbt-usd"); err != nil || in.String() != "BTC-USD" {
+		t.Fatalf("Parse(xbt-usd) = %v, %v; want Kraken's legacy code read as BTC", in, err)
+	}
+	for _, ex := range Exchanges() {
+		if _, err := Native(ex, in); err != nil {
+			t.Errorf("Exchanges lists %s, which has no symbol form: %v", ex, err)
+		}
+	}
 	for ex, want := range map[string]string{"binance": "BTCUSDT", "bybit": "BTCUSDT", "sim": "BTCUSDT", "okx": "BTC-USDT", "coinbase": "BTC-USDT", "kraken": "BTC/USDT"} {
 		got, err := Native(ex, in)
 		if err != nil || got != want {
@@ -139,6 +147,25 @@ func TestParseAndNative(t *testing.T) {
 	}
 	if _, err := Native("nowhere", in); err == nil {
 		t.Error("Native accepted an unknown exchange")
+	}
+}
+
+func TestRecord(t *testing.T) {
+	var r *Resolver
+	for _, tc := range []struct {
+		ex, sym, base, quote, want string
+		err                        error
+	}{
+		{"kraken", "XBT/USD", "BTC", "USD", "BTC-USD", nil}, // what the record carries
+		{"kraken", "XBT/USD", "", "", "BTC-USD", nil},       // an older record: resolved
+		{"binance", "WEIRD", "W", "EIRD", "W-EIRD", nil},    // the record's answer wins
+		{"binance", "ADAEUR", "", "", "", ErrAmbiguous},
+		{"nowhere", "X", "", "", "", ErrUnknown},
+	} {
+		got, err := r.Record(tc.ex, tc.sym, tc.base, tc.quote)
+		if !errors.Is(err, tc.err) || (err == nil && got.String() != tc.want) {
+			t.Errorf("Record(%s, %s, %q, %q) = %v, %v; want %s %v", tc.ex, tc.sym, tc.base, tc.quote, got, err, tc.want, tc.err)
+		}
 	}
 }
 
