@@ -331,7 +331,7 @@ func TestPriceSpike(t *testing.T) {
 		tk("bybit", "BTCUSDT", 0, "99.8"),
 		tk("bybit", "BTCUSDT", time.Second, "103"), // median of 100, 100.5 is 100.25: +2.74 %
 		tk("binance", "BTCUSDT", 2*time.Second, "100.1"),
-		tk("bybit", "BTCUSDT", 3*time.Second, "100.2"), // back in line
+		tk("bybit", "BTCUSDT", 3*time.Second, "100.2"),  // back in line
 		tk("kraken", "BTC/USDT", 60*time.Second, "150"), // others are all older than max_age
 	)
 	got := h.alerts()
