@@ -118,26 +118,9 @@ var instrumentColumns = [...]string{"base", "quote"}
 // returns how its string columns are typed.
 func checkTable(ctx context.Context, tr transport, database, table string, f features) (layout, error) {
 	var l layout
-	var engine proto.ColStr
-	found := false
-	distributed := false
-	var engineFull proto.ColStr
-	if err := tr.query(ctx, fmt.Sprintf("SELECT engine, engine_full FROM system.tables WHERE database = %s AND name = %s",
-		quoteString(database), quoteString(table)), proto.Results{{Data: &engine}, {Data: &engineFull}}, func() error {
-		found = true
-		switch e := engine.Row(0); {
-		case e == "Distributed":
-			distributed = true
-			return checkShards(ctx, tr, database, table, engineFull.Row(0))
-		case !strings.Contains(e, "ReplacingMergeTree"):
-			return fmt.Errorf("table %s.%s has engine %s; the store needs a ReplacingMergeTree to hide replayed duplicates", database, table, e)
-		}
-		return nil
-	}); err != nil {
+	distributed, err := checkEngine(ctx, tr, database, table)
+	if err != nil {
 		return l, err
-	}
-	if !found {
-		return l, fmt.Errorf("table %s.%s missing after CREATE", database, table)
 	}
 	types, err := columnTypes(ctx, tr, database, table)
 	if err != nil {
@@ -205,6 +188,32 @@ func checkTable(ctx context.Context, tr transport, database, table string, f fea
 	l.lowCardBase = types["base"] != "String"
 	l.lowCardQuote = types["quote"] != "String"
 	return l, nil
+}
+
+// checkEngine verifies the table exists and keeps replayed duplicates
+// invisible: a ReplacingMergeTree, or a Distributed table over
+// ReplacingMergeTrees on every shard. It reports whether it is Distributed.
+func checkEngine(ctx context.Context, tr transport, database, table string) (distributed bool, err error) {
+	var engine, engineFull proto.ColStr
+	found := false
+	if err := tr.query(ctx, fmt.Sprintf("SELECT engine, engine_full FROM system.tables WHERE database = %s AND name = %s",
+		quoteString(database), quoteString(table)), proto.Results{{Data: &engine}, {Data: &engineFull}}, func() error {
+		found = true
+		switch e := engine.Row(0); {
+		case e == "Distributed":
+			distributed = true
+			return checkShards(ctx, tr, database, table, engineFull.Row(0))
+		case !strings.Contains(e, "ReplacingMergeTree"):
+			return fmt.Errorf("table %s.%s has engine %s; the store needs a ReplacingMergeTree to hide replayed duplicates", database, table, e)
+		}
+		return nil
+	}); err != nil {
+		return false, err
+	}
+	if !found {
+		return false, fmt.Errorf("table %s.%s missing after CREATE", database, table)
+	}
+	return distributed, nil
 }
 
 // columnTypes is the table's columns and their types.

@@ -32,6 +32,8 @@ func TestConfigValidate(t *testing.T) {
 		{"bad database", func(c *ClickHouseConfig) { c.Database = "a-b" }, "clickhouse.database"},
 		{"zero timeout", func(c *ClickHouseConfig) { c.Timeout = 0 }, "clickhouse.timeout"},
 		{"negative retention", func(c *ClickHouseConfig) { c.RetentionDays = -1 }, "retention_days"},
+		{"bad trades table", func(c *ClickHouseConfig) { c.TradesTable = "t-1" }, "clickhouse.trades_table"},
+		{"trades in the ticks table", func(c *ClickHouseConfig) { c.TradesTable = c.Table }, "a table each"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultConfig()
