@@ -30,6 +30,7 @@ var (
 	_ api.TickCache    = (*cache.Cache)(nil)
 	_ api.TickHistory  = (*store.History)(nil)
 	_ api.CandleReader = (*store.History)(nil)
+	_ api.TradeHistory = (*store.History)(nil)
 	_ api.PushURLer    = (*push.Sink)(nil)
 	_ api.AlertSource  = (*events.AlertFeed)(nil)
 	_ api.SignalSource = (*events.SignalFeed)(nil)
@@ -139,7 +140,7 @@ func (b *backends) apiReaders(o *api.Options, f *feeds, built []builtSink) {
 		o.Cache = b.cache
 	}
 	if b.history != nil {
-		o.History, o.Candles = b.history, b.history
+		o.History, o.Candles, o.TradeHistory = b.history, b.history, b.history
 	}
 	o.Alerts, o.Signals = f.alerts, f.signals
 	for _, s := range built {

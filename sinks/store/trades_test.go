@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -11,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/tickflow/tickflow/api"
 	"github.com/tickflow/tickflow/bus"
 	"github.com/tickflow/tickflow/ingest"
 	"github.com/tickflow/tickflow/internal/testkit"
@@ -135,6 +139,19 @@ func TestTradesWriteRead(t *testing.T) {
 	}
 	if n := testkit.Metric(reg, "tickflow_store_trade_rows_inserted_total"); n != 102 {
 		t.Errorf("trade rows inserted = %v, want 102", n)
+	}
+	// Through the API, as a client reads them.
+	rec := httptest.NewRecorder()
+	api.New(api.Options{TradeHistory: s}).Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/trades/okx/BTC-USDT/history?limit=3", nil))
+	var body struct {
+		Data struct {
+			Trades     []tick.Trade `json:"trades"`
+			NextBefore int64        `json:"next_before"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != http.StatusOK || len(body.Data.Trades) != 3 ||
+		sameTrade(&body.Data.Trades[0], &in[len(in)-1]) != nil || body.Data.NextBefore != in[len(in)-3].Timestamp {
+		t.Fatalf("GET trade history: %d %v %s", rec.Code, err, rec.Body)
 	}
 	// The tick table is untouched.
 	if n := sql(t, ch, "SELECT count() FROM "+db+".market_ticks"); n != "0" {
