@@ -14,14 +14,16 @@ import (
 )
 
 // TestInstrumentsAndStoredTrades runs tickflow against local OKX and Kraken
-// servers with the store on a real ClickHouse: every tick leaves the
-// ingest pump with its normalized instrument, so GET
+// servers with the cache on a real Redis and the store on a real
+// ClickHouse: every tick leaves the ingest pump with its normalized
+// instrument, which the Redis cache keeps in its tick JSON, so GET
 // /api/v1/instruments/BTC-USD/ticks finds Kraken's BTC/USD, and OKX's
 // trades reach the trades table through the store's own trades runtime
 // (group tickflow.store.trades) and come back from the trade history
 // endpoint, exact.
 func TestInstrumentsAndStoredTrades(t *testing.T) {
 	ch := testsvc.StartClickHouse(t)
+	redis := testsvc.StartRedis(t)
 	okxURL := fakeExchange(t, []string{"BTC-USDT"}, `{"event":"subscribe","arg":{"channel":"tickers","instId":"BTC-USDT"},"connId":"a"}`, 0,
 		func(s string, i int, ms int64) string {
 			return fmt.Sprintf(`{"arg":{"channel":"tickers","instId":%q},"data":[{"instType":"SPOT","instId":%q,"last":"60001.%02d","askPx":"60001.5","bidPx":"60000.5","open24h":"59000","high24h":"61000","low24h":"58000","volCcy24h":"2222.5","vol24h":"37.25","ts":"%d"}]}`, s, s, i%100, ms) +
@@ -41,11 +43,11 @@ ingest:
   kraken:  {enabled: true, url: %q, symbols: [BTC/USD]}
 bus: {listen: "127.0.0.1:%d", data_dir: %q, partitions: 2}
 sinks:
-  cache: {enabled: true}
+  cache: {enabled: true, redis: {addrs: [%q]}}
   store: {enabled: true, batch: {size: 200, max_wait: 100ms}, clickhouse: {url: %q, database: instruments}}
 api: {listen: "127.0.0.1:%d"}
 log: {format: json}
-`, okxURL, krakenURL, busPort, filepath.Join(dir, "kafka"), ch.HTTPURL(), apiPort))
+`, okxURL, krakenURL, busPort, filepath.Join(dir, "kafka"), redis.Addr(), ch.HTTPURL(), apiPort))
 	base := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
 
 	var inst struct {
@@ -61,6 +63,10 @@ log: {format: json}
 	})
 	if k := inst.Data.Ticks[0]; k["exchange"] != "kraken" || k["symbol"] != "BTC/USD" || k["base"] != "BTC" || k["quote"] != "USD" || inst.Data.Source != "cache" {
 		t.Errorf("BTC-USD across exchanges: %+v", inst.Data)
+	}
+	// The single-pair endpoint serves the same tick JSON from Redis.
+	if b := waitHTTP(t, base+"/api/v1/tick/kraken/BTC%2FUSD", http.StatusOK); !strings.Contains(string(b), `"symbol":"BTC/USD","base":"BTC","quote":"USD"`) {
+		t.Errorf("kraken tick from the Redis cache without its instrument: %s", b)
 	}
 	b := waitHTTP(t, base+"/api/v1/tick/*/BTC-USDT", http.StatusOK)
 	if err := json.Unmarshal(b, &inst); err != nil || len(inst.Data.Ticks) != 1 || inst.Data.Ticks[0]["symbol"] != "BTC-USDT" || inst.Data.Ticks[0]["base"] != "BTC" {
