@@ -487,8 +487,12 @@ func (s *Server) getTicks(c echo.Context) error {
 
 // symbolInfo is one entry of GET /api/v1/symbols.
 type symbolInfo struct {
-	Exchange  string `json:"exchange"`
-	Symbol    string `json:"symbol"`
+	Exchange string `json:"exchange"`
+	Symbol   string `json:"symbol"`
+	// Base and Quote are the pair's normalized instrument; absent when
+	// its symbol does not resolve.
+	Base      string `json:"base,omitempty"`
+	Quote     string `json:"quote,omitempty"`
 	Price     string `json:"price"`
 	Timestamp int64  `json:"timestamp"`
 	// AgeMS is how old the latest tick's event time is, by this server's
@@ -509,10 +513,14 @@ func (s *Server) getSymbols(c echo.Context) error {
 	}
 	now := s.opts.Clock.Now().UnixMilli()
 	out := make([]symbolInfo, len(pairs))
+	var r *instrument.Resolver // records from before the instrument model: their symbol's form
 	for i, t := range pairs {
 		// 'f', as in the tick JSON: String() would turn "0.00000060" into "6.0E-7".
 		out[i] = symbolInfo{Exchange: t.Exchange, Symbol: t.Symbol, Price: t.Price.Text('f'),
 			Timestamp: t.Timestamp, AgeMS: max(0, now-t.Timestamp)}
+		if in, err := r.Record(t.Exchange, t.Symbol, t.Base, t.Quote); err == nil {
+			out[i].Base, out[i].Quote = in.Base, in.Quote
+		}
 	}
 	return ok(c, out)
 }
@@ -736,6 +744,8 @@ func describeTickRoutes() {
 			"properties": map[string]any{
 				"exchange":  Schema{"type": "string"},
 				"symbol":    Schema{"type": "string"},
+				"base":      Schema{"type": "string", "description": "normalized base asset (ask /api/v1/instruments/{base}-{quote}/ticks to compare exchanges); absent when the symbol does not resolve"},
+				"quote":     Schema{"type": "string", "description": "normalized quote asset"},
 				"price":     dec("latest price"),
 				"timestamp": Schema{"type": "integer", "format": "int64"},
 				"age_ms":    Schema{"type": "integer", "format": "int64"},
