@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickflow/tickflow/api"
 	"github.com/tickflow/tickflow/internal/testkit"
 	"github.com/tickflow/tickflow/internal/testsvc"
 )
@@ -57,15 +58,19 @@ log: {format: json}
 			Source     string
 		}
 	}
-	testkit.Eventually(t, 30*time.Second, "kraken's BTC/USD under BTC-USD", func() bool {
+	// Until the cache has the pair, the store may answer (and fill the
+	// cache): wait for the cache, which reads the tick JSON back from Redis.
+	testkit.Eventually(t, 30*time.Second, "kraken's BTC/USD under BTC-USD, from the cache", func() bool {
 		b := waitHTTP(t, base+"/api/v1/instruments/btc-usd/ticks", http.StatusOK)
-		return json.Unmarshal(b, &inst) == nil && len(inst.Data.Ticks) == 1
+		return json.Unmarshal(b, &inst) == nil && len(inst.Data.Ticks) == 1 && inst.Data.Source == "cache"
 	})
 	if k := inst.Data.Ticks[0]; k["exchange"] != "kraken" || k["symbol"] != "BTC/USD" || k["base"] != "BTC" || k["quote"] != "USD" || inst.Data.Source != "cache" {
 		t.Errorf("BTC-USD across exchanges: %+v", inst.Data)
 	}
 	// The single-pair endpoint serves the same tick JSON from Redis.
-	if b := waitHTTP(t, base+"/api/v1/tick/kraken/BTC%2FUSD", http.StatusOK); !strings.Contains(string(b), `"symbol":"BTC/USD","base":"BTC","quote":"USD"`) {
+	single := base + "/api/v1/tick/kraken/BTC%2FUSD"
+	testkit.Eventually(t, 30*time.Second, "kraken's tick from the cache", func() bool { return header(t, single, api.SourceHeader) == "cache" })
+	if b := waitHTTP(t, single, http.StatusOK); !strings.Contains(string(b), `"symbol":"BTC/USD","base":"BTC","quote":"USD"`) {
 		t.Errorf("kraken tick from the Redis cache without its instrument: %s", b)
 	}
 	b := waitHTTP(t, base+"/api/v1/tick/*/BTC-USDT", http.StatusOK)
