@@ -31,6 +31,7 @@ var (
 	_ api.TickHistory  = (*store.History)(nil)
 	_ api.CandleReader = (*store.History)(nil)
 	_ api.CandleCache  = (*cache.Cache)(nil)
+	_ api.TradeHistory = (*store.History)(nil)
 	_ api.PushURLer    = (*push.Sink)(nil)
 	_ api.AlertSource  = (*events.AlertFeed)(nil)
 	_ api.SignalSource = (*events.SignalFeed)(nil)
@@ -140,7 +141,7 @@ func (b *backends) apiReaders(o *api.Options, f *feeds, built []builtSink) {
 		o.Cache, o.CandleCache = b.cache, b.cache
 	}
 	if b.history != nil {
-		o.History, o.Candles = b.history, b.history
+		o.History, o.Candles, o.TradeHistory = b.history, b.history, b.history
 	}
 	o.Alerts, o.Signals = f.alerts, f.signals
 	for _, s := range built {

@@ -321,7 +321,9 @@ func clientConfig(b config.Bus, log *slog.Logger) (bus.ClientConfig, error) {
 
 type builtSink struct {
 	name string
-	sink sinks.Sink
+	// sink is a sinks.Sink, or the sinks.TradeSink of a sink that also
+	// consumes trades (sinks.TradeConsumer), under its own runtime.
+	sink interface{ Close(context.Context) error }
 	rt   runner
 }
 
@@ -372,6 +374,22 @@ func buildSinks(cfg config.Config, cc bus.ClientConfig, log *slog.Logger, reg *p
 			hr.Check("sink:"+sc.Name+":backend", r.Ready)
 		}
 		out = append(out, builtSink{name: sc.Name, sink: s, rt: rt})
+		if tc, ok := s.(sinks.TradeConsumer); ok {
+			// Its trades: a second runtime on the trades topic in a group
+			// of its own, with the sink's sharing and batch policy.
+			tname := sc.Name + ".trades"
+			tw := tc.TradeWriter()
+			trt, err := bus.NewTradeRuntime(bus.TradeRuntimeConfig{
+				Client: cc, Topic: ingest.TradeTopic, Group: sharing.Group(tname, cfg.Bus.InstanceID), Exclusive: sharing == sinks.Exclusive,
+				SessionTimeout: cfg.Bus.SessionTimeout, RebalanceTimeout: cfg.Bus.RebalanceTimeout,
+				Name: tname, Sink: tw, Batch: sc.Batch,
+				Logger: log.With("component", "sink"), Metrics: rm, Health: hr,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("sink %s: %w", tname, err)
+			}
+			out = append(out, builtSink{name: tname, sink: tw, rt: trt})
+		}
 		attrs := []any{"component", "sink", "sink", sc.Name, "group", group, "sharing", sharing.String(), "batch_size", sc.Batch.Size, "max_wait", sc.Batch.MaxWait}
 		if a, ok := s.(interface{ Addr() string }); ok {
 			attrs = append(attrs, "addr", a.Addr())

@@ -44,7 +44,9 @@ type Options struct {
 	Signals SignalSource // recent strategy signals and strategy status
 	Gaps    GapSource    // recent gaps in the sources' data
 	Trades  TradeSource  // recent trades
-	Quotes  QuoteSource  // recent best bid/ask quotes
+	// TradeHistory is the durable trade history (ClickHouse).
+	TradeHistory TradeHistory
+	Quotes       QuoteSource // recent best bid/ask quotes
 	// Push gives the live page its WebSocket URL; nil when no push feed
 	// runs behind this API.
 	Push PushURLer

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/tickflow/tickflow/instrument"
 	"github.com/tickflow/tickflow/tick"
 )
 
@@ -76,6 +78,7 @@ func init() {
 	addRoutes(func(s *Server) {
 		s.e.GET("/api/v1/tick/:exchange/:symbol", s.getTick)
 		s.e.GET("/api/v1/ticks/:exchange/:symbol", s.getTicks)
+		s.e.GET("/api/v1/instruments/:instrument/ticks", s.getInstrumentTicks)
 		s.e.GET("/api/v1/symbols", s.getSymbols)
 	})
 	describeTickRoutes()
@@ -115,6 +118,9 @@ func (s *Server) tickLayers() (TickCache, []TickHistory) {
 // answer re-populates the cache), else 404 when the authoritative layer
 // does not know the pair, else 503 naming the layers that failed.
 func (s *Server) getTick(c echo.Context) error {
+	if c.Param("exchange") == "*" { // every exchange: /api/v1/tick/*/BTC-USDT
+		return s.instrumentTicks(c, c.Param("symbol"))
+	}
 	ex, sym, err := pairParams(c)
 	if err != nil {
 		return err
@@ -197,6 +203,183 @@ func writeTick(c echo.Context, t *tick.Tick, source string) error {
 	*bp = b
 	bufPool.Put(bp)
 	return err
+}
+
+// instrumentTicks is the data of GET /api/v1/instruments/:instrument/ticks:
+// one instrument compared across exchanges.
+type instrumentTicksData struct {
+	Instrument string `json:"instrument"` // normalized: BTC-USDT
+	Base       string `json:"base"`
+	Quote      string `json:"quote"`
+	// Ticks is the newest tick of the instrument on each exchange, sorted
+	// by exchange; each keeps the exchange's own symbol.
+	Ticks []tick.Tick `json:"ticks"`
+	// Source is the layer that answered, "cache" or "store".
+	Source string `json:"source"`
+	// Partial means the store answered for some exchanges and failed for
+	// others; Unavailable says which.
+	Partial     bool           `json:"partial,omitempty"`
+	Unavailable []layerFailure `json:"unavailable,omitempty"`
+}
+
+func (s *Server) getInstrumentTicks(c echo.Context) error {
+	return s.instrumentTicks(c, c.Param("instrument"))
+}
+
+// instrumentTicks answers the latest tick of one normalized instrument on
+// every exchange, with getTick's layer rules: the cache's latest ticks of
+// every pair, filtered by instrument; when the cache holds none of them or
+// cannot answer, the store, asked for each exchange's native symbol of
+// the instrument (its answers re-populate the cache); 404 when the
+// authoritative layer knows none, 503 naming the layers that failed.
+// Records from before records carried an instrument match by their
+// symbol.
+func (s *Server) instrumentTicks(c echo.Context, raw string) error {
+	in, err := instrumentParam(raw)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	data := instrumentTicksData{Instrument: in.String(), Base: in.Base, Quote: in.Quote, Ticks: []tick.Tick{}}
+	cache, stores := s.tickLayers()
+	var failed []layerFailure
+	cacheMiss := false
+	if cache == nil {
+		failed = append(failed, layerFailure{layerCache, errNotConfigured.Error()})
+	} else {
+		cctx, cancel := context.WithTimeout(ctx, cacheTimeout)
+		pairs, err := cache.Pairs(cctx)
+		cancel()
+		if err != nil {
+			failed = append(failed, layerFailure{layerCache, err.Error()})
+		} else if data.Ticks = newestPerExchange(data.Ticks, pairs, in); len(data.Ticks) > 0 {
+			data.Source = layerCache
+			c.Response().Header().Set(SourceHeader, data.Source)
+			return ok(c, data)
+		} else {
+			cacheMiss = true
+		}
+	}
+	if len(stores) == 0 {
+		if cacheMiss {
+			return instrumentNotFound(in)
+		}
+		return unavailable(append(failed, layerFailure{layerStore, errNotConfigured.Error()}))
+	}
+	storeMiss := false
+	for _, h := range stores {
+		found, errs := latestOnEveryExchange(ctx, h, in)
+		if len(found) == 0 {
+			if len(errs) == 0 {
+				storeMiss = true
+				continue
+			}
+			// One entry for the layer, as the other endpoints report it.
+			msgs := make([]string, len(errs))
+			for i, e := range errs {
+				msgs[i] = e.Error
+			}
+			failed = append(failed, layerFailure{layerStore, strings.Join(msgs, "; ")})
+			continue
+		}
+		if cache != nil {
+			for _, t := range found {
+				s.repopulate(ctx, cache, t)
+			}
+		}
+		data.Ticks = newestPerExchange(data.Ticks, found, in)
+		data.Source = layerStore
+		if len(errs) > 0 {
+			data.Partial, data.Unavailable = true, errs
+		}
+		c.Response().Header().Set(SourceHeader, data.Source)
+		return ok(c, data)
+	}
+	if storeMiss {
+		return instrumentNotFound(in)
+	}
+	return unavailable(failed)
+}
+
+// newestPerExchange appends to out the newest tick per exchange among
+// ticks whose instrument is in, sorted by exchange, with Base and Quote
+// set (records older than them get them from their symbol). Two symbols
+// of one exchange for the same instrument (Kraken's XBT/USD and BTC/USD)
+// are one market: the newer tick stands for it.
+func newestPerExchange(out, ticks []tick.Tick, in instrument.Instrument) []tick.Tick {
+	var r *instrument.Resolver // the symbol forms alone
+	byEx := map[string]int{}
+	for _, t := range ticks {
+		got, err := r.Record(t.Exchange, t.Symbol, t.Base, t.Quote)
+		if err != nil || got != in {
+			continue
+		}
+		t.Base, t.Quote = in.Base, in.Quote
+		if i, ok := byEx[t.Exchange]; ok {
+			if t.Timestamp > out[i].Timestamp {
+				out[i] = t
+			}
+			continue
+		}
+		byEx[t.Exchange] = len(out)
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Exchange < out[j].Exchange })
+	return out
+}
+
+// latestOnEveryExchange asks h, concurrently, for the latest tick of the
+// instrument's native symbol on each exchange with a symbol form. errs
+// names each exchange the store failed for.
+func latestOnEveryExchange(ctx context.Context, h TickHistory, in instrument.Instrument) (found []tick.Tick, errs []layerFailure) {
+	exchanges := instrument.Exchanges()
+	type answer struct {
+		t     tick.Tick
+		found bool
+		err   error
+	}
+	answers := make([]answer, len(exchanges))
+	var wg sync.WaitGroup
+	for i, ex := range exchanges {
+		sym, err := instrument.Native(ex, in)
+		if err != nil {
+			continue // Exchanges lists only exchanges with a symbol form
+		}
+		wg.Go(func() {
+			sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+			defer cancel()
+			a := &answers[i]
+			a.t, a.found, a.err = h.LatestTick(sctx, ex, sym)
+		})
+	}
+	wg.Wait()
+	for i, a := range answers {
+		switch {
+		case a.err != nil:
+			errs = append(errs, layerFailure{layerStore, exchanges[i] + ": " + a.err.Error()})
+		case a.found:
+			found = append(found, a.t)
+		}
+	}
+	return found, errs
+}
+
+func instrumentNotFound(in instrument.Instrument) *apiError {
+	return errorf(http.StatusNotFound, "instrument_not_found", fmt.Sprintf("no exchange has ticks known for %s", in))
+}
+
+// instrumentParam reads a normalized instrument, BASE-QUOTE.
+func instrumentParam(raw string) (instrument.Instrument, error) {
+	bad := errorf(http.StatusBadRequest, "invalid_instrument",
+		fmt.Sprintf("instrument %q: want BASE-QUOTE of letters and digits, e.g. BTC-USDT (case-insensitive)", raw))
+	if !validName(raw) {
+		return instrument.Instrument{}, bad
+	}
+	in, err := instrument.Parse(raw)
+	if err != nil {
+		return instrument.Instrument{}, bad
+	}
+	return in, nil
 }
 
 // ticksPage is the data of GET /api/v1/ticks.
@@ -370,8 +553,12 @@ func (s *Server) getTicks(c echo.Context) error {
 
 // symbolInfo is one entry of GET /api/v1/symbols.
 type symbolInfo struct {
-	Exchange  string `json:"exchange"`
-	Symbol    string `json:"symbol"`
+	Exchange string `json:"exchange"`
+	Symbol   string `json:"symbol"`
+	// Base and Quote are the pair's normalized instrument; absent when
+	// its symbol does not resolve.
+	Base      string `json:"base,omitempty"`
+	Quote     string `json:"quote,omitempty"`
 	Price     string `json:"price"`
 	Timestamp int64  `json:"timestamp"`
 	// AgeMS is how old the latest tick's event time is, by this server's
@@ -392,10 +579,14 @@ func (s *Server) getSymbols(c echo.Context) error {
 	}
 	now := s.opts.Clock.Now().UnixMilli()
 	out := make([]symbolInfo, len(pairs))
+	var r *instrument.Resolver // records from before the instrument model: their symbol's form
 	for i, t := range pairs {
 		// 'f', as in the tick JSON: String() would turn "0.00000060" into "6.0E-7".
 		out[i] = symbolInfo{Exchange: t.Exchange, Symbol: t.Symbol, Price: t.Price.Text('f'),
 			Timestamp: t.Timestamp, AgeMS: max(0, now-t.Timestamp)}
+		if in, err := r.Record(t.Exchange, t.Symbol, t.Base, t.Quote); err == nil {
+			out[i].Base, out[i].Quote = in.Base, in.Quote
+		}
 	}
 	return ok(c, out)
 }
@@ -508,7 +699,9 @@ func describeTickRoutes() {
 		"required": []string{"exchange", "symbol", "timestamp", "price", "volume", "bid", "ask"},
 		"properties": map[string]any{
 			"exchange":       Schema{"type": "string", "example": "binance"},
-			"symbol":         Schema{"type": "string", "example": "BTCUSDT"},
+			"symbol":         Schema{"type": "string", "example": "BTCUSDT", "description": "the pair as the exchange names it"},
+			"base":           Schema{"type": "string", "example": "BTC", "description": "normalized base asset (Kraken's XBT is BTC); absent when the symbol did not resolve, and in ticks stored before the instrument model"},
+			"quote":          Schema{"type": "string", "example": "USDT", "description": "normalized quote asset; present exactly when base is"},
 			"timestamp":      Schema{"type": "integer", "format": "int64", "description": "exchange event time, Unix ms"},
 			"price":          dec("last price (decimal string)"),
 			"volume":         dec("rolling 24 h base volume"),
@@ -529,13 +722,47 @@ func describeTickRoutes() {
 	describe("GET", "/api/v1/tick/:exchange/:symbol", Operation{
 		Summary: "Latest tick of a pair",
 		Description: "Read from the cache (Redis or in-process); on a miss or a cache failure from the history store, " +
-			"whose answer re-populates the cache. The " + SourceHeader + " header says which layer answered.",
-		Tags:   []string{"ticks"},
-		Params: pair,
-		Data:   Ref("Tick"),
+			"whose answer re-populates the cache. The " + SourceHeader + " header says which layer answered. " +
+			"With exchange * the symbol is a normalized instrument and the answer is that of " +
+			"GET /api/v1/instruments/{instrument}/ticks: /api/v1/tick/*/BTC-USDT.",
+		Tags: []string{"ticks"},
+		Params: []Param{
+			PathParam("exchange", "exchange name, case-insensitive (binance); 1..64 of A-Z a-z 0-9 . _ -; or * for every exchange"),
+			pair[1],
+		},
+		Data: Ref("Tick"),
 		Errors: map[int]string{
-			400: "invalid_exchange or invalid_symbol: a path segment with characters outside A-Z a-z 0-9 . _ -",
-			404: "pair_not_found: no layer knows the pair",
+			400: "invalid_exchange or invalid_symbol: a path segment with characters outside A-Z a-z 0-9 . _ -; invalid_instrument with exchange *",
+			404: "pair_not_found: no layer knows the pair (instrument_not_found with exchange *)",
+			503: "unavailable: neither the cache nor the store could answer; details.layers lists each failure",
+		},
+	})
+	describe("GET", "/api/v1/instruments/:instrument/ticks", Operation{
+		Summary: "Latest tick of one instrument on every exchange",
+		Description: "Compares exchanges: the newest tick of the normalized instrument (BTC-USDT matches Binance's and Bybit's " +
+			"BTCUSDT, OKX's BTC-USDT, Kraken's BTC/USDT; BTC-USD matches Coinbase's BTC-USD and Kraken's XBT/USD), one per " +
+			"exchange, sorted by exchange, each under the exchange's own symbol. From the cache's latest ticks; when the " +
+			"cache holds none of the instrument or cannot answer, from the history store, asked for each exchange's " +
+			"symbol of it (its answers re-populate the cache). Stored ticks from before the instrument model match by " +
+			"their symbol. The " + SourceHeader + " header says which layer answered. Also served as /api/v1/tick/*/{instrument}.",
+		Tags:   []string{"ticks"},
+		Params: []Param{PathParam("instrument", "normalized BASE-QUOTE, case-insensitive (BTC-USDT); XBT reads as BTC")},
+		Data: Schema{
+			"type":     "object",
+			"required": []string{"instrument", "base", "quote", "ticks", "source"},
+			"properties": map[string]any{
+				"instrument":  Schema{"type": "string", "example": "BTC-USDT"},
+				"base":        Schema{"type": "string", "example": "BTC"},
+				"quote":       Schema{"type": "string", "example": "USDT"},
+				"ticks":       ArrayOf(Ref("Tick")),
+				"source":      Schema{"type": "string", "enum": []string{"cache", "store"}},
+				"partial":     Schema{"type": "boolean", "description": "true when the store answered for some exchanges and failed for others"},
+				"unavailable": ArrayOf(Schema{"type": "object", "properties": map[string]any{"layer": Schema{"type": "string"}, "error": Schema{"type": "string", "description": "exchange: error"}}}),
+			},
+		},
+		Errors: map[int]string{
+			400: "invalid_instrument: not BASE-QUOTE of letters and digits",
+			404: "instrument_not_found: no exchange has ticks of it in the layer that answered",
 			503: "unavailable: neither the cache nor the store could answer; details.layers lists each failure",
 		},
 	})
@@ -583,6 +810,8 @@ func describeTickRoutes() {
 			"properties": map[string]any{
 				"exchange":  Schema{"type": "string"},
 				"symbol":    Schema{"type": "string"},
+				"base":      Schema{"type": "string", "description": "normalized base asset (ask /api/v1/instruments/{base}-{quote}/ticks to compare exchanges); absent when the symbol does not resolve"},
+				"quote":     Schema{"type": "string", "description": "normalized quote asset"},
 				"price":     dec("latest price"),
 				"timestamp": Schema{"type": "integer", "format": "int64"},
 				"age_ms":    Schema{"type": "integer", "format": "int64"},

@@ -355,7 +355,9 @@ func TestSymbols(t *testing.T) {
 	now := t0.UnixMilli()
 	e.write(t, mk("okx", "ETHUSDT", now-1500, "3000.5"), mk("binance", "BTCUSDT", now-250, "50100.00"), mk("binance", "BTCUSDT", now-5000, "1"))
 	r := e.get(t, "/api/v1/symbols")
-	want := fmt.Sprintf(`[{"exchange":"binance","symbol":"BTCUSDT","price":"50100.00","timestamp":%d,"age_ms":250},`+
+	// Binance's BTCUSDT resolves to its instrument (the tick, written before
+	// ticks carried one, by its symbol); ETHUSDT is not an OKX symbol form.
+	want := fmt.Sprintf(`[{"exchange":"binance","symbol":"BTCUSDT","base":"BTC","quote":"USDT","price":"50100.00","timestamp":%d,"age_ms":250},`+
 		`{"exchange":"okx","symbol":"ETHUSDT","price":"3000.5","timestamp":%d,"age_ms":1500}]`, now-250, now-1500)
 	if r.status != 200 || string(r.body.Data) != want {
 		t.Errorf("got %d %s\nwant data %s", r.status, r.raw, want)
@@ -451,6 +453,10 @@ type fakeStore struct {
 	mu    sync.Mutex
 	ticks []tick.Tick
 	down  bool
+	// downFor fails reads of this exchange only.
+	downFor string
+	// asked counts reads by exchange.
+	asked map[string]int
 }
 
 func (s *fakeStore) fail(down bool) { s.mu.Lock(); s.down = down; s.mu.Unlock() }
@@ -473,7 +479,11 @@ func (s *fakeStore) LatestTick(ctx context.Context, ex, sym string) (tick.Tick, 
 func (s *fakeStore) Ticks(_ context.Context, q api.TickQuery) ([]tick.Tick, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.down {
+	if s.asked == nil {
+		s.asked = map[string]int{}
+	}
+	s.asked[q.Exchange]++
+	if s.down || s.downFor == q.Exchange {
 		return nil, errDown
 	}
 	var out []tick.Tick
@@ -491,4 +501,200 @@ func (s *fakeStore) Ticks(_ context.Context, q api.TickQuery) ([]tick.Tick, erro
 		out = append(out, t)
 	}
 	return out, nil
+}
+
+// instrumentData is the data of GET /api/v1/instruments/:instrument/ticks.
+type instrumentData struct {
+	Instrument  string      `json:"instrument"`
+	Base        string      `json:"base"`
+	Quote       string      `json:"quote"`
+	Ticks       []tick.Tick `json:"ticks"`
+	Source      string      `json:"source"`
+	Partial     bool        `json:"partial"`
+	Unavailable []struct {
+		Layer, Error string
+	} `json:"unavailable"`
+}
+
+func (r response) instrument(t *testing.T) instrumentData {
+	t.Helper()
+	var d instrumentData
+	if err := json.Unmarshal(r.body.Data, &d); err != nil {
+		t.Fatalf("data is not an instrument comparison: %v\n%s", err, r.raw)
+	}
+	return d
+}
+
+// pairsOf lists "exchange:symbol@timestamp base-quote" of each tick.
+func pairsOf(ts []tick.Tick) string {
+	var out []string
+	for _, t := range ts {
+		out = append(out, fmt.Sprintf("%s@%d %s-%s", t.Key(), t.Timestamp, t.Base, t.Quote))
+	}
+	return strings.Join(out, ", ")
+}
+
+// withAssets is mk with the instrument the ingest pump would have set.
+func withAssets(t tick.Tick, base, quote string) tick.Tick {
+	t.Base, t.Quote = base, quote
+	return t
+}
+
+// One normalized instrument compared across exchanges, from the cache:
+// each exchange's native spelling matches, a record from before the
+// instrument model matches by its symbol, another quote asset does not,
+// and two Kraken spellings of one market give one tick, the newer.
+func TestInstrumentTicksFromCache(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	e.write(t,
+		withAssets(mk("binance", "BTCUSDT", 1000, "50100.00"), "BTC", "USDT"),
+		withAssets(mk("bybit", "BTCUSDT", 1001, "50100.10"), "BTC", "USDT"),
+		mk("okx", "BTC-USDT", 1002, "50099.90"), // written before ticks carried base/quote
+		withAssets(mk("kraken", "BTC/USDT", 1003, "50101"), "BTC", "USDT"),
+		withAssets(mk("coinbase", "BTC-USD", 1004, "50050.00"), "BTC", "USD"),
+		withAssets(mk("binance", "ETHUSDT", 1005, "3000"), "ETH", "USDT"),
+		withAssets(mk("binance", "BTCUSDC", 1006, "50090"), "BTC", "USDC"),
+		mk("kraken", "XBT/USD", 1007, "50060"),
+		withAssets(mk("kraken", "BTC/USD", 1008, "50061"), "BTC", "USD"),
+	)
+	for _, c := range []struct{ path, instrument, want string }{
+		{"/api/v1/instruments/BTC-USDT/ticks", "BTC-USDT",
+			"binance:BTCUSDT@1000 BTC-USDT, bybit:BTCUSDT@1001 BTC-USDT, kraken:BTC/USDT@1003 BTC-USDT, okx:BTC-USDT@1002 BTC-USDT"},
+		{"/api/v1/instruments/btc-usdt/ticks", "BTC-USDT",
+			"binance:BTCUSDT@1000 BTC-USDT, bybit:BTCUSDT@1001 BTC-USDT, kraken:BTC/USDT@1003 BTC-USDT, okx:BTC-USDT@1002 BTC-USDT"},
+		{"/api/v1/tick/*/BTC-USDT", "BTC-USDT",
+			"binance:BTCUSDT@1000 BTC-USDT, bybit:BTCUSDT@1001 BTC-USDT, kraken:BTC/USDT@1003 BTC-USDT, okx:BTC-USDT@1002 BTC-USDT"},
+		{"/api/v1/instruments/XBT-USD/ticks", "BTC-USD", "coinbase:BTC-USD@1004 BTC-USD, kraken:BTC/USD@1008 BTC-USD"},
+		{"/api/v1/tick/*/eth-usdt", "ETH-USDT", "binance:ETHUSDT@1005 ETH-USDT"},
+	} {
+		r := e.get(t, c.path)
+		if r.status != http.StatusOK || r.source != "cache" {
+			t.Fatalf("%s: %d source %q: %s", c.path, r.status, r.source, r.raw)
+		}
+		d := r.instrument(t)
+		if d.Instrument != c.instrument || d.Base+"-"+d.Quote != c.instrument || d.Source != "cache" || d.Partial {
+			t.Errorf("%s: %+v", c.path, d)
+		}
+		if got := pairsOf(d.Ticks); got != c.want {
+			t.Errorf("%s:\n got %s\nwant %s", c.path, got, c.want)
+		}
+	}
+	if r := e.get(t, "/api/v1/instruments/BTC-USDT/ticks"); !strings.Contains(r.raw, `"symbol":"BTCUSDT","base":"BTC","quote":"USDT","timestamp":1000,"price":"50100.00"`) {
+		t.Errorf("tick not exact, or without its instrument: %s", r.raw)
+	}
+	if n := len(e.store.asked); n != 0 {
+		t.Errorf("the store was asked %v while the cache answered", e.store.asked)
+	}
+}
+
+// When the cache holds none of the instrument (or is down), the store is
+// asked for each exchange's native symbol; its answers re-populate the
+// cache. One exchange failing in the store gives the others with
+// partial=true.
+func TestInstrumentTicksFromStore(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	e.store.add(
+		mk("okx", "BTC-USDT", 1000, "1"), mk("okx", "BTC-USDT", 2000, "2"), // rows from before the instrument columns
+		withAssets(mk("binance", "BTCUSDT", 1500, "3"), "BTC", "USDT"),
+		withAssets(mk("kraken", "BTC/USD", 1600, "4"), "BTC", "USD"),
+	)
+	r := e.get(t, "/api/v1/instruments/BTC-USDT/ticks")
+	if r.status != http.StatusOK || r.source != "store" {
+		t.Fatalf("%d source %q: %s", r.status, r.source, r.raw)
+	}
+	d := r.instrument(t)
+	if got, want := pairsOf(d.Ticks), "binance:BTCUSDT@1500 BTC-USDT, okx:BTC-USDT@2000 BTC-USDT"; got != want || d.Partial {
+		t.Fatalf("from the store:\n got %s (partial %v)\nwant %s", got, d.Partial, want)
+	}
+	for _, ex := range []string{"binance", "bybit", "coinbase", "kraken", "okx", "sim"} {
+		if e.store.asked[ex] != 1 {
+			t.Errorf("store asked %v, want each exchange once", e.store.asked)
+			break
+		}
+	}
+	r = e.get(t, "/api/v1/instruments/BTC-USDT/ticks")
+	if r.status != http.StatusOK || r.source != "cache" || pairsOf(r.instrument(t).Ticks) != pairsOf(d.Ticks) {
+		t.Errorf("second read: %d source %q (want the re-populated cache): %s", r.status, r.source, r.raw)
+	}
+
+	e.cache.fail(true)
+	e.store.downFor = "okx"
+	r = e.get(t, "/api/v1/tick/*/BTC-USDT")
+	d = r.instrument(t)
+	if r.status != http.StatusOK || d.Source != "store" || !d.Partial || pairsOf(d.Ticks) != "binance:BTCUSDT@1500 BTC-USDT" ||
+		len(d.Unavailable) != 1 || d.Unavailable[0].Layer != "store" || !strings.HasPrefix(d.Unavailable[0].Error, "okx: ") {
+		t.Errorf("okx failing in the store: %d %+v", r.status, d)
+	}
+}
+
+func TestInstrumentTicksNotFoundAndUnavailable(t *testing.T) {
+	for _, c := range []struct {
+		name               string
+		opt                envOpt
+		cacheDown, storeDn bool
+		status             int
+		code               string
+		layers             string
+	}{
+		{name: "both layers miss", status: 404, code: "instrument_not_found"},
+		{name: "cache misses, no store configured", opt: envOpt{noStore: true}, status: 404, code: "instrument_not_found"},
+		{name: "cache down, store misses", cacheDown: true, status: 404, code: "instrument_not_found"},
+		{name: "cache misses, store down", storeDn: true, status: 503, code: "unavailable", layers: "store"},
+		{name: "both down", cacheDown: true, storeDn: true, status: 503, code: "unavailable", layers: "cache,store"},
+		{name: "cache down, no store", opt: envOpt{noStore: true}, cacheDown: true, status: 503, code: "unavailable", layers: "cache,store"},
+		{name: "nothing configured", opt: envOpt{noStore: true, noCache: true}, status: 503, code: "unavailable", layers: "cache,store"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, c.opt)
+			// Ticks of other instruments are no answer.
+			e.write(t, withAssets(mk("binance", "ETHUSDT", 1000, "1"), "ETH", "USDT"))
+			e.store.add(withAssets(mk("binance", "ETHUSDT", 1000, "1"), "ETH", "USDT"))
+			e.cache.fail(c.cacheDown)
+			e.store.fail(c.storeDn)
+			r := e.get(t, "/api/v1/instruments/DOGE-EUR/ticks")
+			r.wantError(t, c.status, c.code)
+			if c.layers == "" {
+				return
+			}
+			var d struct {
+				Layers []struct{ Layer, Error string } `json:"layers"`
+			}
+			if err := json.Unmarshal(r.body.Error.Details, &d); err != nil {
+				t.Fatalf("details: %v: %s", err, r.raw)
+			}
+			var names []string
+			for _, l := range d.Layers {
+				names = append(names, l.Layer)
+				if l.Error == "" {
+					t.Errorf("layer %s failed without a reason", l.Layer)
+				}
+			}
+			if strings.Join(names, ",") != c.layers {
+				t.Errorf("failed layers = %v, want %s (%s)", names, c.layers, r.raw)
+			}
+		})
+	}
+}
+
+func TestInstrumentTicksBadParameters(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	e.write(t, withAssets(mk("binance", "BTCUSDT", 1000, "1"), "BTC", "USDT"))
+	for _, target := range []string{
+		"/api/v1/instruments/BTCUSDT/ticks",       // a native symbol, not BASE-QUOTE
+		"/api/v1/instruments/BTC-/ticks",          // no quote
+		"/api/v1/instruments/-USDT/ticks",         // no base
+		"/api/v1/instruments/BTC-USDT-SWAP/ticks", // a derivative
+		"/api/v1/instruments/BTC_USDT/ticks",
+		"/api/v1/instruments/BTC.X-USDT/ticks",
+		"/api/v1/instruments/BTC%2FUSDT/ticks",
+		"/api/v1/instruments/BTC%20-USDT/ticks",
+		"/api/v1/instruments/" + strings.Repeat("A", 40) + "-" + strings.Repeat("B", 30) + "/ticks", // too long
+		"/api/v1/tick/*/BTCUSDT",
+		"/api/v1/tick/*/BTC%2FUSDT",
+	} {
+		e.get(t, target).wantError(t, http.StatusBadRequest, "invalid_instrument")
+	}
+	// A * anywhere but the whole exchange segment is just a bad name.
+	e.get(t, "/api/v1/tick/bin*/BTCUSDT").wantError(t, http.StatusBadRequest, "invalid_exchange")
+	e.get(t, "/api/v1/ticks/*/BTC-USDT").wantError(t, http.StatusBadRequest, "invalid_exchange")
 }

@@ -74,7 +74,7 @@ func startRuntime(t *testing.T, cc ClientConfig, group string, s sinks.Sink, bat
 }
 
 // filling is how many records the batch being filled holds.
-func (r *Runtime) filling() int {
+func (r *RecordRuntime[T]) filling() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.cur.records)

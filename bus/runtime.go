@@ -19,8 +19,27 @@ import (
 	"github.com/tickflow/tickflow/tick"
 )
 
-// RuntimeConfig configures the consumer that feeds one sink.
-type RuntimeConfig struct {
+// RuntimeConfig configures the consumer that feeds one sink ticks.
+type RuntimeConfig = RecordConfig[tick.Tick]
+
+// TradeRuntimeConfig configures the consumer that feeds one sink's trade
+// writer (sinks.TradeConsumer) the trades topic.
+type TradeRuntimeConfig = RecordConfig[tick.Trade]
+
+// Record is what a runtime can consume: ticks, or trades.
+type Record interface{ tick.Tick | tick.Trade }
+
+// RecordSink is the sink contract for records of type T: sinks.Sink for
+// ticks, sinks.TradeSink for trades.
+type RecordSink[T Record] interface {
+	Connect(ctx context.Context) error
+	WriteBatch(ctx context.Context, batch []T) error
+	Close(ctx context.Context) error
+}
+
+// RecordConfig configures the consumer that feeds one sink records of
+// type T from one topic.
+type RecordConfig[T Record] struct {
 	Client ClientConfig
 	Topic  string
 	// Group is the sink's consumer group: "tickflow.<sink>" when the
@@ -38,7 +57,7 @@ type RuntimeConfig struct {
 	SessionTimeout, RebalanceTimeout time.Duration
 
 	Name  string // the sink's name, for logs, metrics and /readyz
-	Sink  sinks.Sink
+	Sink  RecordSink[T]
 	Batch sinks.BatchPolicy
 	Clock clock.Clock
 	// BackoffMin and BackoffMax bound the retry delay for Connect and
@@ -55,9 +74,17 @@ type RuntimeConfig struct {
 	Health         *health.Registry
 }
 
-// Runtime consumes the tick topic in the sink's own consumer group,
-// batches by the sink's policy, hands each batch to the sink and marks its
-// offsets for commit only once WriteBatch succeeded.
+// Runtime consumes the tick topic for one sink.
+type Runtime = RecordRuntime[tick.Tick]
+
+// TradeRuntime consumes the trades topic for one sink's trade writer, with
+// the same guarantees as Runtime.
+type TradeRuntime = RecordRuntime[tick.Trade]
+
+// RecordRuntime consumes a topic of records (ticks or trades) in the sink's
+// own consumer group, batches by the sink's policy, hands each batch to the
+// sink and marks its offsets for commit only once WriteBatch succeeded.
+// What follows says "tick" for a record of either kind.
 //
 // It batches by what is there: a batch is due as soon as it holds the
 // policy's Min ticks (by default whatever one poll returned), and while a
@@ -69,8 +96,8 @@ type RuntimeConfig struct {
 // fetch buffers and one batch are the only buffering and the broker keeps
 // the rest. A batch polled behind one that was never written is never
 // written either. A crash therefore replays, never skips.
-type Runtime struct {
-	cfg   RuntimeConfig
+type RecordRuntime[T Record] struct {
+	cfg   RecordConfig[T]
 	cl    *kgo.Client
 	log   *slog.Logger
 	clk   clock.Clock
@@ -80,7 +107,7 @@ type Runtime struct {
 	// cur is the batch being filled (by the poll loop only, or by a
 	// rebalance callback while the poll loop waits inside PollRecords);
 	// spare is a written batch's buffers, for reuse.
-	cur, spare *pending
+	cur, spare *pending[T]
 	// failing is set while the batch in flight has failed at least once:
 	// the poll loop then stops fetching, so a sink that is down holds one
 	// batch, not a growing backlog.
@@ -95,7 +122,7 @@ type Runtime struct {
 	next   map[int32]int64
 	behind map[int32]int64
 	// fl is the batch being written, nil when none is.
-	fl *flight
+	fl *flight[T]
 	// abandoned is set when shutdown stopped waiting for a flight: it must
 	// not mark anything afterwards.
 	abandoned bool
@@ -105,15 +132,15 @@ type Runtime struct {
 
 // pending is a batch: the ticks decoded from its records, the position of
 // each tick, and every record (undecodable ones too) for the offsets.
-type pending struct {
-	ticks   []tick.Tick
+type pending[T Record] struct {
+	ticks   []T
 	pos     []sinks.Position
 	records []*kgo.Record
 	// expired is set once MaxWait has passed since the first tick.
 	expired bool
 }
 
-func (b *pending) reset() {
+func (b *pending[T]) reset() {
 	clear(b.ticks)
 	clear(b.records)
 	b.ticks, b.pos, b.records, b.expired = b.ticks[:0], b.pos[:0], b.records[:0], false
@@ -121,7 +148,7 @@ func (b *pending) reset() {
 
 // drop removes the records (and ticks) of the given partitions: they
 // belong to another member now, which replays them from the last commit.
-func (b *pending) drop(gone map[int32]bool) {
+func (b *pending[T]) drop(gone map[int32]bool) {
 	ticks, pos := b.ticks[:0], b.pos[:0]
 	for i := range b.ticks {
 		if !gone[b.pos[i].Partition] {
@@ -141,14 +168,21 @@ func (b *pending) drop(gone map[int32]bool) {
 
 // flight is a batch being written by its own goroutine. err is set before
 // done is closed: nil means written and marked.
-type flight struct {
-	b    *pending
+type flight[T Record] struct {
+	b    *pending[T]
 	done chan struct{}
 	err  error
 }
 
-// NewRuntime builds the consumer; nothing is fetched until Run.
-func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
+// NewRuntime builds the consumer of ticks; nothing is fetched until Run.
+func NewRuntime(cfg RuntimeConfig) (*Runtime, error) { return NewRecordRuntime(cfg) }
+
+// NewTradeRuntime builds the consumer of trades; nothing is fetched until
+// Run.
+func NewTradeRuntime(cfg TradeRuntimeConfig) (*TradeRuntime, error) { return NewRecordRuntime(cfg) }
+
+// NewRecordRuntime builds the consumer; nothing is fetched until Run.
+func NewRecordRuntime[T Record](cfg RecordConfig[T]) (*RecordRuntime[T], error) {
 	if cfg.Sink == nil {
 		return nil, errors.New("runtime: nil sink")
 	}
@@ -180,11 +214,11 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewRuntimeMetrics(nil)
 	}
-	r := &Runtime{
+	r := &RecordRuntime[T]{
 		cfg: cfg, clk: cfg.Clock, log: cfg.Logger.With("sink", cfg.Name),
-		m: cfg.Metrics.forSink(cfg.Name), hname: "sink:" + cfg.Name,
+		m: forSink[T](cfg.Metrics, cfg.Name), hname: "sink:" + cfg.Name,
 		next: map[int32]int64{}, behind: map[int32]int64{},
-		cur: &pending{}, spare: &pending{},
+		cur: &pending[T]{}, spare: &pending[T]{},
 	}
 	opts, err := cfg.Client.opts()
 	if err != nil {
@@ -224,8 +258,8 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 // policy). franz-go calls it before it fetches, so before any of their
 // ticks reaches the sink. When the broker cannot say, the sink gets an
 // assignment without TopicID and must not hand out positions.
-func (r *Runtime) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
-	pw, ok := r.cfg.Sink.(sinks.PositionWriter)
+func (r *RecordRuntime[T]) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	pw, ok := any(r.cfg.Sink).(sinks.PositionWriter)
 	if !ok || len(assigned[r.cfg.Topic]) == 0 {
 		return
 	}
@@ -240,7 +274,7 @@ func (r *Runtime) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[s
 	pw.Assigned(a)
 }
 
-func (r *Runtime) resumeOffsets(ctx context.Context, adm *kadm.Client, parts []int32) (map[int32]int64, string, error) {
+func (r *RecordRuntime[T]) resumeOffsets(ctx context.Context, adm *kadm.Client, parts []int32) (map[int32]int64, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	topics, err := adm.ListTopics(ctx, r.cfg.Topic)
@@ -276,7 +310,7 @@ func (r *Runtime) resumeOffsets(ctx context.Context, adm *kadm.Client, parts []i
 	return next, td.ID.String(), nil
 }
 
-func (r *Runtime) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+func (r *RecordRuntime[T]) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
 	// The batch in flight marks its offsets when it is written; wait for
 	// it so the commit below includes them. The poll loop is inside
 	// PollRecords (rebalances happen only there), so cur is ours to trim.
@@ -288,7 +322,7 @@ func (r *Runtime) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[str
 	r.log.Info("partitions revoked", "partitions", revoked)
 }
 
-func (r *Runtime) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+func (r *RecordRuntime[T]) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	// Nothing is committed: another member may already own these. Marks
 	// a flight makes later for them are ignored by the client.
 	r.forget(lost)
@@ -296,7 +330,7 @@ func (r *Runtime) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int
 }
 
 // waitFlight waits until no batch is being written, or ctx ends.
-func (r *Runtime) waitFlight(ctx context.Context) {
+func (r *RecordRuntime[T]) waitFlight(ctx context.Context) {
 	r.mu.Lock()
 	fl := r.fl
 	if r.abandoned {
@@ -315,7 +349,7 @@ func (r *Runtime) waitFlight(ctx context.Context) {
 // forget drops what the runtime holds of partitions it no longer owns:
 // their place in the lag, and their records in the batch being filled,
 // which were never written or marked.
-func (r *Runtime) forget(parts map[string][]int32) {
+func (r *RecordRuntime[T]) forget(parts map[string][]int32) {
 	gone := map[int32]bool{}
 	r.mu.Lock()
 	for _, ps := range parts {
@@ -332,7 +366,7 @@ func (r *Runtime) forget(parts map[string][]int32) {
 // setLag publishes how many records the partitions hold beyond what this
 // sink has fetched (the batch in hand is not counted: "0" means everything
 // has been polled).
-func (r *Runtime) setLag() {
+func (r *RecordRuntime[T]) setLag() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var lag int64
@@ -345,7 +379,7 @@ func (r *Runtime) setLag() {
 // refreshLag asks the broker for the partitions' end offsets, so the lag
 // keeps growing while a failing batch stops the runtime from fetching: an
 // outage is exactly when an operator looks at it.
-func (r *Runtime) refreshLag(ctx context.Context) {
+func (r *RecordRuntime[T]) refreshLag(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	ends, err := r.adm.ListEndOffsets(ctx, r.cfg.Topic)
@@ -365,7 +399,7 @@ func (r *Runtime) refreshLag(ctx context.Context) {
 // Run consumes until ctx is cancelled, then finishes the batch in flight,
 // writes the batch in hand, commits what succeeded and leaves the group.
 // It returns nil on a clean shutdown.
-func (r *Runtime) Run(ctx context.Context) error {
+func (r *RecordRuntime[T]) Run(ctx context.Context) error {
 	// The client is made here, not in NewRuntime, so a runtime that never
 	// runs (tickflow failed to start) leaves nothing behind.
 	cl, err := kgo.NewClient(r.opts...)
@@ -476,7 +510,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 
 // due reports whether the batch being filled should be written now (once
 // no other is in flight), and how many records it holds.
-func (r *Runtime) due(threshold int, expired bool) (bool, int) {
+func (r *RecordRuntime[T]) due(threshold int, expired bool) (bool, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	b := r.cur
@@ -487,20 +521,20 @@ func (r *Runtime) due(threshold int, expired bool) (bool, int) {
 	return len(b.ticks) >= threshold || n >= r.cfg.Batch.Size || b.expired || (n > 0 && len(b.ticks) == 0), n
 }
 
-func (r *Runtime) flight() *flight {
+func (r *RecordRuntime[T]) flight() *flight[T] {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.fl
 }
 
 // launch hands cur to a new flight and starts filling the spare buffers.
-func (r *Runtime) launch(ctx, wctx context.Context) {
-	fl := &flight{b: r.cur, done: make(chan struct{})}
+func (r *RecordRuntime[T]) launch(ctx, wctx context.Context) {
+	fl := &flight[T]{b: r.cur, done: make(chan struct{})}
 	r.mu.Lock()
 	r.fl = fl
 	r.cur, r.spare = r.spare, nil
 	if r.cur == nil {
-		r.cur = &pending{}
+		r.cur = &pending[T]{}
 	}
 	r.mu.Unlock()
 	go func() {
@@ -513,7 +547,7 @@ func (r *Runtime) launch(ctx, wctx context.Context) {
 }
 
 // land retires a finished flight, keeping its buffers for reuse.
-func (r *Runtime) land(fl *flight) {
+func (r *RecordRuntime[T]) land(fl *flight[T]) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.fl == fl {
@@ -528,7 +562,7 @@ var errAbandoned = errors.New("runtime stopped waiting for this batch")
 // mark marks a written batch's offsets for commit: per partition its last
 // record, which marks everything before it (the batch holds each
 // partition's records in offset order, after those of earlier batches).
-func (r *Runtime) mark(records []*kgo.Record) error {
+func (r *RecordRuntime[T]) mark(records []*kgo.Record) error {
 	last := map[int32]*kgo.Record{}
 	for _, rec := range records {
 		last[rec.Partition] = rec
@@ -549,7 +583,7 @@ func (r *Runtime) mark(records []*kgo.Record) error {
 // take appends the polled records to the batch being filled; undecodable
 // ones are counted and kept only for their offsets. It reports whether the
 // batch holds ticks.
-func (r *Runtime) take(fs kgo.Fetches) bool {
+func (r *RecordRuntime[T]) take(fs kgo.Fetches) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	b := r.cur
@@ -561,8 +595,9 @@ func (r *Runtime) take(fs kgo.Fetches) bool {
 		}
 		for _, rec := range p.Records {
 			b.records = append(b.records, rec)
-			b.ticks = append(b.ticks, tick.Tick{})
-			if err := tick.Unmarshal(rec.Value, &b.ticks[len(b.ticks)-1]); err != nil {
+			var zero T
+			b.ticks = append(b.ticks, zero)
+			if err := decode(rec.Value, &b.ticks[len(b.ticks)-1]); err != nil {
 				b.ticks = b.ticks[:len(b.ticks)-1]
 				r.m.decodeErrors.Inc()
 				r.log.Warn("undecodable record skipped", "partition", rec.Partition, "offset", rec.Offset, "err", err)
@@ -581,7 +616,7 @@ func (r *Runtime) take(fs kgo.Fetches) bool {
 
 // writeWithRetry writes batch until it succeeds or ctx ends. Each attempt
 // runs under wctx, which outlives ctx by the shutdown grace.
-func (r *Runtime) writeWithRetry(ctx, wctx context.Context, b *pending) error {
+func (r *RecordRuntime[T]) writeWithRetry(ctx, wctx context.Context, b *pending[T]) error {
 	defer r.failing.Store(false)
 	batch := b.ticks
 	for attempt := 0; ; attempt++ {
@@ -613,15 +648,17 @@ func (r *Runtime) writeWithRetry(ctx, wctx context.Context, b *pending) error {
 	}
 }
 
-func (r *Runtime) write(ctx context.Context, b *pending) error {
+func (r *RecordRuntime[T]) write(ctx context.Context, b *pending[T]) error {
 	batch := b.ticks
 	if len(batch) == 0 {
 		return nil
 	}
 	start := time.Now()
 	var err error
-	if pw, ok := r.cfg.Sink.(sinks.PositionWriter); ok {
-		err = pw.WriteBatchAt(ctx, batch, b.pos)
+	pw, ok := any(r.cfg.Sink).(sinks.PositionWriter)
+	ticks, isTicks := any(batch).([]tick.Tick) // positions are the tick topic's
+	if ok && isTicks {
+		err = pw.WriteBatchAt(ctx, ticks, b.pos)
 	} else {
 		err = r.cfg.Sink.WriteBatch(ctx, batch)
 	}
@@ -635,15 +672,38 @@ func (r *Runtime) write(ctx context.Context, b *pending) error {
 	r.m.ticks.Add(float64(len(batch)))
 	nowMs, nowUs := now.UnixMilli(), now.UnixMicro()
 	for i := range batch {
-		r.m.latencyEvent.Observe(float64(nowMs-batch[i].Timestamp) / 1e3)
-		if batch[i].ReceivedAt > 0 {
-			r.m.latencyRecv.Observe(float64(nowUs-batch[i].ReceivedAt) / 1e6)
+		ts, recv := times(&batch[i])
+		r.m.latencyEvent.Observe(float64(nowMs-ts) / 1e3)
+		if recv > 0 {
+			r.m.latencyRecv.Observe(float64(nowUs-recv) / 1e6)
 		}
 	}
 	return nil
 }
 
-func (r *Runtime) connect(ctx context.Context) error {
+// decode reads a record's value as a T with the type's own codec.
+func decode[T Record](b []byte, dst *T) error {
+	switch d := any(dst).(type) {
+	case *tick.Tick:
+		return tick.Unmarshal(b, d)
+	case *tick.Trade:
+		return tick.UnmarshalTrade(b, d) // syntax only, like ticks: meaning is the sink's to judge
+	}
+	panic("unreachable: Record is ticks or trades")
+}
+
+// times is a record's event time (Unix ms) and receive time (Unix µs).
+func times[T Record](v *T) (eventMs, recvUs int64) {
+	switch v := any(v).(type) {
+	case *tick.Tick:
+		return v.Timestamp, v.ReceivedAt
+	case *tick.Trade:
+		return v.Timestamp, v.ReceivedAt
+	}
+	panic("unreachable: Record is ticks or trades")
+}
+
+func (r *RecordRuntime[T]) connect(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
 		err := r.cfg.Sink.Connect(ctx)
 		if err == nil {
@@ -664,14 +724,14 @@ func (r *Runtime) connect(ctx context.Context) error {
 
 // setHealth records the sink's state and reports whether it changed, so
 // failures are logged once per change, not once per attempt.
-func (r *Runtime) setHealth(err error) bool {
+func (r *RecordRuntime[T]) setHealth(err error) bool {
 	if r.cfg.Health == nil {
 		return false
 	}
 	return r.cfg.Health.Set(r.hname, err)
 }
 
-func (r *Runtime) sleep(ctx context.Context, attempt int) error {
+func (r *RecordRuntime[T]) sleep(ctx context.Context, attempt int) error {
 	// Jittered, so sinks do not retry in lockstep.
 	return clock.Sleep(ctx, r.clk, backoff.Policy{Min: r.cfg.BackoffMin, Max: r.cfg.BackoffMax}.Delay(attempt))
 }
@@ -680,7 +740,7 @@ func (r *Runtime) sleep(ctx context.Context, attempt int) error {
 // after which it is abandoned: not marked even if it succeeds later),
 // writes the batch in hand if everything before it was written, commits
 // every marked offset and closes the sink.
-func (r *Runtime) shutdown(wcancel context.CancelFunc, cause error) error {
+func (r *RecordRuntime[T]) shutdown(wcancel context.CancelFunc, cause error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownTimeout)
 	defer cancel()
 	clean := true
@@ -728,7 +788,7 @@ func (r *Runtime) shutdown(wcancel context.CancelFunc, cause error) error {
 
 // writeOnce is the shutdown path: a few quick retries within ctx, then give
 // up and leave the batch uncommitted.
-func (r *Runtime) writeOnce(ctx context.Context, b *pending) error {
+func (r *RecordRuntime[T]) writeOnce(ctx context.Context, b *pending[T]) error {
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		if err = r.write(ctx, b); err == nil {

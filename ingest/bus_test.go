@@ -16,6 +16,7 @@ import (
 	"github.com/tickflow/tickflow/bus"
 	"github.com/tickflow/tickflow/ingest"
 	"github.com/tickflow/tickflow/ingest/sim"
+	"github.com/tickflow/tickflow/instrument"
 	"github.com/tickflow/tickflow/tick"
 )
 
@@ -128,6 +129,9 @@ func TestShutdownDeliversEveryAcceptedTickToKafka(t *testing.T) {
 	}
 	wantByKey := map[string][]string{}
 	for i := range want {
+		if in, err := instrument.Resolve(want[i].Exchange, want[i].Symbol); err == nil {
+			want[i].Base, want[i].Quote = in.Base, in.Quote // the pump gives every tick its instrument
+		}
 		wantByKey[want[i].Key()] = append(wantByKey[want[i].Key()], string(want[i].AppendJSON(nil)))
 	}
 	for k, ws := range wantByKey {

@@ -10,7 +10,10 @@
 // per pair, because a connection that stops reading is cut off by the
 // exchange and loses ticks that are then counted nowhere. A Pump drains the Queue into a Publisher (the bus producer)
 // with bounded concurrency, keeping each pair's ticks in order, and on
-// shutdown produces everything the Queue accepted before it returns.
+// shutdown produces everything the Queue accepted before it returns. On the
+// way the Pump gives each tick its normalized instrument (Base, Quote) from
+// package instrument: one place for every source, so exchange packages only
+// decode.
 package ingest
 
 import (
@@ -69,6 +72,7 @@ type Metrics struct {
 	QueueCapacity prometheus.Gauge
 	ProduceErrors *prometheus.CounterVec // exchange
 	Unproduced    *prometheus.CounterVec // exchange
+	Unresolved    *prometheus.CounterVec // exchange
 }
 
 // NewMetrics builds the ingest collectors and registers them with reg
@@ -103,6 +107,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		QueueCapacity: gauge("queue_capacity", "Capacity of the ingest queues."),
 		ProduceErrors: counter("produce_errors_total", "Produce calls that failed and were retried, by exchange.", "exchange"),
 		Unproduced:    counter("unproduced_total", "Accepted ticks never acknowledged by the broker (not handed over, or still unacknowledged, when the shutdown drain deadline passed), by exchange.", "exchange"),
+		Unresolved:    counter("ticks_unresolved_total", "Ticks published without a normalized instrument (base, quote) because their symbol did not resolve, by exchange.", "exchange"),
 	}
 	if reg == nil {
 		return m, nil
@@ -113,7 +118,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		register(reg, &m.Reconnects), register(reg, &m.DialErrors), register(reg, &m.Connections),
 		register(reg, &m.ServerEvents), register(reg, &m.PingsDropped), register(reg, &m.QueueBlocked),
 		register(reg, &m.QueueWaiting), register(reg, &m.QueueDepth), register(reg, &m.QueueCapacity),
-		register(reg, &m.ProduceErrors), register(reg, &m.Unproduced),
+		register(reg, &m.ProduceErrors), register(reg, &m.Unproduced), register(reg, &m.Unresolved),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("ingest metrics: %w", err)

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/instrument"
 	"github.com/tickflow/tickflow/tick"
 )
 
@@ -442,5 +443,75 @@ func TestEnqueueWithinDropsAndCountsPerPairWhenFull(t *testing.T) {
 	q.Close()
 	if err := q.EnqueueWithin(context.Background(), &b, time.Second); !errors.Is(err, ErrClosed) {
 		t.Fatalf("EnqueueWithin after Close = %v, want ErrClosed", err)
+	}
+}
+
+// The pump is the one place ticks get their normalized instrument: whatever
+// the exchange's symbol form, the produced tick carries Base and Quote; a
+// source's own answer is kept; a symbol that does not resolve is published
+// without them and counted; and what the resolver learns later (an
+// exchange listing) applies to ticks after it.
+func TestPumpFillsInstrument(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	q, _ := NewQueue(64, nil, reg)
+	pub := &recorder{}
+	var r instrument.Resolver
+	stop := startPump(t, q, pub, PumpOptions{Workers: 2, Resolver: &r, Metrics: reg})
+	at := func(ex, sym, base, quote string, seq int) tick.Tick {
+		tk := mkTick(sym, seq)
+		tk.Exchange, tk.Base, tk.Quote = ex, base, quote
+		return tk
+	}
+	cases := []struct {
+		in         tick.Tick
+		base, quot string
+	}{
+		{at("binance", "BTCUSDT", "", "", 1), "BTC", "USDT"},
+		{at("okx", "BTC-USDT", "", "", 2), "BTC", "USDT"},
+		{at("bybit", "BTCUSDT", "", "", 3), "BTC", "USDT"},
+		{at("coinbase", "BTC-USD", "", "", 4), "BTC", "USD"},
+		{at("kraken", "XBT/USD", "", "", 5), "BTC", "USD"},
+		{at("sim", "ETHUSDT", "", "", 6), "ETH", "USDT"},
+		{at("binance", "BTCUSDT", "", "", 7), "BTC", "USDT"},        // second tick of a pair: remembered
+		{at("bybit", "XUSDT", "WEIRD", "COIN", 8), "WEIRD", "COIN"}, // the source knew: kept
+		{at("binance", "ADAEUR", "", "", 9), "", ""},                // ambiguous without a listing
+		{at("nowhere", "BTC-USD", "", "", 10), "", ""},              // no symbol form for the exchange
+	}
+	for i := range cases {
+		if err := q.Enqueue(context.Background(), &cases[i].in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.Eventually(t, 5*time.Second, "every tick produced", func() bool { return len(pub.produced()) == len(cases) })
+	got := map[int64]tick.Tick{}
+	for _, tk := range pub.produced() {
+		got[tk.Timestamp] = tk
+	}
+	for _, c := range cases {
+		out := got[c.in.Timestamp]
+		if out.Base != c.base || out.Quote != c.quot || out.Symbol != c.in.Symbol {
+			t.Errorf("%s:%s produced as %s (%q/%q), want base %q quote %q", c.in.Exchange, c.in.Symbol, out.Symbol, out.Base, out.Quote, c.base, c.quot)
+		}
+	}
+	for ex, want := range map[string]float64{"binance": 1, "nowhere": 1, "okx": 0} {
+		if n := testkit.Metric(reg, "tickflow_ingest_ticks_unresolved_total", "exchange", ex); n != want {
+			t.Errorf("ticks_unresolved_total{exchange=%q} = %v, want %v", ex, n, want)
+		}
+	}
+
+	// Binance's listing says ADAEUR is ADA-EUR: the next tick has it.
+	if err := r.Add("binance", "ADAEUR", instrument.Instrument{Base: "ADA", Quote: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	next := at("binance", "ADAEUR", "", "", 11)
+	if err := q.Enqueue(context.Background(), &next); err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	prod := pub.produced()
+	if last := prod[len(prod)-1]; last.Timestamp != next.Timestamp || last.Instrument() != "ADA-EUR" {
+		t.Errorf("after the listing: %s %q, want ADA-EUR", last.Symbol, last.Instrument())
 	}
 }

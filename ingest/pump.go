@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tickflow/tickflow/clock"
+	"github.com/tickflow/tickflow/instrument"
 	"github.com/tickflow/tickflow/internal/backoff"
 	"github.com/tickflow/tickflow/tick"
 )
@@ -34,9 +35,13 @@ type PumpOptions struct {
 	// RetryMin and RetryMax bound the backoff between attempts when Produce
 	// fails (defaults 100 ms and 5 s).
 	RetryMin, RetryMax time.Duration
-	Clock              clock.Clock
-	Logger             *slog.Logger
-	Metrics            prometheus.Registerer
+	// Resolver gives each tick its normalized instrument (Base, Quote)
+	// from its exchange and native symbol. It answers first with what it
+	// was told (the exchanges' listings); nil reads the symbol form alone.
+	Resolver *instrument.Resolver
+	Clock    clock.Clock
+	Logger   *slog.Logger
+	Metrics  prometheus.Registerer
 }
 
 func (o *PumpOptions) setDefaults() error {
@@ -74,6 +79,7 @@ type Pump struct {
 	o      PumpOptions
 	m      *Metrics
 	logErr Sometimes
+	logIns Sometimes
 	retry  backoff.Policy
 
 	mu   sync.Mutex
@@ -133,6 +139,7 @@ func NewPump(q *Queue, pub Publisher, o PumpOptions) (*Pump, error) {
 		q: q, pub: pub, o: o, m: m,
 		inflight: map[string]int{}, refusedC: make(chan struct{}, 1),
 		logErr: Sometimes{Every: 5 * time.Second, Clock: o.Clock},
+		logIns: Sometimes{Every: 10 * time.Second, Clock: o.Clock},
 		// No jitter: the pump retries one producer it owns, so there is no
 		// herd to spread.
 		retry: backoff.Policy{Min: o.RetryMin, Max: o.RetryMax, NoJitter: true},
@@ -332,12 +339,15 @@ func (p *Pump) settle() {
 	p.settled = true
 }
 
-// work produces one worker's ticks in order. Once pctx is cancelled (the
-// drain deadline) it counts what is left instead.
+// work produces one worker's ticks in order, each with its instrument
+// filled in. Once pctx is cancelled (the drain deadline) it counts what is
+// left instead.
 func (p *Pump) work(pctx context.Context, in <-chan tick.Tick) {
 	var cur tick.Tick // one escape per worker, not per tick
+	ins := instruments{r: p.o.Resolver}
 	for t := range in {
 		cur = t
+		p.fillInstrument(&ins, &cur)
 		if pctx.Err() != nil || !p.produce(pctx, &cur, true) {
 			p.lose(&cur)
 		}
@@ -385,6 +395,55 @@ func (p *Pump) produce(ctx context.Context, t *tick.Tick, first bool) bool {
 			return false
 		}
 	}
+}
+
+// instruments is one worker's memory of which instrument each pair is.
+// Every tick, from every source, passes a worker on its way to the bus, so
+// this is the one place ticks get their Base and Quote; the exchange
+// packages only decode. A worker owns its instruments, so no lock: a pair
+// always goes to the same worker. What the Resolver is told later (its
+// generation moves) drops the memory.
+type instruments struct {
+	r     *instrument.Resolver
+	gen   uint64
+	known map[tick.Pair]instrument.Instrument // zero: did not resolve
+}
+
+// maxInstruments bounds one worker's memory; past it, symbols are resolved
+// on every tick (correct, only slower).
+const maxInstruments = 4096
+
+// fillInstrument sets t's Base and Quote unless its source already did.
+// A symbol that does not resolve leaves them empty: the tick is still
+// published under its native symbol, counted in
+// tickflow_ingest_ticks_unresolved_total and logged at a bounded rate.
+func (p *Pump) fillInstrument(c *instruments, t *tick.Tick) {
+	if t.Base != "" || t.Quote != "" {
+		return
+	}
+	if g := c.r.Generation(); g != c.gen || c.known == nil {
+		c.gen = g
+		c.known = map[tick.Pair]instrument.Instrument{}
+	}
+	in, ok := c.known[t.Pair()]
+	if !ok {
+		var err error
+		if in, err = c.r.Resolve(t.Exchange, t.Symbol); err != nil {
+			in = instrument.Instrument{}
+			if ok, suppressed := p.logIns.Allow(); ok {
+				p.o.Logger.Warn("ingest: symbol has no normalized instrument; published without base and quote",
+					"exchange", t.Exchange, "symbol", t.Symbol, "err", err, "suppressed", suppressed)
+			}
+		}
+		if len(c.known) < maxInstruments {
+			c.known[t.Pair()] = in
+		}
+	}
+	if in.IsZero() {
+		p.m.Unresolved.WithLabelValues(t.Exchange).Inc()
+		return
+	}
+	t.Base, t.Quote = in.Base, in.Quote
 }
 
 func (p *Pump) lose(t *tick.Tick) {

@@ -6,6 +6,7 @@
 // Native forms:
 //
 //	binance, bybit   BTCUSDT   concatenated: split by a quote-asset suffix table
+//	sim              BTCUSDT   the simulated exchange names its pairs as Binance does
 //	okx              BTC-USDT  dashed (spot only: BTC-USDT-SWAP is refused)
 //	coinbase         BTC-USD   dashed
 //	kraken           BTC/USD   slashed (v2); legacy XBT→BTC and XDG→DOGE
@@ -22,6 +23,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Instrument is a normalized pair of upper-case assets.
@@ -42,10 +44,18 @@ var (
 )
 
 // Parse reads the normalized form "BASE-QUOTE" (case-insensitive), what a
-// user asks for in the API.
+// user asks for in the API. Kraken's legacy codes are read as the assets
+// they name (XBT-USD is BTC-USD): no exchange uses them for anything else.
 func Parse(s string) (Instrument, error) {
-	return split(strings.ToUpper(strings.TrimSpace(s)), '-', nil)
+	return split(strings.ToUpper(strings.TrimSpace(s)), '-', krakenAliases)
 }
+
+// exchanges are the exchanges with a symbol form, sorted.
+var exchanges = []string{"binance", "bybit", "coinbase", "kraken", "okx", "sim"}
+
+// Exchanges lists the exchanges Resolve and Native know the symbol form
+// of, sorted. The caller may keep the slice; it is a copy.
+func Exchanges() []string { return append([]string(nil), exchanges...) }
 
 // quoteSuffixes are the quote assets of Binance and Bybit spot, longest
 // first so the first match is the longest. Plain USD is left out: neither
@@ -141,7 +151,7 @@ func alnum(s string) bool {
 // is the concatenation, which Resolve may refuse as ambiguous.
 func Native(exchange string, in Instrument) (string, error) {
 	switch exchange {
-	case "binance", "bybit":
+	case "binance", "bybit", "sim":
 		return in.Base + in.Quote, nil
 	case "okx", "coinbase":
 		return in.Base + "-" + in.Quote, nil
@@ -157,6 +167,17 @@ func Native(exchange string, in Instrument) (string, error) {
 type Resolver struct {
 	mu    sync.RWMutex
 	known map[string]Instrument // "exchange\x00SYMBOL"
+	gen   atomic.Uint64
+}
+
+// Generation changes whenever Add changes what the Resolver answers, so a
+// caller that caches answers knows when to drop them. A nil Resolver's
+// generation is always 0.
+func (r *Resolver) Generation() uint64 {
+	if r == nil {
+		return 0
+	}
+	return r.gen.Load()
 }
 
 // Add records the exchange's own base and quote for a symbol, as its
@@ -181,7 +202,18 @@ func (r *Resolver) Add(exchange, symbol string, in Instrument) error {
 		r.known = map[string]Instrument{}
 	}
 	r.known[exchange+"\x00"+strings.ToUpper(symbol)] = in
+	r.gen.Add(1)
 	return nil
+}
+
+// Record is the instrument of a record (a tick, a trade, a quote): the
+// base and quote it carries, or, for a record written before records
+// carried them, what its native symbol resolves to.
+func (r *Resolver) Record(exchange, symbol, base, quote string) (Instrument, error) {
+	if base != "" && quote != "" {
+		return Instrument{Base: base, Quote: quote}, nil
+	}
+	return r.Resolve(exchange, symbol)
 }
 
 // Resolve returns the instrument of an exchange's native symbol.
@@ -201,7 +233,7 @@ func (r *Resolver) Resolve(exchange, symbol string) (Instrument, error) {
 // symbol form alone (no listing).
 func Resolve(exchange, symbol string) (Instrument, error) {
 	switch exchange {
-	case "binance", "bybit":
+	case "binance", "bybit", "sim":
 		return Concat(symbol)
 	case "okx", "coinbase":
 		return Dashed(symbol)

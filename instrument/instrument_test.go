@@ -52,6 +52,7 @@ func TestResolve(t *testing.T) {
 		{"kraken", "XXBTZUSD", "", ErrUnknown}, // REST pair name, not a v2 symbol
 		{"kraken", "BTC/USD/X", "", ErrUnknown},
 		{"kraken", "BTC/U$D", "", ErrUnknown},
+		{"sim", "ETHUSDT", "ETH-USDT", nil},
 		{"deribit", "BTC-PERPETUAL", "", ErrUnknown},
 	} {
 		t.Run(tc.exchange+":"+tc.symbol, func(t *testing.T) {
@@ -81,8 +82,12 @@ func TestResolverListingWins(t *testing.T) {
 	if _, err := r.Resolve("binance", "ADAEUR"); !errors.Is(err, ErrAmbiguous) {
 		t.Fatalf("before Add: %v", err)
 	}
+	gen := r.Generation()
 	if err := r.Add("binance", "ADAEUR", Instrument{"ada", "eur"}); err != nil {
 		t.Fatal(err)
+	}
+	if r.Generation() == gen {
+		t.Fatal("Add left the generation unchanged: cached answers would go stale")
 	}
 	if err := r.Add("kraken", "XBT/USD", Instrument{"XBT", "USD"}); err != nil {
 		t.Fatal(err)
@@ -104,8 +109,12 @@ func TestResolverListingWins(t *testing.T) {
 	if err := r.Add("binance", "X", Instrument{"", "USDT"}); !errors.Is(err, ErrUnknown) {
 		t.Errorf("Add accepted an empty base: %v", err)
 	}
+	gen = r.Generation()
+	if err := r.Add("binance", "Y", Instrument{"", "USDT"}); err == nil || r.Generation() != gen {
+		t.Errorf("a refused Add changed the generation (%v)", err)
+	}
 	var nilR *Resolver
-	if got, err := nilR.Resolve("okx", "BTC-USDT"); err != nil || got.String() != "BTC-USDT" {
+	if got, err := nilR.Resolve("okx", "BTC-USDT"); err != nil || got.String() != "BTC-USDT" || nilR.Generation() != 0 {
 		t.Errorf("nil resolver: %v, %v", got, err)
 	}
 }
@@ -118,7 +127,15 @@ func TestParseAndNative(t *testing.T) {
 	if _, err := Parse("BTCUSDT"); !errors.Is(err, ErrUnknown) {
 		t.Fatalf("Parse(BTCUSDT) = %v", err)
 	}
-	for ex, want := range map[string]string{"binance": "BTCUSDT", "bybit": "BTCUSDT", "okx": "BTC-USDT", "coinbase": "BTC-USDT", "kraken": "BTC/USDT"} {
+	if in, err := Parse("xbt-usd"); err != nil || in.String() != "BTC-USD" {
+		t.Fatalf("Parse(xbt-usd) = %v, %v; want Kraken's legacy code read as BTC", in, err)
+	}
+	for _, ex := range Exchanges() {
+		if _, err := Native(ex, in); err != nil {
+			t.Errorf("Exchanges lists %s, which has no symbol form: %v", ex, err)
+		}
+	}
+	for ex, want := range map[string]string{"binance": "BTCUSDT", "bybit": "BTCUSDT", "sim": "BTCUSDT", "okx": "BTC-USDT", "coinbase": "BTC-USDT", "kraken": "BTC/USDT"} {
 		got, err := Native(ex, in)
 		if err != nil || got != want {
 			t.Errorf("Native(%s) = %q, %v; want %q", ex, got, err, want)
@@ -130,6 +147,25 @@ func TestParseAndNative(t *testing.T) {
 	}
 	if _, err := Native("nowhere", in); err == nil {
 		t.Error("Native accepted an unknown exchange")
+	}
+}
+
+func TestRecord(t *testing.T) {
+	var r *Resolver
+	for _, tc := range []struct {
+		ex, sym, base, quote, want string
+		err                        error
+	}{
+		{"kraken", "XBT/USD", "BTC", "USD", "BTC-USD", nil}, // what the record carries
+		{"kraken", "XBT/USD", "", "", "BTC-USD", nil},       // an older record: resolved
+		{"binance", "WEIRD", "W", "EIRD", "W-EIRD", nil},    // the record's answer wins
+		{"binance", "ADAEUR", "", "", "", ErrAmbiguous},
+		{"nowhere", "X", "", "", "", ErrUnknown},
+	} {
+		got, err := r.Record(tc.ex, tc.sym, tc.base, tc.quote)
+		if !errors.Is(err, tc.err) || (err == nil && got.String() != tc.want) {
+			t.Errorf("Record(%s, %s, %q, %q) = %v, %v; want %s %v", tc.ex, tc.sym, tc.base, tc.quote, got, err, tc.want, tc.err)
+		}
 	}
 }
 

@@ -66,6 +66,26 @@ type PositionWriter interface {
 	WriteBatchAt(ctx context.Context, batch []tick.Tick, pos []Position) error
 }
 
+// TradeSink is Sink for trades (tick.Trade, from the trades topic), with
+// the same contract: WriteBatch returns nil only once the batch is durable,
+// and must be idempotent, since a batch whose commit was lost is written
+// again.
+type TradeSink interface {
+	Connect(ctx context.Context) error
+	WriteBatch(ctx context.Context, batch []tick.Trade) error
+	Close(ctx context.Context) error
+}
+
+// TradeConsumer is implemented by sinks that also consume the trades topic
+// (the store keeps trade history). The host runs a second runtime for the
+// TradeSink, on the trades topic, in the consumer group of the sink's name
+// plus ".trades" (tickflow.store.trades) with the sink's Sharing and batch
+// policy, so ticks and trades are committed each on their own. The host
+// closes the TradeSink when that runtime ends, independently of the Sink.
+type TradeConsumer interface {
+	TradeWriter() TradeSink
+}
+
 // ErrNotConnected tells the runtime to call Connect again before retrying.
 var ErrNotConnected = errors.New("sink not connected")
 

@@ -14,6 +14,8 @@ import (
 // sink: encoding/json with apd's TextMarshaler costs several allocations per
 // field. Field names follow the seed (exchange, symbol, timestamp, price,
 // volume, bid, ask); the rest are snake_case. Decimals are JSON strings.
+// base and quote (the normalized instrument) follow symbol and are omitted
+// when empty, so records written before them decode unchanged.
 
 // AppendJSON appends the tick's JSON encoding to b.
 func (t *Tick) AppendJSON(b []byte) []byte {
@@ -21,6 +23,14 @@ func (t *Tick) AppendJSON(b []byte) []byte {
 	b = appendString(b, t.Exchange)
 	b = append(b, `,"symbol":`...)
 	b = appendString(b, t.Symbol)
+	if t.Base != "" || t.Quote != "" {
+		// Omitted when empty: records from before the instrument model
+		// and unresolved symbols stay as small as they were.
+		b = append(b, `,"base":`...)
+		b = appendString(b, t.Base)
+		b = append(b, `,"quote":`...)
+		b = appendString(b, t.Quote)
+	}
 	b = append(b, `,"timestamp":`...)
 	b = strconv.AppendInt(b, t.Timestamp, 10)
 	b = appendDec(b, `,"price":"`, &t.Price)
@@ -161,6 +171,10 @@ func (d *decoder) field(t *Tick, key []byte) error {
 		return d.text(&t.Exchange)
 	case "symbol":
 		return d.text(&t.Symbol)
+	case "base":
+		return d.text(&t.Base)
+	case "quote":
+		return d.text(&t.Quote)
 	case "timestamp":
 		return d.int(&t.Timestamp)
 	case "received_at_us":
@@ -217,9 +231,19 @@ func (d *decoder) str() ([]byte, bool, error) {
 	return nil, false, errors.New("unterminated string")
 }
 
-// Exchange names repeat on every tick; interning the common ones saves an
-// allocation per decode.
-var interned = map[string]string{"binance": "binance", "sim": "sim", "okx": "okx", "bybit": "bybit", "coinbase": "coinbase", "kraken": "kraken"}
+// Exchange names and asset codes repeat on every record; interning the
+// common ones saves an allocation per field per decode.
+var interned = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range []string{
+		"binance", "sim", "okx", "bybit", "coinbase", "kraken",
+		"BTC", "ETH", "SOL", "BNB", "XRP", "DOGE", "ADA", "LTC", "DOT", "AVAX", "LINK", "TRX",
+		"USDT", "USDC", "USD", "EUR", "FDUSD", "DAI", "GBP",
+	} {
+		m[s] = s
+	}
+	return m
+}()
 
 func (d *decoder) text(dst *string) error {
 	raw, _, err := d.str()

@@ -11,7 +11,7 @@ import (
 
 func sample() Tick {
 	return Tick{
-		Exchange: "binance", Symbol: "BTCUSDT", Timestamp: 1672515782136,
+		Exchange: "binance", Symbol: "BTCUSDT", Base: "BTC", Quote: "USDT", Timestamp: 1672515782136,
 		Price: MustDecimal("50100.00"), Volume: MustDecimal("1234.56780000"),
 		Bid: MustDecimal("50099.99"), Ask: MustDecimal("50100.01"),
 		Open24h: MustDecimal("49000.10"), High24h: MustDecimal("51000"), Low24h: MustDecimal("48000.5"),
@@ -22,7 +22,7 @@ func sample() Tick {
 func TestRoundTripIsExact(t *testing.T) {
 	in := sample()
 	b := in.AppendJSON(nil)
-	want := `{"exchange":"binance","symbol":"BTCUSDT","timestamp":1672515782136,"price":"50100.00","volume":"1234.56780000","bid":"50099.99","ask":"50100.01","open_24h":"49000.10","high_24h":"51000","low_24h":"48000.5","quote_volume":"61234567.123456789012345678","received_at_us":1672515782140123}`
+	want := `{"exchange":"binance","symbol":"BTCUSDT","base":"BTC","quote":"USDT","timestamp":1672515782136,"price":"50100.00","volume":"1234.56780000","bid":"50099.99","ask":"50100.01","open_24h":"49000.10","high_24h":"51000","low_24h":"48000.5","quote_volume":"61234567.123456789012345678","received_at_us":1672515782140123}`
 	if string(b) != want {
 		t.Fatalf("encoded\n %s\nwant\n %s", b, want)
 	}
@@ -60,6 +60,41 @@ func TestOptionalFieldsOmittedWhenAbsent(t *testing.T) {
 	want := `{"exchange":"sim","symbol":"ETHUSDT","timestamp":1,"price":"1.5","volume":"0","bid":"1.4","ask":"1.6"}`
 	if got != want {
 		t.Fatalf("got %s want %s", got, want)
+	}
+}
+
+// Records written before the instrument model have no base or quote; they
+// decode with both empty, and a tick without them encodes without them.
+// Assets outside the interned set decode too.
+func TestInstrumentFields(t *testing.T) {
+	for _, tc := range []struct {
+		name, in          string
+		base, quote, inst string
+	}{
+		{"old record", `{"exchange":"binance","symbol":"BTCUSDT","timestamp":5,"price":"1","volume":"1","bid":"1","ask":"1"}`, "", "", ""},
+		{"new record", `{"exchange":"kraken","symbol":"XBT/USD","base":"BTC","quote":"USD","timestamp":5,"price":"1","volume":"1","bid":"1","ask":"1"}`, "BTC", "USD", "BTC-USD"},
+		{"uncommon assets", `{"exchange":"okx","symbol":"PEPE-TRY","base":"PEPE","quote":"TRY","timestamp":5,"price":"1","volume":"1","bid":"1","ask":"1"}`, "PEPE", "TRY", "PEPE-TRY"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var tk Tick
+			if err := Unmarshal([]byte(tc.in), &tk); err != nil {
+				t.Fatal(err)
+			}
+			if tk.Base != tc.base || tk.Quote != tc.quote || tk.Instrument() != tc.inst {
+				t.Fatalf("base %q quote %q instrument %q, want %q %q %q", tk.Base, tk.Quote, tk.Instrument(), tc.base, tc.quote, tc.inst)
+			}
+			if err := tk.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			if got := string(tk.AppendJSON(nil)); got != tc.in {
+				t.Fatalf("re-encoded\n %s\nwant\n %s", got, tc.in)
+			}
+		})
+	}
+	half := sample()
+	half.Quote = ""
+	if err := half.Validate(); !errors.Is(err, ErrHalfAssets) {
+		t.Fatalf("half an instrument: %v, want ErrHalfAssets", err)
 	}
 }
 
@@ -185,15 +220,15 @@ func BenchmarkDecode(b *testing.B) {
 func BenchmarkDecodeEncodingJSON(b *testing.B) {
 	// The baseline the hand-written codec is measured against.
 	type std struct {
-		Exchange, Symbol string
-		Timestamp        int64
-		Price, Volume    string
-		Bid, Ask         string
-		Open24h          string `json:"open_24h"`
-		High24h          string `json:"high_24h"`
-		Low24h           string `json:"low_24h"`
-		QuoteVolume      string `json:"quote_volume"`
-		ReceivedAt       int64  `json:"received_at_us"`
+		Exchange, Symbol, Base, Quote string
+		Timestamp                     int64
+		Price, Volume                 string
+		Bid, Ask                      string
+		Open24h                       string `json:"open_24h"`
+		High24h                       string `json:"high_24h"`
+		Low24h                        string `json:"low_24h"`
+		QuoteVolume                   string `json:"quote_volume"`
+		ReceivedAt                    int64  `json:"received_at_us"`
 	}
 	tk := sample()
 	data := tk.AppendJSON(nil)
@@ -234,7 +269,7 @@ func TestFastDecimalMatchesApd(t *testing.T) {
 // sizes, all within the allocation-free fast path.
 func typical() Tick {
 	return Tick{
-		Exchange: "binance", Symbol: "BTCUSDT", Timestamp: 1672515782136,
+		Exchange: "binance", Symbol: "BTCUSDT", Base: "BTC", Quote: "USDT", Timestamp: 1672515782136,
 		Price: MustDecimal("50100.01000000"), Volume: MustDecimal("21345.67890000"),
 		Bid: MustDecimal("50100.00000000"), Ask: MustDecimal("50100.01000000"),
 		Open24h: MustDecimal("49000.10000000"), High24h: MustDecimal("51000.00000000"), Low24h: MustDecimal("48000.50000000"),

@@ -19,6 +19,13 @@ type Tick struct {
 	Exchange string // lower-case exchange name: "binance", "sim"
 	Symbol   string // upper-case pair as the exchange names it: "BTCUSDT"
 
+	// Base and Quote are the normalized assets of Symbol ("BTC", "USDT";
+	// Kraken's XBT/USD is BTC and USD), so one instrument can be asked for
+	// across exchanges. The ingest pump fills them from the instrument
+	// resolver; both are empty when the symbol did not resolve, and in
+	// records written before they existed.
+	Base, Quote string
+
 	// Timestamp is the exchange's event time in Unix milliseconds. Ordering,
 	// windows and deduplication all use it, never the local clock.
 	Timestamp int64
@@ -56,6 +63,15 @@ type Pair struct {
 	Symbol   string
 }
 
+// Instrument is the normalized "BASE-QUOTE" ("BTC-USDT"), or "" when the
+// tick carries no assets.
+func (t *Tick) Instrument() string {
+	if t.Base == "" {
+		return ""
+	}
+	return t.Base + "-" + t.Quote
+}
+
 // Pair returns the tick's pair.
 func (t *Tick) Pair() Pair { return Pair{t.Exchange, t.Symbol} }
 
@@ -74,6 +90,7 @@ var (
 	ErrNoTime     = errors.New("tick: missing event timestamp")
 	ErrBadPrice   = errors.New("tick: price must be a finite positive decimal")
 	ErrNotFinite  = errors.New("tick: decimal field is not finite")
+	ErrHalfAssets = errors.New("tick: base and quote must both be set or both be empty")
 )
 
 // Validate reports whether the tick is fit to publish: identity present, a
@@ -88,6 +105,8 @@ func (t *Tick) Validate() error {
 		return ErrNoTime
 	case t.Price.Form != apd.Finite || t.Price.Sign() <= 0:
 		return ErrBadPrice
+	case (t.Base == "") != (t.Quote == ""):
+		return ErrHalfAssets
 	}
 	for _, d := range []*apd.Decimal{&t.Volume, &t.Bid, &t.Ask, &t.Open24h, &t.High24h, &t.Low24h, &t.QuoteVolume} {
 		if d.Form != apd.Finite {

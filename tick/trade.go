@@ -83,10 +83,9 @@ func (t *Trade) EventTime() time.Time { return time.UnixMilli(t.Timestamp) }
 
 // Errors returned by Trade.Validate besides the Tick ones it shares.
 var (
-	ErrBadSize    = errors.New("tick: trade size must be a finite positive decimal")
-	ErrBadSide    = errors.New("tick: trade side must be buy or sell")
-	ErrNoTradeID  = errors.New("tick: empty trade id")
-	ErrHalfAssets = errors.New("tick: base and quote must both be set or both be empty")
+	ErrBadSize   = errors.New("tick: trade size must be a finite positive decimal")
+	ErrBadSide   = errors.New("tick: trade side must be buy or sell")
+	ErrNoTradeID = errors.New("tick: empty trade id")
 )
 
 // Validate reports whether the trade is fit to publish: identity present, a

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/ingest"
+	"github.com/tickflow/tickflow/instrument"
 	"github.com/tickflow/tickflow/internal/testkit"
 	"github.com/tickflow/tickflow/internal/wstest"
 	"github.com/tickflow/tickflow/tick"
@@ -533,6 +534,8 @@ func TestBackpressureBlocksTheReadLoopWithoutLosingOrReconnecting(t *testing.T) 
 	for i := range got {
 		got[i].ReceivedAt = 0 // the fake clock moved while the loop was blocked
 		want[i].ReceivedAt = 0
+		in, _ := instrument.Resolve(Exchange, want[i].Symbol)
+		want[i].Base, want[i].Quote = in.Base, in.Quote // the pump gives every tick its instrument
 	}
 	sameTicks(t, got, want) // one worker: global order is kept too
 	if n := h.totalReconnects(); n != 0 || len(h.fb.Conns()) != 1 {

@@ -14,8 +14,8 @@ import (
 	"github.com/tickflow/tickflow/tick"
 )
 
-// benchTicks is a deterministic random walk over 100 pairs (50 symbols on
-// two exchanges, so the cross-exchange rule has work), one tick per pair
+// benchTicks is a deterministic random walk over 100 pairs (50 instruments
+// on two exchanges, so the cross-exchange rule has work), one tick per pair
 // every 100 ms of event time, with a book and a 24 h open on every tick.
 func benchTicks(n int) []tick.Tick {
 	rng := rand.New(rand.NewSource(1))
@@ -32,7 +32,12 @@ func benchTicks(n int) []tick.Tick {
 		prices[p] += step
 		price := prices[p]
 		t := &out[i]
-		t.Exchange, t.Symbol = exchanges[p/symbols], fmt.Sprintf("SYM%02dUSDT", p%symbols)
+		// Each exchange's own spelling, and the instrument the ingest
+		// pump gives both.
+		t.Exchange, t.Base, t.Quote = exchanges[p/symbols], fmt.Sprintf("SYM%02d", p%symbols), "USDT"
+		if t.Symbol = t.Base + "USDT"; t.Exchange == "okx" {
+			t.Symbol = t.Base + "-USDT"
+		}
 		t.Timestamp = int64(i) // rewritten per pass
 		t.Price.SetFinite(price, -4)
 		t.Bid.SetFinite(price-1, -4)

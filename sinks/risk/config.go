@@ -70,7 +70,11 @@ type CrossedBook struct {
 }
 
 // PriceSpike fires when a pair's price deviates from the median of the same
-// symbol's latest prices on other exchanges by more than Threshold.
+// instrument's latest prices on other exchanges by more than Threshold. The
+// instrument is the normalized one the ticks carry (Base, Quote), or for
+// ticks from before they carried one, their symbol resolved (package
+// instrument): okx BTC-USDT meets binance BTCUSDT, kraken XBT/USD meets
+// coinbase BTC-USD. A pair with no instrument is compared with nothing.
 type PriceSpike struct {
 	Rule       `yaml:",inline"`
 	Threshold  string `yaml:"threshold"`

@@ -7,6 +7,7 @@ import (
 	"github.com/cockroachdb/apd/v3"
 
 	"github.com/tickflow/tickflow/alert"
+	"github.com/tickflow/tickflow/instrument"
 	"github.com/tickflow/tickflow/internal/journal"
 	"github.com/tickflow/tickflow/internal/window"
 	"github.com/tickflow/tickflow/tick"
@@ -46,8 +47,11 @@ type tracker struct {
 }
 
 type pairState struct {
-	pair  tick.Pair
-	ex    *exchangeState
+	pair tick.Pair
+	ex   *exchangeState
+	// inst is the pair's normalized instrument, which names its group;
+	// zero when the pair has none (then it is in no group).
+	inst  instrument.Instrument
 	group *spikeGroup
 	// last is the event time of the last tick applied; ticks at or before
 	// it are replays (or out of order) and are skipped.
@@ -63,7 +67,8 @@ type exchangeState struct {
 	pairs     []*pairState
 }
 
-// spikeGroup is one symbol across exchanges.
+// spikeGroup is one normalized instrument across exchanges: BTC-USDT on
+// okx, BTCUSDT on binance and BTC/USDT on kraken are one group.
 type spikeGroup struct{ members []*pairState }
 
 // engine applies the rules to ticks. It is a deterministic function of the
@@ -74,7 +79,7 @@ type engine struct {
 	m         *metrics
 	pairs     map[tick.Pair]*pairState
 	exchanges map[string]*exchangeState
-	groups    map[string]*spikeGroup
+	groups    map[instrument.Instrument]*spikeGroup
 	seen      *journal.Seen
 	// out collects the alerts raised since the caller last drained it.
 	out []alert.Alert
@@ -91,13 +96,21 @@ func newEngine(cfg *Config, m *metrics) *engine {
 		m:         m,
 		pairs:     map[tick.Pair]*pairState{},
 		exchanges: map[string]*exchangeState{},
-		groups:    map[string]*spikeGroup{},
+		groups:    map[instrument.Instrument]*spikeGroup{},
 		seen:      journal.NewSeen(journal.DefaultSeen),
 	}
 }
 
-func (e *engine) pair(p tick.Pair) *pairState {
+// pair is the state of p, made on first sight. base and quote are the
+// instrument its record carries ("" in records from before records
+// carried one, and in a restored snapshot of such a pair).
+func (e *engine) pair(p tick.Pair, base, quote string) *pairState {
 	if ps, ok := e.pairs[p]; ok {
+		if base != "" && (base != ps.inst.Base || quote != ps.inst.Quote) {
+			// The record knows better than the symbol form (an
+			// exchange listing resolved it): move the pair over.
+			e.join(ps, instrument.Instrument{Base: base, Quote: quote})
+		}
 		return ps
 	}
 	ps := &pairState{pair: p}
@@ -112,28 +125,40 @@ func (e *engine) pair(p tick.Pair) *pairState {
 	}
 	ex.pairs = append(ex.pairs, ps)
 	ps.ex = ex
-	cs := canonicalSymbol(p.Symbol)
-	g := e.groups[cs]
-	if g == nil {
-		g = &spikeGroup{}
-		e.groups[cs] = g
-	}
-	g.members = append(g.members, ps)
-	ps.group = g
+	// A record without an instrument resolves by its symbol's form; one
+	// that does not resolve has no instrument to compare across
+	// exchanges, so the spike rule leaves it alone (ingest counts such
+	// ticks in tickflow_ingest_ticks_unresolved_total).
+	in, _ := (*instrument.Resolver)(nil).Record(p.Exchange, p.Symbol, base, quote)
+	e.join(ps, in)
 	e.pairs[p] = ps
 	e.m.pairs.Set(float64(len(e.pairs)))
 	return ps
 }
 
-// canonicalSymbol lets BTC-USDT on one exchange meet BTCUSDT on another.
-func canonicalSymbol(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch r {
-		case '-', '_', '/', ':':
-			return -1
+// join moves ps into the spike group of in (out of every group when in is
+// zero).
+func (e *engine) join(ps *pairState, in instrument.Instrument) {
+	if g := ps.group; g != nil {
+		for i, q := range g.members {
+			if q == ps {
+				g.members = append(g.members[:i], g.members[i+1:]...)
+				break
+			}
 		}
-		return r
-	}, strings.ToUpper(s))
+		ps.group = nil
+	}
+	ps.inst = in
+	if in.IsZero() {
+		return
+	}
+	g := e.groups[in]
+	if g == nil {
+		g = &spikeGroup{}
+		e.groups[in] = g
+	}
+	g.members = append(g.members, ps)
+	ps.group = g
 }
 
 // apply runs every enabled rule on t. It reports whether t changed state.
@@ -142,7 +167,7 @@ func (e *engine) apply(t *tick.Tick) bool {
 		e.m.skipped.WithLabelValues("invalid").Inc()
 		return false
 	}
-	ps := e.pair(t.Pair())
+	ps := e.pair(t.Pair(), t.Base, t.Quote)
 	if t.Timestamp <= ps.last {
 		e.m.skipped.WithLabelValues("replayed").Inc()
 		return false
@@ -328,7 +353,7 @@ func (e *engine) crossed(ps *pairState, t *tick.Tick) {
 
 func (e *engine) spike(ps *pairState, t *tick.Tick) {
 	g := ps.group
-	if len(g.members) < 2 {
+	if g == nil || len(g.members) < 2 {
 		return
 	}
 	oldest := t.Timestamp - e.cfg.PriceSpike.MaxAge.Milliseconds()

@@ -54,7 +54,7 @@ func init() {
 		Name: "risk",
 		// Small batches: an alert waits for its batch to fill or time out.
 		Batch: sinks.BatchPolicy{Size: 500, MaxWait: 50 * time.Millisecond},
-		// The price-spike rule compares a symbol across exchanges and the
+		// The price-spike rule compares an instrument across exchanges and the
 		// stale-feed rule an exchange's pairs, which sit on different
 		// partitions: one instance consumes everything, the others stand
 		// by, so no rule misses a pair and no alert is raised twice.

@@ -2,6 +2,7 @@ package risk
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tickflow/tickflow/alert"
 	"github.com/tickflow/tickflow/config"
+	"github.com/tickflow/tickflow/instrument"
 	"github.com/tickflow/tickflow/internal/journal"
 	"github.com/tickflow/tickflow/tick"
 )
@@ -327,8 +331,8 @@ func TestPriceSpike(t *testing.T) {
 		tk("bybit", "BTCUSDT", 0, "99.8"),
 		tk("bybit", "BTCUSDT", time.Second, "103"), // median of 100, 100.5 is 100.25: +2.74 %
 		tk("binance", "BTCUSDT", 2*time.Second, "100.1"),
-		tk("bybit", "BTCUSDT", 3*time.Second, "100.2"), // back in line
-		tk("kraken", "BTCUSDT", 60*time.Second, "150"), // others are all older than max_age
+		tk("bybit", "BTCUSDT", 3*time.Second, "100.2"),  // back in line
+		tk("kraken", "BTC/USDT", 60*time.Second, "150"), // others are all older than max_age
 	)
 	got := h.alerts()
 	if len(got) != 2 {
@@ -341,6 +345,72 @@ func TestPriceSpike(t *testing.T) {
 	}
 	if got[1].Exchange != "bybit" || got[1].Status != alert.Resolved {
 		t.Fatalf("resolved = %+v", got[1])
+	}
+}
+
+// assets gives a tick the instrument the ingest pump would have set.
+func assets(t tick.Tick, base, quote string) tick.Tick {
+	t.Base, t.Quote = base, quote
+	return t
+}
+
+// The spike rule compares one normalized instrument across exchanges,
+// whatever each exchange calls it: the records' Base/Quote, or for records
+// from before they carried one, their symbol resolved. Different quote
+// assets never meet, and a record's own instrument (an exchange listing)
+// wins over its symbol's form.
+func TestPriceSpikeUsesTheNormalizedInstrument(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		ticks  []tick.Tick
+		firing string // "exchange:symbol vs others", "" for no alert
+	}{
+		{"okx BTC-USDT meets binance BTCUSDT", []tick.Tick{
+			assets(tk("okx", "BTC-USDT", 0, "100"), "BTC", "USDT"),
+			tk("binance", "BTCUSDT", 0, "100.2"), // an older record: no Base/Quote
+			assets(tk("okx", "BTC-USDT", time.Second, "104"), "BTC", "USDT"),
+		}, "okx:BTC-USDT vs [binance]"},
+		{"kraken XBT/USD meets coinbase BTC-USD", []tick.Tick{
+			tk("coinbase", "BTC-USD", 0, "100"),
+			tk("kraken", "XBT/USD", 0, "100.1"),
+			tk("kraken", "XBT/USD", time.Second, "96"),
+		}, "kraken:XBT/USD vs [coinbase]"},
+		{"kraken BTC/USD with assets meets coinbase BTC-USD with assets", []tick.Tick{
+			assets(tk("coinbase", "BTC-USD", 0, "100"), "BTC", "USD"),
+			assets(tk("kraken", "BTC/USD", 0, "100.1"), "BTC", "USD"),
+			assets(tk("coinbase", "BTC-USD", time.Second, "110"), "BTC", "USD"),
+		}, "coinbase:BTC-USD vs [kraken]"},
+		{"USDT and USD are different instruments", []tick.Tick{
+			tk("binance", "BTCUSDT", 0, "100"),
+			tk("coinbase", "BTC-USD", 0, "100"),
+			tk("coinbase", "BTC-USD", time.Second, "110"),
+		}, ""},
+		{"a listing's instrument regroups a pair", []tick.Tick{
+			tk("kraken", "ADA/EUR", 0, "0.5"),
+			tk("binance", "ADAEUR", 0, "0.5"), // ambiguous by its form: no group yet
+			assets(tk("binance", "ADAEUR", time.Second, "0.6"), "ADA", "EUR"),
+		}, "binance:ADAEUR vs [kraken]"},
+		{"a symbol without an instrument is compared with nothing", []tick.Tick{
+			tk("binance", "ADAEUR", 0, "0.5"),
+			tk("bybit", "ADAEUR", 0, "0.5"),
+			tk("binance", "ADAEUR", time.Second, "0.9"),
+		}, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, onlyRules(alert.PriceSpike))
+			h.Write(c.ticks...)
+			var got []string
+			for _, a := range firing(h.alerts()) {
+				got = append(got, fmt.Sprintf("%s:%s vs %v", a.Exchange, a.Symbol, a.Others))
+			}
+			want := []string{c.firing}
+			if c.firing == "" {
+				want = nil
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("firing %q, want %q", got, want)
+			}
+		})
 	}
 }
 
@@ -478,3 +548,36 @@ func TestConfigThroughLoader(t *testing.T) {
 		}
 	}
 }
+
+// A snapshot keeps the instrument a pair's records carried, so a pair only
+// a listing could resolve is still in its group after a restart.
+func TestSnapshotKeepsTheInstrument(t *testing.T) {
+	cfg := onlyRules(alert.PriceSpike)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	m, err := newMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEngine(cfg, m)
+	e.apply(ptr(assets(tk("binance", "ADAEUR", 0, "0.5"), "ADA", "EUR")))
+	snap := e.snapshot()
+	b, err := json.Marshal(&snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back snapshot
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	r := newEngine(cfg, m)
+	r.restore(&back)
+	r.apply(ptr(tk("kraken", "ADA/EUR", 0, "0.5")))
+	g := r.groups[instrument.Instrument{Base: "ADA", Quote: "EUR"}]
+	if g == nil || len(g.members) != 2 {
+		t.Fatalf("after restore the ADA-EUR group is %+v, want binance's ADAEUR and kraken's ADA/EUR", g)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -40,6 +40,8 @@ type snapshot struct {
 type pairSnap struct {
 	Exchange string             `json:"exchange"`
 	Symbol   string             `json:"symbol"`
+	Base     string             `json:"base,omitempty"` // the instrument the pair's records carried; absent in older snapshots
+	Quote    string             `json:"quote,omitempty"`
 	Last     int64              `json:"last"`
 	Price    apd.Decimal        `json:"price"`
 	Window   []window.Sample    `json:"window,omitempty"`
@@ -56,7 +58,7 @@ func (e *engine) snapshot() snapshot {
 	for name, ex := range e.exchanges {
 		s.Exchanges[name] = exchangeSnap{Newest: ex.newest, NextCheck: ex.nextCheck}
 		for _, ps := range ex.pairs {
-			p := pairSnap{Exchange: ps.pair.Exchange, Symbol: ps.pair.Symbol, Last: ps.last}
+			p := pairSnap{Exchange: ps.pair.Exchange, Symbol: ps.pair.Symbol, Base: ps.inst.Base, Quote: ps.inst.Quote, Last: ps.last}
 			p.Price.Set(&ps.price)
 			if ps.vol != nil {
 				p.Window = ps.vol.Samples()
@@ -78,7 +80,7 @@ func (e *engine) snapshot() snapshot {
 func (e *engine) restore(s *snapshot) {
 	for i := range s.Pairs {
 		p := &s.Pairs[i]
-		ps := e.pair(tick.Pair{Exchange: p.Exchange, Symbol: p.Symbol})
+		ps := e.pair(tick.Pair{Exchange: p.Exchange, Symbol: p.Symbol}, p.Base, p.Quote)
 		ps.last = p.Last
 		ps.price.Set(&p.Price)
 		if ps.vol != nil {

@@ -32,11 +32,14 @@ var decimalFields = [...]decimalField{
 
 const numDecimals = len(decimalFields)
 
-// layout is how the two string columns are typed in the table: plain
-// String, or LowCardinality(String) where the server has it.
+// layout is how the string columns are typed in the table: plain
+// String, or LowCardinality(String) where the server has it (or the table
+// was made with it).
 type layout struct {
 	lowCardExchange bool
 	lowCardSymbol   bool
+	lowCardBase     bool
+	lowCardQuote    bool
 }
 
 // columns is a batch of ticks as ch-go columns, reused batch after batch.
@@ -44,6 +47,8 @@ type columns struct {
 	layout     layout
 	exchange   proto.ColumnOf[string]
 	symbol     proto.ColumnOf[string]
+	base       proto.ColumnOf[string]
+	quote      proto.ColumnOf[string]
 	timestamp  proto.ColInt64
 	receivedAt proto.ColInt64
 	decimals   [numDecimals]proto.ColDecimal128
@@ -59,10 +64,13 @@ func stringColumn(lowCard bool) proto.ColumnOf[string] {
 }
 
 func newColumns(l layout) *columns {
-	c := &columns{layout: l, exchange: stringColumn(l.lowCardExchange), symbol: stringColumn(l.lowCardSymbol)}
+	c := &columns{layout: l, exchange: stringColumn(l.lowCardExchange), symbol: stringColumn(l.lowCardSymbol),
+		base: stringColumn(l.lowCardBase), quote: stringColumn(l.lowCardQuote)}
 	c.input = proto.Input{
 		{Name: "exchange", Data: c.exchange},
 		{Name: "symbol", Data: c.symbol},
+		{Name: "base", Data: c.base},
+		{Name: "quote", Data: c.quote},
 		{Name: "timestamp", Data: &c.timestamp},
 		{Name: "received_at", Data: &c.receivedAt},
 	}
@@ -110,6 +118,8 @@ func (c *columns) append(t *tick.Tick) error {
 	}
 	c.exchange.Append(t.Exchange)
 	c.symbol.Append(t.Symbol)
+	c.base.Append(t.Base)
+	c.quote.Append(t.Quote)
 	c.timestamp.Append(t.Timestamp)
 	c.receivedAt.Append(t.ReceivedAt)
 	for i := range dec {
@@ -119,14 +129,15 @@ func (c *columns) append(t *tick.Tick) error {
 	return nil
 }
 
-// tickResult decodes rows of (timestamp, received_at, the eight decimals,
-// their eight scales) into ticks; exchange and symbol are the query's, not
-// read back.
+// tickResult decodes rows of (timestamp, received_at, base, quote, the
+// eight decimals, their eight scales) into ticks; exchange and symbol are
+// the query's, not read back.
 type tickResult struct {
-	timestamp  proto.ColInt64
-	receivedAt proto.ColInt64
-	decimals   [numDecimals]proto.ColDecimal128
-	scales     [numDecimals]proto.ColUInt8
+	timestamp   proto.ColInt64
+	receivedAt  proto.ColInt64
+	base, quote proto.ColStr
+	decimals    [numDecimals]proto.ColDecimal128
+	scales      [numDecimals]proto.ColUInt8
 }
 
 // tickSelectList is the SELECT list tickResult decodes; aggregate
@@ -141,6 +152,16 @@ func tickSelectList(aggregate bool) string {
 		}
 		cols = append(cols, name)
 	}
+	// toString: the result decodes as plain String whether the column is
+	// String or LowCardinality(String). Rows from before the instrument
+	// columns read back as "" (the columns' default).
+	for _, name := range []string{"base", "quote"} {
+		if aggregate {
+			cols = append(cols, "any(toString("+name+")) AS _"+name)
+		} else {
+			cols = append(cols, "toString("+name+")")
+		}
+	}
 	for _, f := range decimalFields {
 		add(f.name)
 	}
@@ -154,6 +175,8 @@ func (r *tickResult) results() proto.Results {
 	res := proto.Results{
 		{Data: &r.timestamp},
 		{Data: &r.receivedAt},
+		{Data: &r.base},
+		{Data: &r.quote},
 	}
 	for i := range r.decimals {
 		res = append(res, proto.ResultColumn{Data: proto.Alias(&r.decimals[i], decimalType)})
@@ -171,6 +194,7 @@ func (r *tickResult) appendTo(out []tick.Tick, p tick.Pair) []tick.Tick {
 		t := &out[len(out)-1]
 		t.Timestamp = r.timestamp.Row(i)
 		t.ReceivedAt = r.receivedAt.Row(i)
+		t.Base, t.Quote = r.base.Row(i), r.quote.Row(i)
 		for j, f := range decimalFields {
 			fromDecimal128(f.get(t), r.decimals[j].Row(i), r.scales[j].Row(i))
 		}

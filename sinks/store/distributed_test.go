@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,6 +35,28 @@ func TestDistributedAcrossTwoShards(t *testing.T) {
 	bad := newE2ESink(t, cs[0].HTTPURL(), "half")
 	if err := bad.Connect(bg(t)); err == nil || !strings.Contains(err.Error(), "1 of its 2 servers have that table") {
 		t.Fatalf("connect with a shard missing its table: %v", err)
+	}
+
+	// Shards made before the instrument columns: the sink cannot alter
+	// them (no ON CLUSTER) and says what to run where; once that has run,
+	// it connects.
+	for _, ch := range cs {
+		sql(t, ch, "CREATE DATABASE old")
+		sql(t, ch, preInstrumentDDL("`old`.`market_ticks_local`"))
+		sql(t, ch, "CREATE TABLE old.market_ticks AS old.market_ticks_local ENGINE = Distributed(tickflow, old, market_ticks_local, cityHash64(exchange, symbol))")
+	}
+	old := newE2ESink(t, cs[0].HTTPURL(), "old")
+	err := old.Connect(bg(t))
+	m := regexp.MustCompile(`"(ALTER TABLE [^"]+)"`).FindStringSubmatch(fmt.Sprint(err))
+	if m == nil || !strings.Contains(err.Error(), "missing base, quote") || !strings.Contains(err.Error(), "every shard's local table") {
+		t.Fatalf("connect to shards without the instrument columns: %v", err)
+	}
+	for _, ch := range cs {
+		sql(t, ch, strings.Replace(m[1], "`market_ticks`", "`market_ticks_local`", 1))
+		sql(t, ch, m[1])
+	}
+	if err := old.Connect(bg(t)); err != nil {
+		t.Fatalf("connect after the ALTERs: %v", err)
 	}
 
 	s := newE2ESink(t, cs[0].HTTPURL(), "dist")

@@ -19,6 +19,7 @@ import (
 	"github.com/ClickHouse/ch-go/proto"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tickflow/tickflow/instrument"
 	"github.com/tickflow/tickflow/internal/testsvc"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/tick"
@@ -158,8 +159,14 @@ func sqlWith(t testing.TB, ch *testsvc.ClickHouse, q, settings string) string {
 // mkTick is a tick of pair ex:sym at ts (ms) with the given price; the
 // other decimals are edge cases of their own (negative, zero, the largest
 // value, 18 places, trailing zeros).
+// Its instrument is what the ingest pump would give it: set when the
+// symbol resolves, empty when it does not (as in records from before the
+// instrument columns).
 func mkTick(ex, sym string, ts int64, price string) tick.Tick {
 	t := tick.Tick{Exchange: ex, Symbol: sym, Timestamp: ts, ReceivedAt: ts*1000 + 7}
+	if in, err := instrument.Resolve(ex, sym); err == nil {
+		t.Base, t.Quote = in.Base, in.Quote
+	}
 	t.Price = tick.MustDecimal(price)
 	t.Bid = tick.MustDecimal("-" + price)
 	t.Ask = tick.MustDecimal("0.50")
@@ -177,6 +184,9 @@ func mkTick(ex, sym string, ts int64, price string) tick.Tick {
 func sameTick(a, b *tick.Tick) error {
 	if a.Exchange != b.Exchange || a.Symbol != b.Symbol || a.Timestamp != b.Timestamp || a.ReceivedAt != b.ReceivedAt {
 		return fmt.Errorf("identity %s@%d/%d != %s@%d/%d", a.Key(), a.Timestamp, a.ReceivedAt, b.Key(), b.Timestamp, b.ReceivedAt)
+	}
+	if a.Base != b.Base || a.Quote != b.Quote {
+		return fmt.Errorf("%s@%d instrument %q/%q != %q/%q", a.Key(), a.Timestamp, a.Base, a.Quote, b.Base, b.Quote)
 	}
 	for _, f := range decimalFields {
 		x, y := f.get(a), f.get(b)

@@ -74,7 +74,7 @@ func checkBlock(t *testing.T, rb *recvBlock, l layout, want []tick.Tick) {
 	wantCols := []struct {
 		name string
 		typ  proto.ColumnType
-	}{{"exchange", str}, {"symbol", str}, {"timestamp", "Int64"}, {"received_at", "Int64"}}
+	}{{"exchange", str}, {"symbol", str}, {"base", str}, {"quote", str}, {"timestamp", "Int64"}, {"received_at", "Int64"}}
 	for _, f := range decimalFields {
 		wantCols = append(wantCols, struct {
 			name string
@@ -113,16 +113,18 @@ func checkBlock(t *testing.T, rb *recvBlock, l layout, want []tick.Tick) {
 		var got tick.Tick
 		got.Exchange = strAt(rb.cols[0].data, i)
 		got.Symbol = strAt(rb.cols[1].data, i)
-		got.Timestamp = rb.cols[2].data.(*proto.ColInt64).Row(i)
-		got.ReceivedAt = rb.cols[3].data.(*proto.ColInt64).Row(i)
+		got.Base = strAt(rb.cols[2].data, i)
+		got.Quote = strAt(rb.cols[3].data, i)
+		got.Timestamp = rb.cols[4].data.(*proto.ColInt64).Row(i)
+		got.ReceivedAt = rb.cols[5].data.(*proto.ColInt64).Row(i)
 		for j, f := range decimalFields {
-			v := rb.cols[4+j].data.(*proto.ColDecimal128).Row(i)
+			v := rb.cols[6+j].data.(*proto.ColDecimal128).Row(i)
 			// Independent of fromDecimal128: the unscaled integer must
 			// equal the tick's value times 10^18.
 			if got, want := int128Big(v), unscaled(t, f.get(w).String()); got.Cmp(want) != 0 {
 				t.Fatalf("row %d %s: unscaled %s, want %s", i, f.name, got, want)
 			}
-			sc := rb.cols[4+numDecimals+j].data.(*proto.ColUInt8).Row(i)
+			sc := rb.cols[6+numDecimals+j].data.(*proto.ColUInt8).Row(i)
 			if want := uint8(-f.get(w).Exponent); sc != want {
 				t.Fatalf("row %d %s: scale %d, want %d", i, f.scale, sc, want)
 			}
@@ -154,9 +156,9 @@ func TestColumnSetEncodeDecode(t *testing.T) {
 		revision int
 	}{
 		{"http plain", layout{}, nativeFormatRevision},
-		{"http low cardinality", layout{true, true}, nativeFormatRevision},
+		{"http low cardinality", layout{true, true, true, true}, nativeFormatRevision},
 		{"native plain", layout{}, proto.Version},
-		{"native low cardinality", layout{true, true}, proto.Version},
+		{"native low cardinality", layout{true, true, true, true}, proto.Version},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newColumns(tc.l)
@@ -224,8 +226,9 @@ type fakeNative struct {
 	inserts []*recvBlock
 	// insertError, when set, is raised for INSERTs as a server exception.
 	insertError *proto.Exception
-	// tickReply answers the store's tick SELECTs.
-	tickReply proto.Input
+	// tickReply answers the store's tick SELECTs, tradeReply its trade
+	// SELECTs.
+	tickReply, tradeReply proto.Input
 }
 
 const fakeRevision = proto.Version
@@ -381,8 +384,9 @@ func (f *fakeNative) query(fc *fakeConn) error {
 	}
 	f.mu.Lock()
 	f.queries = append(f.queries, q.Body)
-	insertErr, reply := f.insertError, f.tickReply
+	insertErr, reply, tradeReply := f.insertError, f.tickReply, f.tradeReply
 	f.mu.Unlock()
+	lc := func() proto.Column { return proto.Alias(new(proto.ColStr), "LowCardinality(String)") }
 	body := q.Body
 	var out proto.Input
 	switch {
@@ -398,9 +402,31 @@ func (f *fakeNative) query(fc *fakeConn) error {
 			return io.EOF
 		}
 		// The table's structure, as a server sends it before the data.
+		if strings.Contains(body, "market_trades") {
+			var th proto.Input
+			for _, c := range tradeStrings {
+				th = append(th, proto.InputColumn{Name: c, Data: lc()})
+			}
+			th = append(th, proto.InputColumn{Name: "timestamp", Data: new(proto.ColInt64)}, proto.InputColumn{Name: "received_at", Data: new(proto.ColInt64)})
+			for _, d := range tradeDecimals {
+				th = append(th, proto.InputColumn{Name: d.name, Data: proto.Alias(new(proto.ColDecimal128), decimalType)})
+			}
+			for _, d := range tradeDecimals {
+				th = append(th, proto.InputColumn{Name: d.scale, Data: new(proto.ColUInt8)})
+			}
+			if err := fc.sendBlock(th); err != nil {
+				return err
+			}
+			if err := fc.flush(); err != nil {
+				return err
+			}
+			return f.readInserts(fc)
+		}
 		header := proto.Input{
 			{Name: "exchange", Data: proto.Alias(new(proto.ColStr), "LowCardinality(String)")},
 			{Name: "symbol", Data: proto.Alias(new(proto.ColStr), "LowCardinality(String)")},
+			{Name: "base", Data: proto.Alias(new(proto.ColStr), "LowCardinality(String)")},
+			{Name: "quote", Data: proto.Alias(new(proto.ColStr), "LowCardinality(String)")},
 			{Name: "timestamp", Data: new(proto.ColInt64)},
 			{Name: "received_at", Data: new(proto.ColInt64)},
 		}
@@ -416,28 +442,30 @@ func (f *fakeNative) query(fc *fakeConn) error {
 		if err := fc.flush(); err != nil {
 			return err
 		}
-		for {
-			rb := new(recvBlock)
-			b, err := fc.readBlock(rb)
-			if err != nil {
-				return fmt.Errorf("insert data: %w", err)
-			}
-			if b.End() {
-				break
-			}
-			f.mu.Lock()
-			f.inserts = append(f.inserts, rb)
-			f.mu.Unlock()
-		}
+		return f.readInserts(fc)
 	case body == "SELECT version()":
 		out = proto.Input{{Name: "version()", Data: strCol("24.8.4.13")}}
 	case strings.Contains(body, "FROM system.settings"):
 		out = proto.Input{{Name: "value", Data: strCol()}} // setting gone: LowCardinality is GA
 	case strings.Contains(body, "FROM system.tables"):
 		out = proto.Input{{Name: "engine", Data: strCol("ReplacingMergeTree")}, {Name: "engine_full", Data: strCol("ReplacingMergeTree ORDER BY (exchange, symbol, timestamp, received_at)")}}
+	case strings.Contains(body, "FROM system.columns") && strings.Contains(body, "'market_trades'"):
+		names, types := strCol(), strCol()
+		add := func(n, t string) { names.Append(n); types.Append(t) }
+		for _, c := range tradeStrings {
+			add(c, "LowCardinality(String)")
+		}
+		add("timestamp", "Int64")
+		add("received_at", "Int64")
+		for _, d := range tradeDecimals {
+			add(d.name, string(decimalType))
+			add(d.scale, "UInt8")
+		}
+		out = proto.Input{{Name: "name", Data: names}, {Name: "type", Data: types}}
 	case strings.Contains(body, "FROM system.columns"):
 		names, types := strCol(), strCol()
-		for _, c := range [][2]string{{"exchange", "LowCardinality(String)"}, {"symbol", "LowCardinality(String)"}, {"timestamp", "Int64"}, {"received_at", "Int64"}} {
+		for _, c := range [][2]string{{"exchange", "LowCardinality(String)"}, {"symbol", "LowCardinality(String)"},
+			{"base", "LowCardinality(String)"}, {"quote", "LowCardinality(String)"}, {"timestamp", "Int64"}, {"received_at", "Int64"}} {
 			names.Append(c[0])
 			types.Append(c[1])
 		}
@@ -450,6 +478,8 @@ func (f *fakeNative) query(fc *fakeConn) error {
 		out = proto.Input{{Name: "name", Data: names}, {Name: "type", Data: types}}
 	case strings.HasPrefix(body, "SELECT timestamp, received_at"):
 		out = reply
+	case strings.HasPrefix(body, "SELECT timestamp, trade_id"):
+		out = tradeReply
 	case strings.HasPrefix(body, "CREATE "):
 	default:
 		return fmt.Errorf("fake server: unexpected query %q", body)
@@ -458,6 +488,26 @@ func (f *fakeNative) query(fc *fakeConn) error {
 		if err := fc.sendBlock(out); err != nil {
 			return err
 		}
+	}
+	proto.ServerCodeEndOfStream.Encode(&fc.buf)
+	return nil
+}
+
+// readInserts takes an INSERT's data blocks until the empty one that ends
+// them, and answers with the end of the stream.
+func (f *fakeNative) readInserts(fc *fakeConn) error {
+	for {
+		rb := new(recvBlock)
+		b, err := fc.readBlock(rb)
+		if err != nil {
+			return fmt.Errorf("insert data: %w", err)
+		}
+		if b.End() {
+			break
+		}
+		f.mu.Lock()
+		f.inserts = append(f.inserts, rb)
+		f.mu.Unlock()
 	}
 	proto.ServerCodeEndOfStream.Encode(&fc.buf)
 	return nil
@@ -510,16 +560,17 @@ func TestNativeTransportProtocol(t *testing.T) {
 	if len(inserts) != 1 {
 		t.Fatalf("server got %d blocks, want one", len(inserts))
 	}
-	if !strings.HasPrefix(last, "INSERT INTO `hist`.`market_ticks` (\"exchange\",\"symbol\",\"timestamp\"") {
+	if !strings.HasPrefix(last, "INSERT INTO `hist`.`market_ticks` (\"exchange\",\"symbol\",\"base\",\"quote\",\"timestamp\"") {
 		t.Fatalf("insert statement %q", last)
 	}
-	checkBlock(t, inserts[0], layout{true, true}, in)
+	checkBlock(t, inserts[0], layout{true, true, true, true}, in)
 
 	// Reads: the server answers with a native block the sink decodes.
 	var ts, recv proto.ColInt64
+	var base, quote proto.ColStr
 	var decs [numDecimals]proto.ColDecimal128
 	var scales [numDecimals]proto.ColUInt8
-	reply := proto.Input{{Name: "timestamp", Data: &ts}, {Name: "received_at", Data: &recv}}
+	reply := proto.Input{{Name: "timestamp", Data: &ts}, {Name: "received_at", Data: &recv}, {Name: "_base", Data: &base}, {Name: "_quote", Data: &quote}}
 	for i, d := range decimalFields {
 		reply = append(reply, proto.InputColumn{Name: "_" + d.name, Data: proto.Alias(&decs[i], decimalType)})
 	}
@@ -530,6 +581,8 @@ func TestNativeTransportProtocol(t *testing.T) {
 	for i := range want {
 		ts.Append(want[i].Timestamp)
 		recv.Append(want[i].ReceivedAt)
+		base.Append(want[i].Base)
+		quote.Append(want[i].Quote)
 		for j, d := range decimalFields {
 			v, err := toDecimal128(d.get(&want[i]))
 			if err != nil {
@@ -602,5 +655,129 @@ func TestNativeServerDown(t *testing.T) {
 	}
 	if err := s.Ready(bg(t)); err == nil {
 		t.Fatal("ready with no server")
+	}
+}
+
+// TestNativeTradesProtocol runs the trade writer and the trade history
+// over clickhouse:// against the fake server: the trades table is made
+// with a current server's types, the INSERT block carries every column
+// typed and exact, and trade reads decode native result blocks.
+func TestNativeTradesProtocol(t *testing.T) {
+	f := startFakeNative(t)
+	env, _ := testEnv(nil)
+	cfg := DefaultConfig()
+	cfg.ClickHouse.URL = f.url()
+	cfg.ClickHouse.Database = "hist"
+	s, err := New(env, *cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	w := s.TradeWriter()
+	defer w.Close(context.Background())
+	ctx := bg(t)
+	if err := w.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	ddl := strings.Join(f.queries, "\n")
+	f.mu.Unlock()
+	for _, want := range []string{"CREATE TABLE IF NOT EXISTS `hist`.`market_trades`", "side LowCardinality(String)", "ORDER BY (exchange, symbol, timestamp, trade_id)"} {
+		if !strings.Contains(ddl, want) {
+			t.Errorf("statements lack %q:\n%s", want, ddl)
+		}
+	}
+	in := []tick.Trade{mkTrade("okx", "BTC-USDT", 1), mkTrade("kraken", "BTC/USD", 2), mkTrade("okx", "BTC-USDT", 3)}
+	in[2].Price = tick.MustDecimal("99999999999999999999.999999999999999999")
+	if err := w.WriteBatch(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	inserts := f.inserts
+	last := f.queries[len(f.queries)-1]
+	f.mu.Unlock()
+	if len(inserts) != 1 || !strings.HasPrefix(last, "INSERT INTO `hist`.`market_trades` (\"exchange\",\"symbol\",\"base\",\"quote\",\"trade_id\",\"side\",\"timestamp\"") {
+		t.Fatalf("%d blocks; insert statement %q", len(inserts), last)
+	}
+	rb := inserts[0]
+	wantTypes := []string{"LowCardinality(String)", "LowCardinality(String)", "LowCardinality(String)", "LowCardinality(String)", "LowCardinality(String)", "LowCardinality(String)",
+		"Int64", "Int64", "Decimal(38, 18)", "Decimal(38, 18)", "UInt8", "UInt8"}
+	if len(rb.cols) != len(wantTypes) {
+		t.Fatalf("block has %d columns, want %d", len(rb.cols), len(wantTypes))
+	}
+	for i, typ := range wantTypes {
+		if string(rb.cols[i].typ) != typ || rb.cols[i].data.Rows() != len(in) {
+			t.Fatalf("column %d %s is %s with %d rows, want %s with %d", i, rb.cols[i].name, rb.cols[i].typ, rb.cols[i].data.Rows(), typ, len(in))
+		}
+	}
+	for i := range in {
+		var got tick.Trade
+		strs := make([]string, len(tradeStrings))
+		for j := range strs {
+			strs[j] = rb.cols[j].data.(*proto.ColLowCardinality[string]).Row(i)
+		}
+		got.Exchange, got.Symbol, got.Base, got.Quote, got.TradeID, got.Side = strs[0], strs[1], strs[2], strs[3], strs[4], tick.Side(strs[5])
+		got.Timestamp = rb.cols[6].data.(*proto.ColInt64).Row(i)
+		got.ReceivedAt = rb.cols[7].data.(*proto.ColInt64).Row(i)
+		for j, d := range tradeDecimals {
+			v := rb.cols[8+j].data.(*proto.ColDecimal128).Row(i)
+			if got, want := int128Big(v), unscaled(t, d.get(&in[i]).String()); got.Cmp(want) != 0 {
+				t.Fatalf("row %d %s: unscaled %s, want %s", i, d.name, got, want)
+			}
+			fromDecimal128(d.get(&got), v, rb.cols[8+len(tradeDecimals)+j].data.(*proto.ColUInt8).Row(i))
+		}
+		if err := sameTrade(&got, &in[i]); err != nil {
+			t.Fatalf("row %d: %v", i, err)
+		}
+	}
+
+	// Reads: the server answers with a native block the history decodes.
+	var ts, recv proto.ColInt64
+	var id, base, quote, side proto.ColStr
+	var decs [len(tradeDecimals)]proto.ColDecimal128
+	var scales [len(tradeDecimals)]proto.ColUInt8
+	reply := proto.Input{{Name: "timestamp", Data: &ts}, {Name: "trade_id", Data: &id}, {Name: "_received_at", Data: &recv},
+		{Name: "_base", Data: &base}, {Name: "_quote", Data: &quote}, {Name: "_side", Data: &side}}
+	for i, d := range tradeDecimals {
+		reply = append(reply, proto.InputColumn{Name: "_" + d.name, Data: proto.Alias(&decs[i], decimalType)})
+	}
+	for i, d := range tradeDecimals {
+		reply = append(reply, proto.InputColumn{Name: "_" + d.scale, Data: &scales[i]})
+	}
+	want := []tick.Trade{in[2], in[0]} // okx's, newest first
+	for i := range want {
+		ts.Append(want[i].Timestamp)
+		id.Append(want[i].TradeID)
+		recv.Append(want[i].ReceivedAt)
+		base.Append(want[i].Base)
+		quote.Append(want[i].Quote)
+		side.Append(string(want[i].Side))
+		for j, d := range tradeDecimals {
+			v, err := toDecimal128(d.get(&want[i]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			decs[j].Append(v)
+			sc, err := scaleOf(d.get(&want[i]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			scales[j].Append(sc)
+		}
+	}
+	f.mu.Lock()
+	f.tradeReply = reply
+	f.mu.Unlock()
+	got, err := s.Trades(ctx, tick.Query{Exchange: "okx", Symbol: "BTC-USDT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d trades", len(got))
+	}
+	for i := range got {
+		if err := sameTrade(&got[i], &want[i]); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -23,11 +23,12 @@ import (
 func RawInsert(ctx context.Context, httpURL, table string, ticks []tick.Tick, size int) (time.Duration, error) {
 	var bodies [][]byte
 	for i := 0; i < len(ticks); i += size {
-		var ex, sym proto.ColStr
+		var ex, sym, base, quote proto.ColStr
 		var ts, recv proto.ColInt64
 		var decs [numDecimals]proto.ColDecimal128
 		var scales [numDecimals]proto.ColUInt8
-		in := proto.Input{{Name: "exchange", Data: &ex}, {Name: "symbol", Data: &sym}, {Name: "timestamp", Data: &ts}, {Name: "received_at", Data: &recv}}
+		in := proto.Input{{Name: "exchange", Data: &ex}, {Name: "symbol", Data: &sym}, {Name: "base", Data: &base}, {Name: "quote", Data: &quote},
+			{Name: "timestamp", Data: &ts}, {Name: "received_at", Data: &recv}}
 		for j, f := range decimalFields {
 			in = append(in, proto.InputColumn{Name: f.name, Data: proto.Alias(&decs[j], decimalType)})
 		}
@@ -38,6 +39,8 @@ func RawInsert(ctx context.Context, httpURL, table string, ticks []tick.Tick, si
 			t := &ticks[k]
 			ex.Append(t.Exchange)
 			sym.Append(t.Symbol)
+			base.Append(t.Base)
+			quote.Append(t.Quote)
 			ts.Append(t.Timestamp)
 			recv.Append(t.ReceivedAt)
 			for j, f := range decimalFields {

@@ -78,10 +78,7 @@ func detectFeatures(ctx context.Context, tr transport) (features, error) {
 // distinct updates can share an exchange millisecond; a replay of a Kafka
 // record carries the same receive time, so it still collapses.
 func tableDDL(table string, f features, retentionDays int) string {
-	str := "String"
-	if f.lowCardinality {
-		str = "LowCardinality(String)"
-	}
+	str := stringType(f)
 	intCodec, decCodec := "", ""
 	if f.codecs {
 		intCodec, decCodec = " CODEC(Delta, ZSTD(1))", " CODEC(ZSTD(1))"
@@ -89,8 +86,9 @@ func tableDDL(table string, f features, retentionDays int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (\n", table)
 	fmt.Fprintf(&b, "    exchange %s,\n    symbol %s,\n", str, str)
-	fmt.Fprintf(&b, "    timestamp Int64%s,\n", intCodec) // exchange event time, Unix ms
-	fmt.Fprintf(&b, "    received_at Int64%s", intCodec)  // tickflow receive time, Unix µs
+	fmt.Fprintf(&b, "    base %s,\n    quote %s,\n", str, str) // the normalized instrument; '' when unresolved
+	fmt.Fprintf(&b, "    timestamp Int64%s,\n", intCodec)      // exchange event time, Unix ms
+	fmt.Fprintf(&b, "    received_at Int64%s", intCodec)       // tickflow receive time, Unix µs
 	for _, d := range decimalFields {
 		fmt.Fprintf(&b, ",\n    %s %s%s", d.name, decimalType, decCodec)
 	}
@@ -106,39 +104,26 @@ func tableDDL(table string, f features, retentionDays int) string {
 	return b.String()
 }
 
+// instrumentColumns are the columns an older tickflow's table lacks and the
+// sink adds itself: they are not part of any key, adding them is a
+// metadata change, and rows already stored read back with the default ”
+// exactly as a tick without an instrument. (The scale columns, by
+// contrast, change what old rows mean, so adding them is left to the
+// user.)
+var instrumentColumns = [...]string{"base", "quote"}
+
 // checkTable verifies an existing table (ours, or one made by hand or by an
 // older tickflow) can take the sink's rows and keeps duplicates invisible,
-// and returns how its string columns are typed.
-func checkTable(ctx context.Context, tr transport, database, table string) (layout, error) {
+// adds the instrument columns if it is otherwise fit and lacks them, and
+// returns how its string columns are typed.
+func checkTable(ctx context.Context, tr transport, database, table string, f features) (layout, error) {
 	var l layout
-	var engine proto.ColStr
-	found := false
-	var engineFull proto.ColStr
-	if err := tr.query(ctx, fmt.Sprintf("SELECT engine, engine_full FROM system.tables WHERE database = %s AND name = %s",
-		quoteString(database), quoteString(table)), proto.Results{{Data: &engine}, {Data: &engineFull}}, func() error {
-		found = true
-		switch e := engine.Row(0); {
-		case e == "Distributed":
-			return checkShards(ctx, tr, database, table, engineFull.Row(0))
-		case !strings.Contains(e, "ReplacingMergeTree"):
-			return fmt.Errorf("table %s.%s has engine %s; the store needs a ReplacingMergeTree to hide replayed duplicates", database, table, e)
-		}
-		return nil
-	}); err != nil {
+	distributed, err := checkEngine(ctx, tr, database, table)
+	if err != nil {
 		return l, err
 	}
-	if !found {
-		return l, fmt.Errorf("table %s.%s missing after CREATE", database, table)
-	}
-	var name, typ proto.ColStr
-	types := map[string]string{}
-	if err := tr.query(ctx, fmt.Sprintf("SELECT name, type FROM system.columns WHERE database = %s AND table = %s",
-		quoteString(database), quoteString(table)), proto.Results{{Data: &name}, {Data: &typ}}, func() error {
-		for i := 0; i < name.Rows(); i++ {
-			types[name.Row(i)] = typ.Row(i)
-		}
-		return nil
-	}); err != nil {
+	types, err := columnTypes(ctx, tr, database, table)
+	if err != nil {
 		return l, err
 	}
 	var problems []string
@@ -175,12 +160,118 @@ func checkTable(ctx context.Context, tr transport, database, table string) (layo
 			"(rows already stored keep reading back as before, trailing zeros dropped)",
 			strings.Join(noScales, ", "), addScalesSQL(database, table, noScales)))
 	}
+	var noInstrument []string
+	for _, c := range instrumentColumns {
+		if _, ok := types[c]; !ok {
+			noInstrument = append(noInstrument, c)
+			continue
+		}
+		want(c, isStr, "String")
+	}
+	if len(noInstrument) > 0 && distributed && len(problems) == 0 {
+		// Without ZooKeeper there is no ON CLUSTER: the shards' tables
+		// are the user's to alter, like creating them was.
+		problems = append(problems, fmt.Sprintf("missing %s: the table predates the normalized instrument; run %q "+
+			"on every shard's local table and on this Distributed table", strings.Join(noInstrument, ", "),
+			addColumnsSQL(database, table, noInstrument, stringType(f))))
+	}
 	if len(problems) > 0 {
 		return l, fmt.Errorf("table %s.%s does not match the store's schema: %s", database, table, strings.Join(problems, "; "))
 	}
+	if len(noInstrument) > 0 {
+		if types, err = addInstrumentColumns(ctx, tr, database, table, noInstrument, f); err != nil {
+			return l, err
+		}
+	}
 	l.lowCardExchange = types["exchange"] != "String"
 	l.lowCardSymbol = types["symbol"] != "String"
+	l.lowCardBase = types["base"] != "String"
+	l.lowCardQuote = types["quote"] != "String"
 	return l, nil
+}
+
+// checkEngine verifies the table exists and keeps replayed duplicates
+// invisible: a ReplacingMergeTree, or a Distributed table over
+// ReplacingMergeTrees on every shard. It reports whether it is Distributed.
+func checkEngine(ctx context.Context, tr transport, database, table string) (distributed bool, err error) {
+	var engine, engineFull proto.ColStr
+	found := false
+	if err := tr.query(ctx, fmt.Sprintf("SELECT engine, engine_full FROM system.tables WHERE database = %s AND name = %s",
+		quoteString(database), quoteString(table)), proto.Results{{Data: &engine}, {Data: &engineFull}}, func() error {
+		found = true
+		switch e := engine.Row(0); {
+		case e == "Distributed":
+			distributed = true
+			return checkShards(ctx, tr, database, table, engineFull.Row(0))
+		case !strings.Contains(e, "ReplacingMergeTree"):
+			return fmt.Errorf("table %s.%s has engine %s; the store needs a ReplacingMergeTree to hide replayed duplicates", database, table, e)
+		}
+		return nil
+	}); err != nil {
+		return false, err
+	}
+	if !found {
+		return false, fmt.Errorf("table %s.%s missing after CREATE", database, table)
+	}
+	return distributed, nil
+}
+
+// columnTypes is the table's columns and their types.
+func columnTypes(ctx context.Context, tr transport, database, table string) (map[string]string, error) {
+	var name, typ proto.ColStr
+	types := map[string]string{}
+	if err := tr.query(ctx, fmt.Sprintf("SELECT name, type FROM system.columns WHERE database = %s AND table = %s",
+		quoteString(database), quoteString(table)), proto.Results{{Data: &name}, {Data: &typ}}, func() error {
+		for i := 0; i < name.Rows(); i++ {
+			types[name.Row(i)] = typ.Row(i)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return types, nil
+}
+
+// addInstrumentColumns adds the missing instrument columns to a table an
+// older tickflow made, and returns the table's columns afterwards. 18.16
+// has no ADD COLUMN IF NOT EXISTS, so two instances starting together may
+// both try: the loser's ALTER fails, and it is fine if the columns are
+// there when it looks again.
+func addInstrumentColumns(ctx context.Context, tr transport, database, table string, cols []string, f features) (map[string]string, error) {
+	alterErr := tr.exec(ctx, addColumnsSQL(database, table, cols, stringType(f)))
+	types, err := columnTypes(ctx, tr, database, table)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cols {
+		if _, ok := types[c]; !ok {
+			return nil, fmt.Errorf("table %s.%s: adding the instrument columns %s: %w", database, table, strings.Join(cols, ", "), alterErr)
+		}
+	}
+	return types, nil
+}
+
+// addColumnsSQL is the ALTER that gives an older table the instrument
+// columns, after symbol.
+func addColumnsSQL(database, table string, cols []string, typ string) string {
+	adds := make([]string, len(cols))
+	after := "symbol"
+	if cols[0] == "quote" { // base is there already
+		after = "base"
+	}
+	for i, c := range cols {
+		adds[i] = "ADD COLUMN " + c + " " + typ + " AFTER " + after
+		after = c
+	}
+	return "ALTER TABLE " + quoteIdent(database) + "." + quoteIdent(table) + " " + strings.Join(adds, ", ")
+}
+
+// stringType is how the sink types a string column on this server.
+func stringType(f features) string {
+	if f.lowCardinality {
+		return "LowCardinality(String)"
+	}
+	return "String"
 }
 
 // checkShards verifies a Distributed table over ReplacingMergeTree tables:

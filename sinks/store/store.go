@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,6 +64,9 @@ type ClickHouseConfig struct {
 	Password string `yaml:"password"`
 	// Table is created at start if missing. Default "market_ticks".
 	Table string `yaml:"table"`
+	// TradesTable holds the trades (topic market_data.trades), created at
+	// start if missing. Default "market_trades".
+	TradesTable string `yaml:"trades_table"`
 	// Timeout bounds one request. Default 30 s.
 	Timeout time.Duration `yaml:"timeout"`
 	// RetentionDays, when > 0, adds a TTL to a newly created table on
@@ -73,7 +77,7 @@ type ClickHouseConfig struct {
 
 // DefaultConfig is the config with every default set.
 func DefaultConfig() *Config {
-	return &Config{ClickHouse: ClickHouseConfig{Table: "market_ticks", Timeout: 30 * time.Second}}
+	return &Config{ClickHouse: ClickHouseConfig{Table: "market_ticks", TradesTable: "market_trades", Timeout: 30 * time.Second}}
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -94,6 +98,12 @@ func (c *Config) Validate() error {
 	if !identRE.MatchString(ch.Table) {
 		return fmt.Errorf("clickhouse.table: %q is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*)", ch.Table)
 	}
+	if !identRE.MatchString(ch.TradesTable) {
+		return fmt.Errorf("clickhouse.trades_table: %q is not a plain identifier ([A-Za-z_][A-Za-z0-9_]*)", ch.TradesTable)
+	}
+	if ch.TradesTable == ch.Table {
+		return fmt.Errorf("clickhouse.trades_table: %q is also clickhouse.table; ticks and trades need a table each", ch.TradesTable)
+	}
 	if ch.Timeout <= 0 {
 		return fmt.Errorf("clickhouse.timeout: must be > 0, got %s", ch.Timeout)
 	}
@@ -113,7 +123,9 @@ type History struct {
 	ep    endpoint
 	tr    transport
 	table string // quoted `database`.`table`
-	log   *slog.Logger
+	// tradesTable is the trades table, quoted likewise.
+	tradesTable string
+	log         *slog.Logger
 }
 
 // Sink writes batches to ClickHouse and answers history queries.
@@ -121,6 +133,12 @@ type Sink struct {
 	*History
 	owned bool // the sink opened History, so it closes it
 	m     *metrics
+	// users counts the open sides of the sink (ticks, and trades once
+	// TradeWriter was called); an owned History is closed with the last one.
+	users atomic.Int32
+	// trades is the trade writer, made by TradeWriter.
+	tradesOnce sync.Once
+	trades     *TradeWriter
 
 	// mu guards the schema state Connect settles and the write path's
 	// reusable columns (the runtime writes one batch at a time, but Ready
@@ -152,6 +170,9 @@ func Open(env sinks.Env, cfg Config) (*History, error) {
 	if cfg.ClickHouse.Table == "" {
 		cfg.ClickHouse.Table = def.Table
 	}
+	if cfg.ClickHouse.TradesTable == "" {
+		cfg.ClickHouse.TradesTable = def.TradesTable
+	}
 	if cfg.ClickHouse.Timeout <= 0 {
 		cfg.ClickHouse.Timeout = def.Timeout
 	}
@@ -171,10 +192,11 @@ func Open(env sinks.Env, cfg Config) (*History, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &History{
-		cfg:   cfg.ClickHouse,
-		ep:    ep,
-		tr:    tr,
-		table: quoteIdent(ep.database) + "." + quoteIdent(cfg.ClickHouse.Table),
+		cfg:         cfg.ClickHouse,
+		ep:          ep,
+		tr:          tr,
+		table:       quoteIdent(ep.database) + "." + quoteIdent(cfg.ClickHouse.Table),
+		tradesTable: quoteIdent(ep.database) + "." + quoteIdent(cfg.ClickHouse.TradesTable),
 		// The host scopes the logger already.
 		log: log.With("clickhouse", ep.url.Redacted(), "transport", tr.name()),
 	}, nil
@@ -218,6 +240,7 @@ func New(env sinks.Env, cfg Config) (*Sink, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	s.m = m
+	s.users.Store(1)
 	return s, nil
 }
 
@@ -247,7 +270,7 @@ func (s *Sink) ensureSchema(ctx context.Context) error {
 	if err := s.tr.exec(ctx, tableDDL(s.table, f, s.cfg.RetentionDays)); err != nil {
 		return fmt.Errorf("store: create table: %w", err)
 	}
-	l, err := checkTable(ctx, s.tr, s.ep.database, s.cfg.Table)
+	l, err := checkTable(ctx, s.tr, s.ep.database, s.cfg.Table, f)
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
@@ -390,22 +413,31 @@ func (s *Sink) Ready(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the History if the sink opened it; a shared one is the
-// host's to close, after every reader is done.
-func (s *Sink) Close(ctx context.Context) error {
-	if s.owned {
-		return s.History.Close(ctx)
+// Close releases the History if the sink opened it and its trade writer
+// (if any) is closed too; a shared one is the host's to close, after every
+// reader is done.
+func (s *Sink) Close(context.Context) error { return s.release() }
+
+func (s *Sink) acquire() { s.users.Add(1) }
+
+// release ends one side's use of the History, closing an owned one after
+// the last.
+func (s *Sink) release() error {
+	if s.users.Add(-1) == 0 && s.owned {
+		return s.History.Close(context.Background())
 	}
 	return nil
 }
 
 // metrics are the sink's own; the runtime counts batches and latency.
 type metrics struct {
-	rows          prometheus.Counter
-	rejected      *prometheus.CounterVec
-	insertErrors  prometheus.Counter
-	insertSeconds prometheus.Histogram
-	up            gaugeValue
+	rows           prometheus.Counter
+	tradeRows      prometheus.Counter
+	tradesRejected *prometheus.CounterVec
+	rejected       *prometheus.CounterVec
+	insertErrors   prometheus.Counter
+	insertSeconds  prometheus.Histogram
+	up             gaugeValue
 }
 
 // gaugeValue is a gauge that remembers its value: -1 unknown, 0 down, 1 up.
@@ -422,6 +454,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		rows: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tickflow_store_rows_inserted_total", Help: "Rows ClickHouse acknowledged (replays count again).",
 		}),
+		tradeRows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_store_trade_rows_inserted_total", Help: "Trade rows ClickHouse acknowledged (replays count again).",
+		}),
+		tradesRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tickflow_store_trades_rejected_total", Help: "Trades not stored: not valid (reason=invalid), or a price or size that does not fit Decimal(38, 18) and its scale exactly.",
+		}, []string{"reason"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tickflow_store_ticks_rejected_total", Help: "Ticks not stored because a decimal does not fit Decimal(38, 18) and its scale exactly.",
 		}, []string{"reason"}),
@@ -438,7 +476,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	m.up.g.Set(-1)
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.rows, m.rejected, m.insertErrors, m.insertSeconds, m.up.g} {
+		for _, c := range []prometheus.Collector{m.rows, m.tradeRows, m.tradesRejected, m.rejected, m.insertErrors, m.insertSeconds, m.up.g} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("metrics: %w", err)
 			}

@@ -32,6 +32,8 @@ func TestConfigValidate(t *testing.T) {
 		{"bad database", func(c *ClickHouseConfig) { c.Database = "a-b" }, "clickhouse.database"},
 		{"zero timeout", func(c *ClickHouseConfig) { c.Timeout = 0 }, "clickhouse.timeout"},
 		{"negative retention", func(c *ClickHouseConfig) { c.RetentionDays = -1 }, "retention_days"},
+		{"bad trades table", func(c *ClickHouseConfig) { c.TradesTable = "t-1" }, "clickhouse.trades_table"},
+		{"trades in the ticks table", func(c *ClickHouseConfig) { c.TradesTable = c.Table }, "a table each"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultConfig()
@@ -109,10 +111,10 @@ func TestTableDDLByFeatures(t *testing.T) {
 		ddl      string
 		has, not []string
 	}{
-		{old, []string{"ReplacingMergeTree", "ORDER BY (exchange, symbol, timestamp, received_at)", "exchange String", "price Decimal(38, 18),",
+		{old, []string{"ReplacingMergeTree", "ORDER BY (exchange, symbol, timestamp, received_at)", "exchange String", "base String,\n    quote String,", "price Decimal(38, 18),",
 			"price_scale UInt8,", "quote_volume_scale UInt8\n)"},
 			[]string{"LowCardinality", "CODEC", "TTL", "DateTime64"}},
-		{modern, []string{"exchange LowCardinality(String)", "CODEC(Delta, ZSTD(1))", "Decimal(38, 18) CODEC(ZSTD(1))", "price_scale UInt8 CODEC(ZSTD(1))", "INTERVAL 30 DAY"}, nil},
+		{modern, []string{"exchange LowCardinality(String)", "base LowCardinality(String),\n    quote LowCardinality(String),", "CODEC(Delta, ZSTD(1))", "Decimal(38, 18) CODEC(ZSTD(1))", "price_scale UInt8 CODEC(ZSTD(1))", "INTERVAL 30 DAY"}, nil},
 	} {
 		for _, s := range tc.has {
 			if !strings.Contains(tc.ddl, s) {
@@ -563,6 +565,84 @@ func TestAdoptsTableWithoutScales(t *testing.T) {
 	}
 	if err := sameTick(&got, &in); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// preInstrumentDDL is the table an older tickflow made: the schema of
+// today without the instrument columns.
+func preInstrumentDDL(table string) string {
+	return strings.Replace(tableDDL(table, features{version: "18.16.1"}, 0), "    base String,\n    quote String,\n", "", 1)
+}
+
+// TestAddsInstrumentColumns: a table from before the normalized instrument
+// gets its base and quote columns at Connect (after symbol, String on
+// 18.16); its old rows read back with no instrument, new rows with theirs,
+// and a second sink that finds the columns already added (as when two
+// instances start at once and 18.16 has no ADD COLUMN IF NOT EXISTS) is
+// fine.
+func TestAddsInstrumentColumns(t *testing.T) {
+	ch := clickHouse(t)
+	db := testDB(t)
+	sql(t, ch, "CREATE DATABASE "+db)
+	table := "`" + db + "`.`market_ticks`"
+	if ddl := preInstrumentDDL(table); strings.Contains(ddl, "base") {
+		t.Fatalf("not an older table:\n%s", ddl)
+	}
+	sql(t, ch, preInstrumentDDL(table))
+	var names, zeros []string
+	for _, f := range decimalFields {
+		names = append(names, f.name, f.scale)
+		zeros = append(zeros, "0", "0")
+	}
+	sql(t, ch, "INSERT INTO "+db+".market_ticks (exchange, symbol, timestamp, received_at, "+strings.Join(names, ", ")+
+		") VALUES ('binance', 'BTCUSDT', 1000, 1000007, 1, "+strings.Join(zeros[1:], ", ")+")")
+
+	s, _ := newSink(t, ch.HTTPURL(), nil)
+	var cols []string
+	for _, line := range strings.Split(sql(t, ch, "DESCRIBE TABLE "+db+".market_ticks FORMAT TSV"), "\n")[:4] {
+		f := strings.Split(line, "\t")
+		cols = append(cols, f[0]+" "+f[1])
+	}
+	if got := strings.Join(cols, ", "); got != "exchange String, symbol String, base String, quote String" {
+		t.Fatalf("columns after Connect: %s", got)
+	}
+	ctx := bg(t)
+	in := mkTick("binance", "BTCUSDT", 2000, "50100.00")
+	if in.Instrument() != "BTC-USDT" {
+		t.Fatalf("mkTick instrument %q", in.Instrument())
+	}
+	if err := s.WriteBatch(ctx, []tick.Tick{in}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Ticks(ctx, tick.Query{Exchange: "binance", Symbol: "BTCUSDT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Instrument() != "BTC-USDT" || got[1].Base != "" || got[1].Quote != "" {
+		t.Fatalf("read back %d ticks: %+v", len(got), got)
+	}
+	if err := sameTick(&got[0], &in); err != nil {
+		t.Fatal(err)
+	}
+	if latest, _, err := s.LatestTick(ctx, "binance", "BTCUSDT"); err != nil || latest.Instrument() != "BTC-USDT" {
+		t.Fatalf("latest: %q %v", latest.Instrument(), err)
+	}
+	var scanned []string
+	if err := s.Scan(ctx, ScanQuery{}, func(t *tick.Tick) error { scanned = append(scanned, t.Instrument()); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(scanned) != "[ BTC-USDT]" {
+		t.Fatalf("scan instruments %q", scanned)
+	}
+
+	// The race an instance loses: the columns are there by the time its
+	// ALTER runs.
+	if _, err := addInstrumentColumns(ctx, s.tr, db, "market_ticks", []string{"base", "quote"}, s.features); err != nil {
+		t.Fatalf("adding columns that another instance added: %v", err)
+	}
+	// A table that cannot take them is refused with the reason.
+	if _, err := addInstrumentColumns(ctx, s.tr, db, "nope", []string{"base"}, s.features); err == nil || !strings.Contains(err.Error(), "adding the instrument columns base") {
+		t.Fatalf("adding columns to a missing table: %v", err)
 	}
 }
 
