@@ -255,7 +255,12 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger, hooks ...st
 		queue.Close()
 		return err
 	})
-	g.Go(func() error { return pump.Run(gctx) })
+	// The pump closes the queue when its context ends. Under ictx, that
+	// context's error is already set when the sources see the queue
+	// closed; under gctx the pump could wake on gctx.Done before the
+	// cancellation reached ictx, and a source then took the closed queue
+	// for a failure ("queue refused a tick: queue closed").
+	g.Go(func() error { return pump.Run(ictx) })
 	err = g.Wait()
 	it := ingestTotals(reg)
 	log.Info("ingest summary", "component", "ingest", "received", it.received, "accepted", it.accepted,
