@@ -48,7 +48,7 @@ func TestBenchReportsEveryStage(t *testing.T) {
 	if r := rows["producer → broker"]; len(r) < 2 || strings.HasPrefix(r[1], "0 ") {
 		t.Errorf("raw kfake produce limit missing or 0:\n%s", report)
 	}
-	if !strings.Contains(report, "WebSocket client (frame read → client received") {
+	if !strings.Contains(report, "WebSocket client following every pair (frame read → client received") {
 		t.Errorf("no WebSocket latency line:\n%s", report)
 	}
 }
