@@ -81,6 +81,8 @@ type Runtime struct {
 	// rebalance callback while the poll loop waits inside PollRecords);
 	// spare is a written batch's buffers, for reuse.
 	cur, spare *pending
+	// names interns decoded exchange and symbol names (take, under mu).
+	names tick.Strings
 	// failing is set while the batch in flight has failed at least once:
 	// the poll loop then stops fetching, so a sink that is down holds one
 	// batch, not a growing backlog.
@@ -504,7 +506,7 @@ func (r *Runtime) take(fs kgo.Fetches) bool {
 		for _, rec := range p.Records {
 			b.records = append(b.records, rec)
 			b.ticks = append(b.ticks, tick.Tick{})
-			if err := tick.Unmarshal(rec.Value, &b.ticks[len(b.ticks)-1]); err != nil {
+			if err := tick.UnmarshalInterned(rec.Value, &b.ticks[len(b.ticks)-1], &r.names); err != nil {
 				b.ticks = b.ticks[:len(b.ticks)-1]
 				r.m.decodeErrors.Inc()
 				r.log.Warn("undecodable record skipped", "partition", rec.Partition, "offset", rec.Offset, "err", err)
