@@ -70,6 +70,7 @@ type benchOpts struct {
 	wsClient        bool
 	extraSinkConfig string
 	cpuProfile      string
+	memProfile      string
 	wsPairs         int
 }
 
@@ -93,6 +94,7 @@ func runBench(ctx context.Context, args []string, stderr io.Writer, getenv func(
 	fs.StringVar(&o.logLevel, "log", "warn", "log level of the pipeline")
 	fs.StringVar(&o.extraSinkConfig, "sink-yaml", "", "extra YAML per sink, ';'-separated, e.g. 'push: {batch: {size: 1}}; risk: {batch: {size: 500}}' (merged under sinks:)")
 	fs.IntVar(&o.wsPairs, "ws-pairs", 0, "pairs the WebSocket client follows (0: every pair); a browser follows a few, and one following 100 k ticks/s costs the box as much as a sink")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile (since start) to this file when the measured window ends")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured window to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -293,6 +295,11 @@ func bench(ctx context.Context, o benchOpts) error {
 	var endRU syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &endRU)
 	pprof.StopCPUProfile() // the measured window only; a no-op without -cpuprofile
+	if o.memProfile != "" {
+		if err := writeAllocProfile(o.memProfile); err != nil {
+			return err
+		}
+	}
 	loadEnd := loadAvg()
 	if ws != nil {
 		ws.measure.Store(false)
@@ -831,4 +838,16 @@ func startCPUProfile(path string) (func(), error) {
 		return nil, fmt.Errorf("cpuprofile: %w", err)
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+func writeAllocProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("memprofile: %w", err)
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("memprofile: %w", err)
+	}
+	return f.Close()
 }
