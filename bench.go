@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -67,6 +69,9 @@ type benchOpts struct {
 	logLevel        string
 	wsClient        bool
 	extraSinkConfig string
+	cpuProfile      string
+	memProfile      string
+	wsPairs         int
 }
 
 func runBench(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) int {
@@ -87,7 +92,10 @@ func runBench(ctx context.Context, args []string, stderr io.Writer, getenv func(
 	fs.IntVar(&o.partitions, "partitions", 12, "bus.partitions")
 	fs.BoolVar(&o.wsClient, "ws", true, "connect a WebSocket client to the push feed and measure frame→client latency")
 	fs.StringVar(&o.logLevel, "log", "warn", "log level of the pipeline")
-	fs.StringVar(&o.extraSinkConfig, "sink-yaml", "", "extra YAML per sink, e.g. 'push: {batch: {size: 1}}' (merged under sinks:)")
+	fs.StringVar(&o.extraSinkConfig, "sink-yaml", "", "extra YAML per sink, ';'-separated, e.g. 'push: {batch: {size: 1}}; risk: {batch: {size: 500}}' (merged under sinks:)")
+	fs.IntVar(&o.wsPairs, "ws-pairs", 0, "pairs the WebSocket client follows (0: every pair); a browser follows a few, and one following 100 k ticks/s costs the box as much as a sink")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile (since start) to this file when the measured window ends")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured window to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -212,7 +220,12 @@ func bench(ctx context.Context, o benchOpts) error {
 	var ws *wsProbe
 	if on["push"] && o.wsClient {
 		ws = &wsProbe{}
-		go ws.run(pctx, "ws://"+pushAddr+"/ws")
+		sub := `{"type":"subscribe","channels":["tick"]}`
+		if o.wsPairs > 0 && o.wsPairs < len(pairs) {
+			js, _ := json.Marshal(pairs[:o.wsPairs])
+			sub = `{"type":"subscribe","channels":["tick"],"symbols":` + string(js) + `}`
+		}
+		go ws.run(pctx, "ws://"+pushAddr+"/ws", sub)
 	}
 
 	sinkNames := sortedKeys(on)
@@ -257,6 +270,13 @@ func bench(ctx context.Context, o benchOpts) error {
 			if ws != nil {
 				ws.measure.Store(true)
 			}
+			if o.cpuProfile != "" {
+				stopProfile, err := startCPUProfile(o.cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stopProfile()
+			}
 		}
 		if measured {
 			// Backlog as produced minus written: the gauge only moves
@@ -274,6 +294,12 @@ func bench(ctx context.Context, o benchOpts) error {
 	end.at = time.Now()
 	var endRU syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &endRU)
+	pprof.StopCPUProfile() // the measured window only; a no-op without -cpuprofile
+	if o.memProfile != "" {
+		if err := writeAllocProfile(o.memProfile); err != nil {
+			return err
+		}
+	}
 	loadEnd := loadAvg()
 	if ws != nil {
 		ws.measure.Store(false)
@@ -324,8 +350,12 @@ func bench(ctx context.Context, o benchOpts) error {
 	}
 	if ws != nil {
 		l := ws.sorted()
-		fmt.Fprintf(out, "\nWebSocket client (frame read → client received, %d ticks, %d conflation notices): p50 %s, p99 %s, p99.9 %s, max %s\n",
-			len(l), ws.conflated.Load(), ms(loadgen.Quantile(l, 0.5).Seconds()), ms(loadgen.Quantile(l, 0.99).Seconds()),
+		follows := "every pair"
+		if o.wsPairs > 0 && o.wsPairs < o.pairs {
+			follows = fmt.Sprintf("%d of %d pairs", o.wsPairs, o.pairs)
+		}
+		fmt.Fprintf(out, "\nWebSocket client following %s (frame read → client received, %d ticks, %d conflation notices): p50 %s, p99 %s, p99.9 %s, max %s\n",
+			follows, len(l), ws.conflated.Load(), ms(loadgen.Quantile(l, 0.5).Seconds()), ms(loadgen.Quantile(l, 0.99).Seconds()),
 			ms(loadgen.Quantile(l, 0.999).Seconds()), ms(loadgen.Quantile(l, 1).Seconds()))
 	}
 	if o.raw {
@@ -361,10 +391,12 @@ func benchConfig(dir string, o benchOpts, on map[string]bool) (config.Config, st
 	for i := range min(4, o.pairs) {
 		fmt.Fprintf(&b, "      - {name: s%d, type: sma_cross, exchange: bench, symbol: P%04dUSDT, fast: 5, slow: 20, bars: tick}\n", i, i)
 	}
-	fmt.Fprintf(&b, "  risk: {enabled: %v}\n", en("risk"))
+	fmt.Fprintf(&b, "  risk:\n    enabled: %v\n", en("risk"))
 	yml := b.String()
 	if o.extraSinkConfig != "" {
-		yml = mergeSinkYAML(yml, o.extraSinkConfig)
+		if yml, err = mergeSinkYAML(yml, o.extraSinkConfig); err != nil {
+			return config.Config{}, "", err
+		}
 	}
 	path := filepath.Join(dir, "bench.yaml")
 	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
@@ -379,22 +411,24 @@ func benchConfig(dir string, o benchOpts, on map[string]bool) (config.Config, st
 
 // mergeSinkYAML inserts "name: {k: v}" overrides as extra keys of the
 // generated sink sections ("push: {batch: {size: 1}}; store: {...}").
-func mergeSinkYAML(yml, extra string) string {
+func mergeSinkYAML(yml, extra string) (string, error) {
 	for _, part := range strings.Split(extra, ";") {
 		name, body, ok := strings.Cut(strings.TrimSpace(part), ":")
 		if !ok {
-			continue
+			return "", fmt.Errorf("-sink-yaml %q: want sink: {key: value}", part)
 		}
 		body = strings.TrimSpace(body)
 		body = strings.TrimSuffix(strings.TrimPrefix(body, "{"), "}")
 		k, v, _ := strings.Cut(body, ":")
 		marker := "  " + strings.TrimSpace(name) + ":\n"
-		if i := strings.Index(yml, marker); i >= 0 {
-			j := i + len(marker)
-			yml = yml[:j] + "    " + strings.TrimSpace(k) + ": " + strings.TrimSpace(v) + "\n" + yml[j:]
+		i := strings.Index(yml, marker)
+		if i < 0 {
+			return "", fmt.Errorf("-sink-yaml: no sink %q", strings.TrimSpace(name))
 		}
+		j := i + len(marker)
+		yml = yml[:j] + "    " + strings.TrimSpace(k) + ": " + strings.TrimSpace(v) + "\n" + yml[j:]
 	}
-	return yml
+	return yml, nil
 }
 
 type hist struct {
@@ -446,7 +480,7 @@ func gatherSnap(g prometheus.Gatherer) snapshot {
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
 			switch mf.GetName() {
-			case "tickflow_ingest_ticks_produced_total":
+			case "tickflow_ingest_ticks_acked_total":
 				s.produced += m.GetCounter().GetValue()
 			case "tickflow_sink_ticks_total":
 				s.sink[label(m, "sink")] += m.GetCounter().GetValue()
@@ -481,7 +515,7 @@ type wsProbe struct {
 	lat       []time.Duration
 }
 
-func (w *wsProbe) run(ctx context.Context, url string) {
+func (w *wsProbe) run(ctx context.Context, url, subscribe string) {
 	var c *websocket.Conn
 	for ctx.Err() == nil {
 		var err error
@@ -498,7 +532,7 @@ func (w *wsProbe) run(ctx context.Context, url string) {
 	}
 	defer c.CloseNow()
 	c.SetReadLimit(1 << 20)
-	if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"subscribe","channels":["tick"]}`)); err != nil {
+	if err := c.Write(ctx, websocket.MessageText, []byte(subscribe)); err != nil {
 		return
 	}
 	key := []byte(`"received_at_us":`)
@@ -790,4 +824,30 @@ func ms(s float64) string {
 		return "≥ 10 s"
 	}
 	return fmt.Sprintf("%.2f ms", s*1e3)
+}
+
+// startCPUProfile profiles the process into path until the returned func
+// (or pprof.StopCPUProfile) is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+func writeAllocProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("memprofile: %w", err)
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("memprofile: %w", err)
+	}
+	return f.Close()
 }

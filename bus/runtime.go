@@ -108,6 +108,8 @@ type RecordRuntime[T Record] struct {
 	// rebalance callback while the poll loop waits inside PollRecords);
 	// spare is a written batch's buffers, for reuse.
 	cur, spare *pending[T]
+	// names interns decoded exchange and symbol names (take, under mu).
+	names tick.Strings
 	// failing is set while the batch in flight has failed at least once:
 	// the poll loop then stops fetching, so a sink that is down holds one
 	// batch, not a growing backlog.
@@ -597,7 +599,7 @@ func (r *RecordRuntime[T]) take(fs kgo.Fetches) bool {
 			b.records = append(b.records, rec)
 			var zero T
 			b.ticks = append(b.ticks, zero)
-			if err := decode(rec.Value, &b.ticks[len(b.ticks)-1]); err != nil {
+			if err := decode(rec.Value, &b.ticks[len(b.ticks)-1], &r.names); err != nil {
 				b.ticks = b.ticks[:len(b.ticks)-1]
 				r.m.decodeErrors.Inc()
 				r.log.Warn("undecodable record skipped", "partition", rec.Partition, "offset", rec.Offset, "err", err)
@@ -682,10 +684,10 @@ func (r *RecordRuntime[T]) write(ctx context.Context, b *pending[T]) error {
 }
 
 // decode reads a record's value as a T with the type's own codec.
-func decode[T Record](b []byte, dst *T) error {
+func decode[T Record](b []byte, dst *T, names *tick.Strings) error {
 	switch d := any(dst).(type) {
 	case *tick.Tick:
-		return tick.Unmarshal(b, d)
+		return tick.UnmarshalInterned(b, d, names)
 	case *tick.Trade:
 		return tick.UnmarshalTrade(b, d) // syntax only, like ticks: meaning is the sink's to judge
 	}

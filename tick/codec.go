@@ -85,9 +85,11 @@ var ErrSyntax = errors.New("tick: bad JSON")
 // Unmarshal decodes a tick encoded by AppendJSON. Unknown fields are skipped
 // so older consumers read newer producers' records. Decimal fields may be JSON
 // strings or bare numbers; either way they are parsed exactly.
-func Unmarshal(data []byte, t *Tick) error {
+func Unmarshal(data []byte, t *Tick) error { return unmarshal(data, t, nil) }
+
+func unmarshal(data []byte, t *Tick, in *Strings) error {
 	*t = Tick{}
-	d := decoder{b: data}
+	d := decoder{b: data, in: in}
 	if err := d.object(t); err != nil {
 		return fmt.Errorf("%w: %v at byte %d", ErrSyntax, err, d.i)
 	}
@@ -95,8 +97,9 @@ func Unmarshal(data []byte, t *Tick) error {
 }
 
 type decoder struct {
-	b []byte
-	i int
+	b  []byte
+	i  int
+	in *Strings // nil: names not in interned are fresh strings
 }
 
 func (d *decoder) ws() {
@@ -252,6 +255,10 @@ func (d *decoder) text(dst *string) error {
 	}
 	if s, ok := interned[string(raw)]; ok {
 		*dst = s
+		return nil
+	}
+	if d.in != nil {
+		*dst = d.in.get(raw)
 		return nil
 	}
 	*dst = string(raw)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/cockroachdb/apd/v3"
 )
@@ -339,4 +340,54 @@ func FuzzParseDecimalBytes(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(checkParseDecimalBytes)
+}
+
+func TestUnmarshalInterned(t *testing.T) {
+	enc := func(ex, sym string) []byte {
+		tk := Tick{Exchange: ex, Symbol: sym, Timestamp: 1, Price: *apd.New(1, 0)}
+		return tk.AppendJSON(nil)
+	}
+	in := &Strings{Max: 2}
+	decode := func(b []byte) Tick {
+		t.Helper()
+		var got, want Tick
+		if err := UnmarshalInterned(b, &got, in); err != nil {
+			t.Fatal(err)
+		}
+		if err := Unmarshal(b, &want); err != nil {
+			t.Fatal(err)
+		}
+		if got.Exchange != want.Exchange || got.Symbol != want.Symbol || got.Price.Cmp(&want.Price) != 0 {
+			t.Fatalf("interned decode %+v, plain %+v", got, want)
+		}
+		return got
+	}
+	same := func(a, b string) bool { return unsafe.StringData(a) == unsafe.StringData(b) }
+	a1, a2 := decode(enc("bench", "BTCUSDT")), decode(enc("bench", "BTCUSDT"))
+	if !same(a1.Symbol, a2.Symbol) || !same(a1.Exchange, a2.Exchange) {
+		t.Error("the same names decoded twice were not shared")
+	}
+	// Max 2 is now full ("bench", "BTCUSDT"): a third name still decodes
+	// right, but is not kept.
+	c1, c2 := decode(enc("bench", "ETHUSDT")), decode(enc("bench", "ETHUSDT"))
+	if same(c1.Symbol, c2.Symbol) {
+		t.Error("a name past Max was interned")
+	}
+	if len(in.m) != 2 {
+		t.Errorf("table holds %d names, Max is 2", len(in.m))
+	}
+}
+
+func BenchmarkDecodeTypicalInterned(b *testing.B) {
+	tk := typical()
+	tk.Symbol = "P0042USDT" // not an interned exchange-name constant, like most symbols
+	data := tk.AppendJSON(nil)
+	var in Strings
+	b.ReportAllocs()
+	var out Tick
+	for b.Loop() {
+		if err := UnmarshalInterned(data, &out, &in); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -52,8 +52,9 @@ import (
 func init() {
 	sinks.Register(sinks.Spec{
 		Name: "risk",
-		// Small batches: an alert waits for its batch to fill or time out.
-		Batch: sinks.BatchPolicy{Size: 500, MaxWait: 50 * time.Millisecond},
+		// As strategy's: polled batches go at once; under backlog the
+		// ceiling amortises the alert publish round trip.
+		Batch: sinks.BatchPolicy{Size: 5000, MaxWait: 50 * time.Millisecond},
 		// The price-spike rule compares an instrument across exchanges and the
 		// stale-feed rule an exchange's pairs, which sit on different
 		// partitions: one instance consumes everything, the others stand

@@ -1,0 +1,35 @@
+package tick
+
+// Strings interns the exchange and symbol names a consumer decodes: a
+// pipeline sees the same few thousand of them on every tick, and a string
+// per field per tick per sink was an allocation each. It holds at most Max
+// entries (default 1<<16) and decodes anything past that as a fresh string,
+// so a topic full of distinct garbage cannot grow it. Not safe for
+// concurrent use: one per decoding goroutine.
+type Strings struct {
+	Max int
+	m   map[string]string
+}
+
+func (s *Strings) get(b []byte) string {
+	if v, ok := s.m[string(b)]; ok { // no allocation for the lookup
+		return v
+	}
+	v := string(b)
+	limit := s.Max
+	if limit <= 0 {
+		limit = 1 << 16
+	}
+	if s.m == nil {
+		s.m = make(map[string]string)
+	}
+	if len(s.m) < limit {
+		s.m[v] = v
+	}
+	return v
+}
+
+// UnmarshalInterned is Unmarshal taking exchange and symbol names from in.
+func UnmarshalInterned(data []byte, t *Tick, in *Strings) error {
+	return unmarshal(data, t, in)
+}
