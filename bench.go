@@ -138,7 +138,9 @@ func (g *genFeed) Run(ctx context.Context) error {
 			now := time.Now()
 			ts := max(now.UnixMilli(), lastTs)
 			lastTs = ts
-			t := tick.Tick{Exchange: "bench", Symbol: g.pairs[i], Timestamp: ts, ReceivedAt: now.UnixMicro()}
+			// "bench" has no symbol form to resolve, so the source names
+			// the instrument itself, as an exchange decoder may.
+			t := tick.Tick{Exchange: "bench", Symbol: g.pairs[i], Base: g.pairs[i][:len(g.pairs[i])-4], Quote: "USDT", Timestamp: ts, ReceivedAt: now.UnixMicro()}
 			t.Price.SetFinite(price[i], -2)
 			t.Bid.SetFinite(price[i]-1, -2)
 			t.Ask.SetFinite(price[i]+1, -2)

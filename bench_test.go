@@ -6,49 +6,83 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tickflow/tickflow/config"
+	"github.com/tickflow/tickflow/ingest"
+	"github.com/tickflow/tickflow/internal/testkit"
 )
 
-// TestBenchReportsEveryStage runs the load command briefly and checks that
-// each stage it reports moved: a metric renamed under the bench (the
-// producer's counter once was, and the producer row and every backlog
-// then read 0 — "steady") fails here instead of printing a quiet lie.
-func TestBenchReportsEveryStage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a pipeline")
+// TestBenchReadsEveryStage runs the load command's pipeline and checks that
+// the snapshot the report is made from sees every stage move: a metric
+// renamed under the bench (the producer's counter once was, and the
+// producer row and every backlog then read 0 — "steady") fails here
+// instead of printing a quiet lie. No time window is judged: it waits
+// until each counter has moved.
+func TestBenchReadsEveryStage(t *testing.T) {
+	o := benchOpts{sinks: "cache,push,risk", rate: 2000, pairs: 20, partitions: 4, logLevel: "warn"}
+	on := map[string]bool{"cache": true, "push": true, "risk": true}
+	cfg, _, err := benchConfig(t.TempDir(), o, on)
+	if err != nil {
+		t.Fatal(err)
 	}
+	gen := &genFeed{rate: o.rate, pairs: []string{"P0000USDT", "P0001USDT"}}
+	regc := make(chan *prometheus.Registry, 1)
+	hook := startHook{
+		registry: func(r *prometheus.Registry) { regc <- r },
+		feed:     func(q ingest.Enqueuer) ingest.Feed { gen.q = q; return gen },
+	}
+	var logs bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- start(ctx, cfg, newLogger(config.Log{Level: "warn", Format: "text"}, &logs), hook) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("pipeline: %v", err)
+		}
+		if strings.Contains(logs.String(), "level=ERROR") {
+			t.Errorf("pipeline logged errors:\n%s", logs.String())
+		}
+	}()
+	var reg *prometheus.Registry
+	select {
+	case reg = <-regc:
+	case err := <-done:
+		t.Fatalf("pipeline stopped: %v", err)
+	}
+	testkit.Eventually(t, 60*time.Second, "every stage counted in the bench's snapshot", func() bool {
+		s := gatherSnap(reg)
+		if s.produced == 0 || s.batches["cache"] == 0 {
+			return false
+		}
+		for n := range on {
+			if s.sink[n] == 0 || s.hist[n].count == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestBenchReport runs the command itself, briefly, and checks the report
+// has its rows and a WebSocket line: the shape, not the rates (a loaded
+// machine may pass a short window without a tick).
+func TestBenchReport(t *testing.T) {
 	var out bytes.Buffer
-	args := []string{"-sinks", "cache,push,risk", "-rate", "2000", "-pairs", "20", "-d", "2s", "-warmup", "1s", "-raw-ticks", "2000"}
+	args := []string{"-sinks", "cache,push,risk", "-rate", "2000", "-pairs", "20", "-d", "1s", "-warmup", "1s", "-raw-ticks", "2000"}
 	if code := runBench(context.Background(), args, &out, os.Getenv); code != 0 {
 		t.Fatalf("bench exited %d:\n%s", code, out.String())
 	}
 	report := out.String()
-	// rows: stage → its cells (ticks/s, raw limit, ratio, ...).
-	rows := map[string][]string{}
-	for _, line := range strings.Split(report, "\n") {
-		cells := strings.Split(line, "|")
-		if len(cells) < 4 || cells[0] != "" {
-			continue
-		}
-		for i := range cells {
-			cells[i] = strings.TrimSpace(cells[i])
-		}
-		rows[cells[1]] = cells[2:]
-	}
-	for _, stage := range []string{"load source → queue", "producer → broker", "cache", "push", "risk"} {
-		r, ok := rows[stage]
-		if !ok {
-			t.Errorf("no row for %q in:\n%s", stage, report)
-			continue
-		}
-		if r[0] == "0" {
-			t.Errorf("%s: rate 0 while the source sent 2000/s:\n%s", stage, report)
+	for _, row := range []string{"| load source → queue |", "| producer → broker |", "| cache |", "| push |", "| risk |", "WebSocket client following every pair", "raw limits: kfake produce"} {
+		if !strings.Contains(report, row) {
+			t.Errorf("no %q in:\n%s", row, report)
 		}
 	}
-	// The raw broker limits ran too, and measured something.
-	if r := rows["producer → broker"]; len(r) < 2 || strings.HasPrefix(r[1], "0 ") {
-		t.Errorf("raw kfake produce limit missing or 0:\n%s", report)
-	}
-	if !strings.Contains(report, "WebSocket client following every pair (frame read → client received") {
-		t.Errorf("no WebSocket latency line:\n%s", report)
+	if strings.Contains(report, "symbol has no normalized instrument") {
+		t.Errorf("the load source's ticks have no instrument:\n%s", report)
 	}
 }
