@@ -68,8 +68,12 @@ func init() {
 		Description: "The URL of the push sink's WebSocket, for the web page. When the push sink listens on a " +
 			"wildcard or loopback address (and sinks.push.public_url is not set), the host is the one this request " +
 			"was made to, so a page loaded from any address of this machine dials the same machine. Clients send " +
-			`{"type":"subscribe","channels":["tick","alert","signal"],"exchanges":[...],"symbols":[...]} ` +
-			"(missing lists mean all) and receive tick, alert and signal messages.",
+			`{"type":"subscribe","channels":["tick","alert","signal","trade","quote"],"exchanges":[...],"symbols":[...]} ` +
+			"(missing exchange and symbol lists mean all; a missing channels list means tick, alert and signal) and " +
+			"receive those messages. Each tick frame carries its position (part, off: the Kafka partition and offset); " +
+			`a client that reconnects with "since":{"epoch":...,"offsets":{...}} (the position it reached) gets the ` +
+			`ticks it missed first, flagged "recovered":true, or "recovered":false with the reason and a fresh ` +
+			"snapshot. The protocol is documented in sinks/push/protocol.go and the README.",
 		Tags: []string{"live"},
 		Data: Schema{
 			"type":     "object",
