@@ -433,7 +433,7 @@ let quote = null; // the selected pair's newest quote
 let crossInstrument = null; // "BTC-USDT", or null when the pair's symbol did not resolve
 let cross = new Map(); // exchange -> newest tick of crossInstrument there
 let crossNote = '';
-const marketCounters = { subscribed: 0, trades: 0, duplicateTrades: 0, quotes: 0 };
+const marketCounters = { subscribed: 0, following: '', trades: 0, otherTrades: 0, duplicateTrades: 0, quotes: 0 };
 
 const enc = encodeURIComponent;
 
@@ -505,15 +505,20 @@ function addTrade(t) {
   }
 }
 
-// marketSubscribed counts the server's confirmations of the trade and
-// quote subscriptions.
+// marketSubscribed notes the server's confirmations of the trade and
+// quote subscriptions: how many, and the pair of the latest.
 function marketSubscribed(m) {
-  if (m.channels && m.channels.includes('trade')) marketCounters.subscribed++;
+  if (!m.channels || !m.channels.includes('trade')) return;
+  marketCounters.subscribed++;
+  marketCounters.following = (m.exchanges || []).join(',') + ':' + (m.symbols || []).join(',');
 }
 
 function onTrade(t) {
   marketCounters.trades++;
-  if (!t || !market || t.exchange + ':' + t.symbol !== market.key) return; // from before an unsubscribe
+  if (!t || !market || t.exchange + ':' + t.symbol !== market.key) {
+    marketCounters.otherTrades++; // sent before an unsubscribe took effect
+    return;
+  }
   addTrade(t);
 }
 
