@@ -1,7 +1,7 @@
 // tickflow's live page: a table of every pair, candlesticks of the selected
 // one (history from the REST API, then live ticks) with its alerts and
-// signals marked, and a panel of alerts and signals, all fed by the push
-// sink's WebSocket.
+// signals marked, its trades, best bid/ask and price on every exchange, and
+// a panel of alerts and signals, all fed by the push sink's WebSocket.
 import { createChart, createSeriesMarkers, CandlestickSeries, HistogramSeries } from 'lightweight-charts';
 
 const BACKOFF_MIN_MS = 500;
@@ -109,6 +109,7 @@ function onTick(t) {
   updateAge(row);
   if (selected === null) select(t.exchange + ':' + t.symbol);
   if (selected === t.exchange + ':' + t.symbol) chartTick(t);
+  marketTick(t);
 }
 
 function updateAge(row) {
@@ -276,6 +277,7 @@ async function select(key) {
   pending = [];
   candles = [];
   drawAll();
+  selectMarket(key);
   await Promise.all([loadChart(), loadMarkers(key)]);
 }
 
@@ -409,6 +411,301 @@ async function refreshGaps() {
   }
 }
 
+// ---- market: trades, best bid/ask, across exchanges ----------------------
+// The selected pair's trades (on selection from REST: the API's recent list
+// and the store's history; then the push feed's trade channel), its best
+// bid/ask (the quote channel when the exchange publishes quotes, else the
+// tick's), and the newest tick of its instrument (base-quote) on every
+// exchange, from GET /api/v1/instruments/:instrument/ticks and moved on by
+// the pushed ticks. Prices and sizes are shown as the strings received.
+
+const MAX_TRADES = 50;
+const CROSS_EVERY_MS = 5000;
+
+let market = null; // the selected pair: {key, exchange, symbol}
+let marketSeq = 0; // bumped on every selection; late answers for an older one are dropped
+// trades: the selected pair's newest, newest first, at most MAX_TRADES, one
+// per trade id (a trade can come by REST and by push, or twice by push).
+let trades = [];
+let tradeIds = new Set();
+let tradesDirty = false;
+let quote = null; // the selected pair's newest quote
+let crossInstrument = null; // "BTC-USDT", or null when the pair's symbol did not resolve
+let cross = new Map(); // exchange -> newest tick of crossInstrument there
+let crossNote = '';
+const marketCounters = { subscribed: 0, following: '', trades: 0, otherTrades: 0, duplicateTrades: 0, quotes: 0 };
+
+const enc = encodeURIComponent;
+
+// apiData answers the data of a success envelope, or throws its error.
+async function apiData(url) {
+  const res = await fetch(url);
+  const body = await res.json();
+  if (!body.success) throw new Error(body.error ? body.error.message : res.statusText);
+  return body.data;
+}
+
+function sendMarket(type) {
+  if (!market || !ws || ws.readyState !== WebSocket.OPEN) return;
+  ws.send(JSON.stringify({ type, channels: ['trade', 'quote'], exchanges: [market.exchange], symbols: [market.symbol] }));
+}
+
+// selectMarket follows the newly selected pair: its trades and quotes on
+// the push feed instead of the previous pair's, its history from REST.
+function selectMarket(key) {
+  if (market && market.key === key) return;
+  sendMarket('unsubscribe');
+  const [exchange, symbol] = key.split(':');
+  market = { key, exchange, symbol };
+  marketSeq++;
+  trades = [];
+  tradeIds = new Set();
+  quote = null;
+  $('market-title').textContent = exchange + ' · ' + symbol;
+  drawTrades();
+  drawQuote();
+  sendMarket('subscribe');
+  loadTrades();
+  loadQuote();
+  const row = rows.get(key);
+  setInstrument(row && row.tick ? instrumentOf(row.tick) : null);
+  drawCross(); // the same instrument: another row is the selected one now
+}
+
+// marketResubscribe runs on every (re)connect: the trade and quote channels
+// have no resume, so what was missed meanwhile comes from REST again (the
+// trade ids keep it from showing twice).
+function marketResubscribe() {
+  if (!market) return;
+  sendMarket('subscribe');
+  loadTrades();
+  loadQuote();
+}
+
+// tradeBefore orders trades newest first: by trade time, then receive time.
+const tradeBefore = (a, b) => b.timestamp - a.timestamp || (b.received_at_us || 0) - (a.received_at_us || 0);
+
+// addTrade keeps t if it is new and among the newest MAX_TRADES. Among
+// trades of the same times the one added later is taken as the newer.
+function addTrade(t) {
+  const id = t.trade_id || t.timestamp + ':' + t.price + ':' + t.size;
+  if (tradeIds.has(id)) {
+    marketCounters.duplicateTrades++;
+    return;
+  }
+  let i = 0;
+  while (i < trades.length && tradeBefore(trades[i], t) < 0) i++;
+  if (i >= MAX_TRADES) return; // older than every trade shown
+  trades.splice(i, 0, { ...t, id });
+  tradeIds.add(id);
+  while (trades.length > MAX_TRADES) tradeIds.delete(trades.pop().id);
+  if (!tradesDirty) {
+    tradesDirty = true;
+    requestAnimationFrame(drawTrades);
+  }
+}
+
+// marketSubscribed notes the server's confirmations of the trade and
+// quote subscriptions: how many, and the pair of the latest.
+function marketSubscribed(m) {
+  if (!m.channels || !m.channels.includes('trade')) return;
+  marketCounters.subscribed++;
+  marketCounters.following = (m.exchanges || []).join(',') + ':' + (m.symbols || []).join(',');
+}
+
+function onTrade(t) {
+  marketCounters.trades++;
+  if (!t || !market || t.exchange + ':' + t.symbol !== market.key) {
+    marketCounters.otherTrades++; // sent before an unsubscribe took effect
+    return;
+  }
+  addTrade(t);
+}
+
+async function loadTrades() {
+  const seq = marketSeq;
+  const path = `${enc(market.exchange)}/${enc(market.symbol)}`;
+  const [recent, stored] = await Promise.allSettled([
+    apiData(`/api/v1/trades/${path}?limit=${MAX_TRADES}`),
+    apiData(`/api/v1/trades/${path}/history?limit=${MAX_TRADES}`),
+  ]);
+  if (seq !== marketSeq) return;
+  const got = [];
+  const from = [];
+  if (recent.status === 'fulfilled') {
+    got.push(...recent.value);
+    from.push('recent');
+  }
+  if (stored.status === 'fulfilled') {
+    got.push(...stored.value.trades);
+    from.push('store');
+  }
+  // Oldest first, so that a later REST answer or push of the same time sorts above.
+  got.sort((a, b) => tradeBefore(b, a));
+  for (const t of got) addTrade(t);
+  $('trades-note').textContent = from.length ? 'history: ' + from.join(' + ') : 'no history: ' + recent.reason.message;
+}
+
+function fmtTime(ms) {
+  const d = new Date(ms);
+  return d.toLocaleTimeString([], { hour12: false }) + '.' + String(d.getMilliseconds()).padStart(3, '0');
+}
+
+function drawTrades() {
+  tradesDirty = false;
+  const out = trades.map((t) => {
+    const tr = document.createElement('tr');
+    const cells = [
+      ['time', fmtTime(t.timestamp), ''],
+      ['side', t.side, t.side === 'buy' || t.side === 'sell' ? t.side : ''],
+      ['price', t.price, 'num ' + t.side],
+      ['size', t.size, 'num'],
+      ['id', t.trade_id, 'num id'],
+    ];
+    for (const [col, text, cls] of cells) {
+      const td = document.createElement('td');
+      td.dataset.col = col;
+      td.className = cls;
+      td.textContent = text;
+      if (col === 'id') td.title = text;
+      tr.append(td);
+    }
+    return tr;
+  });
+  document.querySelector('#trades tbody').replaceChildren(...out);
+  $('no-trades').hidden = trades.length > 0;
+}
+
+// ---- best bid/ask
+
+async function loadQuote() {
+  const seq = marketSeq;
+  try {
+    const list = await apiData(`/api/v1/quotes/${enc(market.exchange)}/${enc(market.symbol)}?limit=1`);
+    if (seq === marketSeq && list.length) takeQuote(list[0]);
+  } catch (e) {
+    // No quote feed here, or none of this pair yet: the tick's bid/ask stand in.
+  }
+}
+
+function onQuote(q) {
+  marketCounters.quotes++;
+  if (!q || !market || q.exchange + ':' + q.symbol !== market.key) return;
+  takeQuote(q);
+}
+
+function takeQuote(q) {
+  if (quote && q.timestamp < quote.timestamp) return;
+  quote = q;
+  drawQuote();
+}
+
+function span(cls, text) {
+  const s = document.createElement('span');
+  s.className = cls;
+  s.textContent = text;
+  return s;
+}
+
+function drawQuote() {
+  const el = $('quote');
+  const row = market && rows.get(market.key);
+  if (quote) {
+    el.replaceChildren(span('bid', `${quote.bid_size} @ ${quote.bid}`), ' / ', span('ask', `${quote.ask} @ ${quote.ask_size}`));
+    $('quote-source').textContent = 'best bid/ask · ' + fmtTime(quote.timestamp);
+  } else if (row && row.tick) {
+    el.replaceChildren(span('bid', row.tick.bid), ' / ', span('ask', row.tick.ask));
+    $('quote-source').textContent = "bid/ask from the ticker (no quotes from this exchange)";
+  } else {
+    el.replaceChildren();
+    $('quote-source').textContent = '';
+  }
+}
+
+// ---- across exchanges
+
+function instrumentOf(t) {
+  return t && t.base && t.quote ? t.base + '-' + t.quote : null;
+}
+
+function setInstrument(inst) {
+  if (inst === crossInstrument) return;
+  crossInstrument = inst;
+  cross = new Map();
+  crossNote = inst ? '' : 'the symbol names no known instrument';
+  $('cross-instrument').textContent = inst || '';
+  drawCross();
+  if (inst) loadCross();
+}
+
+// mergeCross keeps each exchange's newest tick of the instrument.
+function mergeCross(t) {
+  const old = cross.get(t.exchange);
+  if (old && old.timestamp > t.timestamp) return false;
+  cross.set(t.exchange, t);
+  return true;
+}
+
+async function loadCross() {
+  const inst = crossInstrument;
+  if (!inst) return;
+  try {
+    const d = await apiData(`/api/v1/instruments/${enc(inst)}/ticks`);
+    if (inst !== crossInstrument) return;
+    for (const t of d.ticks) mergeCross(t);
+    crossNote = d.partial ? 'partial: ' + d.unavailable.map((u) => u.error).join('; ') : '';
+  } catch (e) {
+    if (inst !== crossInstrument) return;
+    crossNote = e.message;
+  }
+  drawCross();
+}
+
+// marketTick is every pushed tick: the selected pair's stands in for a
+// missing quote, and those of its instrument move the exchanges' table on.
+function marketTick(t) {
+  if (!market) return;
+  const key = t.exchange + ':' + t.symbol;
+  if (key === market.key) {
+    if (!quote) drawQuote();
+    if (!crossInstrument) setInstrument(instrumentOf(t));
+  }
+  if (crossInstrument && instrumentOf(t) === crossInstrument && mergeCross(t)) drawCross();
+}
+
+function drawCross() {
+  const sel = market && [...cross.values()].find((t) => t.exchange + ':' + t.symbol === market.key);
+  const out = [...cross.values()].sort((a, b) => (a.exchange < b.exchange ? -1 : a.exchange > b.exchange ? 1 : 0)).map((t) => {
+    const key = t.exchange + ':' + t.symbol;
+    const tr = document.createElement('tr');
+    tr.dataset.key = key;
+    tr.classList.toggle('current', market !== null && key === market.key);
+    // Display only, like the 24h %: the prices themselves stay strings.
+    let vs = '—';
+    if (sel && key !== market.key && Number(sel.price)) {
+      const bp = ((Number(t.price) - Number(sel.price)) / Number(sel.price)) * 1e4;
+      vs = (bp >= 0 ? '+' : '') + bp.toFixed(1) + ' bp';
+    }
+    const age = Date.now() - t.timestamp;
+    for (const [col, text] of [['exchange', t.exchange], ['symbol', t.symbol], ['price', t.price], ['bid', t.bid], ['ask', t.ask], ['vs', vs], ['age', fmtAge(age)]]) {
+      const td = document.createElement('td');
+      td.dataset.col = col;
+      if (!['exchange', 'symbol'].includes(col)) td.className = 'num';
+      if (col === 'age' && age > STALE_AFTER_MS) td.classList.add('stale');
+      td.textContent = text;
+      tr.append(td);
+    }
+    tr.addEventListener('click', () => rows.has(key) && select(key));
+    return tr;
+  });
+  document.querySelector('#cross tbody').replaceChildren(...out);
+  $('cross-note').textContent = crossNote || (crossInstrument && !cross.size ? 'no exchange has ticks of it yet' : '');
+  $('cross-note').hidden = !$('cross-note').textContent;
+}
+
+setInterval(drawCross, 1000); // the ages
+setInterval(loadCross, CROSS_EVERY_MS);
+
 // ---- connection ---------------------------------------------------------
 
 async function pushURL() {
@@ -474,6 +771,7 @@ async function connect() {
     setNotice('');
     lastMessageAt = Date.now();
     sock.send(JSON.stringify(resume ? { type: 'subscribe', since: resume } : { type: 'subscribe' }));
+    marketResubscribe();
     // The server pings too, but a browser cannot see those; this catches
     // a connection that died without a close.
     pinger = setInterval(() => {
@@ -501,6 +799,7 @@ async function connect() {
         onTick(m.data);
         break;
       case 'subscribed':
+        marketSubscribed(m);
         advance(m.position);
         if (m.recovered === false) {
           setNotice(`reconnected with a gap: some updates were missed (${m.recovery.reason})`);
@@ -512,6 +811,12 @@ async function connect() {
       case 'alert':
       case 'signal':
         onEvent(m.type, m.key, m.data);
+        break;
+      case 'trade':
+        onTrade(m.data);
+        break;
+      case 'quote':
+        onQuote(m.data);
         break;
       case 'conflated':
         setNotice(`slow connection: ${m.skipped} updates skipped`);
@@ -555,6 +860,22 @@ window.tickflow = {
   gaps: () => document.querySelectorAll('#gaps li').length,
   refreshGaps,
 };
+
+// The market panel as shown: the trades' and exchanges' rows as text.
+const shown = (sel) => [...document.querySelectorAll(sel + ' tbody tr')].map((tr) => {
+  const o = { cls: tr.className };
+  for (const td of tr.children) o[td.dataset.col] = td.textContent;
+  if (sel === '#trades') o.sideClass = tr.children[1].className;
+  return o;
+});
+Object.assign(window.tickflow, {
+  trades: () => shown('#trades'),
+  quote: () => ({ text: $('quote').textContent, source: $('quote-source').textContent }),
+  cross: () => shown('#cross'),
+  instrument: () => crossInstrument,
+  refreshCross: loadCross,
+  marketCounters,
+});
 
 connect();
 refreshGaps();
