@@ -63,7 +63,11 @@ func TestSlowConsumerIsolation(t *testing.T) {
 		maxLag = 2 * time.Second
 	)
 	ts := startSink(t, func(c *Config) {
-		c.Limits.QueueBytes = 16 << 10 // conflate past 8 KiB, about 25 ticks
+		// Conflate past 16 KiB, about 50 ticks (1 s of this feed): a
+		// reading client's goroutine left unscheduled for half a second
+		// under -race on a loaded box got conflated at 8 KiB; the stalled
+		// one still conflates well before max_lag cuts it.
+		c.Limits.QueueBytes = 32 << 10
 		c.Limits.MaxLag = maxLag
 		c.PingInterval = time.Hour // this test is about lag, not liveness
 	}, func(_ *sinks.Env, s *Sink) {
