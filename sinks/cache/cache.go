@@ -160,6 +160,9 @@ type backend interface {
 	pairs(ctx context.Context) ([]tick.Tick, error)
 	// candles is p's 1m buckets (empty when candles are off).
 	candles(ctx context.Context, p tick.Pair) (candleState, error)
+	// writeVolume adds each pair's trades not yet counted to its 1m
+	// volume buckets (volume.go); dups is how many were already counted.
+	writeVolume(ctx context.Context, groups []tradeGroup) (dups int, err error)
 	ping(ctx context.Context) error
 	close()
 }
@@ -571,6 +574,8 @@ func (l *stateLog) observe(err error) {
 type metrics struct {
 	written, invalid, stale, batchErrors prometheus.Counter
 	candleRecomputed                     prometheus.Counter
+	tradesCounted, tradesSeen            prometheus.Counter
+	tradesInvalid                        prometheus.Counter
 	up                                   prometheus.Gauge
 }
 
@@ -588,13 +593,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		candleRecomputed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tickflow_cache_candle_updates_recomputed_total",
 			Help: "Per-pair candle updates sent to Redis again because the watermark there was not the one guessed (a new owner's or a restarted sink's first batch of a pair, another writer)."}),
+		tradesCounted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_cache_trades_counted_total", Help: "Trades the cache sink added to a 1m bucket's volume."}),
+		tradesSeen: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_cache_trades_redelivered_total",
+			Help: "Trades the cache sink did not add again because the pair's trade watermark had counted them (retries, replays)."}),
+		tradesInvalid: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_cache_trades_invalid_total", Help: "Trades the cache sink dropped as invalid."}),
 		up: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tickflow_cache_backend_up", Help: "1 when the last cache backend operation succeeded."}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.written, m.invalid, m.stale, m.batchErrors, m.candleRecomputed, m.up} {
+	for _, c := range []prometheus.Collector{m.written, m.invalid, m.stale, m.batchErrors, m.candleRecomputed,
+		m.tradesCounted, m.tradesSeen, m.tradesInvalid, m.up} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -35,6 +36,72 @@ type memPair struct {
 	hist      []memEntry // ascending by (ts, member), like a Redis sorted set
 	histExp   time.Time
 	candles   memCandles
+	vol       memVolume
+}
+
+// memVolume is the Redis volume hash's content (see redis_volume.go).
+type memVolume struct {
+	aggs   []volAgg // ascending by start
+	w      tradeMark
+	newest int64
+	exp    time.Time
+}
+
+func (mv *memVolume) live(now time.Time) bool { return now.Before(mv.exp) }
+
+// apply is the volume script's merge: u was computed for mv.w, which
+// holding the lock guarantees.
+func (mv *memVolume) apply(u *volumeUpdate, retention time.Duration, now time.Time) {
+	for i := range u.aggs {
+		mv.newest = max(mv.newest, u.aggs[i].start)
+	}
+	cutAt := mv.newest - retention.Milliseconds()
+	for i := range u.aggs {
+		a := &u.aggs[i]
+		if a.start < cutAt {
+			continue
+		}
+		j := sort.Search(len(mv.aggs), func(k int) bool { return mv.aggs[k].start >= a.start })
+		if j < len(mv.aggs) && mv.aggs[j].start == a.start {
+			_, _ = apd.BaseContext.Add(&mv.aggs[j].volume, &mv.aggs[j].volume, &a.volume)
+			mv.aggs[j].trades += a.trades
+			continue
+		}
+		mv.aggs = slices.Insert(mv.aggs, j, volAgg{start: a.start, trades: a.trades})
+		mv.aggs[j].volume.Set(&a.volume)
+	}
+	cut := sort.Search(len(mv.aggs), func(k int) bool { return mv.aggs[k].start >= cutAt })
+	if cut > 0 {
+		mv.aggs = append(mv.aggs[:0:0], mv.aggs[cut:]...)
+	}
+	mv.w = u.top
+	mv.exp = now.Add(retention)
+}
+
+func (m *memory) writeVolume(_ context.Context, groups []tradeGroup) (int, error) {
+	now := m.clk.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweep(now)
+	dups := 0
+	for gi := range groups {
+		g := &groups[gi]
+		mp := m.byPair[g.pair]
+		if mp == nil {
+			mp = &memPair{}
+			m.byPair[g.pair] = mp
+		}
+		if !mp.vol.live(now) {
+			mp.vol = memVolume{w: noTradeMark}
+		}
+		u, err := volumeUpdateFor(g, mp.vol.w)
+		if err != nil {
+			return dups, err
+		}
+		mp.vol.apply(&u, m.retention, now)
+		dups += u.dups
+	}
+	return dups, nil
 }
 
 // memCandles is the Redis candle hash's content (see redis.go).
@@ -215,7 +282,7 @@ func (m *memory) sweep(now time.Time) {
 	}
 	m.nextSweep = now.Add(m.ttl)
 	for p, mp := range m.byPair {
-		if !mp.latestLive(now) && !mp.histLive(now) && !mp.candles.live(now) {
+		if !mp.latestLive(now) && !mp.histLive(now) && !mp.candles.live(now) && !mp.vol.live(now) {
 			delete(m.byPair, p)
 		}
 	}
@@ -301,6 +368,9 @@ func (m *memory) candles(_ context.Context, p tick.Pair) (candleState, error) {
 	st := candleState{aggs: make([]candleAgg, len(mc.aggs)), first: mc.first, newest: mc.newest}
 	for i := range mc.aggs {
 		st.aggs[i] = mc.aggs[i].clone()
+	}
+	if mp.vol.live(now) {
+		attachVolume(st.aggs, mp.vol.aggs)
 	}
 	return st, nil
 }

@@ -55,6 +55,7 @@ type redisBackend struct {
 
 	wmMu       sync.Mutex
 	wm         map[tick.Pair]pos // see assumed
+	twm        map[tick.Pair]tradeMark
 	recomputed prometheus.Counter
 }
 
@@ -107,7 +108,7 @@ func dialRedis(ctx context.Context, cfg Config, log *slog.Logger, recomputed pro
 // batches can use EVALSHA inside their pipeline.
 func (r *redisBackend) loadScript(ctx context.Context) error {
 	for addr, n := range r.c.Nodes() {
-		for _, s := range [...]string{latestScript, candleScript} {
+		for _, s := range [...]string{latestScript, candleScript, volumeScript} {
 			if err := n.Do(ctx, n.B().ScriptLoad().Script(s).Build()).Error(); err != nil {
 				return fmt.Errorf("%s: %w", addr, err)
 			}
