@@ -16,7 +16,9 @@
 //
 // and, when candle_retention is not 0, one hash per pair of its 1m candles
 // (market_data:candles_1m:<exchange>:<symbol>, TTL candle_retention; see
-// redis_candles.go), plus one index, market_data:pairs, a sorted set of "exchange:symbol"
+// redis_candles.go) and one of their traded volume from the trades topic
+// (market_data:trade_volume_1m:<exchange>:<symbol>, see volume.go and
+// redis_volume.go), plus one index, market_data:pairs, a sorted set of "exchange:symbol"
 // scored by the wall-clock time of the pair's last write, so listing pairs
 // needs no SCAN over the keyspace (which a cluster would make per-node).
 package cache
