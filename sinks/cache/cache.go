@@ -86,6 +86,9 @@ type Config struct {
 	// candles are kept (and how long they live after its last tick); 0
 	// keeps no candles.
 	CandleRetention time.Duration `yaml:"candle_retention"`
+	// Trades is how many of a pair's newest trades (from the trades
+	// topic) are kept for GET /api/v1/trades; 0 keeps none.
+	Trades int `yaml:"trades"`
 }
 
 // RedisConfig selects Redis; no addresses means the in-process backend.
@@ -104,7 +107,7 @@ type RedisConfig struct {
 
 // DefaultConfig is the documented default.
 func DefaultConfig() *Config {
-	return &Config{TTL: time.Hour, History: 1000, CandleRetention: DefaultCandleRetention,
+	return &Config{TTL: time.Hour, History: 1000, CandleRetention: DefaultCandleRetention, Trades: 1000,
 		Redis: RedisConfig{ClientCacheTTL: time.Minute}}
 }
 
@@ -119,6 +122,9 @@ func (c *Config) Validate() error {
 	if c.CandleRetention < 0 || c.CandleRetention > MaxCandleRetention || c.CandleRetention%candleBucket != 0 {
 		return fmt.Errorf("candle_retention: must be whole minutes in 0..%s (0 keeps no candles), got %s",
 			MaxCandleRetention, c.CandleRetention)
+	}
+	if c.Trades < 0 || c.Trades > MaxHistory {
+		return fmt.Errorf("trades: must be in 0..%d (0 keeps none), got %d", MaxHistory, c.Trades)
 	}
 	for _, a := range c.Redis.Addrs {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
@@ -162,9 +168,12 @@ type backend interface {
 	pairs(ctx context.Context) ([]tick.Tick, error)
 	// candles is p's 1m buckets (empty when candles are off).
 	candles(ctx context.Context, p tick.Pair) (candleState, error)
-	// writeVolume adds each pair's trades not yet counted to its 1m
-	// volume buckets (volume.go); dups is how many were already counted.
-	writeVolume(ctx context.Context, groups []tradeGroup) (dups int, err error)
+	// writeTrades adds each pair's trades to its recent trades, and those
+	// not yet counted to its 1m volume buckets (volume.go); dups is how
+	// many the volume had counted already.
+	writeTrades(ctx context.Context, groups []tradeGroup) (dups int, err error)
+	// recentTrades is p's newest trades' JSON, newest first, at most limit.
+	recentTrades(ctx context.Context, p tick.Pair, limit int) ([]string, error)
 	ping(ctx context.Context) error
 	close()
 }

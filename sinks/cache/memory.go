@@ -23,6 +23,7 @@ type memory struct {
 	ttl       time.Duration
 	cap       int
 	retention time.Duration // candles; 0: none
+	tradeCap  int           // recent trades kept per pair; 0: none
 
 	mu        sync.RWMutex
 	byPair    map[tick.Pair]*memPair
@@ -37,6 +38,8 @@ type memPair struct {
 	histExp   time.Time
 	candles   memCandles
 	vol       memVolume
+	trades    []memEntry // the recent trades' JSON by event time, like history
+	tradesExp time.Time
 }
 
 // memVolume is the Redis volume hash's content (see redis_volume.go).
@@ -78,7 +81,7 @@ func (mv *memVolume) apply(u *volumeUpdate, retention time.Duration, now time.Ti
 	mv.exp = now.Add(retention)
 }
 
-func (m *memory) writeVolume(_ context.Context, groups []tradeGroup) (int, error) {
+func (m *memory) writeTrades(_ context.Context, groups []tradeGroup) (int, error) {
 	now := m.clk.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -90,6 +93,20 @@ func (m *memory) writeVolume(_ context.Context, groups []tradeGroup) (int, error
 		if mp == nil {
 			mp = &memPair{}
 			m.byPair[g.pair] = mp
+		}
+		if m.tradeCap > 0 {
+			if !now.Before(mp.tradesExp) {
+				mp.trades = nil
+			}
+			add := make([]memEntry, len(g.trades))
+			for i, t := range g.trades {
+				add[i] = memEntry{ts: t.Timestamp, member: string(t.AppendJSON(nil))}
+			}
+			mergeEntries(&mp.trades, add, m.tradeCap)
+			mp.tradesExp = now.Add(m.ttl)
+		}
+		if m.retention == 0 {
+			continue
 		}
 		if !mp.vol.live(now) {
 			mp.vol = memVolume{w: noTradeMark}
@@ -161,7 +178,7 @@ func (a memEntry) less(b memEntry) bool {
 }
 
 func newMemory(clk clock.Clock, cfg Config) *memory {
-	return &memory{clk: clk, ttl: cfg.TTL, cap: cfg.History, retention: cfg.CandleRetention, byPair: map[tick.Pair]*memPair{}}
+	return &memory{clk: clk, ttl: cfg.TTL, cap: cfg.History, retention: cfg.CandleRetention, tradeCap: cfg.Trades, byPair: map[tick.Pair]*memPair{}}
 }
 
 func (mp *memPair) latestLive(now time.Time) bool { return mp.hasLatest && now.Before(mp.latestExp) }
@@ -234,30 +251,37 @@ func (mp *memPair) merge(entries []entry, capacity int) {
 	for i, e := range entries {
 		add[i] = memEntry{ts: e.t.Timestamp, member: e.json}
 	}
+	mergeEntries(&mp.hist, add, capacity)
+}
+
+// mergeEntries is merge for any sorted set of members (ticks, trades).
+func mergeEntries(hist *[]memEntry, add []memEntry, capacity int) {
 	sort.Slice(add, func(i, j int) bool { return add[i].less(add[j]) })
-	if n := len(mp.hist); n == 0 || mp.hist[n-1].less(add[0]) {
+	h := *hist
+	defer func() { *hist = h }()
+	if n := len(h); n == 0 || h[n-1].less(add[0]) {
 		// The usual case, a live feed: everything is newer than the
 		// history, so append in place (amortised, no copy of the
 		// history per batch) and cut the oldest.
 		for _, e := range add {
-			if n := len(mp.hist); n > 0 && mp.hist[n-1] == e {
+			if n := len(h); n > 0 && h[n-1] == e {
 				continue
 			}
-			mp.hist = append(mp.hist, e)
+			h = append(h, e)
 		}
-		if over := len(mp.hist) - capacity; over > 0 {
-			clear(mp.hist[:over]) // release the members' strings
-			mp.hist = mp.hist[over:]
+		if over := len(h) - capacity; over > 0 {
+			clear(h[:over]) // release the members' strings
+			h = h[over:]
 		}
 		return
 	}
-	out := make([]memEntry, 0, len(mp.hist)+len(add))
+	out := make([]memEntry, 0, len(h)+len(add))
 	i, j := 0, 0
-	for i < len(mp.hist) || j < len(add) {
+	for i < len(h) || j < len(add) {
 		var next memEntry
 		switch {
-		case j == len(add) || (i < len(mp.hist) && mp.hist[i].less(add[j])):
-			next = mp.hist[i]
+		case j == len(add) || (i < len(h) && h[i].less(add[j])):
+			next = h[i]
 			i++
 		default:
 			next = add[j]
@@ -271,7 +295,7 @@ func (mp *memPair) merge(entries []entry, capacity int) {
 	if over := len(out) - capacity; over > 0 {
 		out = out[over:]
 	}
-	mp.hist = out
+	h = out
 }
 
 // sweep drops pairs whose keys have all expired, at most once per TTL, so
@@ -282,7 +306,7 @@ func (m *memory) sweep(now time.Time) {
 	}
 	m.nextSweep = now.Add(m.ttl)
 	for p, mp := range m.byPair {
-		if !mp.latestLive(now) && !mp.histLive(now) && !mp.candles.live(now) && !mp.vol.live(now) {
+		if !mp.latestLive(now) && !mp.histLive(now) && !mp.candles.live(now) && !mp.vol.live(now) && !now.Before(mp.tradesExp) {
 			delete(m.byPair, p)
 		}
 	}
@@ -373,6 +397,21 @@ func (m *memory) candles(_ context.Context, p tick.Pair) (candleState, error) {
 		attachVolume(st.aggs, mp.vol.aggs)
 	}
 	return st, nil
+}
+
+func (m *memory) recentTrades(_ context.Context, p tick.Pair, limit int) ([]string, error) {
+	now := m.clk.Now()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	mp := m.byPair[p]
+	if mp == nil || !now.Before(mp.tradesExp) {
+		return nil, nil
+	}
+	out := make([]string, 0, min(limit, len(mp.trades)))
+	for i := len(mp.trades) - 1; i >= 0 && len(out) < limit; i-- {
+		out = append(out, mp.trades[i].member)
+	}
+	return out, nil
 }
 
 func (m *memory) ping(context.Context) error { return nil }

@@ -52,6 +52,8 @@ type redisBackend struct {
 	now      func() time.Time
 	// retentionMS is candle_retention in ms, "" when candles are off.
 	retentionMS string
+	// tradeCap is how many recent trades a pair keeps (0: none).
+	tradeCap int
 
 	wmMu       sync.Mutex
 	wm         map[tick.Pair]pos // see assumed
@@ -93,6 +95,7 @@ func dialRedis(ctx context.Context, cfg Config, log *slog.Logger, recomputed pro
 		script:     rueidis.NewLuaScript(latestScript),
 		now:        time.Now,
 		recomputed: recomputed,
+		tradeCap:   cfg.Trades,
 	}
 	if cfg.CandleRetention > 0 {
 		r.retentionMS = strconv.FormatInt(cfg.CandleRetention.Milliseconds(), 10)

@@ -28,6 +28,14 @@ const volumePrefix = "market_data:trade_volume_1m:"
 
 func volumeKey(p tick.Pair) string { return volumePrefix + p.Exchange + ":" + p.Symbol }
 
+// A pair's recent trades are a sorted set like its tick history:
+//
+//	market_data:trades:<exchange>:<symbol>   trade JSON scored by event time (ms),
+//	                                         trimmed to the newest `trades`, TTL ttl
+const recentTradesPrefix = "market_data:trades:"
+
+func recentTradesKey(p tick.Pair) string { return recentTradesPrefix + p.Exchange + ":" + p.Symbol }
+
 // volumeScript adds one pair's batch of volume buckets, provided it was
 // computed against the stored watermark (ARGV[1], compared as the string
 // it is stored as); else it changes nothing and returns {0, stored
@@ -169,6 +177,48 @@ func (r *redisBackend) setAssumedTrade(p tick.Pair, w tradeMark) {
 // last write left (one round trip for the common batch); pairs whose
 // watermark was not that one are computed again against the one Redis
 // returned, in one more round trip for all of them.
+func (r *redisBackend) writeTrades(ctx context.Context, groups []tradeGroup) (int, error) {
+	if r.tradeCap > 0 {
+		if err := r.writeRecentTrades(ctx, groups); err != nil {
+			return 0, err
+		}
+	}
+	return r.writeVolume(ctx, groups)
+}
+
+// writeRecentTrades adds the batch to each pair's recent trades: the
+// trade JSON scored by event time, trimmed to the newest tradeCap, one
+// pipelined round trip. A redelivered trade is the same record, so the
+// same member, and is not added twice.
+func (r *redisBackend) writeRecentTrades(ctx context.Context, groups []tradeGroup) error {
+	b := r.c.B()
+	cmds := make(rueidis.Commands, 0, 3*len(groups))
+	var buf []byte
+	for gi := range groups {
+		g := &groups[gi]
+		k := recentTradesKey(g.pair)
+		z := b.Zadd().Key(k).ScoreMember()
+		for _, t := range g.trades {
+			buf = t.AppendJSON(buf[:0])
+			z = z.ScoreMember(float64(t.Timestamp), string(buf))
+		}
+		cmds = append(cmds, z.Build(),
+			b.Zremrangebyrank().Key(k).Start(0).Stop(int64(-r.tradeCap-1)).Build(),
+			b.Pexpire().Key(k).Milliseconds(r.ttl.Milliseconds()).Build())
+	}
+	for _, rr := range r.c.DoMulti(ctx, cmds...) {
+		if err := rr.Error(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recentTrades is p's newest trades' JSON, newest first.
+func (r *redisBackend) recentTrades(ctx context.Context, p tick.Pair, limit int) ([]string, error) {
+	return r.c.Do(ctx, r.c.B().Zrange().Key(recentTradesKey(p)).Min("0").Max(strconv.Itoa(limit-1)).Rev().Build()).AsStrSlice()
+}
+
 func (r *redisBackend) writeVolume(ctx context.Context, groups []tradeGroup) (int, error) {
 	if r.retentionMS == "" {
 		return 0, nil

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -214,15 +215,15 @@ func (s *Sink) TradeWriter() sinks.TradeSink { return tradeWriter{s.Cache} }
 func (w tradeWriter) Connect(ctx context.Context) error { return w.c.Connect(ctx) }
 func (w tradeWriter) Close(context.Context) error       { return nil }
 
-// WriteBatch adds the batch's trades to their buckets' volume. Invalid
-// trades are dropped and counted; a backend error fails the batch, which
-// is idempotent to retry. With candles off there is nothing to add to.
+// WriteBatch adds the batch's trades to their pairs' recent trades and
+// their buckets' volume. Invalid trades are dropped and counted; a backend
+// error fails the batch, which is idempotent to retry.
 func (w tradeWriter) WriteBatch(ctx context.Context, batch []tick.Trade) error {
 	return w.c.writeTrades(ctx, batch)
 }
 
 func (c *Cache) writeTrades(ctx context.Context, batch []tick.Trade) error {
-	if c.cfg.CandleRetention == 0 {
+	if c.cfg.CandleRetention == 0 && c.cfg.Trades == 0 {
 		return nil
 	}
 	b, err := c.connected()
@@ -259,7 +260,7 @@ func (c *Cache) writeTrades(ctx context.Context, batch []tick.Trade) error {
 	if len(groups) == 0 {
 		return nil
 	}
-	dups, err := b.writeVolume(ctx, groups)
+	dups, err := b.writeTrades(ctx, groups)
 	if err != nil {
 		c.m.batchErrors.Inc()
 		if ctx.Err() == nil {
@@ -272,3 +273,31 @@ func (c *Cache) writeTrades(ctx context.Context, batch []tick.Trade) error {
 	c.m.tradesSeen.Add(float64(dups))
 	return nil
 }
+
+// RecentTrades is the pair's newest trades, newest first, at most limit
+// (and at most the trades setting): the API's TradeCache.
+func (c *Cache) RecentTrades(ctx context.Context, exchange, symbol string, limit int) ([]tick.Trade, error) {
+	if c.cfg.Trades == 0 {
+		return nil, errTradesOff
+	}
+	b, err := c.backend(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p := tick.Pair{Exchange: exchange, Symbol: symbol}
+	members, err := b.recentTrades(ctx, p, min(max(limit, 1), c.cfg.Trades))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]tick.Trade, len(members))
+	for i, m := range members {
+		if err := tick.UnmarshalTrade([]byte(m), &out[i]); err != nil {
+			return nil, fmt.Errorf("cache: %s holds a bad trade: %w", recentTradesKey(p), err)
+		}
+	}
+	return out, nil
+}
+
+// errTradesOff is what trade reads answer with trades: 0, so the API
+// falls back to the trades topic.
+var errTradesOff = errors.New("cache: recent trades are off (trades: 0)")

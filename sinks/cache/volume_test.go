@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -116,6 +117,50 @@ var volumeSuite = []struct {
 		wantVolumes(t, h, candleQ(time.Minute, at(0, 0), at(10, 0)), "2:1.5/1 3:1.5/1 4:1.5/1")
 		if got := metric(t, h.reg, "tickflow_cache_trades_invalid_total"); got != 3 {
 			t.Errorf("invalid = %v, want 3", got)
+		}
+	}},
+}
+
+func init() { suite = append(suite, recentTradesSuite...) }
+
+func tradeIDs(trs []tick.Trade) string {
+	ids := make([]string, len(trs))
+	for i := range trs {
+		ids[i] = trs[i].TradeID
+	}
+	return strings.Join(ids, " ")
+}
+
+var recentTradesSuite = []struct {
+	name string
+	cfg  func(*Config)
+	run  func(t *testing.T, h *harness)
+}{
+	{name: "trades: the newest kept, newest first, a redelivered one once", cfg: func(c *Config) { c.Trades = 5 }, run: func(t *testing.T, h *harness) {
+		ctx := context.Background()
+		first := []tick.Trade{mkt(at(0, 3), 1, "c", "1"), mkt(at(0, 1), 2, "a", "1"), mkt(at(0, 2), 3, "b", "1.50")}
+		writeTrades(t, h, first...)
+		writeTrades(t, h, first...) // the retry
+		writeTrades(t, h, mkt(at(0, 5), 4, "e", "2"), mkt(at(0, 4), 5, "d", "3"), mkt(at(0, 6), 6, "f", "4"))
+		got, err := h.sink.RecentTrades(ctx, "binance", "BTCUSDT", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ids := tradeIDs(got); ids != "f e d c b" {
+			t.Errorf("recent trades %q, want the newest five by event time, newest first: f e d c b", ids)
+		}
+		if got[3].Size.Text('f') != "1" || got[4].Size.Text('f') != "1.50" || got[4].Timestamp != at(0, 2) || got[4].ReceivedAt != 3 {
+			t.Errorf("trade b came back as %+v", got[4])
+		}
+		if got, err := h.sink.RecentTrades(ctx, "binance", "BTCUSDT", 2); err != nil || tradeIDs(got) != "f e" {
+			t.Errorf("limit 2: %q, %v; want f e", tradeIDs(got), err)
+		}
+		if got, err := h.sink.RecentTrades(ctx, "okx", "BTC-USDT", 10); err != nil || len(got) != 0 {
+			t.Errorf("an unknown pair: %v, %v; want none", got, err)
+		}
+		h.sink.cfg.Trades = 0
+		if _, err := h.sink.RecentTrades(ctx, "binance", "BTCUSDT", 10); !errors.Is(err, errTradesOff) {
+			t.Errorf("with trades off: %v, want errTradesOff", err)
 		}
 	}},
 }
