@@ -139,24 +139,30 @@ func BenchmarkRedisBaseline(b *testing.B) {
 }
 
 // BenchmarkWriteTradesRedis and BenchmarkWriteTradesMemory measure the
-// trade writer's trades/s (the volume buckets and their watermark), one
-// batch at a time as the trade runtime calls it, every trade new:
+// trade writer's trades/s, one batch at a time as the trade runtime calls
+// it, every trade new: the volume buckets and their watermark alone
+// (recent=false, trades: 0), and with the recent trades kept too (the
+// default), so their cost is an A/B of one run:
 //
 //	go test -run '^$' -bench 'WriteTrades' ./sinks/cache/
 func BenchmarkWriteTradesRedis(b *testing.B) {
 	srv := testsvc.StartRedis(b, "--appendonly", "no")
 	for _, pairs := range []int{1, 10, 100} {
-		b.Run(fmt.Sprintf("pairs=%d", pairs), func(b *testing.B) { benchTrades(b, []string{srv.Addr()}, pairs) })
+		for _, recent := range []bool{false, true} {
+			b.Run(fmt.Sprintf("pairs=%d/recent=%v", pairs, recent), func(b *testing.B) { benchTrades(b, []string{srv.Addr()}, pairs, recent) })
+		}
 	}
 }
 
 func BenchmarkWriteTradesMemory(b *testing.B) {
 	for _, pairs := range []int{1, 10, 100} {
-		b.Run(fmt.Sprintf("pairs=%d", pairs), func(b *testing.B) { benchTrades(b, nil, pairs) })
+		for _, recent := range []bool{false, true} {
+			b.Run(fmt.Sprintf("pairs=%d/recent=%v", pairs, recent), func(b *testing.B) { benchTrades(b, nil, pairs, recent) })
+		}
 	}
 }
 
-func benchTrades(b *testing.B, addrs []string, pairs int) {
+func benchTrades(b *testing.B, addrs []string, pairs int, recent bool) {
 	if len(addrs) > 0 {
 		admin := rawClient(b, addrs...)
 		if err := admin.Do(context.Background(), admin.B().Flushall().Build()).Error(); err != nil {
@@ -165,6 +171,9 @@ func benchTrades(b *testing.B, addrs []string, pairs int) {
 	}
 	cfg := *DefaultConfig()
 	cfg.Redis.Addrs = addrs
+	if !recent {
+		cfg.Trades = 0
+	}
 	s, err := New(sinks.Env{Clock: clock.Real}, cfg)
 	if err != nil {
 		b.Fatal(err)

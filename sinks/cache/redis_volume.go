@@ -177,20 +177,29 @@ func (r *redisBackend) setAssumedTrade(p tick.Pair, w tradeMark) {
 // last write left (one round trip for the common batch); pairs whose
 // watermark was not that one are computed again against the one Redis
 // returned, in one more round trip for all of them.
+// writeTrades sends the recent trades' commands and the volume scripts
+// in one pipelined round trip (the common batch; see writeVolume).
 func (r *redisBackend) writeTrades(ctx context.Context, groups []tradeGroup) (int, error) {
+	var recent rueidis.Commands
 	if r.tradeCap > 0 {
-		if err := r.writeRecentTrades(ctx, groups); err != nil {
-			return 0, err
-		}
+		recent = r.recentTradesCmds(groups)
 	}
-	return r.writeVolume(ctx, groups)
+	if r.retentionMS == "" {
+		for _, rr := range r.c.DoMulti(ctx, recent...) {
+			if err := rr.Error(); err != nil {
+				return 0, err
+			}
+		}
+		return 0, nil
+	}
+	return r.writeVolume(ctx, groups, recent)
 }
 
-// writeRecentTrades adds the batch to each pair's recent trades: the
-// trade JSON scored by event time, trimmed to the newest tradeCap, one
-// pipelined round trip. A redelivered trade is the same record, so the
-// same member, and is not added twice.
-func (r *redisBackend) writeRecentTrades(ctx context.Context, groups []tradeGroup) error {
+// recentTradesCmds add the batch to each pair's recent trades: the trade
+// JSON scored by event time, trimmed to the newest tradeCap. A
+// redelivered trade is the same record, so the same member, and is not
+// added twice.
+func (r *redisBackend) recentTradesCmds(groups []tradeGroup) rueidis.Commands {
 	b := r.c.B()
 	cmds := make(rueidis.Commands, 0, 3*len(groups))
 	var buf []byte
@@ -206,12 +215,7 @@ func (r *redisBackend) writeRecentTrades(ctx context.Context, groups []tradeGrou
 			b.Zremrangebyrank().Key(k).Start(0).Stop(int64(-r.tradeCap-1)).Build(),
 			b.Pexpire().Key(k).Milliseconds(r.ttl.Milliseconds()).Build())
 	}
-	for _, rr := range r.c.DoMulti(ctx, cmds...) {
-		if err := rr.Error(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return cmds
 }
 
 // recentTrades is p's newest trades' JSON, newest first.
@@ -219,10 +223,7 @@ func (r *redisBackend) recentTrades(ctx context.Context, p tick.Pair, limit int)
 	return r.c.Do(ctx, r.c.B().Zrange().Key(recentTradesKey(p)).Min("0").Max(strconv.Itoa(limit-1)).Rev().Build()).AsStrSlice()
 }
 
-func (r *redisBackend) writeVolume(ctx context.Context, groups []tradeGroup) (int, error) {
-	if r.retentionMS == "" {
-		return 0, nil
-	}
+func (r *redisBackend) writeVolume(ctx context.Context, groups []tradeGroup, first rueidis.Commands) (int, error) {
 	marks := make(map[int]tradeMark, len(groups))
 	for gi := range groups {
 		marks[gi] = r.assumedTrade(groups[gi].pair)
@@ -237,7 +238,9 @@ func (r *redisBackend) writeVolume(ctx context.Context, groups []tradeGroup) (in
 		}
 		idx := make([]int, 0, len(marks))
 		ups := make([]volumeUpdate, 0, len(marks))
-		cmds := make(rueidis.Commands, 0, len(marks))
+		// first goes with the first try only, ahead of the scripts.
+		cmds := make(rueidis.Commands, 0, len(first)+len(marks))
+		cmds = append(cmds, first...)
 		for gi, w := range marks {
 			u, err := volumeUpdateFor(&groups[gi], w)
 			if err != nil {
@@ -249,7 +252,14 @@ func (r *redisBackend) writeVolume(ctx context.Context, groups []tradeGroup) (in
 		next := map[int]tradeMark{}
 		noScript := false
 		var firstErr error
-		for k, rr := range r.c.DoMulti(ctx, cmds...) {
+		res := r.c.DoMulti(ctx, cmds...)
+		for _, rr := range res[:len(first)] {
+			if err := rr.Error(); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+		first = nil
+		for k, rr := range res[len(cmds)-len(idx):] {
 			applied, w, err := volumeResult(rr)
 			switch {
 			case err != nil && isNoScript(err):

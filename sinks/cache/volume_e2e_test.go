@@ -64,17 +64,19 @@ func TestVolumeThroughBrokerCountsEachTradeOnce(t *testing.T) {
 	}
 	produce := func(trs []tick.Trade) {
 		t.Helper()
+		keys, values := make([][]byte, len(trs)), make([][]byte, len(trs))
 		for i := range trs {
-			if err := prod.Publish(ctx, tradeTopic, trs[i].AppendKey(nil), trs[i].AppendJSON(nil)); err != nil {
-				t.Fatal(err)
-			}
+			keys[i], values[i] = trs[i].AppendKey(nil), trs[i].AppendJSON(nil)
+		}
+		if _, err := prod.PublishAll(ctx, tradeTopic, keys, values); err != nil {
+			t.Fatal(err)
 		}
 		if err := prod.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
 	produce(trades)
-	produce(trades[:700]) // the same records again
+	produce(trades[:700])
 	distinct := len(trades)
 
 	// The candles the volumes attach to: a tick a minute.
