@@ -31,6 +31,7 @@ var (
 	_ api.TickHistory  = (*store.History)(nil)
 	_ api.CandleReader = (*store.History)(nil)
 	_ api.CandleCache  = (*cache.Cache)(nil)
+	_ api.TradeCache   = (*cache.Cache)(nil)
 	_ api.TradeHistory = (*store.History)(nil)
 	_ api.PushURLer    = (*push.Sink)(nil)
 	_ api.AlertSource  = (*events.AlertFeed)(nil)
@@ -138,7 +139,7 @@ func (f *feeds) run(ctx context.Context) error {
 // signal feeds, and the push URL of a push sink running here.
 func (b *backends) apiReaders(o *api.Options, f *feeds, built []builtSink) {
 	if b.cache != nil {
-		o.Cache, o.CandleCache = b.cache, b.cache
+		o.Cache, o.CandleCache, o.TradeCache = b.cache, b.cache, b.cache
 	}
 	if b.history != nil {
 		o.History, o.Candles, o.TradeHistory = b.history, b.history, b.history

@@ -28,15 +28,19 @@ type pageCandle struct {
 	Time                   int64 `json:"time"` // bucket start, Unix s
 	Open, High, Low, Close string
 	Ticks                  uint64 `json:"ticks"`
+	Volume                 string `json:"volume,omitempty"`
+	Trades                 uint64 `json:"trades,omitempty"`
 }
 
 // TestCandlesPageInChromium runs tickflow with no ClickHouse (the embedded
 // broker, the in-process cache, push) and a test publisher for ticks,
-// alerts and signals. A headless Chromium opens the page: it draws the
+// trades, alerts and signals. A headless Chromium opens the page: it draws the
 // candles the API serves from the cache on open, then moves them on with
 // pushed ticks (a tick sent again after a reconnect counted once), and
 // marks an alert (from REST) and a signal (from the push feed). At the end the page's candles — count, every OHLC and tick
-// count, last close — equal the API's answer, at 1m and at 5m, and a
+// count, traded volume, last close — equal the API's answer, at 1m and at
+// 5m, the lower pane draws that volume (a bucket without trades blank,
+// the live bucket's volume refreshed as trades come), and a
 // screenshot of the chart shows rising and falling candles.
 func TestCandlesPageInChromium(t *testing.T) {
 	chromium := testsvc.NeedBinary(t, "chromium", "chromium")
@@ -77,6 +81,15 @@ log: {format: json}
 		tk.Bid, tk.Ask = tk.Price, tk.Price
 		publish("market_data.ticks", tk.Key(), tk.AppendJSON(nil))
 	}
+	tradeID := 0
+	publishTrade := func(ts int64, size string) {
+		t.Helper()
+		recv++
+		tradeID++
+		tr := tick.Trade{Exchange: "sim", Symbol: "BTCUSDT", TradeID: fmt.Sprint(tradeID), Timestamp: ts, ReceivedAt: recv,
+			Side: tick.Buy, Price: tick.MustDecimal("100"), Size: tick.MustDecimal(size)}
+		publish("market_data.trades", tr.Key(), tr.AppendJSON(nil))
+	}
 
 	// History: six minutes before the current one, rising then falling.
 	now := time.Now().UnixMilli()
@@ -88,6 +101,12 @@ log: {format: json}
 	for m, ps := range prices {
 		for i, price := range ps {
 			publishTick(cur-int64(6-m)*60_000+int64(i)*7_000, price)
+		}
+	}
+	// Trades in the first five of those minutes; the sixth has none.
+	for m := range 5 {
+		for i := range m + 1 {
+			publishTrade(cur-int64(6-m)*60_000+int64(i)*5_000+1, fmt.Sprintf("0.%d5", m*3+i))
 		}
 	}
 	alertAt := cur - 4*60_000 + 3_000
@@ -102,6 +121,8 @@ log: {format: json}
 					Start                  int64
 					Open, High, Low, Close string
 					Ticks                  uint64
+					Volume                 string
+					Trades                 uint64
 				}
 			}
 		}
@@ -113,13 +134,13 @@ log: {format: json}
 		}
 		out := make([]pageCandle, len(body.Data.Candles))
 		for i, k := range body.Data.Candles {
-			out[i] = pageCandle{k.Start / 1000, k.Open, k.High, k.Low, k.Close, k.Ticks}
+			out[i] = pageCandle{k.Start / 1000, k.Open, k.High, k.Low, k.Close, k.Ticks, k.Volume, k.Trades}
 		}
 		return out
 	}
 	testkit.Eventually(t, 20*time.Second, "the history in the cache's candles", func() bool {
 		cs := apiCandles("1m")
-		return len(cs) == 6 && cs[5].Close == "101.00"
+		return len(cs) == 6 && cs[5].Close == "101.00" && cs[4].Trades == 5
 	})
 
 	browser := openChromium(t, chromium)
@@ -141,6 +162,9 @@ log: {format: json}
 	if src := evalJS[string](t, browser, `window.tickflow.historySource()`); src != "cache" {
 		t.Errorf("page's history source %q, want cache", src)
 	}
+	if mode := evalJS[string](t, browser, `window.tickflow.lowerMode()`); mode != "volume" {
+		t.Errorf("lower pane shows %q with trades counted, want volume", mode)
+	}
 	poll("the alert marked from REST", `window.tickflow.markers().some(m => m.text === 'volatility' && m.time === `+fmt.Sprint(alertAt/60_000*60)+`)`)
 
 	// Live: ticks in the current minute, pushed to the page, and a signal.
@@ -151,6 +175,10 @@ log: {format: json}
 	publish(signal.Topic, "sim:BTCUSDT", []byte(fmt.Sprintf(`{"id":"page-s1","strategy":"t","type":"sma_cross",`+
 		`"exchange":"sim","symbol":"BTCUSDT","side":"buy","price":"101.25","reason":"test","timestamp":%d}`, now+3)))
 	poll("the live candle", `window.tickflow.candles().length === 7 && window.tickflow.candles()[6].ticks === 4`)
+	// Trades of the live minute reach the page by its volume refresh.
+	publishTrade(now+1, "2.5")
+	publishTrade(now+2, "0.125")
+	poll("the live bucket's volume", `window.tickflow.candles()[6].volume === '2.625' && window.tickflow.candles()[6].trades === 2`)
 	poll("the signal marked from the push feed", `window.tickflow.markers().some(m => m.text === 'BUY')`)
 
 	// The socket drops and the page resumes from its position: a tick
@@ -185,7 +213,28 @@ log: {format: json}
 				t.Errorf("%s candle %d: page %+v, API %+v", iv, i, got[i], want[i])
 			}
 		}
-		t.Logf("%s: %d candles on the page and from the API, last close %s", iv, len(got), got[len(got)-1].Close)
+		// The lower pane draws the API's volume, and nothing for a bucket
+		// without trades.
+		type bar struct {
+			Time  int64    `json:"time"`
+			Value *float64 `json:"value"`
+		}
+		bars := evalJS[[]bar](t, browser, `window.tickflow.lowerBars()`)
+		if len(bars) != len(want) {
+			t.Fatalf("%s: %d bars in the lower pane, %d candles", iv, len(bars), len(want))
+		}
+		for i, b := range bars {
+			var wantV *float64
+			if want[i].Volume != "" {
+				v := tick.MustDecimal(want[i].Volume)
+				f, _ := v.Float64()
+				wantV = &f
+			}
+			if b.Time != want[i].Time || (b.Value == nil) != (wantV == nil) || (b.Value != nil && *b.Value != *wantV) {
+				t.Errorf("%s bar %d: %+v (value %v), want time %d volume %q", iv, i, b, b.Value, want[i].Time, want[i].Volume)
+			}
+		}
+		t.Logf("%s: %d candles on the page and from the API, last close %s, volumes %v", iv, len(got), got[len(got)-1].Close, volumes(want))
 	}
 	evalJS[chromedp.Void](t, browser, `window.tickflow.setInterval('1m')`)
 	poll("back to 1m", `window.tickflow.ready() && window.tickflow.interval() === '1m' && window.tickflow.candles().length === 7`)
@@ -231,6 +280,14 @@ log: {format: json}
 	if err := p.stop(t); err != nil {
 		t.Fatalf("exit: %v", err)
 	}
+}
+
+func volumes(cs []pageCandle) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.Volume
+	}
+	return out
 }
 
 func last(cs []pageCandle) any {

@@ -66,6 +66,10 @@ type candleJSON struct {
 	Low   string `json:"low"`
 	Close string `json:"close"`
 	Ticks uint64 `json:"ticks"`
+	// Volume and Trades are absent when no trades were counted for the
+	// bucket: a feed without trades is not shown a 0 volume.
+	Volume string `json:"volume,omitempty"`
+	Trades uint64 `json:"trades,omitempty"`
 }
 
 type candlesPage struct {
@@ -163,6 +167,9 @@ func (s *Server) getCandles(c echo.Context) error {
 		// 'f': plain digits always, never "1E-8".
 		page.Candles[i] = candleJSON{Start: k.Start.UnixMilli(), Open: k.Open.Text('f'), High: k.High.Text('f'),
 			Low: k.Low.Text('f'), Close: k.Close.Text('f'), Ticks: k.Ticks}
+		if k.Trades > 0 {
+			page.Candles[i].Volume, page.Candles[i].Trades = k.Volume.Text('f'), k.Trades
+		}
 	}
 	c.Response().Header().Set(SourceHeader, page.Source)
 	return ok(c, page)
@@ -232,6 +239,11 @@ func describeCandles() {
 			"close": dec("last price in the bucket by exchange event time"),
 			"ticks": Schema{"type": "integer", "format": "int64",
 				"description": "number of distinct ticks in the bucket: activity (price updates), not traded volume"},
+			"volume": Schema{"type": "string", "example": "12.75031",
+				"description": "traded volume: the exact sum of the sizes (in the base asset) of the bucket's distinct trades " +
+					"(decimal string); absent when no trades were counted for the bucket"},
+			"trades": Schema{"type": "integer", "format": "int64",
+				"description": "number of distinct trades in the bucket; absent with volume"},
 		},
 	})
 	timeSchema := Schema{"type": "string", "description": "RFC 3339 time or Unix milliseconds", "example": "2026-01-02T15:04:05Z"}
@@ -239,7 +251,7 @@ func describeCandles() {
 		Summary: "OHLC candles of a pair",
 		Description: "Recent buckets come from the cache's rolling candles (Redis or in-process: 1m buckets kept for " +
 			"the cache's candle_retention, 24 h by default, built from the tick stream; coarser intervals are merged " +
-			"from them), older ones from the history store (ClickHouse), split at a bucket boundary: a bucket is the " +
+			"from them, and their traded volume from the trade stream), older ones from the history store (ClickHouse), split at a bucket boundary: a bucket is the " +
 			"cache's if it starts at or after the cache's coverage (the bucket after the first one it saw the pair in, " +
 			"or the start of its retained window). With the same fallbacks as GET /api/v1/ticks: the cache down or " +
 			"not configured, the store answers all; the store down or not configured, the cache answers what it " +
@@ -249,9 +261,14 @@ func describeCandles() {
 			"low the extremes, ticks the count of distinct ticks (a replayed or redelivered tick is counted once, by " +
 			"the store and by the cache alike). Buckets are aligned to UTC (a 1d bucket starts at 00:00 UTC); the " +
 			"window is widened to whole buckets, from rounded down and to rounded up, and to is exclusive. Buckets " +
-			"without ticks are left out. There is no volume: a ticker's volume is a rolling 24 h figure, not a " +
-			"per-bucket one, so summing or differencing it would be wrong; ticks (how many price updates the " +
-			"exchange sent) is a measure of activity, not of traded size.",
+			"without ticks are left out. Volume and trades come from the pair's trades (topic market_data.trades), " +
+			"not from the ticker, whose volume is a rolling 24 h figure: the cache sums each 1m bucket's distinct " +
+			"trades as it consumes them (a redelivered or replayed trade is counted once, by receive time and trade " +
+			"id), the store sums its trades table (each trade id once) over the same range; both are exact decimals. " +
+			"A bucket for which no trade was counted (a feed without trades, trades not consumed, or the store's " +
+			"trades table unreadable) has neither field, which is not a 0 volume; a bucket with trades but no tick " +
+			"has no prices and is left out. Ticks (how many price updates the exchange sent) is a measure of " +
+			"activity, not of traded size.",
 		Tags: []string{"history"},
 		Params: []Param{
 			PathParam("exchange", "exchange name, case-insensitive (binance); 1..64 of A-Z a-z 0-9 . _ -"),

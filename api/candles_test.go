@@ -46,6 +46,8 @@ type candlesResponse struct {
 			Start                  int64
 			Open, High, Low, Close string
 			Ticks                  uint64
+			Volume                 *string // nil when absent
+			Trades                 uint64
 		}
 		Source      string
 		Partial     bool
@@ -303,6 +305,34 @@ func TestCandlesFromCacheAndStore(t *testing.T) {
 	if err := writeCache(); err != nil {
 		t.Fatal(err)
 	}
+	// Trades for the first eight minutes only: the last two buckets must
+	// show no volume rather than 0. The store has them all (twice), the
+	// cache those from its start (one batch twice).
+	var trades, lateTrades []tick.Trade
+	for i := range 8 * 13 {
+		ts := base + int64(i)*60_000/13
+		tr := tick.Trade{Exchange: "binance", Symbol: "BTCUSDT", TradeID: fmt.Sprint(7_000_000 + i), Timestamp: ts,
+			ReceivedAt: ts*1000 + 11, Side: tick.Buy, Price: tick.MustDecimal("50000"),
+			Size: tick.MustDecimal(fmt.Sprintf("%d.%0*d", 1+i%3, 1+i%7, (i*7919)%10_000_000))}
+		trades = append(trades, tr)
+		if ts >= cacheFrom {
+			lateTrades = append(lateTrades, tr)
+		}
+	}
+	stw := st.TradeWriter()
+	if err := stw.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := stw.WriteBatch(ctx, trades); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range [][]tick.Trade{lateTrades[:20], lateTrades[:20], lateTrades[20:]} {
+		if err := cs.TradeWriter().WriteBatch(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	both := api.New(api.Options{Candles: st, CandleCache: cs})
 	storeOnly := api.New(api.Options{Candles: st})
@@ -310,7 +340,11 @@ func TestCandlesFromCacheAndStore(t *testing.T) {
 	render := func(b candlesResponse) string {
 		var sb strings.Builder
 		for _, k := range b.Data.Candles {
-			fmt.Fprintf(&sb, "%d:%s/%s/%s/%s/%d ", (k.Start-base)/60_000, k.Open, k.High, k.Low, k.Close, k.Ticks)
+			v := "-"
+			if k.Volume != nil {
+				v = fmt.Sprintf("%s/%d", *k.Volume, k.Trades)
+			}
+			fmt.Fprintf(&sb, "%d:%s/%s/%s/%s/%d/%s ", (k.Start-base)/60_000, k.Open, k.High, k.Low, k.Close, k.Ticks, v)
 		}
 		return sb.String()
 	}
@@ -341,6 +375,11 @@ func TestCandlesFromCacheAndStore(t *testing.T) {
 	// The cache alone: the same buckets from 10:04 on, and its short first
 	// bucket (10:03, from 10:03:30) since nothing better is configured.
 	full, short := get(storeOnly, "1m"), get(cacheOnly, "1m")
+	for i, k := range full.Data.Candles {
+		if hasVol := k.Volume != nil; hasVol != (i < 8) || (hasVol && k.Trades != 13) {
+			t.Errorf("store bucket %d: volume %q over %d trades; want 13 trades in buckets 0-7 and no volume after", i, deref(k.Volume), k.Trades)
+		}
+	}
 	if got := short.Data.Source; got != "cache" {
 		t.Errorf("cache only: source %q", got)
 	}
@@ -457,4 +496,11 @@ func TestCandlesLayers(t *testing.T) {
 			}
 		})
 	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "(absent)"
+	}
+	return *s
 }

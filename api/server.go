@@ -44,6 +44,9 @@ type Options struct {
 	Signals SignalSource // recent strategy signals and strategy status
 	Gaps    GapSource    // recent gaps in the sources' data
 	Trades  TradeSource  // recent trades
+	// TradeCache is the cache's recent trades per pair, which answer GET
+	// /api/v1/trades before Trades (the topic list) does.
+	TradeCache TradeCache
 	// TradeHistory is the durable trade history (ClickHouse).
 	TradeHistory TradeHistory
 	Quotes       QuoteSource // recent best bid/ask quotes

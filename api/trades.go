@@ -16,6 +16,12 @@ type TradeSource interface {
 	RecentTrades(exchange, symbol string) []tick.Trade
 }
 
+// TradeCache is the newest trades per pair that the cache sink keeps from
+// the trades topic; the cache implements it. Its answer is newest first.
+type TradeCache interface {
+	RecentTrades(ctx context.Context, exchange, symbol string, limit int) ([]tick.Trade, error)
+}
+
 // TradeHistory is the durable trade history: the store implements it.
 // Trades answers a page of one pair's trades, newest first, each once.
 type TradeHistory interface {
@@ -46,9 +52,32 @@ func (s *Server) getTrades(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if s.opts.Trades == nil {
-		return errorf(http.StatusServiceUnavailable, "unavailable", "no trade feed is followed here")
+	var cacheErr error
+	if s.opts.TradeCache != nil {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), cacheTimeout)
+		defer cancel()
+		all, err := s.opts.TradeCache.RecentTrades(ctx, ex, sym, limit)
+		if err == nil {
+			out := make([]tick.Trade, 0, len(all))
+			for _, t := range all {
+				if t.Timestamp >= sinceMS {
+					out = append(out, t)
+				}
+			}
+			c.Response().Header().Set(SourceHeader, layerCache)
+			return ok(c, newestFirst(out, func(t tick.Trade) int64 { return t.Timestamp }, limit))
+		}
+		cacheErr = err
+		s.log.Warn("api: trades from the cache failed; answering from the topic list", "err", err)
 	}
+	if s.opts.Trades == nil {
+		msg := "no trade feed is followed here"
+		if cacheErr != nil {
+			msg += "; cache: " + cacheErr.Error()
+		}
+		return errorf(http.StatusServiceUnavailable, "unavailable", msg)
+	}
+	c.Response().Header().Set(SourceHeader, "topic")
 	all := s.opts.Trades.RecentTrades(ex, sym)
 	out := make([]tick.Trade, 0, len(all))
 	for _, t := range all {
@@ -142,8 +171,10 @@ func describeTradeRoutes() {
 	})
 	describe("GET", "/api/v1/trades/:exchange/:symbol", Operation{
 		Summary: "A pair's recent trades, newest first",
-		Description: "From a bounded in-process list of the newest trades of all pairs, read from the Kafka topic market_data.trades " +
-			"(sources with trades: true publish there).",
+		Description: "From the cache's newest trades of the pair (Redis or in-process, the cache's trades setting, 1000 by " +
+			"default, kept from the Kafka topic market_data.trades, which sources with trades: true publish to) when a cache is " +
+			"configured; else, or when the cache fails, from a bounded in-process list of the newest trades of all pairs read " +
+			"from the same topic. The " + SourceHeader + " header says which answered: cache or topic.",
 		Tags: []string{"ticks"},
 		Params: []Param{
 			PathParam("exchange", "exchange name (okx)"),

@@ -6,8 +6,9 @@ import (
 	"github.com/cockroachdb/apd/v3"
 )
 
-// Candle is one OHLC bucket of a pair's trade prices. It has no volume: a
-// ticker's volume is a rolling 24 h figure, not a per-bucket one.
+// Candle is one OHLC bucket of a pair's prices, from its ticks, with the
+// bucket's traded volume when its trades were counted (a ticker's own
+// volume is a rolling 24 h figure, not a per-bucket one).
 type Candle struct {
 	// Start is the bucket's first instant, aligned to UTC.
 	Start time.Time
@@ -17,6 +18,11 @@ type Candle struct {
 	Close apd.Decimal // last price in the bucket by event time
 	// Ticks is how many ticks fell in the bucket.
 	Ticks uint64
+	// Volume is the sum of the sizes of the bucket's trades, and Trades
+	// how many there were; both zero when no trades were counted for the
+	// bucket (a feed without trades), which is not a measured 0 volume.
+	Volume apd.Decimal
+	Trades uint64
 }
 
 // CandleQuery asks for one pair's candles of one interval over [From, To).

@@ -137,3 +137,90 @@ func BenchmarkRedisBaseline(b *testing.B) {
 		b.ReportMetric(rps, strings.ToLower(row[0])+"/s")
 	}
 }
+
+// BenchmarkWriteTradesRedis and BenchmarkWriteTradesMemory measure the
+// trade writer's trades/s, one batch at a time as the trade runtime calls
+// it, every trade new: the volume buckets and their watermark alone
+// (recent=false, trades: 0), and with the recent trades kept too (the
+// default), so their cost is an A/B of one run:
+//
+//	go test -run '^$' -bench 'WriteTrades' ./sinks/cache/
+func BenchmarkWriteTradesRedis(b *testing.B) {
+	srv := testsvc.StartRedis(b, "--appendonly", "no")
+	for _, pairs := range []int{1, 10, 100} {
+		for _, recent := range []bool{false, true} {
+			b.Run(fmt.Sprintf("pairs=%d/recent=%v", pairs, recent), func(b *testing.B) { benchTrades(b, []string{srv.Addr()}, pairs, recent) })
+		}
+	}
+}
+
+func BenchmarkWriteTradesMemory(b *testing.B) {
+	for _, pairs := range []int{1, 10, 100} {
+		for _, recent := range []bool{false, true} {
+			b.Run(fmt.Sprintf("pairs=%d/recent=%v", pairs, recent), func(b *testing.B) { benchTrades(b, nil, pairs, recent) })
+		}
+	}
+}
+
+func benchTrades(b *testing.B, addrs []string, pairs int, recent bool) {
+	if len(addrs) > 0 {
+		admin := rawClient(b, addrs...)
+		if err := admin.Do(context.Background(), admin.B().Flushall().Build()).Error(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cfg := *DefaultConfig()
+	cfg.Redis.Addrs = addrs
+	if !recent {
+		cfg.Trades = 0
+	}
+	s, err := New(sinks.Env{Clock: clock.Real}, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Connect(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close(ctx)
+	w := s.TradeWriter()
+	// As benchWrite: pre-built batches, 10 ms apart, three trades a frame
+	// (one receive time), moved on after each pass so none is a replay.
+	const size, nBatches, step = 500, 64, 10
+	batches := make([][]tick.Trade, nBatches)
+	ts, id := int64(1_767_000_000_000), 0
+	for i := range batches {
+		batches[i] = make([]tick.Trade, size)
+		for j := range batches[i] {
+			if j%3 == 0 {
+				ts += step
+			}
+			id++
+			batches[i][j] = tick.Trade{Exchange: "binance", Symbol: fmt.Sprintf("SYM%03dUSDT", j%pairs), Timestamp: ts,
+				TradeID: strconv.Itoa(id), Side: tick.Buy, Price: tick.MustDecimal("50123.45"),
+				Size: tick.MustDecimal("0.01234567"), ReceivedAt: ts*1000 + 123}
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	written := 0
+	span := int64(nBatches * size * step)
+	for i := 0; written < b.N; i++ {
+		if i > 0 && i%nBatches == 0 {
+			b.StopTimer()
+			for _, batch := range batches {
+				for j := range batch {
+					batch[j].Timestamp += span
+					batch[j].ReceivedAt += span * 1000
+				}
+			}
+			b.StartTimer()
+		}
+		batch := batches[i%nBatches]
+		if err := w.WriteBatch(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+		written += len(batch)
+	}
+	b.ReportMetric(float64(written)/b.Elapsed().Seconds(), "trades/s")
+}

@@ -16,7 +16,9 @@
 //
 // and, when candle_retention is not 0, one hash per pair of its 1m candles
 // (market_data:candles_1m:<exchange>:<symbol>, TTL candle_retention; see
-// redis_candles.go), plus one index, market_data:pairs, a sorted set of "exchange:symbol"
+// redis_candles.go) and one of their traded volume from the trades topic
+// (market_data:trade_volume_1m:<exchange>:<symbol>, see volume.go and
+// redis_volume.go), plus one index, market_data:pairs, a sorted set of "exchange:symbol"
 // scored by the wall-clock time of the pair's last write, so listing pairs
 // needs no SCAN over the keyspace (which a cluster would make per-node).
 package cache
@@ -84,6 +86,9 @@ type Config struct {
 	// candles are kept (and how long they live after its last tick); 0
 	// keeps no candles.
 	CandleRetention time.Duration `yaml:"candle_retention"`
+	// Trades is how many of a pair's newest trades (from the trades
+	// topic) are kept for GET /api/v1/trades; 0 keeps none.
+	Trades int `yaml:"trades"`
 }
 
 // RedisConfig selects Redis; no addresses means the in-process backend.
@@ -102,7 +107,7 @@ type RedisConfig struct {
 
 // DefaultConfig is the documented default.
 func DefaultConfig() *Config {
-	return &Config{TTL: time.Hour, History: 1000, CandleRetention: DefaultCandleRetention,
+	return &Config{TTL: time.Hour, History: 1000, CandleRetention: DefaultCandleRetention, Trades: 1000,
 		Redis: RedisConfig{ClientCacheTTL: time.Minute}}
 }
 
@@ -117,6 +122,9 @@ func (c *Config) Validate() error {
 	if c.CandleRetention < 0 || c.CandleRetention > MaxCandleRetention || c.CandleRetention%candleBucket != 0 {
 		return fmt.Errorf("candle_retention: must be whole minutes in 0..%s (0 keeps no candles), got %s",
 			MaxCandleRetention, c.CandleRetention)
+	}
+	if c.Trades < 0 || c.Trades > MaxHistory {
+		return fmt.Errorf("trades: must be in 0..%d (0 keeps none), got %d", MaxHistory, c.Trades)
 	}
 	for _, a := range c.Redis.Addrs {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
@@ -160,6 +168,12 @@ type backend interface {
 	pairs(ctx context.Context) ([]tick.Tick, error)
 	// candles is p's 1m buckets (empty when candles are off).
 	candles(ctx context.Context, p tick.Pair) (candleState, error)
+	// writeTrades adds each pair's trades to its recent trades, and those
+	// not yet counted to its 1m volume buckets (volume.go); dups is how
+	// many the volume had counted already.
+	writeTrades(ctx context.Context, groups []tradeGroup) (dups int, err error)
+	// recentTrades is p's newest trades' JSON, newest first, at most limit.
+	recentTrades(ctx context.Context, p tick.Pair, limit int) ([]string, error)
 	ping(ctx context.Context) error
 	close()
 }
@@ -571,6 +585,8 @@ func (l *stateLog) observe(err error) {
 type metrics struct {
 	written, invalid, stale, batchErrors prometheus.Counter
 	candleRecomputed                     prometheus.Counter
+	tradesCounted, tradesSeen            prometheus.Counter
+	tradesInvalid                        prometheus.Counter
 	up                                   prometheus.Gauge
 }
 
@@ -588,13 +604,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		candleRecomputed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tickflow_cache_candle_updates_recomputed_total",
 			Help: "Per-pair candle updates sent to Redis again because the watermark there was not the one guessed (a new owner's or a restarted sink's first batch of a pair, another writer)."}),
+		tradesCounted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_cache_trades_counted_total", Help: "Trades the cache sink added to a 1m bucket's volume."}),
+		tradesSeen: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_cache_trades_redelivered_total",
+			Help: "Trades the cache sink did not add again because the pair's trade watermark had counted them (retries, replays)."}),
+		tradesInvalid: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_cache_trades_invalid_total", Help: "Trades the cache sink dropped as invalid."}),
 		up: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tickflow_cache_backend_up", Help: "1 when the last cache backend operation succeeded."}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.written, m.invalid, m.stale, m.batchErrors, m.candleRecomputed, m.up} {
+	for _, c := range []prometheus.Collector{m.written, m.invalid, m.stale, m.batchErrors, m.candleRecomputed,
+		m.tradesCounted, m.tradesSeen, m.tradesInvalid, m.up} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}

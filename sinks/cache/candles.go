@@ -72,6 +72,10 @@ type candleAgg struct {
 	open, high, low, close         apd.Decimal
 	openAt, highAt, lowAt, closeAt mark
 	ticks                          uint64
+	// volume and trades are the bucket's trades (volume.go), attached on
+	// read; zero when none were counted.
+	volume apd.Decimal
+	trades uint64
 }
 
 func newAgg(start int64, t *tick.Tick) candleAgg {
@@ -106,6 +110,11 @@ func (a *candleAgg) merge(o *candleAgg) {
 		a.lowAt = o.lowAt
 	}
 	a.ticks += o.ticks
+	if o.trades > 0 {
+		// Exact: BaseContext does not round an addition.
+		_, _ = apd.BaseContext.Add(&a.volume, &a.volume, &o.volume)
+		a.trades += o.trades
+	}
 }
 
 // clone deep-copies a: an apd.Decimal copied by assignment shares its
@@ -113,7 +122,7 @@ func (a *candleAgg) merge(o *candleAgg) {
 func (a *candleAgg) clone() candleAgg {
 	c := *a
 	for _, p := range [...]struct{ dst, src *apd.Decimal }{
-		{&c.open, &a.open}, {&c.high, &a.high}, {&c.low, &a.low}, {&c.close, &a.close}} {
+		{&c.open, &a.open}, {&c.high, &a.high}, {&c.low, &a.low}, {&c.close, &a.close}, {&c.volume, &a.volume}} {
 		*p.dst = apd.Decimal{}
 		p.dst.Set(p.src)
 	}
@@ -121,7 +130,10 @@ func (a *candleAgg) clone() candleAgg {
 }
 
 func (a *candleAgg) candle() tick.Candle {
-	c := tick.Candle{Start: time.UnixMilli(a.start).UTC(), Ticks: a.ticks}
+	c := tick.Candle{Start: time.UnixMilli(a.start).UTC(), Ticks: a.ticks, Trades: a.trades}
+	if a.trades > 0 {
+		c.Volume.Set(&a.volume)
+	}
 	c.Open.Set(&a.open)
 	c.High.Set(&a.high)
 	c.Low.Set(&a.low)

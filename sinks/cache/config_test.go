@@ -27,9 +27,9 @@ func TestConfigThroughLoader(t *testing.T) {
 		},
 		{
 			name: "every key",
-			yaml: "sinks:\n  cache:\n    enabled: true\n    ttl: 30m\n    history: 500\n    candle_retention: 48h\n" +
+			yaml: "sinks:\n  cache:\n    enabled: true\n    ttl: 30m\n    history: 500\n    candle_retention: 48h\n    trades: 50\n" +
 				"    redis: {addrs: [\"10.0.0.1:6379\"], password: s3cret, db: 2, client_cache_ttl: 10s}\n",
-			want: cache.Config{TTL: 30 * time.Minute, History: 500, CandleRetention: 48 * time.Hour, Redis: cache.RedisConfig{
+			want: cache.Config{TTL: 30 * time.Minute, History: 500, CandleRetention: 48 * time.Hour, Trades: 50, Redis: cache.RedisConfig{
 				Addrs: []string{"10.0.0.1:6379"}, Password: "s3cret", DB: 2, ClientCacheTTL: 10 * time.Second}},
 		},
 		{
@@ -51,6 +51,8 @@ func TestConfigThroughLoader(t *testing.T) {
 		}()},
 		{name: "bad candle retention", yaml: "sinks:\n  cache: {enabled: true, candle_retention: 90s}\n",
 			err: "sinks.cache: candle_retention: must be whole minutes in 0..168h0m0s (0 keeps no candles), got 1m30s"},
+		{name: "bad trades", yaml: "sinks:\n  cache: {enabled: true, trades: -1}\n",
+			err: "sinks.cache: trades: must be in 0..100000 (0 keeps none), got -1"},
 		{name: "bad addr", yaml: "sinks:\n  cache: {enabled: true, redis: {addrs: [redis]}}\n", err: `sinks.cache: redis.addrs: "redis" is not host:port`},
 	} {
 		t.Run(c.name, func(t *testing.T) {

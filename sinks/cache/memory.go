@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ type memory struct {
 	ttl       time.Duration
 	cap       int
 	retention time.Duration // candles; 0: none
+	tradeCap  int           // recent trades kept per pair; 0: none
 
 	mu        sync.RWMutex
 	byPair    map[tick.Pair]*memPair
@@ -35,6 +37,88 @@ type memPair struct {
 	hist      []memEntry // ascending by (ts, member), like a Redis sorted set
 	histExp   time.Time
 	candles   memCandles
+	vol       memVolume
+	trades    []memEntry // the recent trades' JSON by event time, like history
+	tradesExp time.Time
+}
+
+// memVolume is the Redis volume hash's content (see redis_volume.go).
+type memVolume struct {
+	aggs   []volAgg // ascending by start
+	w      tradeMark
+	newest int64
+	exp    time.Time
+}
+
+func (mv *memVolume) live(now time.Time) bool { return now.Before(mv.exp) }
+
+// apply is the volume script's merge: u was computed for mv.w, which
+// holding the lock guarantees.
+func (mv *memVolume) apply(u *volumeUpdate, retention time.Duration, now time.Time) {
+	for i := range u.aggs {
+		mv.newest = max(mv.newest, u.aggs[i].start)
+	}
+	cutAt := mv.newest - retention.Milliseconds()
+	for i := range u.aggs {
+		a := &u.aggs[i]
+		if a.start < cutAt {
+			continue
+		}
+		j := sort.Search(len(mv.aggs), func(k int) bool { return mv.aggs[k].start >= a.start })
+		if j < len(mv.aggs) && mv.aggs[j].start == a.start {
+			_, _ = apd.BaseContext.Add(&mv.aggs[j].volume, &mv.aggs[j].volume, &a.volume)
+			mv.aggs[j].trades += a.trades
+			continue
+		}
+		mv.aggs = slices.Insert(mv.aggs, j, volAgg{start: a.start, trades: a.trades})
+		mv.aggs[j].volume.Set(&a.volume)
+	}
+	cut := sort.Search(len(mv.aggs), func(k int) bool { return mv.aggs[k].start >= cutAt })
+	if cut > 0 {
+		mv.aggs = append(mv.aggs[:0:0], mv.aggs[cut:]...)
+	}
+	mv.w = u.top
+	mv.exp = now.Add(retention)
+}
+
+func (m *memory) writeTrades(_ context.Context, groups []tradeGroup) (int, error) {
+	now := m.clk.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweep(now)
+	dups := 0
+	for gi := range groups {
+		g := &groups[gi]
+		mp := m.byPair[g.pair]
+		if mp == nil {
+			mp = &memPair{}
+			m.byPair[g.pair] = mp
+		}
+		if m.tradeCap > 0 {
+			if !now.Before(mp.tradesExp) {
+				mp.trades = nil
+			}
+			add := make([]memEntry, len(g.trades))
+			for i, t := range g.trades {
+				add[i] = memEntry{ts: t.Timestamp, member: string(t.AppendJSON(nil))}
+			}
+			mergeEntries(&mp.trades, add, m.tradeCap)
+			mp.tradesExp = now.Add(m.ttl)
+		}
+		if m.retention == 0 {
+			continue
+		}
+		if !mp.vol.live(now) {
+			mp.vol = memVolume{w: noTradeMark}
+		}
+		u, err := volumeUpdateFor(g, mp.vol.w)
+		if err != nil {
+			return dups, err
+		}
+		mp.vol.apply(&u, m.retention, now)
+		dups += u.dups
+	}
+	return dups, nil
 }
 
 // memCandles is the Redis candle hash's content (see redis.go).
@@ -94,7 +178,7 @@ func (a memEntry) less(b memEntry) bool {
 }
 
 func newMemory(clk clock.Clock, cfg Config) *memory {
-	return &memory{clk: clk, ttl: cfg.TTL, cap: cfg.History, retention: cfg.CandleRetention, byPair: map[tick.Pair]*memPair{}}
+	return &memory{clk: clk, ttl: cfg.TTL, cap: cfg.History, retention: cfg.CandleRetention, tradeCap: cfg.Trades, byPair: map[tick.Pair]*memPair{}}
 }
 
 func (mp *memPair) latestLive(now time.Time) bool { return mp.hasLatest && now.Before(mp.latestExp) }
@@ -167,30 +251,37 @@ func (mp *memPair) merge(entries []entry, capacity int) {
 	for i, e := range entries {
 		add[i] = memEntry{ts: e.t.Timestamp, member: e.json}
 	}
+	mergeEntries(&mp.hist, add, capacity)
+}
+
+// mergeEntries is merge for any sorted set of members (ticks, trades).
+func mergeEntries(hist *[]memEntry, add []memEntry, capacity int) {
 	sort.Slice(add, func(i, j int) bool { return add[i].less(add[j]) })
-	if n := len(mp.hist); n == 0 || mp.hist[n-1].less(add[0]) {
+	h := *hist
+	defer func() { *hist = h }()
+	if n := len(h); n == 0 || h[n-1].less(add[0]) {
 		// The usual case, a live feed: everything is newer than the
 		// history, so append in place (amortised, no copy of the
 		// history per batch) and cut the oldest.
 		for _, e := range add {
-			if n := len(mp.hist); n > 0 && mp.hist[n-1] == e {
+			if n := len(h); n > 0 && h[n-1] == e {
 				continue
 			}
-			mp.hist = append(mp.hist, e)
+			h = append(h, e)
 		}
-		if over := len(mp.hist) - capacity; over > 0 {
-			clear(mp.hist[:over]) // release the members' strings
-			mp.hist = mp.hist[over:]
+		if over := len(h) - capacity; over > 0 {
+			clear(h[:over]) // release the members' strings
+			h = h[over:]
 		}
 		return
 	}
-	out := make([]memEntry, 0, len(mp.hist)+len(add))
+	out := make([]memEntry, 0, len(h)+len(add))
 	i, j := 0, 0
-	for i < len(mp.hist) || j < len(add) {
+	for i < len(h) || j < len(add) {
 		var next memEntry
 		switch {
-		case j == len(add) || (i < len(mp.hist) && mp.hist[i].less(add[j])):
-			next = mp.hist[i]
+		case j == len(add) || (i < len(h) && h[i].less(add[j])):
+			next = h[i]
 			i++
 		default:
 			next = add[j]
@@ -204,7 +295,7 @@ func (mp *memPair) merge(entries []entry, capacity int) {
 	if over := len(out) - capacity; over > 0 {
 		out = out[over:]
 	}
-	mp.hist = out
+	h = out
 }
 
 // sweep drops pairs whose keys have all expired, at most once per TTL, so
@@ -215,7 +306,7 @@ func (m *memory) sweep(now time.Time) {
 	}
 	m.nextSweep = now.Add(m.ttl)
 	for p, mp := range m.byPair {
-		if !mp.latestLive(now) && !mp.histLive(now) && !mp.candles.live(now) {
+		if !mp.latestLive(now) && !mp.histLive(now) && !mp.candles.live(now) && !mp.vol.live(now) && !now.Before(mp.tradesExp) {
 			delete(m.byPair, p)
 		}
 	}
@@ -302,7 +393,25 @@ func (m *memory) candles(_ context.Context, p tick.Pair) (candleState, error) {
 	for i := range mc.aggs {
 		st.aggs[i] = mc.aggs[i].clone()
 	}
+	if mp.vol.live(now) {
+		attachVolume(st.aggs, mp.vol.aggs)
+	}
 	return st, nil
+}
+
+func (m *memory) recentTrades(_ context.Context, p tick.Pair, limit int) ([]string, error) {
+	now := m.clk.Now()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	mp := m.byPair[p]
+	if mp == nil || !now.Before(mp.tradesExp) {
+		return nil, nil
+	}
+	out := make([]string, 0, min(limit, len(mp.trades)))
+	for i := len(mp.trades) - 1; i >= 0 && len(out) < limit; i-- {
+		out = append(out, mp.trades[i].member)
+	}
+	return out, nil
 }
 
 func (m *memory) ping(context.Context) error { return nil }

@@ -52,9 +52,12 @@ type redisBackend struct {
 	now      func() time.Time
 	// retentionMS is candle_retention in ms, "" when candles are off.
 	retentionMS string
+	// tradeCap is how many recent trades a pair keeps (0: none).
+	tradeCap int
 
 	wmMu       sync.Mutex
 	wm         map[tick.Pair]pos // see assumed
+	twm        map[tick.Pair]tradeMark
 	recomputed prometheus.Counter
 }
 
@@ -92,6 +95,7 @@ func dialRedis(ctx context.Context, cfg Config, log *slog.Logger, recomputed pro
 		script:     rueidis.NewLuaScript(latestScript),
 		now:        time.Now,
 		recomputed: recomputed,
+		tradeCap:   cfg.Trades,
 	}
 	if cfg.CandleRetention > 0 {
 		r.retentionMS = strconv.FormatInt(cfg.CandleRetention.Milliseconds(), 10)
@@ -107,7 +111,7 @@ func dialRedis(ctx context.Context, cfg Config, log *slog.Logger, recomputed pro
 // batches can use EVALSHA inside their pipeline.
 func (r *redisBackend) loadScript(ctx context.Context) error {
 	for addr, n := range r.c.Nodes() {
-		for _, s := range [...]string{latestScript, candleScript} {
+		for _, s := range [...]string{latestScript, candleScript, volumeScript} {
 			if err := n.Do(ctx, n.B().ScriptLoad().Script(s).Build()).Error(); err != nil {
 				return fmt.Errorf("%s: %w", addr, err)
 			}

@@ -248,7 +248,18 @@ func (r *redisBackend) candles(ctx context.Context, p tick.Pair) (candleState, e
 	if r.retentionMS == "" {
 		return candleState{}, nil
 	}
-	m, err := r.c.Do(ctx, r.c.B().Hgetall().Key(candleKey(p)).Build()).AsStrMap()
+	// One round trip for both hashes (two slots in a cluster: rueidis
+	// sends each to its node).
+	res := r.c.DoMulti(ctx, r.c.B().Hgetall().Key(candleKey(p)).Build(), r.c.B().Hgetall().Key(volumeKey(p)).Build())
+	m, err := res[0].AsStrMap()
+	if err != nil {
+		return candleState{}, err
+	}
+	vm, err := res[1].AsStrMap()
+	if err != nil {
+		return candleState{}, err
+	}
+	vols, err := decodeVolumes(p, vm)
 	if err != nil {
 		return candleState{}, err
 	}
@@ -280,5 +291,6 @@ func (r *redisBackend) candles(ctx context.Context, p tick.Pair) (candleState, e
 		st.aggs = append(st.aggs, a)
 	}
 	sort.Slice(st.aggs, func(i, j int) bool { return st.aggs[i].start < st.aggs[j].start })
+	attachVolume(st.aggs, vols)
 	return st, nil
 }

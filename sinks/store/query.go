@@ -156,5 +156,57 @@ func (h *History) Candles(ctx context.Context, q tick.CandleQuery) ([]tick.Candl
 	}); err != nil {
 		return nil, fmt.Errorf("store: candles: %w", err)
 	}
+	if len(out) > 0 {
+		if err := h.attachVolume(ctx, q, out); err != nil {
+			// The prices stand without it: a chart without volume beats no
+			// chart (the trades table may not exist yet in an API-only
+			// process, or trades are not consumed).
+			h.log.Warn("store: candles without traded volume", "err", err)
+		}
+	}
 	return out, nil
+}
+
+// attachVolume sets each candle's Volume and Trades from the trades table:
+// one more query over the same range, each trade once however often it
+// was written (grouped by its key, as Trades reads it). The sum is exact:
+// Decimal(38, 18) summed in ClickHouse, spelled with the most decimal
+// places any of the bucket's sizes had. A bucket with trades but no tick
+// has no prices and stays out.
+func (h *History) attachVolume(ctx context.Context, q tick.CandleQuery, out []tick.Candle) error {
+	ivs := strconv.FormatInt(q.Interval.Milliseconds(), 10)
+	sql := "SELECT intDiv(timestamp, " + ivs + ") * " + ivs + " AS bucket," +
+		" sum(s) AS volume, count() AS trades, max(ss) AS volume_scale" +
+		" FROM (SELECT timestamp, trade_id, any(size) AS s, any(size_scale) AS ss FROM " + h.tradesTable +
+		" WHERE " + pairFilter(q.Exchange, q.Symbol) +
+		" AND timestamp >= " + strconv.FormatInt(q.From.UnixMilli(), 10) +
+		" AND timestamp < " + strconv.FormatInt(q.To.UnixMilli(), 10) +
+		" GROUP BY timestamp, trade_id)" +
+		" GROUP BY bucket ORDER BY bucket"
+	var (
+		bucket proto.ColInt64
+		volume proto.ColDecimal128
+		trades proto.ColUInt64
+		scale  proto.ColUInt8
+	)
+	res := proto.Results{
+		{Name: "bucket", Data: &bucket},
+		{Name: "volume", Data: proto.Alias(&volume, decimalType)},
+		{Name: "trades", Data: &trades},
+		{Name: "volume_scale", Data: &scale},
+	}
+	j := 0
+	return h.tr.query(ctx, sql, res, func() error {
+		for i := 0; i < bucket.Rows(); i++ {
+			start := bucket.Row(i)
+			for j < len(out) && out[j].Start.UnixMilli() < start {
+				j++
+			}
+			if j < len(out) && out[j].Start.UnixMilli() == start {
+				fromDecimal128(&out[j].Volume, volume.Row(i), scale.Row(i))
+				out[j].Trades = trades.Row(i)
+			}
+		}
+		return nil
+	})
 }

@@ -389,6 +389,25 @@ func TestCandles(t *testing.T) {
 	if err := s.WriteBatch(ctx, ticks); err != nil {
 		t.Fatal(err)
 	}
+	// Trades give the buckets their volume: each trade once however often
+	// written, summed exactly, spelled with the most places of its sizes;
+	// 00:01 has trades but no tick (no candle), 00:03 is out of range.
+	tw := s.TradeWriter()
+	if err := tw.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mkT := func(d time.Duration, id, size string) tick.Trade {
+		return tick.Trade{Exchange: "binance", Symbol: "BTCUSDT", TradeID: id, Timestamp: at(d), ReceivedAt: at(d) * 1000,
+			Price: tick.MustDecimal("100"), Size: tick.MustDecimal(size), Side: tick.Buy}
+	}
+	trades := []tick.Trade{mkT(time.Second, "1", "0.5"), mkT(2*time.Second, "2", "0.25"), mkT(2*time.Second, "3", "3"),
+		mkT(time.Minute, "4", "9"), mkT(2*time.Minute, "5", "1.5"), mkT(2*time.Minute+time.Second, "6", "0.000000000000000001"),
+		mkT(3*time.Minute, "7", "5")}
+	for range 2 {
+		if err := tw.WriteBatch(ctx, trades); err != nil {
+			t.Fatal(err)
+		}
+	}
 	got, err := s.Candles(ctx, tick.CandleQuery{Exchange: "binance", Symbol: "BTCUSDT", Interval: time.Minute,
 		From: day, To: day.Add(3 * time.Minute)})
 	if err != nil {
@@ -398,9 +417,11 @@ func TestCandles(t *testing.T) {
 		start                  time.Duration
 		open, high, low, close string
 		n                      uint64
+		volume                 string
+		trades                 uint64
 	}{
-		{0, "100.50", "101.25", "99.1250", "100.000", 6},
-		{2 * time.Minute, "201.0", "201.0", "0.000000000000000001", "0.000000000000000001", 3},
+		{0, "100.50", "101.25", "99.1250", "100.000", 6, "3.75", 3},
+		{2 * time.Minute, "201.0", "201.0", "0.000000000000000001", "0.000000000000000001", 3, "1.500000000000000001", 2},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d candles, want %d: %+v", len(got), len(want), got)
@@ -421,6 +442,9 @@ func TestCandles(t *testing.T) {
 		}
 		if c.Ticks != w.n {
 			t.Errorf("candle %d ticks = %d, want %d", i, c.Ticks, w.n)
+		}
+		if c.Volume.Text('f') != w.volume || c.Trades != w.trades {
+			t.Errorf("candle %d volume %s over %d trades, want %s over %d", i, c.Volume.Text('f'), c.Trades, w.volume, w.trades)
 		}
 	}
 	// Daily buckets align to UTC midnight.

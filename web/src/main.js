@@ -125,9 +125,13 @@ setInterval(() => {
 // ---- chart --------------------------------------------------------------
 // Candlesticks of the selected pair at the chosen interval, loaded from
 // GET /api/v1/candles (recent buckets from the cache, older ones from the
-// store) and moved on by the pushed ticks; under them, the number of ticks
-// per bucket. That histogram is activity, not volume: a ticker's volume is
-// a rolling 24 h figure, so no per-bucket volume can be made from it.
+// store) and moved on by the pushed ticks. Under them, the traded volume
+// per bucket when the candles carry it (summed from the trade stream by
+// the cache and the store), refreshed from the API every VOLUME_REFRESH_MS
+// since the pushed ticks carry none; otherwise the number of ticks per
+// bucket, labelled as activity: a ticker's volume is a rolling 24 h
+// figure, so no per-bucket volume can be made from it, and a feed without
+// trades is not shown a volume of 0.
 
 const INTERVALS = { '1m': 60, '5m': 300, '15m': 900, '1h': 3600, '1d': 86400 };
 const UP = '#1fbf75';
@@ -143,15 +147,24 @@ const chart = createChart($('chart'), {
 const series = chart.addSeries(CandlestickSeries, {
   upColor: UP, downColor: DOWN, borderVisible: false, wickUpColor: UP, wickDownColor: DOWN,
 });
-const activity = chart.addSeries(HistogramSeries, {
+const lower = chart.addSeries(HistogramSeries, {
   color: '#3a4a5c', priceFormat: { type: 'volume' }, title: 'ticks', lastValueVisible: false,
 }, 1);
+const VOLUME_REFRESH_MS = 5000;
+// lowerMode: 'volume' when a loaded candle carries traded volume, else
+// 'ticks'.
+let lowerMode = 'ticks';
+const LOWER_LEGEND = {
+  volume: 'Lower pane: traded volume per bucket (sum of trade sizes, in the base asset); a bucket without counted trades is left blank.',
+  ticks: 'Lower pane: ticks per bucket — how many price updates the exchange sent (activity), not traded volume (no trades counted for this pair).',
+};
 chart.panes()[1].setHeight(90);
 const markerLayer = createSeriesMarkers(series, []);
 
 let interval = '1m';
 // candles: ascending by time; each {time (s), open, high, low, close} as
-// exact strings from the API or the ticks, ticks a count.
+// exact strings from the API or the ticks, ticks a count, and volume (an
+// exact string) and trades when the API counted trades for the bucket.
 let candles = [];
 let lastTickTs = 0; // event time (ms) of the newest tick drawn
 let lastTickTime = null; // its second, for chartLast
@@ -163,20 +176,33 @@ let source = ''; // which layer answered the history
 
 // Display only: the exact decimals stay strings in `candles`.
 const bar = (c) => ({ time: c.time, open: Number(c.open), high: Number(c.high), low: Number(c.low), close: Number(c.close) });
-const activityBar = (c) => ({ time: c.time, value: c.ticks, color: Number(c.close) >= Number(c.open) ? '#1f5f45' : '#6b2a33' });
+const barColor = (c) => (Number(c.close) >= Number(c.open) ? '#1f5f45' : '#6b2a33');
+// In volume mode a bucket without counted trades is whitespace, not 0.
+const lowerBar = (c) => {
+  if (lowerMode === 'ticks') return { time: c.time, value: c.ticks, color: barColor(c) };
+  if (c.volume === undefined) return { time: c.time };
+  return { time: c.time, value: Number(c.volume), color: barColor(c) };
+};
+
+function setLowerMode() {
+  lowerMode = candles.some((c) => c.volume !== undefined) ? 'volume' : 'ticks';
+  lower.applyOptions({ title: lowerMode === 'volume' ? 'volume' : 'ticks' });
+  $('lower-legend').textContent = LOWER_LEGEND[lowerMode];
+}
 const bucketOf = (ms) => Math.floor(ms / 1000 / INTERVALS[interval]) * INTERVALS[interval];
 const above = (a, b) => Number(a) > Number(b);
 
 function drawAll() {
+  setLowerMode();
   series.setData(candles.map(bar));
-  activity.setData(candles.map(activityBar));
+  lower.setData(candles.map(lowerBar));
   drawMarkers();
 }
 
 function drawLast() {
   const c = candles[candles.length - 1];
   series.update(bar(c));
-  activity.update(activityBar(c));
+  lower.update(lowerBar(c));
 }
 
 function chartTick(t) {
@@ -228,6 +254,44 @@ async function fetchData(url) {
   return { data: body.data, source: res.headers.get('X-Tickflow-Source') || '' };
 }
 
+const candleOf = (k) => {
+  const c = { time: k.start / 1000, open: k.open, high: k.high, low: k.low, close: k.close, ticks: k.ticks };
+  if (k.volume !== undefined) {
+    c.volume = k.volume;
+    c.trades = k.trades;
+  }
+  return c;
+};
+
+// refreshVolume takes the newest buckets' volume from the API again: the
+// pushed ticks move the prices on, but only the trade stream, summed by
+// the cache, moves the volume. Prices and tick counts stay the page's.
+async function refreshVolume() {
+  if (!chartReady || lowerMode !== 'volume' || !selected || candles.length === 0) return;
+  const [exchange, symbol] = selected.split(':');
+  const seq = loadSeq;
+  const from = candles[Math.max(0, candles.length - 3)].time * 1000;
+  let r;
+  try {
+    r = await fetchData(`/api/v1/candles/${encodeURIComponent(exchange)}/${encodeURIComponent(symbol)}?interval=${interval}&from=${from}`);
+  } catch (e) {
+    return; // the next refresh or reload tries again
+  }
+  if (seq !== loadSeq || !chartReady) return;
+  const byTime = new Map(r.data.candles.map((k) => [k.start / 1000, k]));
+  let changed = false;
+  for (const c of candles) {
+    const k = byTime.get(c.time);
+    if (k && k.volume !== undefined && (k.volume !== c.volume || k.trades !== c.trades)) {
+      c.volume = k.volume;
+      c.trades = k.trades;
+      changed = true;
+    }
+  }
+  if (changed) lower.setData(candles.map(lowerBar));
+}
+setInterval(refreshVolume, VOLUME_REFRESH_MS);
+
 async function loadChart() {
   const [exchange, symbol] = selected.split(':');
   chartReady = false;
@@ -236,7 +300,7 @@ async function loadChart() {
   let note = '';
   try {
     const r = await fetchData(`/api/v1/candles/${encodeURIComponent(exchange)}/${encodeURIComponent(symbol)}?interval=${interval}`);
-    loaded = r.data.candles.map((k) => ({ time: k.start / 1000, open: k.open, high: k.high, low: k.low, close: k.close, ticks: k.ticks }));
+    loaded = r.data.candles.map(candleOf);
     source = r.source;
     note = `history: ${r.source}` + (r.data.partial ? ' (partial: ' + r.data.unavailable.map((u) => u.layer).join(', ') + ' down)' : '');
   } catch (e) {
@@ -852,6 +916,13 @@ window.tickflow = {
   setInterval: setChartInterval,
   historySource: () => source,
   ready: () => chartReady,
+  // The lower pane: 'volume' or 'ticks', and its bar for each candle as
+  // drawn (no value for a bucket without counted trades in volume mode).
+  lowerMode: () => lowerMode,
+  lowerBars: () => {
+    const drawn = new Map(lower.data().map((d) => [d.time, d.value]));
+    return candles.map((c) => ({ time: c.time, value: drawn.get(c.time) }));
+  },
   markers: () => markerLayer.markers().map((m) => ({ ...m })),
   counters,
   disconnect: () => ws && ws.close(4001, 'test'),
