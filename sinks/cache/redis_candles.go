@@ -37,7 +37,7 @@ func candleKey(p tick.Pair) string { return candlePrefix + p.Exchange + ":" + p.
 // KEYS[1] candle key. ARGV: lo recv, lo ts, skipped recv, skipped ts,
 // top recv, top ts, retention ms, bucket ms, then start, encoded bucket
 // pairs. Returns {1, watermark after} when applied.
-const candleScript = `
+var candleScript = `
 local key = KEYS[1]
 local function plt(ar, at, br, bt) return ar < br or (ar == br and at < bt) end
 local function dcmp(a, b)
@@ -88,40 +88,8 @@ end
 local ret, width = tonumber(ARGV[7]), tonumber(ARGV[8])
 local newest = tonumber(st[2] or '-1')
 local oldest = tonumber(st[3] or '-1')
-for i = 9, #ARGV, 2 do
-  local start = tonumber(ARGV[i])
-  if start > newest then newest = start end
-end
-local cut = newest - ret
--- The retained buckets of the update, read and written in chunks (one
--- call each, unpack has a stack limit).
-local idx = {}
-for i = 9, #ARGV, 2 do
-  if tonumber(ARGV[i]) >= cut then idx[#idx + 1] = i end
-end
-for c = 1, #idx, 250 do
-  local names, sets = {}, {}
-  for k = c, math.min(c + 249, #idx) do names[#names + 1] = ARGV[idx[k]] end
-  local curs = redis.call('HMGET', key, unpack(names))
-  for k = c, math.min(c + 249, #idx) do
-    local i, cur = idx[k], curs[k - c + 1]
-    sets[#sets + 1] = ARGV[i]
-    if cur then sets[#sets + 1] = merge(cur, ARGV[i + 1]) else sets[#sets + 1] = ARGV[i + 1] end
-    local start = tonumber(ARGV[i])
-    if oldest < 0 or start < oldest then oldest = start end
-  end
-  redis.call('HSET', key, unpack(sets))
-end
-if oldest >= 0 and oldest < cut then
-  local dels = {}
-  for s = oldest, cut - 1, width do
-    dels[#dels + 1] = string.format('%d', s)
-    if #dels == 500 then redis.call('HDEL', key, unpack(dels)); dels = {} end
-  end
-  if #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
-  oldest = cut
-end
-local meta = {}
+local first, combine = 9, merge
+` + luaBucketUpsert + `local meta = {}
 if #ARGV >= 9 then
   if not st[4] then meta[#meta + 1] = 'first'; meta[#meta + 1] = ARGV[9] end
   meta[#meta + 1] = 'newest'; meta[#meta + 1] = string.format('%d', newest)
@@ -294,3 +262,42 @@ func (r *redisBackend) candles(ctx context.Context, p tick.Pair) (candleState, e
 	attachVolume(st.aggs, vols)
 	return st, nil
 }
+
+// luaBucketUpsert is the part of the candle and volume scripts that is the
+// same: it combines each retained bucket of the update (ARGV pairs of start
+// and value from index first) into the pair's hash, read and written in
+// chunks of 250 (one call each; unpack has a stack limit), and drops
+// buckets older than the retention. The script before it defines key, ret,
+// width, newest, oldest, first and combine(cur, new).
+const luaBucketUpsert = `for i = first, #ARGV, 2 do
+  local start = tonumber(ARGV[i])
+  if start > newest then newest = start end
+end
+local cut = newest - ret
+local idx = {}
+for i = first, #ARGV, 2 do
+  if tonumber(ARGV[i]) >= cut then idx[#idx + 1] = i end
+end
+for c = 1, #idx, 250 do
+  local names, sets = {}, {}
+  for k = c, math.min(c + 249, #idx) do names[#names + 1] = ARGV[idx[k]] end
+  local curs = redis.call('HMGET', key, unpack(names))
+  for k = c, math.min(c + 249, #idx) do
+    local i, cur = idx[k], curs[k - c + 1]
+    sets[#sets + 1] = ARGV[i]
+    if cur then sets[#sets + 1] = combine(cur, ARGV[i + 1]) else sets[#sets + 1] = ARGV[i + 1] end
+    local start = tonumber(ARGV[i])
+    if oldest < 0 or start < oldest then oldest = start end
+  end
+  redis.call('HSET', key, unpack(sets))
+end
+if oldest >= 0 and oldest < cut then
+  local dels = {}
+  for s = oldest, cut - 1, width do
+    dels[#dels + 1] = string.format('%d', s)
+    if #dels == 500 then redis.call('HDEL', key, unpack(dels)); dels = {} end
+  end
+  if #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
+  oldest = cut
+end
+`

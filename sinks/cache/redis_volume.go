@@ -45,7 +45,7 @@ func recentTradesKey(p tick.Pair) string { return recentTradesPrefix + p.Exchang
 // KEYS[1] volume key. ARGV: watermark computed against, watermark after,
 // retention ms, bucket ms, then start, "<volume> <trades>" pairs. Returns
 // {1, watermark after} when applied.
-const volumeScript = `
+var volumeScript = `
 local key = KEYS[1]
 local function dadd(a, b)
   local ai, af = string.match(a, '^(%d*)%.?(%d*)$')
@@ -82,38 +82,8 @@ if w ~= ARGV[1] then return {0, w} end
 local ret, width = tonumber(ARGV[3]), tonumber(ARGV[4])
 local newest = tonumber(st[2] or '-1')
 local oldest = tonumber(st[3] or '-1')
-for i = 5, #ARGV, 2 do
-  local start = tonumber(ARGV[i])
-  if start > newest then newest = start end
-end
-local cut = newest - ret
-local idx = {}
-for i = 5, #ARGV, 2 do
-  if tonumber(ARGV[i]) >= cut then idx[#idx + 1] = i end
-end
-for c = 1, #idx, 250 do
-  local names, sets = {}, {}
-  for k = c, math.min(c + 249, #idx) do names[#names + 1] = ARGV[idx[k]] end
-  local curs = redis.call('HMGET', key, unpack(names))
-  for k = c, math.min(c + 249, #idx) do
-    local i, cur = idx[k], curs[k - c + 1]
-    sets[#sets + 1] = ARGV[i]
-    if cur then sets[#sets + 1] = add(cur, ARGV[i + 1]) else sets[#sets + 1] = ARGV[i + 1] end
-    local start = tonumber(ARGV[i])
-    if oldest < 0 or start < oldest then oldest = start end
-  end
-  redis.call('HSET', key, unpack(sets))
-end
-if oldest >= 0 and oldest < cut then
-  local dels = {}
-  for s = oldest, cut - 1, width do
-    dels[#dels + 1] = string.format('%d', s)
-    if #dels == 500 then redis.call('HDEL', key, unpack(dels)); dels = {} end
-  end
-  if #dels > 0 then redis.call('HDEL', key, unpack(dels)) end
-  oldest = cut
-end
-local meta = {'w', ARGV[2]}
+local first, combine = 5, add
+` + luaBucketUpsert + `local meta = {'w', ARGV[2]}
 if newest >= 0 then meta[#meta + 1] = 'newest'; meta[#meta + 1] = string.format('%d', newest) end
 if oldest >= 0 then meta[#meta + 1] = 'oldest'; meta[#meta + 1] = string.format('%d', oldest) end
 redis.call('HSET', key, unpack(meta))
