@@ -13,11 +13,9 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tickflow/tickflow/alert"
 	"github.com/tickflow/tickflow/internal/testkit"
-	"github.com/tickflow/tickflow/internal/testsvc"
 	"github.com/tickflow/tickflow/signal"
 	"github.com/tickflow/tickflow/tick"
 )
@@ -43,36 +41,9 @@ type pageCandle struct {
 // the live bucket's volume refreshed as trades come), and a
 // screenshot of the chart shows rising and falling candles.
 func TestCandlesPageInChromium(t *testing.T) {
-	chromium := testsvc.NeedBinary(t, "chromium", "chromium")
-	dir := t.TempDir()
-	busPort, apiPort, pushPort := testsvc.FreePort(t), testsvc.FreePort(t), testsvc.FreePort(t)
-	p := startTickflow(t, dir, fmt.Sprintf(`
-ingest:
-  binance: {enabled: false}
-bus: {listen: "127.0.0.1:%d", data_dir: %q, partitions: 4, instance_id: candles}
-sinks:
-  cache: {enabled: true}
-  push: {enabled: true, listen: "127.0.0.1:%d"}
-api: {listen: "127.0.0.1:%d"}
-log: {format: json}
-`, busPort, filepath.Join(dir, "kafka"), pushPort, apiPort))
-	base := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
-	waitHTTP(t, base+"/readyz", http.StatusOK)
-
-	cl, err := kgo.NewClient(kgo.SeedBrokers(fmt.Sprintf("127.0.0.1:%d", busPort)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	rig, publish := startPageRig(t, "candles")
+	chromium, base, p := rig.chromium, rig.base, rig.proc
 	recv := time.Now().UnixMicro() // receive times rise in publish order, as ingest stamps them
-	publish := func(topic, key string, value []byte) {
-		t.Helper()
-		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte(key), Value: value}).FirstErr(); err != nil {
-			t.Fatalf("produce to %s: %v", topic, err)
-		}
-	}
 	publishTick := func(ts int64, price string) {
 		t.Helper()
 		recv++

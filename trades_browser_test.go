@@ -14,11 +14,9 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tickflow/tickflow/ingest"
 	"github.com/tickflow/tickflow/internal/testkit"
-	"github.com/tickflow/tickflow/internal/testsvc"
 	"github.com/tickflow/tickflow/tick"
 )
 
@@ -45,35 +43,8 @@ type pageCross struct {
 // binance and okx side by side with their exact prices (not the ETH pair),
 // moved on by a pushed tick. A screenshot of the panel is saved.
 func TestTradesPageInChromium(t *testing.T) {
-	chromium := testsvc.NeedBinary(t, "chromium", "chromium")
-	dir := t.TempDir()
-	busPort, apiPort, pushPort := testsvc.FreePort(t), testsvc.FreePort(t), testsvc.FreePort(t)
-	p := startTickflow(t, dir, fmt.Sprintf(`
-ingest:
-  binance: {enabled: false}
-bus: {listen: "127.0.0.1:%d", data_dir: %q, partitions: 4, instance_id: trades}
-sinks:
-  cache: {enabled: true}
-  push: {enabled: true, listen: "127.0.0.1:%d"}
-api: {listen: "127.0.0.1:%d"}
-log: {format: json}
-`, busPort, filepath.Join(dir, "kafka"), pushPort, apiPort))
-	base := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
-	waitHTTP(t, base+"/readyz", http.StatusOK)
-
-	cl, err := kgo.NewClient(kgo.SeedBrokers(fmt.Sprintf("127.0.0.1:%d", busPort)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	publish := func(topic, key string, value []byte) {
-		t.Helper()
-		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte(key), Value: value}).FirstErr(); err != nil {
-			t.Fatalf("produce to %s: %v", topic, err)
-		}
-	}
+	rig, publish := startPageRig(t, "trades")
+	chromium, base, p := rig.chromium, rig.base, rig.proc
 	recv := time.Now().UnixMicro()
 	now := time.Now().UnixMilli()
 	publishTick := func(ex, sym, b, q string, ts int64, price, bid, ask string) {
