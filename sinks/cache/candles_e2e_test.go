@@ -27,20 +27,7 @@ func TestCandlesThroughBrokerCountEachTickOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	redis := testsvc.StartRedis(t)
-	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{Listen: "127.0.0.1:0", DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Close)
-	cc := bus.ClientConfig{Brokers: emb.Addrs()}
-	if err := bus.EnsureTopic(ctx, cc, topic, 4, -1); err != nil {
-		t.Fatal(err)
-	}
-	prod, err := bus.NewProducer(cc, bus.ProducerOptions{Topic: topic})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = prod.Close(context.Background()) })
+	cc, prod := startBroker(ctx, t, topic)
 
 	// Five minutes of a pair, a tick every 100 ms of event time; every
 	// seventh arrives 40 s late. Receive times rise in production order,

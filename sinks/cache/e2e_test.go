@@ -29,16 +29,10 @@ import (
 
 const topic = "market_data.ticks"
 
-// Ticks go through the embedded broker and the sink runtime into Redis.
-// The test then kills Redis: the API answers from the store, or 503 when
-// there is none; batches fail and are retried, not committed. After a
-// restart the sink catches up and nothing is missing.
-func TestEndToEndThroughBrokerWithRedisOutage(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	redis := testsvc.StartRedis(t)
-	admin := rawClient(t, redis.Addr())
-
+// startBroker starts an embedded broker with topic (4 partitions) and a
+// producer onto it, both closed when the test ends.
+func startBroker(ctx context.Context, t *testing.T, topic string) (bus.ClientConfig, *bus.Producer) {
+	t.Helper()
 	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{Listen: "127.0.0.1:0", DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +47,20 @@ func TestEndToEndThroughBrokerWithRedisOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = prod.Close(context.Background()) })
+	return cc, prod
+}
+
+// Ticks go through the embedded broker and the sink runtime into Redis.
+// The test then kills Redis: the API answers from the store, or 503 when
+// there is none; batches fail and are retried, not committed. After a
+// restart the sink catches up and nothing is missing.
+func TestEndToEndThroughBrokerWithRedisOutage(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	redis := testsvc.StartRedis(t)
+	admin := rawClient(t, redis.Addr())
+
+	cc, prod := startBroker(ctx, t, topic)
 
 	// Build the sink the way main does: through its registered spec.
 	spec, ok := sinks.Lookup("cache")

@@ -29,21 +29,8 @@ func TestVolumeThroughBrokerCountsEachTradeOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	redis := testsvc.StartRedis(t)
-	emb, err := bus.StartEmbedded(bus.EmbeddedConfig{Listen: "127.0.0.1:0", DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Close)
-	cc := bus.ClientConfig{Brokers: emb.Addrs()}
 	const tradeTopic = "market_data.trades"
-	if err := bus.EnsureTopic(ctx, cc, tradeTopic, 4, -1); err != nil {
-		t.Fatal(err)
-	}
-	prod, err := bus.NewProducer(cc, bus.ProducerOptions{Topic: topic})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = prod.Close(context.Background()) })
+	cc, prod := startBroker(ctx, t, tradeTopic)
 
 	// Five minutes of a pair: a frame every 250 ms of one to four trades;
 	// every ninth frame's trades are 30 s late.
