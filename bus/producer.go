@@ -117,97 +117,49 @@ func (p *Producer) Produce(ctx context.Context, t *tick.Tick) error {
 // gave up on it with (a refusal the client does not retry, such as
 // UNKNOWN_SERVER_ERROR, or the client closing). done must not block.
 func (p *Producer) ProduceNotify(ctx context.Context, t *tick.Tick, done func(error)) error {
+	r := &kgo.Record{
+		Key:   t.AppendKey(make([]byte, 0, len(t.Exchange)+len(t.Symbol)+1)),
+		Value: t.AppendJSON(make([]byte, 0, 320)),
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	sl := getSlot()
-	sl.p, sl.done = p, done
-	sl.perr = nil
-	sl.state.Store(slotPending)
-	sl.rec = kgo.Record{Key: t.AppendKey(sl.key[:0]), Value: t.AppendJSON(sl.val[:0])}
-	sl.key, sl.val = sl.rec.Key, sl.rec.Value // keep what they grew to
 	// The promise runs synchronously when the record could not be buffered
 	// (ctx cancelled while blocked, client closed), and could in principle
 	// run before Produce returns for a record it did buffer. Whichever of
-	// the promise and this function comes second owns the outcome (and
-	// the slot): if the promise came first its error is returned (nil:
-	// done is called here).
-	p.cl.Produce(ctx, &sl.rec, sl.promise)
-	if sl.state.CompareAndSwap(slotPending, slotReturned) {
+	// the promise and this function comes second owns the outcome: if the
+	// promise came first its error is returned (nil: done is called here).
+	const (
+		pending = iota
+		returned
+		promised
+	)
+	var (
+		state atomic.Int32
+		perr  error
+	)
+	p.cl.Produce(ctx, r, func(r *kgo.Record, err error) {
+		if err != nil {
+			p.failed.WithLabelValues(r.Topic).Inc()
+			p.setErr(err)
+			if ok, suppressed := p.logFail.Allow(); ok {
+				p.log.Error("produce failed", "topic", r.Topic, "key", string(r.Key), "err", err, "suppressed", suppressed)
+			}
+		} else {
+			p.ticksProduced.Inc()
+		}
+		perr = err
+		if !state.CompareAndSwap(pending, promised) && done != nil {
+			done(err)
+		}
+	})
+	if state.CompareAndSwap(pending, returned) {
 		return nil
 	}
-	err := sl.perr
-	if err == nil && done != nil {
+	if perr == nil && done != nil {
 		done(nil)
 	}
-	sl.release()
-	return err
-}
-
-// A slot is one produced tick's record, its key and value buffers and its
-// promise state, reused once the promise has run: franz-go touches a
-// record no more after its promise (it even allows the promise to modify
-// it). Per tick that saves the record, both buffers and the promise
-// closure with its state, four allocations and ~600 bytes of garbage, on
-// the path every tick takes.
-type slot struct {
-	rec      kgo.Record
-	key, val []byte
-	p        *Producer
-	done     func(error)
-	state    atomic.Int32
-	perr     error
-	promise  func(*kgo.Record, error) // sl.finish, bound once
-}
-
-const (
-	slotPending = iota
-	slotReturned
-	slotPromised
-)
-
-// slotValueCap bounds the value buffer a slot keeps; a tick is ~300 bytes.
-const slotValueCap = 2048
-
-var slots sync.Pool // of *slot; see getSlot
-
-func getSlot() *slot {
-	if sl, ok := slots.Get().(*slot); ok {
-		return sl
-	}
-	sl := &slot{key: make([]byte, 0, 32), val: make([]byte, 0, 320)}
-	sl.promise = sl.finish
-	return sl
-}
-
-func (sl *slot) finish(r *kgo.Record, err error) {
-	p := sl.p
-	if err != nil {
-		p.failed.WithLabelValues(r.Topic).Inc()
-		p.setErr(err)
-		if ok, suppressed := p.logFail.Allow(); ok {
-			p.log.Error("produce failed", "topic", r.Topic, "key", string(r.Key), "err", err, "suppressed", suppressed)
-		}
-	} else {
-		p.ticksProduced.Inc()
-	}
-	sl.perr = err
-	if sl.state.CompareAndSwap(slotPending, slotPromised) {
-		return // ProduceNotify has not returned: it owns the outcome
-	}
-	if sl.done != nil {
-		sl.done(err)
-	}
-	sl.release()
-}
-
-func (sl *slot) release() {
-	sl.rec = kgo.Record{}
-	sl.p, sl.done, sl.perr = nil, nil, nil
-	if cap(sl.val) > slotValueCap {
-		sl.val = make([]byte, 0, 320)
-	}
-	slots.Put(sl)
+	return perr
 }
 
 // everyFewSeconds allows one event per interval and counts the rest, so a

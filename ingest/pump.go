@@ -306,39 +306,7 @@ func (p *Pump) series(t *tick.Tick) *pairSeries {
 	}
 }
 
-// A handover is a tick in the producer's hands, with what its outcome is
-// counted against; reused after the outcome (a copy of the tick and a
-// closure per tick were the pump's own allocations).
-type handover struct {
-	p  *Pump
-	s  *pairSeries
-	t  tick.Tick
-	fn func(error) // h.done, bound once
-}
-
-var handovers sync.Pool // of *handover; see getHandover
-
-func getHandover() *handover {
-	if h, ok := handovers.Get().(*handover); ok {
-		return h
-	}
-	h := &handover{}
-	h.fn = h.done
-	return h
-}
-
-func (h *handover) done(err error) {
-	h.p.outcome(&h.t, h.s, err) // copies what it keeps
-	h.release()
-}
-
-func (h *handover) release() {
-	h.p, h.s, h.t = nil, nil, tick.Tick{}
-	handovers.Put(h)
-}
-
-// outcome is an acker's report on one handed-over tick. t is reused once
-// it returns.
+// outcome is an acker's report on one handed-over tick.
 func (p *Pump) outcome(t *tick.Tick, s *pairSeries, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -418,17 +386,16 @@ func (p *Pump) produce(ctx context.Context, t *tick.Tick, s *pairSeries, first b
 	for attempt := 0; ; attempt++ {
 		var err error
 		if acks {
-			h := getHandover()
-			h.p, h.s, h.t = p, s, *t
+			tc := new(tick.Tick)
+			*tc = *t
 			p.mu.Lock()
 			p.inflight[t.Exchange]++
 			p.mu.Unlock()
-			err = ack.ProduceNotify(ctx, &h.t, h.fn)
+			err = ack.ProduceNotify(ctx, tc, func(err error) { p.outcome(tc, s, err) })
 			if err != nil {
 				p.mu.Lock()
 				p.inflight[t.Exchange]--
 				p.mu.Unlock()
-				h.release() // not taken: done is never called
 			}
 		} else {
 			err = p.pub.Produce(ctx, t)
