@@ -219,12 +219,16 @@ func bench(ctx context.Context, o benchOpts) error {
 		return fmt.Errorf("pipeline: %w", err)
 	}
 
+	followed := pairs // by the WebSocket client
+	if o.wsPairs > 0 && o.wsPairs < len(pairs) {
+		followed = pairs[:o.wsPairs]
+	}
 	var ws *wsProbe
 	if on["push"] && o.wsClient {
 		ws = &wsProbe{}
 		sub := `{"type":"subscribe","channels":["tick"]}`
-		if o.wsPairs > 0 && o.wsPairs < len(pairs) {
-			js, _ := json.Marshal(pairs[:o.wsPairs])
+		if len(followed) < len(pairs) {
+			js, _ := json.Marshal(followed)
 			sub = `{"type":"subscribe","channels":["tick"],"symbols":` + string(js) + `}`
 		}
 		go ws.run(pctx, "ws://"+pushAddr+"/ws", sub)
@@ -239,6 +243,8 @@ func bench(ctx context.Context, o benchOpts) error {
 		prev     = gatherSnap(reg)
 		prevSent int64
 		measured bool
+		// stopProfile ends the CPU profile, if -cpuprofile started one.
+		stopProfile = func() {}
 	)
 	tk := time.NewTicker(time.Second)
 	defer tk.Stop()
@@ -273,11 +279,10 @@ func bench(ctx context.Context, o benchOpts) error {
 				ws.measure.Store(true)
 			}
 			if o.cpuProfile != "" {
-				stopProfile, err := startCPUProfile(o.cpuProfile)
-				if err != nil {
+				if stopProfile, err = startCPUProfile(o.cpuProfile); err != nil {
 					return err
 				}
-				defer stopProfile()
+				defer stopProfile() // on an early return; idempotent
 			}
 		}
 		if measured {
@@ -296,7 +301,7 @@ func bench(ctx context.Context, o benchOpts) error {
 	end.at = time.Now()
 	var endRU syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &endRU)
-	pprof.StopCPUProfile() // the measured window only; a no-op without -cpuprofile
+	stopProfile() // the measured window only
 	if o.memProfile != "" {
 		if err := writeAllocProfile(o.memProfile); err != nil {
 			return err
@@ -353,8 +358,8 @@ func bench(ctx context.Context, o benchOpts) error {
 	if ws != nil {
 		l := ws.sorted()
 		follows := "every pair"
-		if o.wsPairs > 0 && o.wsPairs < o.pairs {
-			follows = fmt.Sprintf("%d of %d pairs", o.wsPairs, o.pairs)
+		if len(followed) < len(pairs) {
+			follows = fmt.Sprintf("%d of %d pairs", len(followed), len(pairs))
 		}
 		fmt.Fprintf(out, "\nWebSocket client following %s (frame read → client received, %d ticks, %d conflation notices): p50 %s, p99 %s, p99.9 %s, max %s\n",
 			follows, len(l), ws.conflated.Load(), ms(loadgen.Quantile(l, 0.5).Seconds()), ms(loadgen.Quantile(l, 0.99).Seconds()),
@@ -829,7 +834,7 @@ func ms(s float64) string {
 }
 
 // startCPUProfile profiles the process into path until the returned func
-// (or pprof.StopCPUProfile) is called.
+// is called (once or more).
 func startCPUProfile(path string) (func(), error) {
 	f, err := os.Create(path)
 	if err != nil {
@@ -839,7 +844,8 @@ func startCPUProfile(path string) (func(), error) {
 		f.Close()
 		return nil, fmt.Errorf("cpuprofile: %w", err)
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	var once sync.Once
+	return func() { once.Do(func() { pprof.StopCPUProfile(); f.Close() }) }, nil
 }
 
 func writeAllocProfile(path string) error {
