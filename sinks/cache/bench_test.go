@@ -42,10 +42,13 @@ func BenchmarkWriteBatchMemory(b *testing.B) {
 	}
 }
 
-func benchWrite(b *testing.B, addrs []string, pairs int, candles bool) {
+// benchSink is a connected sink on addrs (in process without), with the
+// default config changed by set, closed when the benchmark ends. On Redis
+// every run starts empty: a watermark or history left by the run before
+// would turn this run's records into replays, which cost less.
+func benchSink(b *testing.B, addrs []string, set func(*Config)) *Sink {
+	b.Helper()
 	if len(addrs) > 0 {
-		// Every run starts empty: a watermark or history left by the run
-		// before would turn this run's ticks into replays, which cost less.
 		admin := rawClient(b, addrs...)
 		if err := admin.Do(context.Background(), admin.B().Flushall().Build()).Error(); err != nil {
 			b.Fatal(err)
@@ -53,9 +56,7 @@ func benchWrite(b *testing.B, addrs []string, pairs int, candles bool) {
 	}
 	cfg := *DefaultConfig()
 	cfg.Redis.Addrs = addrs
-	if !candles {
-		cfg.CandleRetention = 0
-	}
+	set(&cfg)
 	s, err := New(sinks.Env{Clock: clock.Real}, cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -64,7 +65,17 @@ func benchWrite(b *testing.B, addrs []string, pairs int, candles bool) {
 	if err := s.Connect(ctx); err != nil {
 		b.Fatal(err)
 	}
-	defer s.Close(ctx)
+	b.Cleanup(func() { s.Close(ctx) })
+	return s
+}
+
+func benchWrite(b *testing.B, addrs []string, pairs int, candles bool) {
+	s := benchSink(b, addrs, func(c *Config) {
+		if !candles {
+			c.CandleRetention = 0
+		}
+	})
+	ctx := context.Background()
 	size := 500
 	// Pre-built batches with rising event times 10 ms apart, ticks spread
 	// round-robin over the pairs, as a backlog looks; after each pass
@@ -163,26 +174,12 @@ func BenchmarkWriteTradesMemory(b *testing.B) {
 }
 
 func benchTrades(b *testing.B, addrs []string, pairs int, recent bool) {
-	if len(addrs) > 0 {
-		admin := rawClient(b, addrs...)
-		if err := admin.Do(context.Background(), admin.B().Flushall().Build()).Error(); err != nil {
-			b.Fatal(err)
+	s := benchSink(b, addrs, func(c *Config) {
+		if !recent {
+			c.Trades = 0
 		}
-	}
-	cfg := *DefaultConfig()
-	cfg.Redis.Addrs = addrs
-	if !recent {
-		cfg.Trades = 0
-	}
-	s, err := New(sinks.Env{Clock: clock.Real}, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
+	})
 	ctx := context.Background()
-	if err := s.Connect(ctx); err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close(ctx)
 	w := s.TradeWriter()
 	// As benchWrite: pre-built batches, 10 ms apart, three trades a frame
 	// (one receive time), moved on after each pass so none is a replay.
