@@ -133,6 +133,28 @@ func (r response) wantError(t *testing.T, status int, code string) {
 	}
 }
 
+// wantFailedLayers checks an unavailable answer names exactly the layers
+// (comma-separated, in order) that failed, each with its reason.
+func (r response) wantFailedLayers(t *testing.T, layers string) {
+	t.Helper()
+	var d struct {
+		Layers []struct{ Layer, Error string } `json:"layers"`
+	}
+	if err := json.Unmarshal(r.body.Error.Details, &d); err != nil {
+		t.Fatalf("details: %v: %s", err, r.raw)
+	}
+	var names []string
+	for _, l := range d.Layers {
+		names = append(names, l.Layer)
+		if l.Error == "" {
+			t.Errorf("layer %s failed without a reason", l.Layer)
+		}
+	}
+	if strings.Join(names, ",") != layers {
+		t.Errorf("failed layers = %v, want %s (%s)", names, layers, r.raw)
+	}
+}
+
 func mk(ex, sym string, ts int64, price string) tick.Tick {
 	return tick.Tick{Exchange: ex, Symbol: sym, Timestamp: ts, Price: tick.MustDecimal(price),
 		Volume: tick.MustDecimal("1"), Bid: tick.MustDecimal(price), Ask: tick.MustDecimal(price)}
@@ -201,22 +223,7 @@ func TestTickNotFoundAndUnavailable(t *testing.T) {
 			if c.layers == "" {
 				return
 			}
-			var d struct {
-				Layers []struct{ Layer, Error string } `json:"layers"`
-			}
-			if err := json.Unmarshal(r.body.Error.Details, &d); err != nil {
-				t.Fatalf("details: %v: %s", err, r.raw)
-			}
-			var names []string
-			for _, l := range d.Layers {
-				names = append(names, l.Layer)
-				if l.Error == "" {
-					t.Errorf("layer %s failed without a reason", l.Layer)
-				}
-			}
-			if strings.Join(names, ",") != c.layers {
-				t.Errorf("failed layers = %v, want %s (%s)", names, c.layers, r.raw)
-			}
+			r.wantFailedLayers(t, c.layers)
 		})
 	}
 }
@@ -656,22 +663,7 @@ func TestInstrumentTicksNotFoundAndUnavailable(t *testing.T) {
 			if c.layers == "" {
 				return
 			}
-			var d struct {
-				Layers []struct{ Layer, Error string } `json:"layers"`
-			}
-			if err := json.Unmarshal(r.body.Error.Details, &d); err != nil {
-				t.Fatalf("details: %v: %s", err, r.raw)
-			}
-			var names []string
-			for _, l := range d.Layers {
-				names = append(names, l.Layer)
-				if l.Error == "" {
-					t.Errorf("layer %s failed without a reason", l.Layer)
-				}
-			}
-			if strings.Join(names, ",") != c.layers {
-				t.Errorf("failed layers = %v, want %s (%s)", names, c.layers, r.raw)
-			}
+			r.wantFailedLayers(t, c.layers)
 		})
 	}
 }
