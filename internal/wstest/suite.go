@@ -78,65 +78,42 @@ type SourceEnv struct {
 	Trades *Trades
 }
 
-// Trades collects trades (an ingest.TradeSink).
-type Trades struct {
-	mu     sync.Mutex
-	trades []tick.Trade
+// collected is a list records are added to from any goroutine.
+type collected[T any] struct {
+	mu    sync.Mutex
+	items []T
 }
+
+func (c *collected[T]) add(v *T) {
+	c.mu.Lock()
+	c.items = append(c.items, *v)
+	c.mu.Unlock()
+}
+
+// All are the records so far.
+func (c *collected[T]) All() []T {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.items)
+}
+
+// Trades collects trades (an ingest.TradeSink).
+type Trades struct{ collected[tick.Trade] }
 
 // RecordTrade keeps a copy of t.
-func (c *Trades) RecordTrade(_ context.Context, t *tick.Trade) {
-	c.mu.Lock()
-	c.trades = append(c.trades, *t)
-	c.mu.Unlock()
-}
-
-// All are the trades so far.
-func (c *Trades) All() []tick.Trade {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.trades)
-}
+func (c *Trades) RecordTrade(_ context.Context, t *tick.Trade) { c.add(t) }
 
 // Quotes collects best bid/ask quotes (an ingest.QuoteSink).
-type Quotes struct {
-	mu     sync.Mutex
-	quotes []tick.Quote
-}
+type Quotes struct{ collected[tick.Quote] }
 
 // RecordQuote keeps a copy of q.
-func (c *Quotes) RecordQuote(_ context.Context, q *tick.Quote) {
-	c.mu.Lock()
-	c.quotes = append(c.quotes, *q)
-	c.mu.Unlock()
-}
-
-// All are the quotes so far.
-func (c *Quotes) All() []tick.Quote {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.quotes)
-}
+func (c *Quotes) RecordQuote(_ context.Context, q *tick.Quote) { c.add(q) }
 
 // Gaps collects gap records (an ingest.GapSink).
-type Gaps struct {
-	mu   sync.Mutex
-	gaps []tick.Gap
-}
+type Gaps struct{ collected[tick.Gap] }
 
-// RecordGap keeps a copy of g.
-func (g *Gaps) RecordGap(_ context.Context, gap *tick.Gap) {
-	g.mu.Lock()
-	g.gaps = append(g.gaps, *gap)
-	g.mu.Unlock()
-}
-
-// All are the gaps so far.
-func (g *Gaps) All() []tick.Gap {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return slices.Clone(g.gaps)
-}
+// RecordGap keeps a copy of gap.
+func (g *Gaps) RecordGap(_ context.Context, gap *tick.Gap) { g.add(gap) }
 
 // Counter reads a counter of reg by name and label values in label order
 // ("exchange", "reason"); 0 when absent.
