@@ -324,6 +324,19 @@ func clientConfig(b config.Bus, log *slog.Logger) (bus.ClientConfig, error) {
 	return cc, nil
 }
 
+// runtimeConfig is how a sink's runtime (its ticks', or its trades') is
+// configured: consumer group by the sink's sharing, bus timeouts, batch
+// policy, metrics and health.
+func runtimeConfig[T bus.Record](cfg config.Config, cc bus.ClientConfig, name, topic string, sharing sinks.Sharing,
+	sink bus.RecordSink[T], batch sinks.BatchPolicy, log *slog.Logger, rm *bus.RuntimeMetrics, hr *health.Registry) bus.RecordConfig[T] {
+	return bus.RecordConfig[T]{
+		Client: cc, Topic: topic, Group: sharing.Group(name, cfg.Bus.InstanceID), Exclusive: sharing == sinks.Exclusive,
+		SessionTimeout: cfg.Bus.SessionTimeout, RebalanceTimeout: cfg.Bus.RebalanceTimeout,
+		Name: name, Sink: sink, Batch: batch,
+		Logger: log.With("component", "sink"), Metrics: rm, Health: hr,
+	}
+}
+
 type builtSink struct {
 	name string
 	// sink is a sinks.Sink, or the sinks.TradeSink of a sink that also
@@ -366,12 +379,7 @@ func buildSinks(cfg config.Config, cc bus.ClientConfig, log *slog.Logger, reg *p
 		// The sink says which instances see which ticks (STYLE lesson 20).
 		sharing := spec.SharingOf(sc.Settings)
 		group := sharing.Group(sc.Name, cfg.Bus.InstanceID)
-		rt, err := bus.NewRuntime(bus.RuntimeConfig{
-			Client: cc, Topic: cfg.Bus.Topic, Group: group, Exclusive: sharing == sinks.Exclusive,
-			SessionTimeout: cfg.Bus.SessionTimeout, RebalanceTimeout: cfg.Bus.RebalanceTimeout,
-			Name: sc.Name, Sink: s, Batch: sc.Batch,
-			Logger: log.With("component", "sink"), Metrics: rm, Health: hr,
-		})
+		rt, err := bus.NewRuntime(runtimeConfig(cfg, cc, sc.Name, cfg.Bus.Topic, sharing, s, sc.Batch, log, rm, hr))
 		if err != nil {
 			return nil, fmt.Errorf("sink %s: %w", sc.Name, err)
 		}
@@ -384,12 +392,7 @@ func buildSinks(cfg config.Config, cc bus.ClientConfig, log *slog.Logger, reg *p
 			// of its own, with the sink's sharing and batch policy.
 			tname := sc.Name + ".trades"
 			tw := tc.TradeWriter()
-			trt, err := bus.NewTradeRuntime(bus.TradeRuntimeConfig{
-				Client: cc, Topic: ingest.TradeTopic, Group: sharing.Group(tname, cfg.Bus.InstanceID), Exclusive: sharing == sinks.Exclusive,
-				SessionTimeout: cfg.Bus.SessionTimeout, RebalanceTimeout: cfg.Bus.RebalanceTimeout,
-				Name: tname, Sink: tw, Batch: sc.Batch,
-				Logger: log.With("component", "sink"), Metrics: rm, Health: hr,
-			})
+			trt, err := bus.NewTradeRuntime(runtimeConfig(cfg, cc, tname, ingest.TradeTopic, sharing, tw, sc.Batch, log, rm, hr))
 			if err != nil {
 				return nil, fmt.Errorf("sink %s: %w", tname, err)
 			}
