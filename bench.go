@@ -21,6 +21,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	rtmetrics "runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -61,6 +63,7 @@ type benchOpts struct {
 	redis, chURL    string
 	services, raw   bool
 	linger          string
+	busYAML         string
 	partitions      int
 	progress        io.Writer
 	stderr          io.Writer
@@ -89,6 +92,7 @@ func runBench(ctx context.Context, args []string, stderr io.Writer, getenv func(
 	fs.BoolVar(&o.raw, "raw", true, "measure the raw limits after the run")
 	fs.IntVar(&o.rawTicks, "raw-ticks", 500_000, "ticks per raw-limit measurement")
 	fs.StringVar(&o.linger, "linger", "", "bus.linger (empty: the configured default)")
+	fs.StringVar(&o.busYAML, "bus-yaml", "", "extra keys under bus:, ';'-separated, e.g. 'compression: lz4'")
 	fs.IntVar(&o.partitions, "partitions", 12, "bus.partitions")
 	fs.BoolVar(&o.wsClient, "ws", true, "connect a WebSocket client to the push feed and measure frame→client latency")
 	fs.StringVar(&o.logLevel, "log", "warn", "log level of the pipeline")
@@ -237,12 +241,15 @@ func bench(ctx context.Context, o benchOpts) error {
 	sinkNames := sortedKeys(on)
 	runStart := time.Now()
 	var (
-		base     snapshot
-		baseRU   syscall.Rusage
-		lags     = map[string][]float64{}
-		prev     = gatherSnap(reg)
-		prevSent int64
-		measured bool
+		base      snapshot
+		baseRU    syscall.Rusage
+		baseSched []rtmetrics.Sample
+		// baseBusy, baseTotal: /proc/stat at the window's start
+		baseBusy, baseTotal float64
+		lags                = map[string][]float64{}
+		prev                = gatherSnap(reg)
+		prevSent            int64
+		measured            bool
 		// stopProfile ends the CPU profile, if -cpuprofile started one.
 		stopProfile = func() {}
 	)
@@ -275,6 +282,8 @@ func bench(ctx context.Context, o benchOpts) error {
 			base.sent = float64(sent)
 			base.at = time.Now()
 			syscall.Getrusage(syscall.RUSAGE_SELF, &baseRU)
+			baseSched = readSched()
+			baseBusy, baseTotal, _ = procStatCPU()
 			if ws != nil {
 				ws.measure.Store(true)
 			}
@@ -301,6 +310,8 @@ func bench(ctx context.Context, o benchOpts) error {
 	end.at = time.Now()
 	var endRU syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &endRU)
+	endSched := readSched()
+	endBusy, endTotal, statErr := procStatCPU()
 	stopProfile() // the measured window only
 	if o.memProfile != "" {
 		if err := writeAllocProfile(o.memProfile); err != nil {
@@ -328,13 +339,19 @@ func bench(ctx context.Context, o benchOpts) error {
 	}
 
 	out := o.stderr
-	fmt.Fprintf(out, "\n## tickflow bench: rate=%d pairs=%d window=%.0fs sinks=%s linger=%s\n", o.rate, o.pairs, win, strings.Join(sinkNames, ","), cfg.Bus.Linger)
-	fmt.Fprintf(out, "load average at end: %s; tickflow CPU %.2f cores; peak RSS %d MiB\n\n", loadEnd, cpu, endRU.Maxrss/1024)
+	fmt.Fprintf(out, "\n## tickflow bench: rate=%d pairs=%d window=%.0fs sinks=%s linger=%s compression=%s\n", o.rate, o.pairs, win, strings.Join(sinkNames, ","), cfg.Bus.Linger, cfg.Bus.Compression)
+	machine := "machine CPU unknown"
+	if statErr == nil && endTotal > baseTotal {
+		machine = fmt.Sprintf("whole machine %.2f of %d cores busy", (endBusy-baseBusy)/(endTotal-baseTotal)*float64(runtime.NumCPU()), runtime.NumCPU())
+	}
+	fmt.Fprintf(out, "load average at end: %s; tickflow CPU %.2f cores; %s; peak RSS %d MiB\n\n", loadEnd, cpu, machine, endRU.Maxrss/1024)
 	fmt.Fprintln(out, "| stage | ticks/s | raw limit ticks/s | ratio | backlog trend (slope/s, end) | mean batch | p50 | p99 | p99.9 (ReceivedAt→written) |")
 	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|")
 	rate := func(a, b float64) float64 { return (b - a) / win }
 	fmt.Fprintf(out, "| load source → queue | %s | | | | | | | |\n", si(rate(base.sent, end.sent)))
-	fmt.Fprintf(out, "| producer → broker | %s | %s (kfake produce) | %s | | | | | |\n", si(rate(base.produced, end.produced)), si(raw.produce), ratio(rate(base.produced, end.produced), raw.produce))
+	ack := end.hist[ackHist].minus(base.hist[ackHist])
+	fmt.Fprintf(out, "| producer → broker (→ acked) | %s | %s (kfake produce) | %s | | | %s | %s | %s |\n", si(rate(base.produced, end.produced)), si(raw.produce), ratio(rate(base.produced, end.produced), raw.produce),
+		ms(ack.q(0.5)), ms(ack.q(0.99)), ms(ack.q(0.999)))
 	for _, n := range sinkNames {
 		r := rate(base.sink[n], end.sink[n])
 		lim, limName := raw.consume, "kfake consume"
@@ -365,6 +382,9 @@ func bench(ctx context.Context, o benchOpts) error {
 			follows, len(l), ws.conflated.Load(), ms(loadgen.Quantile(l, 0.5).Seconds()), ms(loadgen.Quantile(l, 0.99).Seconds()),
 			ms(loadgen.Quantile(l, 0.999).Seconds()), ms(loadgen.Quantile(l, 1).Seconds()))
 	}
+	sched, gc := schedHist(baseSched, endSched, 0), schedHist(baseSched, endSched, 1)
+	fmt.Fprintf(out, "Go runtime: runnable goroutine waited for a CPU p50 %s, p99 %s, p99.9 %s; GC stopped the world %.0f times, p99 %s, max %s\n",
+		ms(sched.q(0.5)), ms(sched.q(0.99)), ms(sched.q(0.999)), gc.count, ms(gc.q(0.99)), ms(gc.q(1)))
 	if o.raw {
 		fmt.Fprintf(out, "raw limits: kfake produce %s/s, consume %s/s; Redis SET+ZADD %s ticks/s (redis-benchmark -P 64 SET %s/s); ClickHouse insert %s rows/s (batch %d)\n",
 			si(raw.produce), si(raw.consume), si(raw.redis), si(raw.redisBench), si(raw.clickhouse), raw.chBatch)
@@ -382,6 +402,11 @@ func benchConfig(dir string, o benchOpts, on map[string]bool) (config.Config, st
 	fmt.Fprintf(&b, "bus:\n  listen: %s\n  data_dir: %s\n  partitions: %d\n", ports[0], filepath.Join(dir, "kafka"), o.partitions)
 	if o.linger != "" {
 		fmt.Fprintf(&b, "  linger: %s\n", o.linger)
+	}
+	for _, kv := range strings.Split(o.busYAML, ";") {
+		if kv = strings.TrimSpace(kv); kv != "" {
+			fmt.Fprintf(&b, "  %s\n", kv)
+		}
 	}
 	fmt.Fprintf(&b, "api:\n  listen: %s\nlog: {level: %s}\nsinks:\n", ports[1], o.logLevel)
 	en := func(n string) bool { return on[n] }
@@ -499,16 +524,26 @@ func gatherSnap(g prometheus.Gatherer) snapshot {
 				if label(m, "from") != "receive" {
 					continue
 				}
-				h := hist{count: float64(m.GetHistogram().GetSampleCount())}
-				for _, b := range m.GetHistogram().GetBucket() {
-					h.buckets = append(h.buckets, loadgen.Bucket{UpperBound: b.GetUpperBound(), Count: float64(b.GetCumulativeCount())})
-				}
-				h.buckets = append(h.buckets, loadgen.Bucket{UpperBound: math.Inf(1), Count: h.count})
-				s.hist[label(m, "sink")] = h
+				s.hist[label(m, "sink")] = promHist(m.GetHistogram())
+			case "tickflow_ingest_ack_latency_seconds":
+				s.hist[ackHist] = promHist(m.GetHistogram())
 			}
 		}
 	}
 	return s
+}
+
+// ackHist keys the producer's receive→acknowledged histogram in
+// snapshot.hist, beside the sinks'.
+const ackHist = " ack"
+
+func promHist(ph *dto.Histogram) hist {
+	h := hist{count: float64(ph.GetSampleCount())}
+	for _, b := range ph.GetBucket() {
+		h.buckets = append(h.buckets, loadgen.Bucket{UpperBound: b.GetUpperBound(), Count: float64(b.GetCumulativeCount())})
+	}
+	h.buckets = append(h.buckets, loadgen.Bucket{UpperBound: math.Inf(1), Count: h.count})
+	return h
 }
 
 // wsProbe is one WebSocket client on the push feed, subscribed to every

@@ -226,19 +226,11 @@ func workerCPU(b *testing.B, procs []*proc) []float64 {
 // spent not idle (/proc/stat).
 func machineBusy(b *testing.B) float64 {
 	b.Helper()
-	raw, err := os.ReadFile("/proc/stat")
+	busy, _, err := procStatCPU()
 	if err != nil {
 		b.Fatal(err)
 	}
-	f := strings.Fields(strings.SplitN(string(raw), "\n", 2)[0])[1:]
-	var busy float64
-	for i, v := range f {
-		x, _ := strconv.ParseFloat(v, 64)
-		if i != 3 && i != 4 { // idle, iowait
-			busy += x
-		}
-	}
-	return busy / 100
+	return busy
 }
 
 // cpuSeconds is the user + system CPU time pid has used, from /proc.

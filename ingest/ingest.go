@@ -73,6 +73,9 @@ type Metrics struct {
 	ProduceErrors *prometheus.CounterVec // exchange
 	Unproduced    *prometheus.CounterVec // exchange
 	Unresolved    *prometheus.CounterVec // exchange
+	// AckLatency is receive time to the broker's acknowledgement: the
+	// part of a sink's end-to-end latency spent before any consumer.
+	AckLatency prometheus.Histogram
 }
 
 // NewMetrics builds the ingest collectors and registers them with reg
@@ -108,6 +111,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		ProduceErrors: counter("produce_errors_total", "Produce calls that failed and were retried, by exchange.", "exchange"),
 		Unproduced:    counter("unproduced_total", "Accepted ticks never acknowledged by the broker (not handed over, or still unacknowledged, when the shutdown drain deadline passed), by exchange.", "exchange"),
 		Unresolved:    counter("ticks_unresolved_total", "Ticks published without a normalized instrument (base, quote) because their symbol did not resolve, by exchange.", "exchange"),
+		AckLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "tickflow_ingest_ack_latency_seconds", Help: "Time from a tick's local receive time to the broker acknowledging it.",
+			Buckets: []float64{0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+		}),
 	}
 	if reg == nil {
 		return m, nil
@@ -119,6 +126,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		register(reg, &m.ServerEvents), register(reg, &m.PingsDropped), register(reg, &m.QueueBlocked),
 		register(reg, &m.QueueWaiting), register(reg, &m.QueueDepth), register(reg, &m.QueueCapacity),
 		register(reg, &m.ProduceErrors), register(reg, &m.Unproduced), register(reg, &m.Unresolved),
+		register(reg, &m.AckLatency),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("ingest metrics: %w", err)

@@ -318,6 +318,9 @@ func (p *Pump) outcome(t *tick.Tick, s *pairSeries, err error) {
 	case err == nil:
 		p.refusals = 0
 		s.acked.Inc()
+		if t.ReceivedAt > 0 {
+			p.m.AckLatency.Observe(float64(p.o.Clock.Now().UnixMicro()-t.ReceivedAt) / 1e6)
+		}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.Is(err, kgoClientClosed):
 		// The drain deadline or the producer closing: not retried.
 		p.loseLocked(t)
