@@ -141,7 +141,7 @@ func start(ctx context.Context, cfg config.Config, log *slog.Logger, hooks ...st
 	}
 	hr.Set("broker", brokerErr())
 
-	producer, err := bus.NewProducer(cc, bus.ProducerOptions{Topic: cfg.Bus.Topic, Linger: cfg.Bus.Linger, Logger: log.With("component", "producer"), Metrics: reg})
+	producer, err := bus.NewProducer(cc, bus.ProducerOptions{Topic: cfg.Bus.Topic, Linger: cfg.Bus.Linger, Compression: cfg.Bus.Compression, Logger: log.With("component", "producer"), Metrics: reg})
 	if err != nil {
 		return fmt.Errorf("producer: %w", err)
 	}

@@ -109,7 +109,7 @@ func runReplay(ctx context.Context, args []string, stderr io.Writer, getenv func
 		fmt.Fprintf(stderr, "tickflow replay: topic %s: %v\n", *topic, err)
 		return 1
 	}
-	prod, err := bus.NewProducer(cc, bus.ProducerOptions{Topic: *topic, Linger: cfg.Bus.Linger, Logger: log.With("component", "producer")})
+	prod, err := bus.NewProducer(cc, bus.ProducerOptions{Topic: *topic, Linger: cfg.Bus.Linger, Compression: cfg.Bus.Compression, Logger: log.With("component", "producer")})
 	if err != nil {
 		fmt.Fprintf(stderr, "tickflow replay: %v\n", err)
 		return 1

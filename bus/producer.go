@@ -23,6 +23,9 @@ type ProducerOptions struct {
 	// whatever accumulates while a produce request is in flight. The
 	// configured default (bus.linger) is in config.Default.
 	Linger time.Duration
+	// Compression is the codec produced batches are compressed with (see
+	// Codec); empty means lz4.
+	Compression string
 	// MaxBuffered bounds records waiting for acks; Produce blocks beyond it,
 	// which is the backpressure the ingestors measure.
 	MaxBuffered int
@@ -64,6 +67,10 @@ func NewProducer(cc ClientConfig, o ProducerOptions) (*Producer, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	codec, err := Codec(o.Compression)
+	if err != nil {
+		return nil, fmt.Errorf("producer: %w", err)
+	}
 	opts, err := cc.opts()
 	if err != nil {
 		return nil, err
@@ -73,7 +80,7 @@ func NewProducer(cc ClientConfig, o ProducerOptions) (*Producer, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(o.Linger), // 0: no linger
 		kgo.MaxBufferedRecords(o.MaxBuffered),
-		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
+		kgo.ProducerBatchCompression(codec, kgo.NoCompression()),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -98,6 +105,25 @@ func NewProducer(cc ClientConfig, o ProducerOptions) (*Producer, error) {
 	}
 	p.ticksProduced = p.produced.WithLabelValues(o.Topic)
 	return p, nil
+}
+
+// Codec names a batch compression codec: "none", "lz4" (also for ""),
+// "snappy", "zstd" or "gzip". A batch the codec does not shrink goes out
+// uncompressed either way.
+func Codec(name string) (kgo.CompressionCodec, error) {
+	switch name {
+	case "", "lz4":
+		return kgo.Lz4Compression(), nil
+	case "none":
+		return kgo.NoCompression(), nil
+	case "snappy":
+		return kgo.SnappyCompression(), nil
+	case "zstd":
+		return kgo.ZstdCompression(), nil
+	case "gzip":
+		return kgo.GzipCompression(), nil
+	}
+	return kgo.CompressionCodec{}, fmt.Errorf("compression %q is not none, lz4, snappy, zstd or gzip", name)
 }
 
 // Produce queues a tick for the tick topic, keyed by pair, and returns once

@@ -169,6 +169,8 @@ func TestParseErrors(t *testing.T) {
 		{"unknown nested key", "bus: {topik: x}", "field topik not found"},
 		{"bad duration", "ingest: {binance: {stale_after: 5 parsecs}}", "stale_after"},
 		{"bad duration in batch", "sinks: {cache: {enabled: true, batch: {size: 1, max_wait: soon}}}", "sinks.cache: batch"},
+		{"negative min_interval", "sinks: {cache: {enabled: true, batch: {min_interval: -1s}}}", "min_interval must be >= 0"},
+		{"unknown compression", "bus: {compression: brotli}", `bus.compression: compression "brotli" is not none, lz4`},
 		{"empty symbols", "ingest: {binance: {enabled: true, symbols: []}}", "ingest.binance.symbols: empty"},
 		{"empty sim symbols", "ingest: {sim: {enabled: true, symbols: []}}", "ingest.sim.symbols: empty"},
 		{"duplicate symbol", "ingest: {binance: {symbols: [BTCUSDT, btcusdt]}}", "listed twice"},
