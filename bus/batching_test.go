@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tickflow/tickflow/clock"
 	"github.com/tickflow/tickflow/internal/testkit"
 	"github.com/tickflow/tickflow/sinks"
 	"github.com/tickflow/tickflow/tick"
@@ -154,4 +155,55 @@ func TestKillMidBatchReplaysTheBatchAndTheOneBehindIt(t *testing.T) {
 			checkExactlyOnceInOrder(t, after, s2.got)
 		})
 	}
+}
+
+// min_interval: the first batch goes at once; the next one, though it has
+// reached Min, waits until the interval since the first launch has passed
+// and then holds everything that arrived meanwhile; a batch that never
+// reaches Min still goes at max_wait, as without an interval.
+func TestMinIntervalHoldsABatchThatReachedMin(t *testing.T) {
+	_, cc := startBroker(t, t.TempDir())
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	s := newRecSink(0)
+	rt, err := NewRuntime(RuntimeConfig{
+		Client: cc, Topic: topic, Group: "tickflow.interval", Name: "interval", Sink: s, Clock: clk,
+		Batch:      sinks.BatchPolicy{Size: 1000, Min: 5, MaxWait: 5 * time.Second, MinInterval: time.Second},
+		BackoffMin: time.Millisecond, BackoffMax: 5 * time.Millisecond, Metrics: NewRuntimeMetrics(prometheus.NewRegistry()),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	defer running{cancel, done}.stop(t)
+
+	first := produce(t, cc, 1, 5)
+	s.waitFor(t, len(first))
+	more := produce(t, cc, 4, 5)
+	testkit.Eventually(t, 10*time.Second, "the held batch polled", func() bool { return rt.filling() == len(more) })
+	clk.WaitTimers(2) // the held batch's max_wait and the interval's gate
+	if n := s.count(); n != len(first) {
+		t.Fatalf("%d ticks written before min_interval passed, want %d", n, len(first))
+	}
+	clk.Advance(time.Second)
+	s.waitFor(t, len(first)+len(more))
+
+	last := produce(t, cc, 1, 3) // below Min
+	testkit.Eventually(t, 10*time.Second, "the short batch polled", func() bool { return rt.filling() == len(last) })
+	clk.WaitTimers(1)
+	clk.Advance(5 * time.Second)
+	s.waitFor(t, len(first)+len(more)+len(last))
+
+	s.mu.Lock()
+	sizes := []int{}
+	for _, b := range s.batches {
+		sizes = append(sizes, len(b))
+	}
+	got := append([]tick.Tick(nil), s.got...)
+	s.mu.Unlock()
+	if fmt.Sprint(sizes) != fmt.Sprintf("[%d %d %d]", len(first), len(more), len(last)) {
+		t.Fatalf("batch sizes %v, want [%d %d %d]", sizes, len(first), len(more), len(last))
+	}
+	checkExactlyOnceInOrder(t, append(append(first, more...), last...), got)
 }

@@ -130,6 +130,9 @@ type RecordRuntime[T Record] struct {
 	abandoned bool
 	adm       *kadm.Client
 	opts      []kgo.Opt
+	// lastLaunch is when the last batch started writing (the poll loop
+	// only), for min_interval.
+	lastLaunch time.Time
 }
 
 // pending is a batch: the ticks decoded from its records, the position of
@@ -422,6 +425,10 @@ func (r *RecordRuntime[T]) Run(ctx context.Context) error {
 		timer     clock.Timer // max_wait of cur, armed at its first tick
 		expired   atomic.Bool
 		threshold = r.cfg.Batch.Threshold()
+		// gate is armed while cur has reached its threshold but
+		// min_interval since the last launch has not passed; it only
+		// wakes the poll, due decides.
+		gate clock.Timer
 	)
 	for {
 		// A finished flight frees its buffers; a failed one (only when
@@ -437,15 +444,23 @@ func (r *RecordRuntime[T]) Run(ctx context.Context) error {
 			default:
 			}
 		}
-		due, n := r.due(threshold, expired.Load())
+		due, n, wait := r.due(threshold, expired.Load())
 		if due && r.flight() == nil {
 			if timer != nil {
 				timer.Stop()
 				timer = nil
 			}
+			if gate != nil {
+				gate.Stop()
+				gate = nil
+			}
 			expired.Store(false)
+			r.lastLaunch = r.clk.Now()
 			r.launch(ctx, wctx)
 			continue
+		}
+		if wait > 0 && gate == nil {
+			gate = r.clk.NewTimer(wait)
 		}
 		if ctx.Err() != nil {
 			return r.shutdown(wcancel, nil)
@@ -464,16 +479,20 @@ func (r *RecordRuntime[T]) Run(ctx context.Context) error {
 		// the flight lands (then a due batch can go).
 		pollCtx, cancel := context.WithCancel(ctx)
 		stopWatch := make(chan struct{})
-		var timerC <-chan time.Time
+		var timerC, gateC <-chan time.Time
 		if timer != nil {
 			timerC = timer.C()
+		}
+		if gate != nil {
+			gateC = gate.C()
 		}
 		var flDone <-chan struct{}
 		if fl != nil {
 			flDone = fl.done
 		}
 		watching := make(chan struct{})
-		if timerC == nil && flDone == nil {
+		gated := gate
+		if timerC == nil && gateC == nil && flDone == nil {
 			close(watching)
 		} else {
 			go func() {
@@ -481,6 +500,9 @@ func (r *RecordRuntime[T]) Run(ctx context.Context) error {
 				select {
 				case <-timerC:
 					expired.Store(true)
+					cancel()
+				case <-gateC:
+					gated = nil // fired: the next turn re-arms if still needed
 					cancel()
 				case <-flDone:
 					cancel()
@@ -495,6 +517,9 @@ func (r *RecordRuntime[T]) Run(ctx context.Context) error {
 		close(stopWatch)
 		<-watching // a timer that fired is recorded before the batch can go
 		cancel()
+		if gated == nil {
+			gate = nil
+		}
 		if fetches.IsClientClosed() {
 			return r.shutdown(wcancel, nil)
 		}
@@ -511,16 +536,29 @@ func (r *RecordRuntime[T]) Run(ctx context.Context) error {
 }
 
 // due reports whether the batch being filled should be written now (once
-// no other is in flight), and how many records it holds.
-func (r *RecordRuntime[T]) due(threshold int, expired bool) (bool, int) {
+// no other is in flight) and how many records it holds; wait > 0 says it
+// has reached its threshold and is held only by min_interval, for wait
+// more.
+func (r *RecordRuntime[T]) due(threshold int, expired bool) (due bool, n int, wait time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	b := r.cur
 	if expired {
 		b.expired = true
 	}
-	n := len(b.records)
-	return len(b.ticks) >= threshold || n >= r.cfg.Batch.Size || b.expired || (n > 0 && len(b.ticks) == 0), n
+	n = len(b.records)
+	if n >= r.cfg.Batch.Size || b.expired || (n > 0 && len(b.ticks) == 0) {
+		return true, n, 0
+	}
+	if len(b.ticks) < threshold {
+		return false, n, 0
+	}
+	if iv := r.cfg.Batch.MinInterval; iv > 0 && !r.lastLaunch.IsZero() {
+		if left := iv - r.clk.Now().Sub(r.lastLaunch); left > 0 {
+			return false, n, left
+		}
+	}
+	return true, n, 0
 }
 
 func (r *RecordRuntime[T]) flight() *flight[T] {

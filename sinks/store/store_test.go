@@ -59,7 +59,7 @@ func TestNewWithoutURLIsUnavailable(t *testing.T) {
 	if !ok {
 		t.Fatal("store not registered")
 	}
-	if spec.Batch != (sinks.BatchPolicy{Size: 50_000, Min: 1000, MaxWait: 5 * time.Second}) {
+	if spec.Batch != (sinks.BatchPolicy{Size: 50_000, Min: 1000, MaxWait: 5 * time.Second, MinInterval: time.Second}) {
 		t.Fatalf("default batch %+v", spec.Batch)
 	}
 	if _, err := spec.New(env, spec.Config()); !errors.Is(err, sinks.ErrUnavailable) {
