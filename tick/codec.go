@@ -171,13 +171,13 @@ func (d *decoder) end() error {
 func (d *decoder) field(t *Tick, key []byte) error {
 	switch string(key) { // no allocation: the compiler optimises this switch
 	case "exchange":
-		return d.text(&t.Exchange)
+		return d.text(&t.Exchange, slotExchange)
 	case "symbol":
-		return d.text(&t.Symbol)
+		return d.text(&t.Symbol, slotSymbol)
 	case "base":
-		return d.text(&t.Base)
+		return d.text(&t.Base, slotBase)
 	case "quote":
-		return d.text(&t.Quote)
+		return d.text(&t.Quote, slotQuote)
 	case "timestamp":
 		return d.int(&t.Timestamp)
 	case "received_at_us":
@@ -248,17 +248,27 @@ var interned = func() map[string]string {
 	return m
 }()
 
-func (d *decoder) text(dst *string) error {
+// Name slots: the field a name was decoded from, for Strings' one-entry
+// memory of the last name of each.
+const (
+	slotExchange = iota
+	slotSymbol
+	slotBase
+	slotQuote
+	slotNone // a field with no memory (a trade id is new every time)
+)
+
+func (d *decoder) text(dst *string, slot int) error {
 	raw, _, err := d.str()
 	if err != nil {
 		return err
 	}
-	if s, ok := interned[string(raw)]; ok {
-		*dst = s
+	if d.in != nil {
+		*dst = d.in.get(raw, slot)
 		return nil
 	}
-	if d.in != nil {
-		*dst = d.in.get(raw)
+	if s, ok := interned[string(raw)]; ok {
+		*dst = s
 		return nil
 	}
 	*dst = string(raw)

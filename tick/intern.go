@@ -9,22 +9,34 @@ package tick
 type Strings struct {
 	Max int
 	m   map[string]string
+	// last is the name each slot (exchange, symbol, base, quote) decoded
+	// last: one exchange and one quote asset are most of a feed, so most
+	// names are the previous one and need no map lookup at all.
+	last [slotNone]string
 }
 
-func (s *Strings) get(b []byte) string {
-	if v, ok := s.m[string(b)]; ok { // no allocation for the lookup
-		return v
+func (s *Strings) get(b []byte, slot int) string {
+	if slot < len(s.last) && s.last[slot] == string(b) && s.last[slot] != "" {
+		return s.last[slot]
 	}
-	v := string(b)
-	limit := s.Max
-	if limit <= 0 {
-		limit = 1 << 16
+	v, ok := s.m[string(b)] // no allocation for the lookup
+	if !ok {
+		if v, ok = interned[string(b)]; !ok {
+			v = string(b)
+		}
+		limit := s.Max
+		if limit <= 0 {
+			limit = 1 << 16
+		}
+		if s.m == nil {
+			s.m = make(map[string]string)
+		}
+		if len(s.m) < limit {
+			s.m[v] = v
+		}
 	}
-	if s.m == nil {
-		s.m = make(map[string]string)
-	}
-	if len(s.m) < limit {
-		s.m[v] = v
+	if slot < len(s.last) {
+		s.last[slot] = v
 	}
 	return v
 }

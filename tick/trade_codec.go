@@ -98,13 +98,13 @@ func (d *decoder) tradeObject(t *Trade) error {
 func (d *decoder) tradeField(t *Trade, key []byte) error {
 	switch string(key) {
 	case "exchange":
-		return d.text(&t.Exchange)
+		return d.text(&t.Exchange, slotExchange)
 	case "symbol":
-		return d.text(&t.Symbol)
+		return d.text(&t.Symbol, slotSymbol)
 	case "base":
-		return d.text(&t.Base)
+		return d.text(&t.Base, slotBase)
 	case "quote":
-		return d.text(&t.Quote)
+		return d.text(&t.Quote, slotQuote)
 	case "timestamp":
 		return d.int(&t.Timestamp)
 	case "received_at_us":
@@ -121,7 +121,7 @@ func (d *decoder) tradeField(t *Trade, key []byte) error {
 		t.Side = internSide(raw)
 		return nil
 	case "trade_id":
-		return d.text(&t.TradeID)
+		return d.text(&t.TradeID, slotNone)
 	default:
 		return d.skip(0)
 	}
