@@ -54,7 +54,7 @@ func init() {
 		Name: "risk",
 		// As strategy's: polled batches go at once; under backlog the
 		// ceiling amortises the alert publish round trip.
-		Batch: sinks.BatchPolicy{Size: 5000, MaxWait: 50 * time.Millisecond},
+		Batch: sinks.BatchPolicy{Size: 20_000, MaxWait: 50 * time.Millisecond},
 		// The price-spike rule compares an instrument across exchanges and the
 		// stale-feed rule an exchange's pairs, which sit on different
 		// partitions: one instance consumes everything, the others stand
