@@ -45,9 +45,11 @@ func init() {
 	sinks.Register(sinks.Spec{
 		Name: "cache",
 		// A batch goes as soon as it is polled, so the cache stays live;
-		// under backlog it grows to 20 000 ticks, which a write coalesces
-		// into one update per pair, still one pipelined round trip.
-		Batch: sinks.BatchPolicy{Size: 20_000, MaxWait: 20 * time.Millisecond},
+		// under backlog it grows to 50 000 ticks, which a write coalesces
+		// into one update per pair, still one pipelined round trip (at
+		// 20 000 it sat at the ceiling and fell behind at 95 k ticks/s:
+		// docs/PERFORMANCE.md).
+		Batch: sinks.BatchPolicy{Size: 50_000, MaxWait: 20 * time.Millisecond},
 		// On Redis every instance writes the one shared store, so the
 		// partitions are split between them. In process memory each
 		// instance's API can serve only what its own memory holds, so each

@@ -70,7 +70,7 @@ func TestConfigThroughLoader(t *testing.T) {
 			if !ok || !s.Available || !s.Enabled {
 				t.Fatalf("cache sink entry: %+v", s)
 			}
-			if s.Batch.Size != 20_000 || s.Batch.MaxWait != 20*time.Millisecond {
+			if s.Batch.Size != 50_000 || s.Batch.MaxWait != 20*time.Millisecond {
 				t.Errorf("default batch = %+v", s.Batch)
 			}
 			got, ok := s.Settings.(*cache.Config)
