@@ -77,7 +77,7 @@ func TestBenchReport(t *testing.T) {
 		t.Fatalf("bench exited %d:\n%s", code, out.String())
 	}
 	report := out.String()
-	for _, row := range []string{"| load source → queue |", "| producer → broker |", "| cache |", "| push |", "| risk |", "WebSocket client following every pair", "raw limits: kfake produce"} {
+	for _, row := range []string{"| load source → queue |", "| producer → broker (→ acked) |", "| cache |", "Go runtime: runnable goroutine waited", "whole machine", "| push |", "| risk |", "WebSocket client following every pair", "raw limits: kfake produce"} {
 		if !strings.Contains(report, row) {
 			t.Errorf("no %q in:\n%s", row, report)
 		}
