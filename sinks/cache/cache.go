@@ -320,7 +320,7 @@ func (c *Cache) connectLocked(ctx context.Context) error {
 		return nil
 	}
 	c.lastDial = c.clk.Now()
-	r, err := dialRedis(ctx, c.cfg, c.log, c.m.candleRecomputed)
+	r, err := dialRedis(ctx, c.cfg, c.log, c.m.candleRecomputed, c.m.candleMergedHere)
 	if err != nil {
 		err = fmt.Errorf("cache: connect %s: %w", c.Backend(), err)
 		c.state.observe(err)
@@ -586,7 +586,7 @@ func (l *stateLog) observe(err error) {
 
 type metrics struct {
 	written, invalid, stale, batchErrors prometheus.Counter
-	candleRecomputed                     prometheus.Counter
+	candleRecomputed, candleMergedHere   prometheus.Counter
 	tradesCounted, tradesSeen            prometheus.Counter
 	tradesInvalid                        prometheus.Counter
 	up                                   prometheus.Gauge
@@ -606,6 +606,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		candleRecomputed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tickflow_cache_candle_updates_recomputed_total",
 			Help: "Per-pair candle updates sent to Redis again because the watermark there was not the one guessed (a new owner's or a restarted sink's first batch of a pair, another writer)."}),
+		candleMergedHere: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tickflow_cache_candle_updates_merged_here_total",
+			Help: "Per-pair candle updates the sink merged itself and wrote behind a watermark check, because it knew the stored buckets they touch (its own last write); the others were merged by the Redis script."}),
 		tradesCounted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tickflow_cache_trades_counted_total", Help: "Trades the cache sink added to a 1m bucket's volume."}),
 		tradesSeen: prometheus.NewCounter(prometheus.CounterOpts{
@@ -619,7 +622,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.written, m.invalid, m.stale, m.batchErrors, m.candleRecomputed,
+	for _, c := range []prometheus.Collector{m.written, m.invalid, m.stale, m.batchErrors, m.candleRecomputed, m.candleMergedHere,
 		m.tradesCounted, m.tradesSeen, m.tradesInvalid, m.up} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)

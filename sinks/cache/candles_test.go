@@ -56,12 +56,13 @@ func wantCandles(t *testing.T, h *harness, q tick.CandleQuery, want string) tick
 	return w
 }
 
-// forgetWatermarks makes the Redis backend guess the watermark again, as
-// a new owner of the pair does after a crash or a partition move.
+// forgetWatermarks makes the Redis backend guess the watermark again and
+// forget the buckets it wrote, as a new owner of the pair does after a
+// crash or a partition move.
 func forgetWatermarks(h *harness) {
 	if r, ok := h.sink.be.Load().backend.(*redisBackend); ok {
 		r.wmMu.Lock()
-		r.wm = nil
+		r.wm, r.known = nil, nil
 		r.wmMu.Unlock()
 	}
 }

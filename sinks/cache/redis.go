@@ -52,16 +52,19 @@ type redisBackend struct {
 	now      func() time.Time
 	// retentionMS is candle_retention in ms, "" when candles are off.
 	retentionMS string
+	retention   int64 // the same, as a number
 	// tradeCap is how many recent trades a pair keeps (0: none).
 	tradeCap int
 
 	wmMu       sync.Mutex
 	wm         map[tick.Pair]pos // see assumed
+	known      map[tick.Pair]*candleKnown
 	twm        map[tick.Pair]tradeMark
 	recomputed prometheus.Counter
+	mergedHere prometheus.Counter
 }
 
-func dialRedis(ctx context.Context, cfg Config, log *slog.Logger, recomputed prometheus.Counter) (*redisBackend, error) {
+func dialRedis(ctx context.Context, cfg Config, log *slog.Logger, recomputed, mergedHere prometheus.Counter) (*redisBackend, error) {
 	opt := rueidis.ClientOption{
 		InitAddress: cfg.Redis.Addrs,
 		Password:    cfg.Redis.Password,
@@ -94,11 +97,12 @@ func dialRedis(ctx context.Context, cfg Config, log *slog.Logger, recomputed pro
 		log:        log,
 		script:     rueidis.NewLuaScript(latestScript),
 		now:        time.Now,
-		recomputed: recomputed,
-		tradeCap:   cfg.Trades,
+		recomputed: recomputed, mergedHere: mergedHere,
+		tradeCap: cfg.Trades,
 	}
 	if cfg.CandleRetention > 0 {
-		r.retentionMS = strconv.FormatInt(cfg.CandleRetention.Milliseconds(), 10)
+		r.retention = cfg.CandleRetention.Milliseconds()
+		r.retentionMS = strconv.FormatInt(r.retention, 10)
 	}
 	if err := r.loadScript(ctx); err != nil {
 		c.Close()
@@ -111,7 +115,7 @@ func dialRedis(ctx context.Context, cfg Config, log *slog.Logger, recomputed pro
 // batches can use EVALSHA inside their pipeline.
 func (r *redisBackend) loadScript(ctx context.Context) error {
 	for addr, n := range r.c.Nodes() {
-		for _, s := range [...]string{latestScript, candleScript, volumeScript} {
+		for _, s := range [...]string{latestScript, candleScript, candleWriteScript, volumeScript} {
 			if err := n.Do(ctx, n.B().ScriptLoad().Script(s).Build()).Error(); err != nil {
 				return fmt.Errorf("%s: %w", addr, err)
 			}
@@ -153,6 +157,10 @@ func (r *redisBackend) writeOnce(ctx context.Context, groups []group) (stale int
 		perPair++
 	}
 	cmds := make(rueidis.Commands, 0, perPair*len(groups)+3)
+	var plans []*candleWrite // per group: the fast write sent, nil for the merging script
+	if r.retentionMS != "" {
+		plans = make([]*candleWrite, len(groups))
+	}
 	for gi := range groups {
 		g := &groups[gi]
 		n := g.entries[g.newest]
@@ -168,8 +176,7 @@ func (r *redisBackend) writeOnce(ctx context.Context, groups []group) (stale int
 			b.Zremrangebyrank().Key(hk).Start(0).Stop(int64(-r.cap-1)).Build(),
 			b.Pexpire().Key(hk).Milliseconds(r.ttl.Milliseconds()).Build())
 		if r.retentionMS != "" {
-			u := candleUpdateFor(g, r.assumed(g.pair))
-			cmds = append(cmds, r.candleCmd(g.pair, &u))
+			cmds = append(cmds, r.candleFor(g, &plans[gi]))
 		}
 	}
 	now := r.now().UnixMilli()
@@ -190,20 +197,23 @@ func (r *redisBackend) writeOnce(ctx context.Context, groups []group) (stale int
 		inPairs := i < perPair*len(groups)
 		isLatest := inPairs && i%perPair == 0
 		isCandle := inPairs && i%perPair == cmdsPerPair
+		if isCandle && e != nil {
+			// Applied or not, this process no longer knows.
+			r.setKnown(groups[i/perPair].pair, nil)
+		}
 		switch {
 		case e == nil && isLatest:
 			if v, _ := rr.AsInt64(); v == 0 {
 				stale++
 			}
 		case e == nil && isCandle:
-			applied, w, cerr := candleResult(rr)
+			applied, w, cerr := r.candleDone(groups[i/perPair].pair, plans[i/perPair], rr)
 			if cerr != nil {
 				if err == nil {
 					err = cerr
 				}
 				continue
 			}
-			r.setAssumed(groups[i/perPair].pair, w)
 			if !applied {
 				if refused == nil {
 					refused = map[int]pos{}

@@ -102,7 +102,10 @@ if plt(wr, wt, tr, tt) then
 end
 if #meta > 0 then redis.call('HSET', key, unpack(meta)) end
 redis.call('PEXPIRE', key, ARGV[7])
-return {1, w or ''}
+local out = {1, w or '', string.format('%d', newest), string.format('%d', oldest), '0'}
+if st[4] or #ARGV >= 9 then out[5] = '1' end
+for k = 1, #keep do out[#out + 1] = keep[k] end
+return out
 `
 
 var candleSHA = func() string {
@@ -124,15 +127,21 @@ func (r *redisBackend) candleCmd(p tick.Pair, u *candleUpdate) rueidis.Completed
 	return r.c.B().Evalsha().Sha1(candleSHA).Numkeys(1).Key(candleKey(p)).Arg(args...).Build()
 }
 
-// candleResult reads the script's answer: applied, and the stored
-// watermark (after the update when applied).
-func candleResult(rr rueidis.RedisResult) (applied bool, w pos, err error) {
-	vs, err := rr.ToArray()
+// candleResult reads a candle script's answer: applied, the stored
+// watermark (after the update when applied), and the values after those
+// two (the merging script's state after the write).
+func candleResult(rr rueidis.RedisResult) (applied bool, w pos, vs []rueidis.RedisMessage, err error) {
+	vs, err = rr.ToArray()
 	if err != nil {
-		return false, noPos, err
+		return false, noPos, nil, err
 	}
-	if len(vs) != 2 {
-		return false, noPos, fmt.Errorf("candle script: %d values, want 2", len(vs))
+	applied, w, err = candleHead(vs)
+	return applied, w, vs, err
+}
+
+func candleHead(vs []rueidis.RedisMessage) (applied bool, w pos, err error) {
+	if len(vs) < 2 {
+		return false, noPos, fmt.Errorf("candle script: %d values, want at least 2", len(vs))
 	}
 	ok, err := vs[0].AsInt64()
 	if err != nil {
@@ -198,11 +207,11 @@ func (r *redisBackend) retryCandles(ctx context.Context, groups []group, refused
 		}
 		next := map[int]pos{}
 		for k, rr := range r.c.DoMulti(ctx, cmds...) {
-			applied, w, err := candleResult(rr)
+			applied, w, err := r.candleDone(groups[idx[k]].pair, nil, rr)
 			if err != nil {
+				r.setKnown(groups[idx[k]].pair, nil)
 				return err
 			}
-			r.setAssumed(groups[idx[k]].pair, w)
 			if !applied {
 				next[idx[k]] = w
 			}
@@ -267,14 +276,16 @@ func (r *redisBackend) candles(ctx context.Context, p tick.Pair) (candleState, e
 // same: it combines each retained bucket of the update (ARGV pairs of start
 // and value from index first) into the pair's hash, read and written in
 // chunks of 250 (one call each; unpack has a stack limit), and drops
-// buckets older than the retention. The script before it defines key, ret,
-// width, newest, oldest, first and combine(cur, new).
+// buckets older than the retention. It leaves in keep the start and stored
+// value of each bucket it wrote that is at most one bucket older than the
+// newest (the candle script returns them). The script before it defines
+// key, ret, width, newest, oldest, first and combine(cur, new).
 const luaBucketUpsert = `for i = first, #ARGV, 2 do
   local start = tonumber(ARGV[i])
   if start > newest then newest = start end
 end
 local cut = newest - ret
-local idx = {}
+local idx, keep = {}, {}
 for i = first, #ARGV, 2 do
   if tonumber(ARGV[i]) >= cut then idx[#idx + 1] = i end
 end
@@ -284,9 +295,12 @@ for c = 1, #idx, 250 do
   local curs = redis.call('HMGET', key, unpack(names))
   for k = c, math.min(c + 249, #idx) do
     local i, cur = idx[k], curs[k - c + 1]
+    local v = ARGV[i + 1]
+    if cur then v = combine(cur, v) end
     sets[#sets + 1] = ARGV[i]
-    if cur then sets[#sets + 1] = combine(cur, ARGV[i + 1]) else sets[#sets + 1] = ARGV[i + 1] end
+    sets[#sets + 1] = v
     local start = tonumber(ARGV[i])
+    if start >= newest - width then keep[#keep + 1] = ARGV[i]; keep[#keep + 1] = v end
     if oldest < 0 or start < oldest then oldest = start end
   end
   redis.call('HSET', key, unpack(sets))
