@@ -36,10 +36,13 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 `
 
-var latestSHA = func() string {
-	sum := sha1.Sum([]byte(latestScript))
+var latestSHA = scriptSHA(latestScript)
+
+// scriptSHA is the name EVALSHA knows script s by.
+func scriptSHA(s string) string {
+	sum := sha1.Sum([]byte(s))
 	return hex.EncodeToString(sum[:])
-}()
+}
 
 type redisBackend struct {
 	c        rueidis.Client

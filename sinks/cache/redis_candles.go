@@ -2,10 +2,7 @@ package cache
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -108,10 +105,7 @@ for k = 1, #keep do out[#out + 1] = keep[k] end
 return out
 `
 
-var candleSHA = func() string {
-	sum := sha1.Sum([]byte(candleScript))
-	return hex.EncodeToString(sum[:])
-}()
+var candleSHA = scriptSHA(candleScript)
 
 // candleCmd is the script call for u.
 func (r *redisBackend) candleCmd(p tick.Pair, u *candleUpdate) rueidis.Completed {
@@ -135,21 +129,16 @@ func candleResult(rr rueidis.RedisResult) (applied bool, w pos, vs []rueidis.Red
 	if err != nil {
 		return false, noPos, nil, err
 	}
-	applied, w, err = candleHead(vs)
-	return applied, w, vs, err
-}
-
-func candleHead(vs []rueidis.RedisMessage) (applied bool, w pos, err error) {
 	if len(vs) < 2 {
-		return false, noPos, fmt.Errorf("candle script: %d values, want at least 2", len(vs))
+		return false, noPos, nil, fmt.Errorf("candle script: %d values, want at least 2", len(vs))
 	}
 	ok, err := vs[0].AsInt64()
 	if err != nil {
-		return false, noPos, err
+		return false, noPos, nil, err
 	}
 	s, err := vs[1].ToString()
 	if err != nil {
-		return false, noPos, err
+		return false, noPos, nil, err
 	}
 	w = noPos
 	if s != "" {
@@ -157,11 +146,11 @@ func candleHead(vs []rueidis.RedisMessage) (applied bool, w pos, err error) {
 		recv, err1 := strconv.ParseInt(a, 10, 64)
 		ts, err2 := strconv.ParseInt(b, 10, 64)
 		if err1 != nil || err2 != nil {
-			return false, noPos, fmt.Errorf("candle watermark %q unreadable", s)
+			return false, noPos, nil, fmt.Errorf("candle watermark %q unreadable", s)
 		}
 		w = pos{recv, ts}
 	}
-	return ok == 1, w, nil
+	return ok == 1, w, vs, nil
 }
 
 // assumed is the watermark the last write saw for p, noPos when unknown.
@@ -209,7 +198,6 @@ func (r *redisBackend) retryCandles(ctx context.Context, groups []group, refused
 		for k, rr := range r.c.DoMulti(ctx, cmds...) {
 			applied, w, err := r.candleDone(groups[idx[k]].pair, nil, rr)
 			if err != nil {
-				r.setKnown(groups[idx[k]].pair, nil)
 				return err
 			}
 			if !applied {
@@ -267,7 +255,7 @@ func (r *redisBackend) candles(ctx context.Context, p tick.Pair) (candleState, e
 		}
 		st.aggs = append(st.aggs, a)
 	}
-	sort.Slice(st.aggs, func(i, j int) bool { return st.aggs[i].start < st.aggs[j].start })
+	sortAggs(st.aggs)
 	attachVolume(st.aggs, vols)
 	return st, nil
 }

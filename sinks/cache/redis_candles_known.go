@@ -1,9 +1,9 @@
 package cache
 
 import (
-	"crypto/sha1"
-	"encoding/hex"
+	"cmp"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/redis/rueidis"
@@ -38,10 +38,11 @@ type candleKnown struct {
 	buckets []candleAgg
 }
 
-func (k *candleKnown) bucket(start int64) *candleAgg {
-	for i := range k.buckets {
-		if k.buckets[i].start == start {
-			return &k.buckets[i]
+// aggAt is the bucket of aggs that starts at start, nil if none does.
+func aggAt(aggs []candleAgg, start int64) *candleAgg {
+	for i := range aggs {
+		if aggs[i].start == start {
+			return &aggs[i]
 		}
 	}
 	return nil
@@ -86,12 +87,15 @@ func (k *candleKnown) plan(u *candleUpdate, retentionMS int64) (candleWrite, boo
 		if a.start < cut {
 			continue
 		}
-		m := a.clone()
-		if s := k.bucket(a.start); s != nil {
+		var m candleAgg
+		switch s := aggAt(k.buckets, a.start); {
+		case s != nil:
 			m = s.clone()
 			m.merge(a)
-		} else if a.start <= k.newest {
+		case a.start <= k.newest:
 			return cw, false // stored, perhaps, but not known here
+		default:
+			m = a.clone()
 		}
 		cw.buckets = append(cw.buckets, m)
 		if n.oldest < 0 || a.start < n.oldest {
@@ -113,7 +117,7 @@ func (k *candleKnown) plan(u *candleUpdate, retentionMS int64) (candleWrite, boo
 	// live feed touches.
 	keepFrom := max(cut, n.newest-candleBucketMS)
 	for _, b := range k.buckets {
-		if b.start >= keepFrom && cw.bucketAt(b.start) == nil {
+		if b.start >= keepFrom && aggAt(cw.buckets, b.start) == nil {
 			n.buckets = append(n.buckets, b)
 		}
 	}
@@ -126,21 +130,9 @@ func (k *candleKnown) plan(u *candleUpdate, retentionMS int64) (candleWrite, boo
 	return cw, true
 }
 
-func (cw *candleWrite) bucketAt(start int64) *candleAgg {
-	for i := range cw.buckets {
-		if cw.buckets[i].start == start {
-			return &cw.buckets[i]
-		}
-	}
-	return nil
-}
-
+// sortAggs orders buckets by start.
 func sortAggs(a []candleAgg) {
-	for i := 1; i < len(a); i++ {
-		for j := i; j > 0 && a[j].start < a[j-1].start; j-- {
-			a[j], a[j-1] = a[j-1], a[j]
-		}
-	}
+	slices.SortFunc(a, func(x, y candleAgg) int { return cmp.Compare(x.start, y.start) })
 }
 
 // candleWriteScript writes what the sink merged, provided the stored
@@ -168,10 +160,7 @@ redis.call('PEXPIRE', key, ARGV[3])
 return {1, ARGV[2]}
 `
 
-var candleWriteSHA = func() string {
-	sum := sha1.Sum([]byte(candleWriteScript))
-	return hex.EncodeToString(sum[:])
-}()
+var candleWriteSHA = scriptSHA(candleWriteScript)
 
 func formatPos(p pos) string {
 	return strconv.FormatInt(p.recv, 10) + " " + strconv.FormatInt(p.ts, 10)

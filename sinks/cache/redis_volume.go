@@ -2,8 +2,6 @@ package cache
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -91,10 +89,7 @@ redis.call('PEXPIRE', key, ARGV[3])
 return {1, ARGV[2]}
 `
 
-var volumeSHA = func() string {
-	sum := sha1.Sum([]byte(volumeScript))
-	return hex.EncodeToString(sum[:])
-}()
+var volumeSHA = scriptSHA(volumeScript)
 
 func (r *redisBackend) volumeCmd(p tick.Pair, w tradeMark, u *volumeUpdate) rueidis.Completed {
 	args := make([]string, 0, 4+2*len(u.aggs))
