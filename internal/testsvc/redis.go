@@ -1,34 +1,21 @@
 package testsvc
 
 import (
-	"bufio"
-	"context"
-	"errors"
-	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tickflow/tickflow/internal/spawn"
 )
 
 // Redis is a redis-server process owned by one test. Stop kills the real
 // process and Restart starts a new one on the same port and data dir, so
 // tests can watch clients ride through an outage.
 type Redis struct {
-	t    testing.TB
-	bin  string
-	port int
-	dir  string
-	args []string
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan error // receives cmd.Wait's result once
+	t testing.TB
+	*spawn.Redis
 }
 
 // StartRedis starts redis-server on a free loopback port in a temp dir and
@@ -39,114 +26,32 @@ type Redis struct {
 // benchmarks).
 func StartRedis(t testing.TB, extraArgs ...string) *Redis {
 	t.Helper()
-	bin := NeedBinary(t, "redis-server", "redis-server")
-	r := &Redis{t: t, bin: bin, port: FreePort(t), dir: t.TempDir(), args: extraArgs}
-	if err := r.start(); err != nil {
+	NeedBinary(t, "redis-server", "redis-server")
+	s, err := spawn.StartRedis(t.TempDir(), extraArgs...)
+	if err != nil {
 		t.Fatalf("start redis: %v", err)
 	}
+	r := &Redis{t: t, Redis: s}
 	t.Cleanup(r.Stop)
 	return r
 }
 
-// Addr is the server's "127.0.0.1:port".
-func (r *Redis) Addr() string { return Addr(r.port) }
-
-func (r *Redis) start() error {
-	args := []string{
-		"--port", strconv.Itoa(r.port),
-		"--bind", "127.0.0.1",
-		"--dir", r.dir,
-		"--save", "",
-		"--appendonly", "yes",
-		"--appendfsync", "always",
-		"--daemonize", "no",
-		"--logfile", filepath.Join(r.dir, "redis.log"),
-	}
-	cmd := exec.Command(r.bin, append(args, r.args...)...)
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for {
-		if ping(ctx, r.Addr()) == nil {
-			r.mu.Lock()
-			r.cmd, r.exited = cmd, exited
-			r.mu.Unlock()
-			return nil
-		}
-		select {
-		case err := <-exited:
-			return fmt.Errorf("redis-server exited during start (%v); log:\n%s", err, r.log())
-		case <-ctx.Done():
-			_ = cmd.Process.Kill()
-			<-exited
-			return fmt.Errorf("redis-server on %s not answering PING after 10s; log:\n%s", r.Addr(), r.log())
-		case <-time.After(20 * time.Millisecond): // poll interval while the server boots
-		}
-	}
-}
-
-// Stop kills the server with SIGKILL (no graceful shutdown: a crash is what
-// the tests care about) and returns once the process is gone.
+// Stop kills the server with SIGKILL and returns once the process is gone.
 func (r *Redis) Stop() {
-	r.mu.Lock()
-	cmd, exited := r.cmd, r.exited
-	r.cmd, r.exited = nil, nil
-	r.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		r.t.Errorf("redis-server pid %d still running 10s after SIGKILL", cmd.Process.Pid)
+	if err := r.Redis.Stop(); err != nil {
+		r.t.Error(err)
 	}
 }
 
 // Restart starts the server again on the same port and data dir.
 func (r *Redis) Restart() {
 	r.t.Helper()
-	r.mu.Lock()
-	running := r.cmd != nil
-	r.mu.Unlock()
-	if running {
+	if r.Running() {
 		r.t.Fatalf("redis Restart: still running; Stop it first")
 	}
-	if err := r.start(); err != nil {
+	if err := r.Start(); err != nil {
 		r.t.Fatalf("restart redis: %v", err)
 	}
-}
-
-func (r *Redis) log() string {
-	b, _ := os.ReadFile(filepath.Join(r.dir, "redis.log"))
-	return string(b)
-}
-
-// ping speaks just enough RESP to know the server is up, so testsvc needs
-// no Redis client library.
-func ping(ctx context.Context, addr string) error {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if line != "+PONG\r\n" {
-		return errors.New("unexpected reply " + strconv.Quote(line))
-	}
-	return nil
 }
 
 // RedisCluster is a Redis Cluster of primaries without replicas, each a

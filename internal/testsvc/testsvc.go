@@ -6,11 +6,11 @@
 package testsvc
 
 import (
-	"net"
 	"os"
 	"os/exec"
-	"strconv"
 	"testing"
+
+	"github.com/tickflow/tickflow/internal/spawn"
 )
 
 // RequireEnv is the environment variable that turns skips into failures.
@@ -36,16 +36,16 @@ func NeedBinary(t testing.TB, name, debianPackage string) string {
 	return ""
 }
 
-// FreePort returns a TCP port free on 127.0.0.1 at the time of the call.
+// FreePort returns a TCP port free on 127.0.0.1 at the time of the call,
+// never one this test binary was handed before.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ps, err := spawn.FreePorts(1)
 	if err != nil {
 		t.Fatalf("free port: %v", err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ps[0]
 }
 
 // Addr is "127.0.0.1:port".
-func Addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
+func Addr(port int) string { return spawn.Addr(port) }
