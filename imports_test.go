@@ -20,6 +20,12 @@ const module = "github.com/tickflow/tickflow/"
 func rank(pkg string) int {
 	switch {
 	case pkg == "main" || strings.HasPrefix(pkg, "cmd/"):
+		return 10
+	case pkg == "cli":
+		return 9
+	case pkg == "bench":
+		return 8
+	case pkg == "app":
 		return 7
 	case pkg == "api":
 		return 6
@@ -31,10 +37,11 @@ func rank(pkg string) int {
 		return 3
 	case pkg == "ingest" || pkg == "ingest/wire" || pkg == "sinks" || pkg == "internal/wstest":
 		return 2
-	case pkg == "alert" || pkg == "signal" || pkg == "internal/journal" || pkg == "internal/testkit":
+	case pkg == "alert" || pkg == "signal" || pkg == "internal/journal" || pkg == "internal/testkit" || pkg == "internal/testsvc":
 		return 1
 	case pkg == "tick" || pkg == "instrument" || pkg == "clock" || pkg == "health" || pkg == "web" || pkg == "internal/backoff" ||
-		pkg == "internal/registry" || pkg == "internal/loadgen" || pkg == "internal/window" || pkg == "internal/testsvc":
+		pkg == "internal/registry" || pkg == "internal/loadgen" || pkg == "internal/window" ||
+		pkg == "topics" || pkg == "internal/spawn" || pkg == "ingest/wire/wiretest":
 		return 0
 	}
 	return -1
@@ -52,6 +59,17 @@ func forbidden(pkg, imp string) bool {
 	case pkg == "api":
 		return imp == "bus" || imp == "config" || imp == "sinks" || strings.HasPrefix(imp, "sinks/") ||
 			imp == "ingest" || strings.HasPrefix(imp, "ingest/")
+	}
+	return false
+}
+
+// testKit reports whether pkg is test tooling: helpers that only tests may
+// import, so that the shipped binary never links the testing package or
+// code written for tests.
+func testKit(pkg string) bool {
+	switch pkg {
+	case "internal/testkit", "internal/testsvc", "internal/wstest", "ingest/wire/wiretest":
+		return true
 	}
 	return false
 }
@@ -80,6 +98,11 @@ func TestImportRules(t *testing.T) {
 		pkg := filepath.ToSlash(filepath.Dir(path))
 		if pkg == "." {
 			pkg = "main"
+		}
+		for _, s := range f.Imports {
+			if p, _ := strconv.Unquote(s.Path.Value); p == "testing" && !testKit(pkg) {
+				t.Errorf("%s imports testing outside a test file: the shipped binary would link it", path)
+			}
 		}
 		if imports[pkg] == nil {
 			imports[pkg] = map[string]bool{}
@@ -111,6 +134,8 @@ func TestImportRules(t *testing.T) {
 				// reported as the importee's own error
 			case ri >= r:
 				t.Errorf("%s (layer %d) imports %s (layer %d): imports must point down", pkg, r, imp, ri)
+			case testKit(imp) && !testKit(pkg):
+				t.Errorf("%s imports the test kit %s: production code never does", pkg, imp)
 			case forbidden(pkg, imp):
 				t.Errorf("%s imports %s, which docs/ARCHITECTURE.md rules out", pkg, imp)
 			}

@@ -258,12 +258,12 @@ func ParseWith(b []byte, getenv func(string) string, regs Registries) (Config, e
 		for i := 0; i+1 < len(sinksNode.Content); i += 2 {
 			name := sinksNode.Content[i].Value
 			if !sinks.Known(name) {
-				return Config{}, fmt.Errorf("sinks.%s: unknown sink (known: %s)", name, strings.Join(sinks.Names, ", "))
+				return Config{}, fmt.Errorf("sinks.%s: unknown sink (known: %s)", name, strings.Join(sinks.Names(), ", "))
 			}
 			entries[name] = sinksNode.Content[i+1]
 		}
 	}
-	for _, name := range sinks.Names {
+	for _, name := range sinks.Names() {
 		node, ok := entries[name]
 		if !ok {
 			continue

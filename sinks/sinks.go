@@ -21,10 +21,13 @@ import (
 	"github.com/tickflow/tickflow/tick"
 )
 
+// names are the sinks tickflow knows about, in the order they are listed.
+var names = [...]string{"cache", "store", "push", "strategy", "risk"}
+
 // Names are the sinks tickflow knows about. A config may name only these; a
 // known name whose package is not compiled in is reported as "not available
 // in this build" rather than rejected.
-var Names = []string{"cache", "store", "push", "strategy", "risk"}
+func Names() []string { return names[:len(names):len(names)] }
 
 // Sink consumes batches of ticks. The runtime calls Connect before the first
 // batch and again whenever a method returns an error wrapping ErrNotConnected.
@@ -293,7 +296,7 @@ var Default = NewRegistry()
 
 func checkSpec(s Spec) error {
 	if !known(s.Name) {
-		return fmt.Errorf("not one of %v", Names)
+		return fmt.Errorf("not one of %v", Names())
 	}
 	if err := s.Batch.Validate(); err != nil {
 		return fmt.Errorf("default batch: %w", err)
@@ -315,7 +318,7 @@ func Registered() []string { return Default.Registered() }
 func Known(name string) bool { return known(name) }
 
 func known(name string) bool {
-	for _, n := range Names {
+	for _, n := range names {
 		if n == name {
 			return true
 		}

@@ -128,9 +128,7 @@ type SignalFeed struct {
 	mu         sync.Mutex
 	strategies map[string]*signal.StrategyStatus
 	order      []string
-	engine     interface {
-		Strategies() []signal.StrategyStatus
-	}
+	engine     StrategyEngine
 }
 
 // NewSignalFeed follows signal.Topic through f, keeping up to capacity
@@ -162,13 +160,17 @@ func (s *SignalFeed) note(sig *signal.Signal) {
 	st.Signals++
 }
 
-// UseEngine makes Strategies answer from the strategy engine running in
-// this process (the strategy sink), which knows every configured strategy
-// with its state and paper account, while RecentSignals still reads the
-// topic. Call it before serving.
-func (s *SignalFeed) UseEngine(e interface {
+// StrategyEngine is what a strategy engine running in this process (the
+// strategy sink) tells the signal feed: every configured strategy with its
+// state and paper account.
+type StrategyEngine interface {
 	Strategies() []signal.StrategyStatus
-}) {
+}
+
+// UseEngine makes Strategies answer from the strategy engine running in
+// this process, while RecentSignals still reads the topic. Call it before
+// serving.
+func (s *SignalFeed) UseEngine(e StrategyEngine) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.engine = e
